@@ -1,0 +1,40 @@
+# Thin wrappers over scripts/ and the `patternbench` command. Run as root on Debian/Ubuntu.
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PB      := $(BIN)/patternbench
+PYTEST  := $(BIN)/python -m pytest
+RESULTS ?= results
+
+.PHONY: setup test test-unit experiment bench clean cluster-up cluster-down
+
+## setup: host packages, the Python venv, Kubernetes/etcd/CoreDNS built into ~/.cache/patternbench
+setup:
+	bash scripts/setup-host.sh $(VENV)
+	$(PB) setup
+
+## test: everything CI runs: unit tests, then the cluster tests on a local cluster it brings up and down
+test: setup
+	$(PYTEST) tests -v --junitxml=$(RESULTS)/junit-tests.xml
+
+## test-unit: the fast tests only (no cluster, no root needed)
+test-unit:
+	$(PYTEST) tests -m "not cluster and not cluster_down" -q
+
+## experiment: the main job; until the experiments land it brings the local cluster up and down
+experiment: setup
+	bash scripts/experiment.sh $(PB) $(RESULTS)
+
+## bench: benchmarks that print numbers and write $(RESULTS)/bench.json
+bench: setup
+	$(BIN)/python -m patternbench.bench --results $(RESULTS)
+
+cluster-up: setup
+	$(PB) cluster up
+
+cluster-down:
+	$(PB) cluster down
+
+## clean: take any local cluster down and remove results and the venv (the build cache stays)
+clean:
+	-[ -x $(PB) ] && $(PB) cluster down
+	rm -rf $(RESULTS) $(VENV)

@@ -1,0 +1,3 @@
+module patternbench.local/images
+
+go 1.25.0

@@ -1,0 +1,130 @@
+"""The `patternbench` command. Exit codes: 0 ok, 1 an assertion failed, 2 bad input or environment."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from patternbench.cluster.registry import PROVIDER_NAMES, ProviderOptions, get_provider
+from patternbench.errors import StepFailed, UsageError
+from patternbench.progress import Progress
+
+
+def _provider_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--provider", default="local", help=f"one of {', '.join(PROVIDER_NAMES)} (default: local)")
+    parser.add_argument("--bin-dir", type=Path, help="use Kubernetes/etcd/CoreDNS binaries from DIR instead of building them")
+    parser.add_argument("--name", default="patternbench", help="cluster name (kind, gke)")
+    parser.add_argument("--nodes", type=int, default=3, help="nodes (kind: 1 control plane + N-1 workers; gke)")
+    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig provider: the file to use")
+    parser.add_argument("--context", help="kubeconfig provider: the context to use")
+    parser.add_argument("--project", help="gke: the Google Cloud project")
+    parser.add_argument("--zone", default="us-central1-a", help="gke: the zone")
+    parser.add_argument("--registry", help="gke/kubeconfig: registry to push images to")
+
+
+def _options(args: argparse.Namespace) -> ProviderOptions:
+    return ProviderOptions(
+        bin_dir=args.bin_dir,
+        name=args.name,
+        nodes=args.nodes,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        project=args.project,
+        zone=args.zone,
+        registry=args.registry,
+        keep_on_failure=getattr(args, "keep", False),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="patternbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    setup = sub.add_parser("setup", help="build (or find in the cache) every binary and image the local cluster needs")
+    setup.add_argument("--bin-dir", type=Path, help="use Kubernetes/etcd/CoreDNS binaries from DIR instead of building them")
+
+    cluster = sub.add_parser("cluster", help="bring a cluster up or down")
+    csub = cluster.add_subparsers(dest="action", required=True)
+    up = csub.add_parser("up", help="create the cluster (idempotent; sweeps a crashed one first)")
+    _provider_args(up)
+    up.add_argument("--keep", action="store_true", help="keep a cluster that failed half-way, for debugging")
+    for name, text in (("down", "delete the cluster and everything it made"), ("status", "what runs and whether it is healthy"), ("kubeconfig", "print the admin kubeconfig's path")):
+        _provider_args(csub.add_parser(name, help=text))
+
+    clean = sub.add_parser("clean", help="remove results (and with --cache, the build cache)")
+    clean.add_argument("--cache", action="store_true", help="also remove ~/.cache/patternbench")
+    clean.add_argument("--results", type=Path, default=Path("results"))
+    return parser
+
+
+def cmd_setup(args: argparse.Namespace, progress: Progress) -> int:
+    from patternbench.cluster.local.provider import LocalProvider
+
+    provider = LocalProvider(bin_dir=args.bin_dir, progress=progress)
+    binaries, images = provider.setup()
+    for name, path in sorted(binaries.paths.items()):
+        progress.say(f"   {name:<24} {path}")
+    for image in images:
+        progress.say(f"   {image.ref:<40} {image.size_mib:6.1f} MiB  {image.path}")
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace, progress: Progress) -> int:
+    provider = get_provider(args.provider, _options(args), progress)
+    if args.action == "up":
+        provider.create()
+        progress.say(f"cluster up: export KUBECONFIG={provider.kubeconfig()}")
+    elif args.action == "down":
+        with progress.step(f"delete {args.provider} cluster"):
+            provider.delete()
+    elif args.action == "kubeconfig":
+        print(provider.kubeconfig())
+    elif args.action == "status":
+        status = getattr(provider, "status", None)
+        if status is None:
+            for node in provider.nodes():
+                print(f"{node.name:<30} {node.internal_ip:<16} {'Ready' if node.ready else 'NotReady'}")
+            return 0
+        rows = status()
+        for name, pid, healthy in rows:
+            state = "not running" if pid is None else ("healthy" if healthy else "unhealthy")
+            print(f"{name:<26} {str(pid or '-'):>8}  {state}")
+        return 0 if all(h for _, _, h in rows) else 1
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
+    from patternbench.components import cache_root
+
+    shutil.rmtree(args.results, ignore_errors=True)
+    progress.say(f"removed {args.results}")
+    if args.cache:
+        shutil.rmtree(cache_root(), ignore_errors=True)
+        progress.say(f"removed {cache_root()}")
+    return 0
+
+
+COMMANDS = {"setup": cmd_setup, "cluster": cmd_cluster, "clean": cmd_clean}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    progress = Progress()
+    try:
+        return COMMANDS[args.command](args, progress)
+    except UsageError as exc:
+        print(f"patternbench: {exc}", file=sys.stderr)
+        return 2
+    except StepFailed as exc:
+        print(f"patternbench: step {exc.step!r} failed: {exc.reason}" + (f" ({exc.log_hint})" if exc.log_hint else ""), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("patternbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

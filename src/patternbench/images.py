@@ -1,0 +1,160 @@
+"""OCI image archives built from static Go binaries, FROM scratch, with no registry and no Docker.
+
+An archive is an OCI image layout in a tar file; `ctr images import` (local provider) and
+`kind load image-archive` both read it. Archives are byte-for-byte reproducible: fixed
+timestamps and sorted entries, so the same binary always gives the same image digest.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from patternbench.components import cache_root, go_env
+from patternbench.errors import UsageError
+
+NONROOT_UID = 65532
+REPO_ROOT = Path(__file__).resolve().parents[2]
+IMAGES_MODULE = REPO_ROOT / "images"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One single-binary image: the binary goes to /<entry name>, nothing else but /etc/passwd."""
+
+    repository: str
+    tag: str
+    binary: Path
+    entrypoint: tuple[str, ...]
+    user: str = f"{NONROOT_UID}:{NONROOT_UID}"
+    args: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class ImageArchive:
+    ref: str
+    path: Path
+    digest: str
+    size_bytes: int
+
+    @property
+    def size_mib(self) -> float:
+        return self.size_bytes / (1 << 20)
+
+
+def _tar_entry(tar: tarfile.TarFile, name: str, data: bytes | None, mode: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    if data is None:
+        info.type = tarfile.DIRTYPE
+        info.mode = mode
+        tar.addfile(info)
+        return
+    info.size = len(data)
+    info.mode = mode
+    tar.addfile(info, io.BytesIO(data))
+
+
+def layer_tar(spec: ImageSpec) -> bytes:
+    """The single layer: /etc/passwd and /etc/group naming the non-root user, /tmp, the binary."""
+    passwd = f"root:x:0:0:root:/:/sbin/nologin\nnonroot:x:{NONROOT_UID}:{NONROOT_UID}:nonroot:/:/sbin/nologin\n"
+    group = f"root:x:0:\nnonroot:x:{NONROOT_UID}:\n"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        _tar_entry(tar, "etc", None, 0o755)
+        _tar_entry(tar, "etc/passwd", passwd.encode(), 0o644)
+        _tar_entry(tar, "etc/group", group.encode(), 0o644)
+        _tar_entry(tar, "tmp", None, 0o1777)
+        _tar_entry(tar, spec.entrypoint[0].lstrip("/"), spec.binary.read_bytes(), 0o755)
+    return buffer.getvalue()
+
+
+def _blob(data: bytes) -> tuple[str, bytes]:
+    return "sha256:" + hashlib.sha256(data).hexdigest(), data
+
+
+def write_oci_archive(spec: ImageSpec, out: Path) -> ImageArchive:
+    """Write `spec` as an OCI image layout tar at `out`; returns its ref, digest and size."""
+    raw_layer = layer_tar(spec)
+    diff_id = "sha256:" + hashlib.sha256(raw_layer).hexdigest()
+    layer_digest, layer = _blob(gzip.compress(raw_layer, compresslevel=6, mtime=0))
+    config_doc = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "1970-01-01T00:00:00Z",
+        "config": {
+            "Entrypoint": list(spec.entrypoint),
+            "Cmd": list(spec.args) or None,
+            "User": spec.user,
+            "Env": ["PATH=/"],
+            "Labels": spec.labels or None,
+        },
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "patternbench images build"}],
+    }
+    config_digest, config = _blob(json.dumps(config_doc, sort_keys=True).encode())
+    manifest_doc = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": len(config)},
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": len(layer)}
+        ],
+    }
+    manifest_digest, manifest = _blob(json.dumps(manifest_doc, sort_keys=True).encode())
+    index_doc = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": manifest_digest,
+                "size": len(manifest),
+                "platform": {"architecture": "amd64", "os": "linux"},
+                "annotations": {
+                    "io.containerd.image.name": spec.ref,
+                    "org.opencontainers.image.ref.name": spec.tag,
+                },
+            }
+        ],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".partial")
+    with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        _tar_entry(tar, "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode(), 0o644)
+        _tar_entry(tar, "index.json", json.dumps(index_doc, sort_keys=True).encode(), 0o644)
+        _tar_entry(tar, "blobs", None, 0o755)
+        _tar_entry(tar, "blobs/sha256", None, 0o755)
+        for digest, data in sorted([(config_digest, config), (layer_digest, layer), (manifest_digest, manifest)]):
+            _tar_entry(tar, "blobs/sha256/" + digest.split(":", 1)[1], data, 0o644)
+    os.replace(tmp, out)
+    return ImageArchive(ref=spec.ref, path=out, digest=manifest_digest, size_bytes=len(layer) + len(config))
+
+
+def build_go_binaries(names: tuple[str, ...], version: str, out_dir: Path) -> dict[str, Path]:
+    """Build `images/cmd/<name>` static binaries with their version stamped in."""
+    if shutil.which("go") is None:
+        raise UsageError("`go` is not on PATH: install Go 1.25+ to build the images")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = go_env(cache_root())
+    packages = [f"./cmd/{n}" for n in names]
+    cmd = ["go", "build", "-trimpath", "-ldflags", f"-s -w -X main.version={version}", "-o", str(out_dir) + "/", *packages]
+    result = subprocess.run(cmd, cwd=IMAGES_MODULE, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise UsageError(f"building images/{','.join(names)} failed: {last}")
+    return {n: out_dir / n for n in names}

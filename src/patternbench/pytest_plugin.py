@@ -1,0 +1,54 @@
+"""pytest plugin: options, markers and the session-wide cluster fixture.
+
+One cluster per test session: the first test that asks for `cluster` brings it up, and
+the session's end always takes it down again (unless --keep-cluster).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from patternbench.cluster.registry import PROVIDER_NAMES, ProviderOptions, get_provider
+from patternbench.errors import StepFailed, UsageError
+from patternbench.progress import Progress
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("patternbench")
+    group.addoption("--provider", default="local", choices=PROVIDER_NAMES, help="cluster provider for cluster tests")
+    group.addoption("--keep-cluster", action="store_true", help="leave the cluster up after the session")
+    group.addoption("--bin-dir", type=Path, default=None, help="Kubernetes binaries to use instead of building them")
+    group.addoption("--kubeconfig-file", type=Path, default=None, help="kubeconfig provider: the file to use")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cluster: needs a real cluster (brought up once per session)")
+    config.addinivalue_line("markers", "cluster_down: takes the session's cluster down; runs after every other test")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that take the cluster down run last, so every other cluster test still has it."""
+    items.sort(key=lambda item: item.get_closest_marker("cluster_down") is not None)
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Iterator[object]:
+    """The session's cluster provider, up and Ready; torn down at the end of the session."""
+    config = request.config
+    options = ProviderOptions(
+        bin_dir=config.getoption("--bin-dir"),
+        kubeconfig=config.getoption("--kubeconfig-file"),
+    )
+    provider = get_provider(config.getoption("--provider"), options, Progress())
+    try:
+        provider.create()
+    except (UsageError, StepFailed) as exc:
+        pytest.fail(f"cluster up failed: {exc}", pytrace=False)
+    try:
+        yield provider
+    finally:
+        if not config.getoption("--keep-cluster"):
+            provider.delete()
