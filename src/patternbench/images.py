@@ -158,3 +158,13 @@ def build_go_binaries(names: tuple[str, ...], version: str, out_dir: Path) -> di
         last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise UsageError(f"building images/{','.join(names)} failed: {last}")
     return {n: out_dir / n for n in names}
+
+
+def build_project_images(names: tuple[str, ...], tag: str, out_dir: Path | None = None) -> list[ImageArchive]:
+    """Build `images/cmd/<name>` for each name and write `patternbench.local/<name>:<tag>` archives."""
+    out_dir = out_dir or cache_root() / "images" / tag
+    binaries = build_go_binaries(names, tag, out_dir / "bin")
+    return [
+        write_oci_archive(ImageSpec(f"patternbench.local/{name}", tag, binaries[name], (f"/{name}",)), out_dir / f"{name}-{tag}.tar")
+        for name in names
+    ]

@@ -52,3 +52,27 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[object]:
     finally:
         if not config.getoption("--keep-cluster"):
             provider.delete()
+
+
+@pytest.fixture(scope="session")
+def kube_api(cluster: object) -> object:
+    """An official-client ApiClient for the session's cluster."""
+    from kubernetes import client, config
+
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig()))  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def namespace(kube_api: object) -> Iterator[str]:
+    """A fresh namespace per test, labelled as ours, deleted afterwards (kr8s's pattern)."""
+    import uuid
+
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_api)
+    name = f"pb-test-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"patternbench.dev/owner": "tests"})))
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name, propagation_policy="Background")

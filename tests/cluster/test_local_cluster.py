@@ -1,0 +1,127 @@
+"""The local cluster does what a cluster must: node Ready, DNS, Services, NodePorts, images."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+from kubernetes import client
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from patternbench.images import ImageArchive
+
+pytestmark = pytest.mark.cluster
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+@retry(stop=stop_after_delay(60), wait=wait_fixed(0.5), retry=retry_if_exception_type((OSError, AssertionError)), reraise=True)
+def wait_ready_pods(core: client.CoreV1Api, namespace: str, selector: str, count: int) -> list[client.V1Pod]:
+    pods = core.list_namespaced_pod(namespace, label_selector=selector, _request_timeout=5).items
+    ready = [p for p in pods if any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))]
+    assert len(ready) == count, f"{len(ready)}/{count} pods ready"
+    return ready
+
+
+def deploy_netcheck(api: object, namespace: str, image: ImageArchive, replicas: int = 2) -> int:
+    """A netcheck Deployment behind a NodePort Service; returns the node port."""
+    labels = {"app": "netcheck"}
+    container = client.V1Container(
+        name="netcheck",
+        image=image.ref,
+        image_pull_policy="Never",
+        ports=[client.V1ContainerPort(container_port=8080)],
+        readiness_probe=client.V1Probe(http_get=client.V1HTTPGetAction(path="/", port=8080), period_seconds=1),
+    )
+    deployment = client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="netcheck"),
+        spec=client.V1DeploymentSpec(
+            replicas=replicas,
+            selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels), spec=client.V1PodSpec(containers=[container])
+            ),
+        ),
+    )
+    client.AppsV1Api(api).create_namespaced_deployment(namespace, deployment)
+    service = client.V1Service(
+        metadata=client.V1ObjectMeta(name="netcheck"),
+        spec=client.V1ServiceSpec(
+            type="NodePort", selector=labels, ports=[client.V1ServicePort(port=80, target_port=8080)]
+        ),
+    )
+    created = client.CoreV1Api(api).create_namespaced_service(namespace, service)
+    wait_ready_pods(client.CoreV1Api(api), namespace, "app=netcheck", replicas)
+    port = created.spec.ports[0].node_port
+    wait_answers(f"http://127.0.0.1:{port}/")
+    return port
+
+
+@retry(stop=stop_after_delay(30), wait=wait_fixed(0.2), retry=retry_if_exception_type(OSError), reraise=True)
+def wait_answers(url: str) -> None:
+    """kube-proxy programs a new Service a moment after its pods are Ready."""
+    urllib.request.urlopen(url, timeout=2).close()
+
+
+def test_node_is_ready_and_runs_v1_34(kube_api: object) -> None:
+    nodes = client.CoreV1Api(kube_api).list_node().items
+    assert len(nodes) == 1
+    node = nodes[0]
+    assert node.status.node_info.kubelet_version.startswith("v1.34.")
+    assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+
+
+def test_coredns_is_ready(kube_api: object) -> None:
+    pods = client.CoreV1Api(kube_api).list_namespaced_pod("kube-system", label_selector="k8s-app=kube-dns").items
+    assert pods and all(any(c.type == "Ready" and c.status == "True" for c in p.status.conditions) for p in pods)
+
+
+def test_pod_resolves_cluster_names_but_nothing_outside(kube_api: object, namespace: str, netcheck_image: ImageArchive) -> None:
+    port = deploy_netcheck(kube_api, namespace, netcheck_image, replicas=1)
+    base = f"http://127.0.0.1:{port}"
+    status, body = get_json(f"{base}/resolve?host=kubernetes.default")
+    assert status == 200, body
+    assert body["addrs"] == ["10.96.0.1"]
+    status, body = get_json(f"{base}/resolve?host=netcheck.{namespace}.svc.cluster.local")
+    assert status == 200, body
+    # CoreDNS has no upstream forwarder: outside names do not resolve.
+    status, body = get_json(f"{base}/resolve?host=example.com")
+    assert status == 502, body
+
+
+def test_service_routes_to_every_pod_and_nodeport_answers_on_loopback(
+    kube_api: object, namespace: str, netcheck_image: ImageArchive
+) -> None:
+    port = deploy_netcheck(kube_api, namespace, netcheck_image, replicas=2)
+    pods = {p.metadata.name for p in wait_ready_pods(client.CoreV1Api(kube_api), namespace, "app=netcheck", 2)}
+    seen_via_nodeport, seen_via_service = set(), set()
+    deadline = time.monotonic() + 20  # the second endpoint may reach kube-proxy a moment later
+    while time.monotonic() < deadline:
+        status, body = get_json(f"http://127.0.0.1:{port}/")
+        assert status == 200
+        seen_via_nodeport.add(body["pod"])
+        # From inside a pod, through the Service's DNS name and ClusterIP.
+        status, body = get_json(f"http://127.0.0.1:{port}/fetch?url=http://netcheck.{namespace}.svc/")
+        assert status == 200, body
+        seen_via_service.add(body["pod"])
+        if seen_via_nodeport == pods and seen_via_service == pods:
+            break
+    assert seen_via_nodeport == pods
+    assert seen_via_service == pods
+
+
+def test_loaded_image_runs_with_its_stamped_version(kube_api: object, namespace: str, netcheck_image: ImageArchive) -> None:
+    port = deploy_netcheck(kube_api, namespace, netcheck_image, replicas=1)
+    status, body = get_json(f"http://127.0.0.1:{port}/")
+    assert status == 200
+    assert body["version"] == "test"
+    pod = client.CoreV1Api(kube_api).list_namespaced_pod(namespace).items[0]
+    assert pod.status.container_statuses[0].image.endswith("netcheck:test")
