@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from patternbench import cli
+from patternbench.cluster.local import steps
+from patternbench.cluster.local.processes import Daemon, ProcInfo, descendants, kill_all, matching
+from patternbench.cluster.local.settings import LocalSettings
+from patternbench.components import Binaries
+from patternbench.errors import UsageError
+
+
+def test_descendants_walks_the_tree() -> None:
+    procs = [ProcInfo(1, 0, ("init",)), ProcInfo(10, 1, ("shim",)), ProcInfo(11, 10, ("pause",)), ProcInfo(12, 11, ("app",)), ProcInfo(20, 1, ("other",))]
+    assert descendants({10}, procs) == {10, 11, 12}
+    assert descendants(set(), procs) == set()
+
+
+def test_matching_looks_at_every_argument() -> None:
+    procs = [ProcInfo(5, 1, ("containerd-shim-runc-v2", "-address", "/run/patternbench/local/containerd/containerd.sock")), ProcInfo(6, 1, ("containerd", "-address", "/run/containerd/containerd.sock"))]
+    assert matching(procs, ("/run/patternbench/local",)) == {5}
+
+
+def test_daemon_start_pidfile_log_and_kill(tmp_path: Path) -> None:
+    d = Daemon("sleeper", [sys.executable, "-c", "import time; print('hi', flush=True); time.sleep(60)"], tmp_path / "s.log", tmp_path / "s.pid")
+    pid = d.start()
+    assert d.running() and int((tmp_path / "s.pid").read_text()) == pid
+    # A second handle that only knows the pid file finds the same process.
+    again = Daemon("sleeper", d.argv, d.log_path, d.pid_path)
+    assert again.pid() == pid
+    steps.wait_until("the log line", lambda: "hi" in d.log_tail(), 10, d)
+    kill_all({pid}, grace_s=2)
+    assert not d.running()
+
+
+def test_recycled_pid_is_not_ours(tmp_path: Path) -> None:
+    (tmp_path / "x.pid").write_text(str(os.getpid()))
+    assert Daemon("x", ["/usr/bin/not-us"], tmp_path / "x.log", tmp_path / "x.pid").pid() is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="preflight checks root first")
+def test_preflight_refuses_a_taken_port() -> None:
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        sock.listen()
+        taken = sock.getsockname()[1]
+        settings = LocalSettings(apiserver_port=taken)
+        ctx = steps.Context(settings=settings, binaries=Binaries({}))
+        with pytest.raises(UsageError, match=f"port {taken} \\(kube-apiserver\\) is already taken"):
+            steps.preflight(ctx)
+
+
+def test_cli_unknown_provider_exits_2_with_one_line(capsys) -> None:
+    assert cli.main(["cluster", "status", "--provider", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown provider 'nope'" in err
+
+
+def test_cli_missing_kubeconfig_exits_2(tmp_path: Path, capsys) -> None:
+    assert cli.main(["cluster", "status", "--provider", "kubeconfig", "--kubeconfig", str(tmp_path / "none")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_as_a_process_prints_no_traceback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "patternbench.cli", "cluster", "up", "--provider", "kind", "--nodes", "1"],
+        capture_output=True, text=True, env={**os.environ, "PATH": "/nonexistent"},
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("patternbench:")
