@@ -1,0 +1,211 @@
+// Command app is the demo microservice: GET / calls each downstream Service (directly, or
+// through the mesh proxy in forward-proxy form), answers with the whole tree of hops, and
+// logs one numbered line per request. On SIGTERM /readyz fails at once and the server keeps
+// serving for the drain period, so a rolling update loses no request.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	"patternbench.local/images/internal/applog"
+	"patternbench.local/images/internal/config"
+	"patternbench.local/images/internal/serve"
+)
+
+var version = "dev"
+
+type settings struct {
+	Service, Pod, Node, Namespace string
+	Downstreams                   []string
+	Proxy                         string // host:port of the mesh proxy, "" for direct calls
+	LogPath                       string
+	Listen                        string
+	Drain, Grace, Timeout         time.Duration
+	Parallel                      bool
+}
+
+func load(env *config.Env) settings {
+	host, _ := os.Hostname()
+	s := settings{
+		Service:     env.Required("SERVICE_NAME"),
+		Pod:         env.String("POD_NAME", host),
+		Node:        env.String("NODE_NAME", ""),
+		Namespace:   env.String("NAMESPACE", ""),
+		Downstreams: env.List("DOWNSTREAMS"),
+		Proxy:       env.Addr("MESH_PROXY", ""),
+		LogPath:     env.String("LOG_PATH", ""),
+		Listen:      env.Addr("LISTEN", ":8080"),
+		Drain:       env.Duration("DRAIN", 5*time.Second),
+		Grace:       env.Duration("GRACE", 10*time.Second),
+		Timeout:     env.Duration("DOWNSTREAM_TIMEOUT", 5*time.Second),
+		Parallel:    env.Bool("PARALLEL", false),
+	}
+	return s
+}
+
+// Answer is what GET / returns: this hop and, nested, every downstream hop.
+type Answer struct {
+	Service    string       `json:"service"`
+	Pod        string       `json:"pod"`
+	Node       string       `json:"node,omitempty"`
+	Version    string       `json:"version"`
+	RequestID  string       `json:"request_id"`
+	Via        string       `json:"via,omitempty"` // the Via trail this request arrived with
+	Downstream []Downstream `json:"downstream,omitempty"`
+}
+
+// Downstream is one call's result, with the Via trail of its response.
+type Downstream struct {
+	Service string  `json:"service"`
+	Status  int     `json:"status"`
+	Via     string  `json:"via,omitempty"`
+	Error   string  `json:"error,omitempty"`
+	Answer  *Answer `json:"answer,omitempty"`
+}
+
+type app struct {
+	s      settings
+	log    *applog.Writer
+	client *http.Client
+	drain  serve.Draining
+}
+
+func (a *app) downstreamURL(service string) string {
+	host := service
+	if a.s.Proxy != "" && a.s.Namespace != "" {
+		host = service + "." + a.s.Namespace // the proxy serves Services by namespace
+	}
+	return "http://" + host + "/"
+}
+
+func (a *app) call(ctx context.Context, service, requestID string) Downstream {
+	d := Downstream{Service: service}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.downstreamURL(service), nil)
+	if err != nil {
+		d.Error = err.Error()
+		return d
+	}
+	req.Header.Set("X-Request-Id", requestID)
+	resp, err := a.client.Do(req)
+	if err != nil {
+		d.Error = err.Error()
+		return d
+	}
+	defer resp.Body.Close()
+	d.Status = resp.StatusCode
+	d.Via = resp.Header.Get("Via")
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		d.Error = err.Error()
+		return d
+	}
+	var nested Answer
+	if json.Unmarshal(body, &nested) == nil && nested.Service != "" {
+		d.Answer = &nested
+	} else if resp.StatusCode >= 400 {
+		d.Error = string(body)
+	}
+	return d
+}
+
+func newRequestID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (a *app) root(w http.ResponseWriter, r *http.Request) {
+	requestID := r.Header.Get("X-Request-Id")
+	if requestID == "" {
+		requestID = newRequestID()
+	}
+	if _, err := a.log.Log(requestID); err != nil {
+		fmt.Fprintf(os.Stderr, "app: writing the log line: %v\n", err)
+	}
+	ans := Answer{Service: a.s.Service, Pod: a.s.Pod, Node: a.s.Node, Version: version, RequestID: requestID, Via: r.Header.Get("Via")}
+	ans.Downstream = make([]Downstream, len(a.s.Downstreams))
+	ctx, cancel := context.WithTimeout(r.Context(), a.s.Timeout)
+	defer cancel()
+	if a.s.Parallel {
+		var wg sync.WaitGroup
+		for i, svc := range a.s.Downstreams {
+			wg.Add(1)
+			go func(i int, svc string) {
+				defer wg.Done()
+				ans.Downstream[i] = a.call(ctx, svc, requestID)
+			}(i, svc)
+		}
+		wg.Wait()
+	} else {
+		for i, svc := range a.s.Downstreams {
+			ans.Downstream[i] = a.call(ctx, svc, requestID)
+		}
+	}
+	status := http.StatusOK
+	for _, d := range ans.Downstream {
+		if d.Error != "" || d.Status >= 400 {
+			status = http.StatusBadGateway
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Request-Id", requestID)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(ans)
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "--version" {
+		fmt.Println("app", version)
+		return
+	}
+	env := config.FromOS()
+	s := load(env)
+	if env.Err != nil {
+		config.Fail("app", env.Err)
+	}
+	var out io.Writer = os.Stdout
+	if s.LogPath != "" {
+		f, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			config.Fail("app", &config.Error{Setting: "LOG_PATH", Problem: err.Error()})
+		}
+		defer f.Close()
+		out = f
+	}
+	transport := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 60 * time.Second}
+	if s.Proxy != "" {
+		transport.Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: s.Proxy})
+	}
+	a := &app{s: s, log: applog.NewWriter(out, s.Pod), client: &http.Client{Transport: transport}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", a.root)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if a.drain.Is() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	ln, err := serve.Listen(s.Listen, false)
+	if err != nil {
+		config.Fail("app", &config.Error{Setting: "LISTEN", Problem: err.Error()})
+	}
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+	group := &serve.Group{Servers: []*http.Server{server}, Drain: s.Drain, Grace: s.Grace, Draining: &a.drain}
+	if err := group.Serve([]net.Listener{ln}); err != nil {
+		fmt.Fprintf(os.Stderr, "app: %v\n", err)
+		os.Exit(1)
+	}
+}

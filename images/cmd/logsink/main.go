@@ -1,0 +1,65 @@
+// Command logsink receives log batches (POST /ingest, newline-separated lines) and answers
+// GET /stats with what arrived: received, missing, duplicated and delivery lag, per source
+// pod and in total. In memory only; experiments never upgrade it.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"patternbench.local/images/internal/config"
+	"patternbench.local/images/internal/serve"
+	"patternbench.local/images/internal/sink"
+)
+
+var version = "dev"
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "--version" {
+		fmt.Println("logsink", version)
+		return
+	}
+	env := config.FromOS()
+	listen := env.Addr("LISTEN", ":8080")
+	if env.Err != nil {
+		config.Fail("logsink", env.Err)
+	}
+	stats := sink.New()
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /ingest", func(w http.ResponseWriter, r *http.Request) {
+		scanner := bufio.NewScanner(http.MaxBytesReader(w, r.Body, 64<<20))
+		scanner.Buffer(make([]byte, 64*1024), 1<<20)
+		for scanner.Scan() {
+			if len(scanner.Bytes()) > 0 {
+				stats.Add(scanner.Bytes())
+			}
+		}
+		if err := scanner.Err(); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		stats.BatchDone()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(stats.Snapshot())
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	ln, err := serve.Listen(listen, false)
+	if err != nil {
+		config.Fail("logsink", &config.Error{Setting: "LISTEN", Problem: err.Error()})
+	}
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	group := &serve.Group{Servers: []*http.Server{server}, Drain: 0, Grace: 5 * time.Second}
+	if err := group.Serve([]net.Listener{ln}); err != nil {
+		fmt.Fprintf(os.Stderr, "logsink: %v\n", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,121 @@
+package mesh
+
+import (
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+// Endpoint is one ready address of a Service.
+type Endpoint struct {
+	IP       string
+	Port     int
+	NodeName string
+	PodName  string
+}
+
+// Store holds the ready endpoints of every known Service, merged from its EndpointSlices,
+// and hands them out round-robin.
+type Store struct {
+	mu     sync.RWMutex
+	slices map[string]map[string][]Endpoint // service key -> slice name -> endpoints
+	merged map[string][]Endpoint
+	next   map[string]*atomic.Uint64
+}
+
+// NewStore returns an empty store.
+func NewStore() *Store {
+	return &Store{slices: map[string]map[string][]Endpoint{}, merged: map[string][]Endpoint{}, next: map[string]*atomic.Uint64{}}
+}
+
+// SetSlice replaces one slice's endpoints (an ADDED or MODIFIED event).
+func (s *Store) SetSlice(service, slice string, eps []Endpoint) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.slices[service] == nil {
+		s.slices[service] = map[string][]Endpoint{}
+	}
+	s.slices[service][slice] = eps
+	s.remerge(service)
+}
+
+// DeleteSlice forgets a slice (a DELETED event).
+func (s *Store) DeleteSlice(service, slice string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.slices[service], slice)
+	s.remerge(service)
+}
+
+// Replace swaps the whole content after a re-list; slices not listed are gone.
+func (s *Store) Replace(all map[string]map[string][]Endpoint) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.slices = all
+	s.merged = map[string][]Endpoint{}
+	for service := range all {
+		s.remerge(service)
+	}
+}
+
+func (s *Store) remerge(service string) {
+	var eps []Endpoint
+	for _, part := range s.slices[service] {
+		eps = append(eps, part...)
+	}
+	sort.Slice(eps, func(i, j int) bool { return eps[i].IP < eps[j].IP || (eps[i].IP == eps[j].IP && eps[i].Port < eps[j].Port) })
+	if len(eps) == 0 {
+		delete(s.merged, service)
+		delete(s.slices, service)
+		return
+	}
+	s.merged[service] = eps
+	if s.next[service] == nil {
+		s.next[service] = &atomic.Uint64{}
+	}
+}
+
+// Pick returns the next ready endpoint of a service, round-robin; false if it has none.
+func (s *Store) Pick(service string) (Endpoint, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	eps := s.merged[service]
+	if len(eps) == 0 {
+		return Endpoint{}, false
+	}
+	n := s.next[service].Add(1) - 1
+	return eps[n%uint64(len(eps))], true
+}
+
+// Endpoints returns a copy of a service's ready endpoints.
+func (s *Store) Endpoints(service string) []Endpoint {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return append([]Endpoint(nil), s.merged[service]...)
+}
+
+// Count is the number of ready endpoints known, over all services (a metric).
+func (s *Store) Count() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, eps := range s.merged {
+		n += len(eps)
+	}
+	return n
+}
+
+// HasEndpoint reports whether ip:port is a ready endpoint of any Service.
+func (s *Store) HasEndpoint(ip, port string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, eps := range s.merged {
+		for _, ep := range eps {
+			if ep.IP == ip && strconv.Itoa(ep.Port) == port {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,147 @@
+// Package sink counts log lines exactly: per source pod and process instance, which
+// sequence numbers arrived, which are missing (gaps) and which came more than once.
+package sink
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"patternbench.local/images/internal/applog"
+)
+
+// maxLagSamples bounds memory: past it, lag samples are kept by reservoir-free thinning.
+const maxLagSamples = 200000
+
+type instance struct {
+	seen     map[uint64]struct{}
+	maxSeq   uint64
+	received uint64
+	dups     uint64
+}
+
+// Stats is the sink's state; safe for concurrent use.
+type Stats struct {
+	mu        sync.Mutex
+	pods      map[string]map[string]*instance // pod -> instance -> counts
+	lags      []float64                       // seconds
+	lagStride int
+	lagCount  int
+	unparsed  uint64
+	batches   uint64
+	now       func() time.Time
+}
+
+// New returns empty stats.
+func New() *Stats {
+	return &Stats{pods: map[string]map[string]*instance{}, lagStride: 1, now: time.Now}
+}
+
+// Add records one raw line as received now.
+func (s *Stats) Add(raw []byte) {
+	line, err := applog.Parse(raw)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil || line.Pod == "" || line.Seq == 0 {
+		s.unparsed++
+		return
+	}
+	insts := s.pods[line.Pod]
+	if insts == nil {
+		insts = map[string]*instance{}
+		s.pods[line.Pod] = insts
+	}
+	inst := insts[line.Instance]
+	if inst == nil {
+		inst = &instance{seen: map[uint64]struct{}{}}
+		insts[line.Instance] = inst
+	}
+	inst.received++
+	if _, dup := inst.seen[line.Seq]; dup {
+		inst.dups++
+	} else {
+		inst.seen[line.Seq] = struct{}{}
+	}
+	if line.Seq > inst.maxSeq {
+		inst.maxSeq = line.Seq
+	}
+	if !line.Time.IsZero() {
+		s.lagCount++
+		if s.lagCount%s.lagStride == 0 {
+			s.lags = append(s.lags, s.now().Sub(line.Time).Seconds())
+			if len(s.lags) >= maxLagSamples {
+				// Keep every other sample and sample half as often from now on.
+				kept := s.lags[:0]
+				for i := 0; i < len(s.lags); i += 2 {
+					kept = append(kept, s.lags[i])
+				}
+				s.lags = kept
+				s.lagStride *= 2
+			}
+		}
+	}
+}
+
+// BatchDone counts one ingested batch.
+func (s *Stats) BatchDone() {
+	s.mu.Lock()
+	s.batches++
+	s.mu.Unlock()
+}
+
+// Counts are the totals for one pod or for all.
+type Counts struct {
+	Received   uint64 `json:"received"`
+	Unique     uint64 `json:"unique"`
+	Missing    uint64 `json:"missing"`
+	Duplicated uint64 `json:"duplicated"`
+	Instances  int    `json:"instances"`
+}
+
+// Lag is the delivery delay, from the line's timestamp to its arrival.
+type Lag struct {
+	MinS    float64 `json:"min_s"`
+	MedianS float64 `json:"median_s"`
+	MaxS    float64 `json:"max_s"`
+	Samples int     `json:"samples"`
+}
+
+// Snapshot is what GET /stats answers.
+type Snapshot struct {
+	Total    Counts            `json:"total"`
+	Sources  map[string]Counts `json:"sources"`
+	Lag      Lag               `json:"lag"`
+	Unparsed uint64            `json:"unparsed"`
+	Batches  uint64            `json:"batches"`
+}
+
+// Snapshot computes the counts. Missing lines are the gaps below each instance's highest
+// sequence number (lines after the last one that arrived cannot be known as missing).
+func (s *Stats) Snapshot() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := Snapshot{Sources: map[string]Counts{}, Unparsed: s.unparsed, Batches: s.batches}
+	for pod, insts := range s.pods {
+		var c Counts
+		for _, inst := range insts {
+			unique := uint64(len(inst.seen))
+			c.Received += inst.received
+			c.Unique += unique
+			c.Missing += inst.maxSeq - unique
+			c.Duplicated += inst.dups
+			c.Instances++
+		}
+		snap.Sources[pod] = c
+		snap.Total.Received += c.Received
+		snap.Total.Unique += c.Unique
+		snap.Total.Missing += c.Missing
+		snap.Total.Duplicated += c.Duplicated
+		snap.Total.Instances += c.Instances
+	}
+	if len(s.lags) > 0 {
+		sorted := append([]float64(nil), s.lags...)
+		sort.Float64s(sorted)
+		snap.Lag = Lag{MinS: sorted[0], MedianS: sorted[len(sorted)/2], MaxS: sorted[len(sorted)-1], Samples: len(sorted)}
+	}
+	return snap
+}
