@@ -1,0 +1,51 @@
+package sink
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func line(pod, inst string, seq int, ts time.Time) []byte {
+	return []byte(fmt.Sprintf(`{"pod":%q,"instance":%q,"seq":%d,"request_id":"r","ts":%q}`, pod, inst, seq, ts.Format(time.RFC3339Nano)))
+}
+
+func TestGapsAndDuplicatesPerPodAndInstance(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
+	s := New()
+	s.now = func() time.Time { return now }
+	for _, seq := range []int{1, 2, 4, 4, 5, 7} { // 3 and 6 missing, 4 twice
+		s.Add(line("a", "i1", seq, now.Add(-time.Second)))
+	}
+	for _, seq := range []int{1, 2} { // a restarted container: a new sequence, not duplicates
+		s.Add(line("a", "i2", seq, now.Add(-3*time.Second)))
+	}
+	s.Add(line("b", "j1", 1, now.Add(-2*time.Second)))
+	s.Add([]byte("not json"))
+	snap := s.Snapshot()
+	a := snap.Sources["a"]
+	if a.Received != 8 || a.Unique != 7 || a.Missing != 2 || a.Duplicated != 1 || a.Instances != 2 {
+		t.Fatalf("pod a: %+v", a)
+	}
+	if snap.Total.Received != 9 || snap.Total.Missing != 2 || snap.Total.Duplicated != 1 {
+		t.Fatalf("total: %+v", snap.Total)
+	}
+	if snap.Unparsed != 1 {
+		t.Fatalf("unparsed %d", snap.Unparsed)
+	}
+	if snap.Lag.MinS != 1 || snap.Lag.MaxS != 3 || snap.Lag.Samples != 9 {
+		t.Fatalf("lag: %+v", snap.Lag)
+	}
+}
+
+func TestLagSamplesStayBounded(t *testing.T) {
+	s := New()
+	now := time.Now()
+	for i := 1; i <= maxLagSamples*2+10; i++ {
+		s.Add(line("p", "i", i, now))
+	}
+	snap := s.Snapshot()
+	if snap.Lag.Samples >= maxLagSamples || snap.Total.Unique != uint64(maxLagSamples*2+10) {
+		t.Fatalf("samples %d unique %d", snap.Lag.Samples, snap.Total.Unique)
+	}
+}
