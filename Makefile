@@ -12,8 +12,10 @@ setup:
 	bash scripts/setup-host.sh $(VENV)
 	$(PB) setup
 
-## test: everything CI runs: unit tests, then the cluster tests on a local cluster it brings up and down
+## test: everything CI runs: Go tests of the data plane, unit tests, then the cluster tests on
+## a local cluster it brings up and takes down again
 test: setup
+	cd images && go test -count=1 ./...
 	$(PYTEST) tests -v --junitxml=$(RESULTS)/junit-tests.xml
 
 ## test-unit: the fast tests only (no cluster, no root needed)

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("down", "delete the cluster and everything it made"), ("status", "what runs and whether it is healthy"), ("kubeconfig", "print the admin kubeconfig's path")):
         _provider_args(csub.add_parser(name, help=text))
 
+    images = sub.add_parser("images", help="build the data-plane images, or load them into a cluster")
+    isub = images.add_subparsers(dest="action", required=True)
+    isub.add_parser("build", help="build app, meshproxy, logagent, logsink (agents in v1 and v2) as OCI archives")
+    _provider_args(isub.add_parser("load", help="build, then load every image into the cluster"))
+
     clean = sub.add_parser("clean", help="remove results (and with --cache, the build cache)")
     clean.add_argument("--cache", action="store_true", help="also remove ~/.cache/patternbench")
     clean.add_argument("--results", type=Path, default=Path("results"))
@@ -96,6 +101,20 @@ def cmd_cluster(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
+def cmd_images(args: argparse.Namespace, progress: Progress) -> int:
+    from patternbench.images import build_data_plane
+
+    with progress.step("build data-plane images"):
+        archives = build_data_plane()
+    for archive in archives:
+        progress.say(f"   {archive.ref:<40} {archive.size_mib:6.1f} MiB  {archive.path}")
+    if args.action == "load":
+        provider = get_provider(args.provider, _options(args), progress)
+        with progress.step(f"load {len(archives)} images into the {args.provider} cluster"):
+            provider.load_images(archives)
+    return 0
+
+
 def cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
     from patternbench.components import cache_root
 
@@ -107,7 +126,7 @@ def cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-COMMANDS = {"setup": cmd_setup, "cluster": cmd_cluster, "clean": cmd_clean}
+COMMANDS = {"setup": cmd_setup, "cluster": cmd_cluster, "images": cmd_images, "clean": cmd_clean}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -168,3 +168,18 @@ def build_project_images(names: tuple[str, ...], tag: str, out_dir: Path | None 
         write_oci_archive(ImageSpec(f"patternbench.local/{name}", tag, binaries[name], (f"/{name}",)), out_dir / f"{name}-{tag}.tar")
         for name in names
     ]
+
+
+# The data plane: the app and the sink exist in v1 only; the agents in v1 and v2, whose
+# binaries (and so image digests) differ, so an upgrade is a real image change.
+DATA_PLANE = ("app", "logsink", "meshproxy", "logagent")
+AGENTS = ("meshproxy", "logagent")
+VERSIONS = ("v1", "v2")
+
+
+def build_data_plane(out_dir: Path | None = None) -> list[ImageArchive]:
+    """Every image the experiments use, as OCI archives: app/logsink v1, agents v1 and v2."""
+    out_dir = out_dir or cache_root() / "images"
+    archives = build_project_images(DATA_PLANE, "v1", out_dir / "v1")
+    archives += build_project_images(AGENTS, "v2", out_dir / "v2")
+    return archives

@@ -30,8 +30,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that take the cluster down run last, so every other cluster test still has it."""
-    items.sort(key=lambda item: item.get_closest_marker("cluster_down") is not None)
+    """Fast tests first, then cluster tests; tests that take the cluster down run last, so
+    every other cluster test still has it. (sort is stable: file order is kept otherwise.)"""
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("cluster_down") is not None:
+            return 2
+        return 1 if item.get_closest_marker("cluster") is not None else 0
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")

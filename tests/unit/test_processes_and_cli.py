@@ -46,11 +46,21 @@ def test_recycled_pid_is_not_ours(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="preflight checks root first")
 def test_preflight_refuses_a_taken_port() -> None:
+    # Every other port free (a cluster may be up while this runs), only the API server's taken.
+    free = []
+    for _ in range(8):
+        with socket.socket() as probe:
+            probe.bind(("0.0.0.0", 0))
+            free.append(probe.getsockname()[1])
     with socket.socket() as sock:
         sock.bind(("0.0.0.0", 0))
         sock.listen()
         taken = sock.getsockname()[1]
-        settings = LocalSettings(apiserver_port=taken)
+        settings = LocalSettings(
+            apiserver_port=taken, etcd_client_port=free[0], etcd_peer_port=free[1], kubelet_port=free[2],
+            kubelet_healthz_port=free[3], proxy_healthz_port=free[4], proxy_metrics_port=free[5],
+            controller_manager_port=free[6], scheduler_port=free[7],
+        )
         ctx = steps.Context(settings=settings, binaries=Binaries({}))
         with pytest.raises(UsageError, match=f"port {taken} \\(kube-apiserver\\) is already taken"):
             steps.preflight(ctx)

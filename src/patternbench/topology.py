@@ -1,0 +1,281 @@
+"""Services, replicas and the call graph; the agent patterns; the seed's container formulas.
+
+Everything here is validated before anything touches a cluster, and every error is one line
+that names the field at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from patternbench.errors import UsageError
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Service names end up in object names with suffixes; leave room under the 63-char limit.
+MAX_NAME = 40
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
+
+
+class Pattern(str, Enum):
+    """Where the agents run. `none` is the control: the app without agents."""
+
+    NONE = "none"
+    SIDECAR = "sidecar"
+    DAEMONSET = "daemonset"
+    HYBRID = "hybrid"
+
+    @classmethod
+    def parse(cls, value: str, field_name: str = "pattern") -> Pattern:
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(p.value for p in cls)
+            raise UsageError(f"{field_name}: unknown pattern {value!r} (choose one of {choices})") from None
+
+
+AGENT_NAMES = ("mesh", "logging")
+
+
+@dataclass(frozen=True)
+class Agents:
+    """Which agents run: the mesh proxy, the log agent, and k generic agents ("agent Ω")."""
+
+    mesh: bool = True
+    logging: bool = True
+    extra_agents: int = 0
+
+    @property
+    def count(self) -> int:
+        """k': every agent that runs, named or generic."""
+        return int(self.mesh) + int(self.logging) + self.extra_agents
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    replicas: int = 2
+    calls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Topology:
+    services: tuple[Service, ...]
+    entry: str
+    agents: Agents = field(default_factory=Agents)
+
+    @property
+    def app_pods(self) -> int:
+        """S·R: application pods over all services."""
+        return sum(s.replicas for s in self.services)
+
+    def service(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+    def with_agents(self, agents: Agents) -> Topology:
+        return Topology(self.services, self.entry, agents)
+
+
+def containers_formula(topology: Topology, pattern: Pattern, nodes: int) -> int:
+    """The seed's container counts: sidecar S·R·(1+k'), daemonset S·R + nodes·k',
+    hybrid per pod for the mesh and per node for the rest, none S·R."""
+    pods, agents = topology.app_pods, topology.agents
+    if pattern is Pattern.NONE:
+        return pods
+    if pattern is Pattern.SIDECAR:
+        return pods * (1 + agents.count)
+    if pattern is Pattern.DAEMONSET:
+        return pods + nodes * agents.count
+    per_node = int(agents.logging) + agents.extra_agents
+    return pods * (1 + int(agents.mesh)) + nodes * per_node
+
+
+# ---- loading and validation ----------------------------------------------------------
+
+
+def _expect(value: Any, kind: type, where: str) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise UsageError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def parse_topology(doc: Any, source: str = "topology") -> Topology:
+    """A topology from its YAML document; raises UsageError naming the first bad field."""
+    if not isinstance(doc, dict):
+        raise UsageError(f"{source}: expected a mapping with services, entry and agents")
+    unknown = set(doc) - {"services", "entry", "agents", "pattern"}
+    if unknown:
+        raise UsageError(f"{source}: unknown field {sorted(unknown)[0]!r}")
+    raw_services = _expect(doc.get("services"), list, "services")
+    if not raw_services:
+        raise UsageError("services: at least one service is needed")
+    services = []
+    for i, raw in enumerate(raw_services):
+        where = f"services[{i}]"
+        _expect(raw, dict, where)
+        unknown = set(raw) - {"name", "replicas", "calls"}
+        if unknown:
+            raise UsageError(f"{where}: unknown field {sorted(unknown)[0]!r}")
+        name = _expect(raw.get("name"), str, f"{where}.name")
+        replicas = _expect(raw.get("replicas", 2), int, f"services.{name}.replicas")
+        calls = _expect(raw.get("calls", []), list, f"services.{name}.calls")
+        for j, call in enumerate(calls):
+            _expect(call, str, f"services.{name}.calls[{j}]")
+        services.append(Service(name=name, replicas=replicas, calls=tuple(calls)))
+    entry = doc.get("entry", services[0].name)
+    _expect(entry, str, "entry")
+    agents = parse_agents(doc.get("agents", {}))
+    topology = Topology(services=tuple(services), entry=entry, agents=agents)
+    validate(topology)
+    return topology
+
+
+def parse_agents(raw: Any) -> Agents:
+    _expect(raw, dict, "agents")
+    unknown = set(raw) - {*AGENT_NAMES, "extra_agents"}
+    if unknown:
+        raise UsageError(f"agents: unknown agent {sorted(unknown)[0]!r} (known: {', '.join(AGENT_NAMES)}, extra_agents)")
+    mesh = _expect(raw.get("mesh", True), bool, "agents.mesh")
+    logging = _expect(raw.get("logging", True), bool, "agents.logging")
+    extra = _expect(raw.get("extra_agents", 0), int, "agents.extra_agents")
+    if extra < 0 or extra > 20:
+        raise UsageError(f"agents.extra_agents: {extra} is outside 0..20")
+    return Agents(mesh=mesh, logging=logging, extra_agents=extra)
+
+
+def validate(topology: Topology) -> None:
+    """Names, replicas, duplicates, unknown downstreams, cycles, reachability from the entry."""
+    seen: set[str] = set()
+    for svc in topology.services:
+        if not DNS_LABEL.match(svc.name) or len(svc.name) > MAX_NAME:
+            raise UsageError(f"services.{svc.name}.name: {svc.name!r} is not a DNS-1123 label of at most {MAX_NAME} characters")
+        if svc.name in seen:
+            raise UsageError(f"services.{svc.name}: duplicate service name")
+        seen.add(svc.name)
+        if svc.replicas < 1:
+            raise UsageError(f"services.{svc.name}.replicas: must be at least 1, got {svc.replicas}")
+        if svc.replicas > 50:
+            raise UsageError(f"services.{svc.name}.replicas: {svc.replicas} is more than 50")
+    for svc in topology.services:
+        for call in svc.calls:
+            if call not in seen:
+                raise UsageError(f"services.{svc.name}.calls: unknown downstream service {call!r}")
+            if call == svc.name:
+                raise UsageError(f"services.{svc.name}.calls: a service cannot call itself")
+        if len(set(svc.calls)) != len(svc.calls):
+            raise UsageError(f"services.{svc.name}.calls: a downstream is listed twice")
+    if topology.entry not in seen:
+        raise UsageError(f"entry: {topology.entry!r} is not one of the services")
+    cycle = find_cycle(topology)
+    if cycle:
+        raise UsageError(f"services.{cycle[0]}.calls: call cycle {' -> '.join(cycle)}")
+    reachable = reachable_from(topology, topology.entry)
+    for svc in topology.services:
+        if svc.name not in reachable:
+            raise UsageError(f"services.{svc.name}: not reachable from the entry service {topology.entry!r}")
+
+
+def find_cycle(topology: Topology) -> list[str]:
+    """A call cycle as a path that starts and ends at the same service, or []."""
+    calls = {s.name: s.calls for s in topology.services}
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    stack: list[str] = []
+
+    def visit(name: str) -> list[str]:
+        state[name] = 1
+        stack.append(name)
+        for nxt in calls.get(name, ()):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if state.get(nxt) is None:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[name] = 2
+        return []
+
+    for svc in topology.services:
+        if state.get(svc.name) is None:
+            found = visit(svc.name)
+            if found:
+                return found
+    return []
+
+
+def reachable_from(topology: Topology, start: str) -> set[str]:
+    calls = {s.name: s.calls for s in topology.services}
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(calls.get(name, ()))
+    return seen
+
+
+def load_topology(path: Path | None = None) -> Topology:
+    path = path or DEFAULT_TOPOLOGY
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read topology {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_topology(doc, str(path))
+
+
+def expected_hops(topology: Topology, pattern: Pattern) -> list[str]:
+    """The Via kinds every downstream call shows: per call, the proxy modes it passes."""
+    mesh = topology.agents.mesh
+    if pattern in (Pattern.SIDECAR, Pattern.HYBRID) and mesh:
+        return ["sidecar", "sidecar"]
+    if pattern is Pattern.DAEMONSET and mesh:
+        return ["node", "node"]
+    return []
+
+
+# ---- capacity ------------------------------------------------------------------------
+
+APP_CPU_M, APP_MEM_MI = 10, 16
+AGENT_CPU_M, AGENT_MEM_MI = 10, 16
+
+
+@dataclass(frozen=True)
+class NodeCapacity:
+    name: str
+    pods: int
+    cpu_m: int
+    memory_mi: int
+
+
+def requested(topology: Topology, pattern: Pattern, nodes: int) -> tuple[int, int, int]:
+    """(pods, cpu millicores, memory MiB) the pattern asks the scheduler for."""
+    containers = containers_formula(topology, pattern, nodes)
+    app = topology.app_pods
+    agent_containers = containers - app
+    per_node_pods = 0 if pattern in (Pattern.NONE, Pattern.SIDECAR) else agent_containers
+    pods = app + per_node_pods + 1  # + the log sink
+    cpu = app * APP_CPU_M + agent_containers * AGENT_CPU_M + 10
+    mem = app * APP_MEM_MI + agent_containers * AGENT_MEM_MI + 16
+    return pods, cpu, mem
+
+
+def check_capacity(topology: Topology, pattern: Pattern, nodes: list[NodeCapacity], used_pods: int = 0) -> None:
+    """Refuse a topology the cluster cannot schedule, before creating anything."""
+    if not nodes:
+        raise UsageError("the cluster has no Ready node")
+    pods, cpu, mem = requested(topology, pattern, len(nodes))
+    free_pods = sum(n.pods for n in nodes) - used_pods
+    if pods > free_pods:
+        raise UsageError(f"services: the {pattern.value} pattern needs {pods} pods but the cluster has room for {free_pods}")
+    if cpu > sum(n.cpu_m for n in nodes):
+        raise UsageError(f"services: the {pattern.value} pattern requests {cpu}m CPU, more than the cluster's {sum(n.cpu_m for n in nodes)}m")
+    if mem > sum(n.memory_mi for n in nodes):
+        raise UsageError(f"services: the {pattern.value} pattern requests {mem}Mi memory, more than the cluster's {sum(n.memory_mi for n in nodes)}Mi")
