@@ -59,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     isub.add_parser("build", help="build app, meshproxy, logagent, logsink (agents in v1 and v2) as OCI archives")
     _provider_args(isub.add_parser("load", help="build, then load every image into the cluster"))
 
+    deploy = sub.add_parser("deploy", help="deploy the topology in one pattern and wait until it is Ready")
+    _provider_args(deploy)
+    deploy.add_argument("--pattern", required=True, help="none, sidecar, daemonset or hybrid")
+    deploy.add_argument("--topology", type=Path, help="topology YAML (default: topologies/default.yaml)")
+    deploy.add_argument("--extra-agents", type=int, help="k generic agents, overriding the topology")
+    deploy.add_argument("--naive", action="store_true", help="no drain and no socket handover (for comparison)")
+    deploy.add_argument("--results", type=Path, default=Path("results"), help="where the rendered manifests go")
+    undeploy = sub.add_parser("undeploy", help="delete a run's (default: every run's) namespaces and wait until gone")
+    _provider_args(undeploy)
+    undeploy.add_argument("--run-id", help="only this run")
+
     clean = sub.add_parser("clean", help="remove results (and with --cache, the build cache)")
     clean.add_argument("--cache", action="store_true", help="also remove ~/.cache/patternbench")
     clean.add_argument("--results", type=Path, default=Path("results"))
@@ -115,6 +126,42 @@ def cmd_images(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace, progress: Progress) -> int:
+    from patternbench.deploy import deploy_run, new_run_id
+    from patternbench.topology import Pattern, load_topology
+
+    pattern = Pattern.parse(args.pattern, "--pattern")
+    topology = load_topology(args.topology)
+    if args.extra_agents is not None:
+        from dataclasses import replace
+
+        from patternbench.topology import parse_agents
+
+        topology = topology.with_agents(parse_agents({**topology.agents.__dict__, "extra_agents": args.extra_agents}))
+    run_id = new_run_id()
+    provider = get_provider(args.provider, _options(args), progress)
+    run = deploy_run(provider, topology, pattern, run_id=run_id, naive=args.naive, results_dir=args.results / run_id, progress=progress)
+    progress.say(f"deployed run {run.run_id}: namespaces {run.app_namespace}, {run.agents_namespace}")
+    progress.say(f"entry: {run.entry_url}   manifests: {args.results / run_id / 'manifests.yaml'}")
+    print(run.run_id)
+    return 0
+
+
+def cmd_undeploy(args: argparse.Namespace, progress: Progress) -> int:
+    from kubernetes import config as kube_config
+
+    from patternbench.deploy import Deployer
+
+    provider = get_provider(args.provider, _options(args), progress)
+    try:
+        api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(f"cannot read the cluster's kubeconfig: {exc}") from None
+    with progress.step(f"undeploy {args.run_id or 'every patternbench run'}"):
+        Deployer(api, progress).undeploy(args.run_id)
+    return 0
+
+
 def cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
     from patternbench.components import cache_root
 
@@ -126,7 +173,7 @@ def cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-COMMANDS = {"setup": cmd_setup, "cluster": cmd_cluster, "images": cmd_images, "clean": cmd_clean}
+COMMANDS = {"setup": cmd_setup, "cluster": cmd_cluster, "images": cmd_images, "deploy": cmd_deploy, "undeploy": cmd_undeploy, "clean": cmd_clean}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

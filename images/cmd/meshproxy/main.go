@@ -36,13 +36,15 @@ func main() {
 	if mode == mesh.Node {
 		name = env.Required("NODE_NAME")
 	}
+	// A node proxy binds the node's address only (LISTEN_HOST), not every host interface.
+	listenHost := env.String("LISTEN_HOST", "")
 	defaultOutbound := "127.0.0.1:15001"
 	if mode == mesh.Node {
-		defaultOutbound = ":15001"
+		defaultOutbound = net.JoinHostPort(listenHost, "15001")
 	}
 	outboundAddr := env.Addr("OUTBOUND", defaultOutbound)
 	inboundPort := env.Int("INBOUND_PORT", 15006, 1, 65535)
-	adminAddr := env.Addr("ADMIN", ":15020")
+	adminAddr := env.Addr("ADMIN", net.JoinHostPort(listenHost, "15020"))
 	namespace := env.String("NAMESPACE", "")
 	watchNamespace := namespace
 	nodeProxies := ""
@@ -109,7 +111,7 @@ func main() {
 		proxy.Metrics.Write(w, store.Count())
 	})
 
-	inboundAddr := ":" + strconv.Itoa(inboundPort)
+	inboundAddr := net.JoinHostPort(listenHost, strconv.Itoa(inboundPort))
 	addrs := []string{outboundAddr, inboundAddr, adminAddr}
 	var listeners []net.Listener
 	for _, addr := range addrs {

@@ -170,6 +170,14 @@ class LocalProvider:
     def nodes(self) -> list[NodeInfo]:
         return nodes_from_api(self.kubeconfig())
 
+    def node_paths(self) -> tuple[Path, Path]:
+        """Where the kubelet writes pod logs, and where node agents may keep state."""
+        return self.settings.pod_logs_dir, self.settings.state_dir / "agent-state"
+
+    def entry_host(self) -> str:
+        """NodePorts answer on the host's loopback."""
+        return "127.0.0.1"
+
     # ---- state -----------------------------------------------------------------------
 
     def daemons(self) -> list[Daemon]:

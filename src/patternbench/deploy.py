@@ -1,0 +1,291 @@
+"""Apply a run's objects, wait until they are rolled out, tear them down; one namespace pair per run.
+
+Everything a run creates carries its run id as a label, so it can be found again: by
+`undeploy`, and by the sweep that removes a crashed run's leftovers before the next one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import DynamicApiError
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from patternbench.errors import UsageError
+from patternbench.progress import Progress
+from patternbench.rollout import rollout_status
+
+RUN_LABEL = "patternbench.dev/run"
+OWNER_LABEL = "patternbench.dev/owner"
+ROLE_LABEL = "patternbench.dev/role"
+FIELD_MANAGER = "patternbench"
+REQUEST_TIMEOUT = 15  # seconds, for every API call
+
+Obj = dict[str, Any]
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """A DNS-label run id that sorts by time: pb-YYMMDD-HHMMSS-xxxx."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return f"pb-{now:%y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def _poll(what: str, check: Any, timeout_s: float, interval_s: float = 0.5) -> Any:
+    """tenacity: call `check` until it returns a truthy value; UsageError after the deadline."""
+    try:
+        return Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(interval_s), retry=retry_if_result(lambda r: not r))(check)
+    except RetryError:
+        raise UsageError(f"timed out after {timeout_s:.0f}s waiting for {what}") from None
+
+
+@dataclass
+class Deployer:
+    api: client.ApiClient
+    progress: Progress = field(default_factory=Progress)
+
+    def __post_init__(self) -> None:
+        self.core = client.CoreV1Api(self.api)
+        self.rbac = client.RbacAuthorizationV1Api(self.api)
+        self._dynamic: DynamicClient | None = None
+
+    @property
+    def dynamic(self) -> DynamicClient:
+        if self._dynamic is None:
+            self._dynamic = DynamicClient(self.api)
+        return self._dynamic
+
+    # ---- before anything is created --------------------------------------------------
+
+    def check_namespaces_free(self, objs: Iterable[Obj], run_id: str) -> None:
+        """A namespace of the same name that patternbench did not create is a clash."""
+        for obj in objs:
+            if obj["kind"] != "Namespace":
+                continue
+            name = obj["metadata"]["name"]
+            try:
+                existing = self.core.read_namespace(name, _request_timeout=REQUEST_TIMEOUT)
+            except ApiException as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            labels = existing.metadata.labels or {}
+            if labels.get(OWNER_LABEL) != "patternbench" or labels.get(RUN_LABEL) != run_id:
+                raise UsageError(f"namespace {name!r} already exists and was not created by this patternbench run")
+
+    def sweep(self, keep_run: str | None = None) -> list[str]:
+        """Delete every earlier run's namespaces and cluster-wide objects (found by label)."""
+        swept = set()
+        for ns in self.core.list_namespace(label_selector=f"{OWNER_LABEL}=patternbench", _request_timeout=REQUEST_TIMEOUT).items:
+            run = (ns.metadata.labels or {}).get(RUN_LABEL)
+            if run and run != keep_run:
+                swept.add(run)
+        for run in sorted(swept):
+            self.undeploy(run, wait=False)
+        if swept:
+            self.wait_gone(None, exclude=keep_run)
+        return sorted(swept)
+
+    # ---- apply and wait --------------------------------------------------------------
+
+    def apply(self, objs: list[Obj]) -> None:
+        """Server-side apply, in the given order (namespaces and RBAC first)."""
+        for obj in objs:
+            resource = self.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            namespace = obj["metadata"].get("namespace")
+            try:
+                resource.server_side_apply(
+                    body=obj, name=obj["metadata"]["name"], namespace=namespace,
+                    field_manager=FIELD_MANAGER, force_conflicts=True, _request_timeout=REQUEST_TIMEOUT,
+                )
+            except DynamicApiError as exc:
+                reason = getattr(exc, "summary", lambda: str(exc))()
+                raise UsageError(f"the API server refused {obj['kind']} {namespace or ''}/{obj['metadata']['name']}: {reason}") from None
+
+    def wait_rolled_out(self, objs: list[Obj], timeout_s: float = 180) -> None:
+        """Wait until every Deployment and DaemonSet is rolled out (kubectl's rules)."""
+        for obj in objs:
+            if obj["kind"] not in ("Deployment", "DaemonSet"):
+                continue
+            self.wait_one(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"], timeout_s)
+
+    def wait_one(self, kind: str, namespace: str, name: str, timeout_s: float) -> None:
+        apps = client.AppsV1Api(self.api)
+        read = apps.read_namespaced_deployment if kind == "Deployment" else apps.read_namespaced_daemon_set
+        last = {"message": ""}
+
+        def done() -> bool:
+            live = self.api.sanitize_for_serialization(read(name, namespace, _request_timeout=REQUEST_TIMEOUT))
+            live["kind"] = kind
+            status = rollout_status(live)
+            last["message"] = status.message
+            return status.done
+
+        try:
+            _poll(f"{kind} {namespace}/{name}", done, timeout_s)
+        except UsageError:
+            raise UsageError(f"{kind} {namespace}/{name} did not roll out in {timeout_s:.0f}s: {last['message']}{self._pod_problem(namespace)}") from None
+
+    def _pod_problem(self, namespace: str) -> str:
+        """The first reason a pod of the namespace is not running, for the error message."""
+        for event in self.core.list_namespaced_event(namespace, _request_timeout=REQUEST_TIMEOUT).items[-20:]:
+            if event.type == "Warning":
+                return f" ({event.reason}: {event.message})"
+        return ""
+
+    # ---- teardown --------------------------------------------------------------------
+
+    def undeploy(self, run_id: str | None = None, wait: bool = True, timeout_s: float = 120) -> None:
+        """Delete a run's (or every run's) namespaces and cluster-wide objects."""
+        selector = f"{RUN_LABEL}={run_id}" if run_id else f"{OWNER_LABEL}=patternbench"
+        for ns in self.core.list_namespace(label_selector=selector, _request_timeout=REQUEST_TIMEOUT).items:
+            try:
+                self.core.delete_namespace(ns.metadata.name, propagation_policy="Background", _request_timeout=REQUEST_TIMEOUT)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        cluster_selector = f"{RUN_LABEL}={run_id}" if run_id else f"{OWNER_LABEL}=patternbench"
+        self.rbac.delete_collection_cluster_role_binding(label_selector=cluster_selector, _request_timeout=REQUEST_TIMEOUT)
+        self.rbac.delete_collection_cluster_role(label_selector=cluster_selector, _request_timeout=REQUEST_TIMEOUT)
+        if wait:
+            self.wait_gone(run_id, timeout_s=timeout_s)
+
+    def wait_gone(self, run_id: str | None, timeout_s: float = 120, exclude: str | None = None) -> None:
+        selector = f"{RUN_LABEL}={run_id}" if run_id else f"{OWNER_LABEL}=patternbench"
+
+        def gone() -> bool:
+            items = self.core.list_namespace(label_selector=selector, _request_timeout=REQUEST_TIMEOUT).items
+            return not [ns for ns in items if (ns.metadata.labels or {}).get(RUN_LABEL) != exclude]
+
+        _poll("the run's namespaces to be deleted", gone, timeout_s)
+
+    def leftovers(self, run_id: str) -> list[str]:
+        """Anything of the run still in the cluster (namespaces, cluster roles, bindings)."""
+        selector = f"{RUN_LABEL}={run_id}"
+        found = [f"namespace/{n.metadata.name}" for n in self.core.list_namespace(label_selector=selector).items]
+        found += [f"clusterrole/{r.metadata.name}" for r in self.rbac.list_cluster_role(label_selector=selector).items]
+        found += [f"clusterrolebinding/{b.metadata.name}" for b in self.rbac.list_cluster_role_binding(label_selector=selector).items]
+        return found
+
+
+def live_containers(core: client.CoreV1Api, namespaces: Iterable[str]) -> int:
+    """Running app and agent containers, as the API reports them (native sidecars included)."""
+    count = 0
+    for namespace in namespaces:
+        pods = core.list_namespaced_pod(namespace, label_selector=f"{ROLE_LABEL} in (app,agent)", _request_timeout=REQUEST_TIMEOUT)
+        for pod in pods.items:
+            if pod.metadata.deletion_timestamp is not None:
+                continue
+            statuses = (pod.status.container_statuses or []) + (pod.status.init_container_statuses or [])
+            count += sum(1 for s in statuses if s.state and s.state.running is not None)
+    return count
+
+
+# ---- a whole run's deployment ------------------------------------------------------------
+
+
+@dataclass
+class DeployedRun:
+    """What `deploy_run` made: enough to reach it, measure it and remove it."""
+
+    run_id: str
+    pattern: str
+    objects: list[Obj]
+    app_namespace: str
+    agents_namespace: str
+    entry_url: str
+    nodes: int
+
+    @property
+    def namespaces(self) -> tuple[str, str]:
+        return (self.app_namespace, self.agents_namespace)
+
+
+def node_capacities(core: client.CoreV1Api) -> tuple[list[Any], int]:
+    """Ready nodes' allocatable pods/CPU/memory, and how many pods already run."""
+    from patternbench.topology import NodeCapacity
+
+    def cpu_m(q: str) -> int:
+        return int(float(q[:-1])) if q.endswith("m") else int(float(q) * 1000)
+
+    def mem_mi(q: str) -> int:
+        units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
+        for suffix, factor in units.items():
+            if q.endswith(suffix):
+                return int(float(q[: -len(suffix)]) * factor)
+        return int(float(q) / (1 << 20))
+
+    nodes = []
+    for node in core.list_node(_request_timeout=REQUEST_TIMEOUT).items:
+        ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+        if not ready:
+            continue
+        alloc = node.status.allocatable
+        nodes.append(NodeCapacity(node.metadata.name, int(alloc["pods"]), cpu_m(alloc["cpu"]), mem_mi(alloc["memory"])))
+    running = len(core.list_pod_for_all_namespaces(field_selector="status.phase=Running", _request_timeout=REQUEST_TIMEOUT).items)
+    return nodes, running
+
+
+def deploy_run(
+    provider: Any,
+    topology: Any,
+    pattern: Any,
+    *,
+    run_id: str | None = None,
+    naive: bool = False,
+    results_dir: Any = None,
+    progress: Progress | None = None,
+    timeout_s: float = 180,
+) -> DeployedRun:
+    """Render, check, load images, apply and wait: the pattern's objects, rolled out and Ready."""
+    from pathlib import Path
+
+    from kubernetes import config as kube_config
+
+    from patternbench.images import build_data_plane
+    from patternbench.render import RenderOptions, render, to_yaml
+    from patternbench.topology import check_capacity
+
+    progress = progress or Progress()
+    run_id = run_id or new_run_id()
+    paths = getattr(provider, "node_paths", None)
+    pod_logs_dir, agent_state_dir = paths() if paths else ("/var/log/pods", "/var/lib/patternbench-agents")
+    opts = RenderOptions(run_id=run_id, pod_logs_dir=str(pod_logs_dir), agent_state_dir=str(agent_state_dir), naive=naive)
+    objs = render(topology, pattern, opts)
+    try:
+        api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
+        deployer = Deployer(api, progress)
+        nodes, running = node_capacities(deployer.core)
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unreachable cluster is an environment problem
+        raise UsageError(f"the {provider.name} cluster is not reachable (is it up? `patternbench cluster up`): {type(exc).__name__}") from None
+    check_capacity(topology, pattern, nodes, used_pods=running)
+    deployer.check_namespaces_free(objs, run_id)
+    with progress.step("sweep earlier runs"):
+        swept = deployer.sweep(keep_run=run_id)
+    if swept:
+        progress.say(f"   removed leftovers of {', '.join(swept)}")
+    if provider.capabilities.can_load_images:
+        with progress.step("build and load images"):
+            provider.load_images(build_data_plane())
+    if results_dir is not None:
+        out = Path(results_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "manifests.yaml").write_text(to_yaml(objs))
+    with progress.step(f"apply {len(objs)} objects ({pattern.value} pattern, run {run_id})"):
+        deployer.apply(objs)
+    with progress.step("wait until every Deployment and DaemonSet is rolled out"):
+        deployer.wait_rolled_out(objs, timeout_s)
+    entry = next(o for o in objs if o["kind"] == "Service" and o["spec"].get("type") == "NodePort")
+    live = deployer.core.read_namespaced_service(entry["metadata"]["name"], opts.app_namespace, _request_timeout=REQUEST_TIMEOUT)
+    host = provider.entry_host() if hasattr(provider, "entry_host") else nodes[0].name
+    return DeployedRun(
+        run_id=run_id, pattern=pattern.value, objects=objs, app_namespace=opts.app_namespace,
+        agents_namespace=opts.agents_namespace, entry_url=f"http://{host}:{live.spec.ports[0].node_port}/", nodes=len(nodes),
+    )
