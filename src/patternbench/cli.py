@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     undeploy = sub.add_parser("undeploy", help="delete a run's (default: every run's) namespaces and wait until gone")
     _provider_args(undeploy)
     undeploy.add_argument("--run-id", help="only this run")
+    undeploy.add_argument("--now", action="store_true", help="kill the pods at once instead of letting them drain")
 
     clean = sub.add_parser("clean", help="remove results (and with --cache, the build cache)")
     clean.add_argument("--cache", action="store_true", help="also remove ~/.cache/patternbench")
@@ -158,7 +159,7 @@ def cmd_undeploy(args: argparse.Namespace, progress: Progress) -> int:
     except Exception as exc:  # noqa: BLE001
         raise UsageError(f"cannot read the cluster's kubeconfig: {exc}") from None
     with progress.step(f"undeploy {args.run_id or 'every patternbench run'}"):
-        Deployer(api, progress).undeploy(args.run_id)
+        Deployer(api, progress).undeploy(args.run_id, graceful=not args.now)
     return 0
 
 

@@ -86,7 +86,7 @@ class Deployer:
             if run and run != keep_run:
                 swept.add(run)
         for run in sorted(swept):
-            self.undeploy(run, wait=False)
+            self.undeploy(run, wait=False, graceful=False)
         if swept:
             self.wait_gone(None, exclude=keep_run)
         return sorted(swept)
@@ -140,10 +140,13 @@ class Deployer:
 
     # ---- teardown --------------------------------------------------------------------
 
-    def undeploy(self, run_id: str | None = None, wait: bool = True, timeout_s: float = 120) -> None:
-        """Delete a run's (or every run's) namespaces and cluster-wide objects."""
+    def undeploy(self, run_id: str | None = None, wait: bool = True, timeout_s: float = 120, graceful: bool = True) -> None:
+        """Delete a run's (or every run's) namespaces and cluster-wide objects. graceful=False
+        kills the pods at once (grace period 0): for teardown after the measurements."""
         selector = f"{RUN_LABEL}={run_id}" if run_id else f"{OWNER_LABEL}=patternbench"
         for ns in self.core.list_namespace(label_selector=selector, _request_timeout=REQUEST_TIMEOUT).items:
+            if not graceful:
+                self.core.delete_collection_namespaced_pod(ns.metadata.name, grace_period_seconds=0, _request_timeout=REQUEST_TIMEOUT)
             try:
                 self.core.delete_namespace(ns.metadata.name, propagation_policy="Background", _request_timeout=REQUEST_TIMEOUT)
             except ApiException as exc:
@@ -285,7 +288,26 @@ def deploy_run(
     entry = next(o for o in objs if o["kind"] == "Service" and o["spec"].get("type") == "NodePort")
     live = deployer.core.read_namespaced_service(entry["metadata"]["name"], opts.app_namespace, _request_timeout=REQUEST_TIMEOUT)
     host = provider.entry_host() if hasattr(provider, "entry_host") else nodes[0].name
+    entry_url = f"http://{host}:{live.spec.ports[0].node_port}/"
+    with progress.step(f"wait until the entry answers at {entry_url}"):
+        # /readyz, not /: a readiness check must not write log lines that a test then counts.
+        wait_answers(entry_url + "readyz", timeout_s=60)
     return DeployedRun(
         run_id=run_id, pattern=pattern.value, objects=objs, app_namespace=opts.app_namespace,
-        agents_namespace=opts.agents_namespace, entry_url=f"http://{host}:{live.spec.ports[0].node_port}/", nodes=len(nodes),
+        agents_namespace=opts.agents_namespace, entry_url=entry_url, nodes=len(nodes),
     )
+
+
+def wait_answers(url: str, timeout_s: float) -> None:
+    """Until `url` answers 200: kube-proxy programs a new Service a moment after its pods are Ready."""
+    import urllib.error
+    import urllib.request
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                return resp.status == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
+    _poll(f"{url} to answer", answers, timeout_s, interval_s=0.2)

@@ -1,0 +1,1 @@
+"""Watchers and samplers that read the cluster while an experiment runs."""

@@ -1,0 +1,91 @@
+"""Each pattern deployed for real: pods Ready under Pod Security, container counts equal the
+seed's formulas, hop trails as the pattern implies, log lines reach the sink, undeploy is clean."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections import Counter
+from typing import Iterator
+
+import pytest
+from kubernetes import client, config
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from patternbench.deploy import DeployedRun, Deployer, deploy_run, live_containers
+from patternbench.measure import calls, pods_in, via_kinds
+from patternbench.observe.logsink import sink_stats
+from patternbench.progress import Progress
+from patternbench.topology import Pattern, containers_formula, expected_hops, load_topology
+
+pytestmark = pytest.mark.cluster
+
+TOPOLOGY = load_topology()
+
+
+@pytest.fixture(params=[p.value for p in Pattern])
+def deployed(request: pytest.FixtureRequest, cluster: object) -> Iterator[tuple[DeployedRun, client.ApiClient]]:
+    pattern = Pattern(request.param)
+    run = deploy_run(cluster, TOPOLOGY, pattern, progress=Progress(quiet=True))
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig()))  # type: ignore[attr-defined]
+    try:
+        yield run, api
+    finally:
+        Deployer(api, Progress(quiet=True)).undeploy(run.run_id, graceful=False)
+
+
+def get(url: str) -> tuple[int, str, dict]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.status, resp.headers.get("Via", ""), json.loads(resp.read())
+
+
+def test_pattern_end_to_end(deployed: tuple[DeployedRun, client.ApiClient]) -> None:
+    run, api = deployed
+    pattern = Pattern(run.pattern)
+    core = client.CoreV1Api(api)
+
+    # Every pod Ready: the API server accepted them all under the namespaces' Pod Security.
+    for ns in run.namespaces:
+        for pod in core.list_namespaced_pod(ns).items:
+            assert any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []), pod.metadata.name
+    events = [e for ns in run.namespaces for e in core.list_namespaced_event(ns).items if e.reason == "FailedCreate"]
+    assert events == [], [e.message for e in events]
+
+    # The live container count is the seed's formula.
+    assert live_containers(core, run.namespaces) == containers_formula(TOPOLOGY, pattern, run.nodes)
+
+    # Hop trails: what the pattern implies on every call, and on the entry.
+    served: Counter[str] = Counter()
+    for _ in range(30):
+        status, via, answer = get(run.entry_url)
+        assert status == 200, answer
+        served += pods_in(answer)
+        for _caller, _callee, down in calls(answer):
+            # On the response back to the caller, and on the request as the callee saw it.
+            assert via_kinds(down.get("via")) == expected_hops(TOPOLOGY, pattern)
+            assert via_kinds(down["answer"].get("via")) == expected_hops(TOPOLOGY, pattern)
+        entry_kinds = via_kinds(via)
+        assert entry_kinds == (["sidecar"] if pattern in (Pattern.SIDECAR, Pattern.HYBRID) else [])
+
+    # Logs: with a log agent, every line each pod wrote reaches the sink, once.
+    if pattern is Pattern.NONE:
+        return
+
+    def all_arrived() -> None:
+        stats = sink_stats(api, run.agents_namespace)
+        received = {pod: counts["received"] for pod, counts in stats["sources"].items()}
+        assert received == dict(served), f"sink {received} != served {dict(served)}"
+        assert stats["total"]["missing"] == 0 and stats["total"]["duplicated"] == 0
+
+    for attempt in Retrying(stop=stop_after_delay(20), wait=wait_fixed(0.5), retry=retry_if_exception_type(AssertionError), reraise=True):
+        with attempt:
+            all_arrived()
+
+
+def test_undeploy_leaves_nothing(cluster: object) -> None:
+    run = deploy_run(cluster, TOPOLOGY, Pattern.DAEMONSET, progress=Progress(quiet=True))
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig()))  # type: ignore[attr-defined]
+    deployer = Deployer(api, Progress(quiet=True))
+    assert deployer.leftovers(run.run_id)  # there was something to remove
+    deployer.undeploy(run.run_id)  # graceful, as `patternbench undeploy` does
+    assert deployer.leftovers(run.run_id) == []

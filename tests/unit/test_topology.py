@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from patternbench.errors import UsageError
+from patternbench.topology import (
+    Agents, NodeCapacity, Pattern, check_capacity, containers_formula, load_topology, parse_topology,
+)
+
+GOOD = {
+    "entry": "web",
+    "services": [
+        {"name": "web", "replicas": 2, "calls": ["api"]},
+        {"name": "api", "replicas": 2, "calls": ["db"]},
+        {"name": "db", "replicas": 1},
+    ],
+    "agents": {"mesh": True, "logging": True, "extra_agents": 0},
+}
+
+
+def broken(path: str, value: object) -> dict:
+    """GOOD with one field replaced: path like 'services.1.replicas'."""
+    doc = copy.deepcopy(GOOD)
+    *parents, last = path.split(".")
+    target = doc
+    for p in parents:
+        target = target[int(p)] if p.isdigit() else target[p]
+    if last.isdigit():
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return doc
+
+
+MALFORMED = [
+    (broken("services.1.calls", ["nope"]), "services.api.calls: unknown downstream service 'nope'"),
+    (broken("services.2.calls", ["web"]), "call cycle"),
+    (broken("services.1.calls", ["api"]), "cannot call itself"),
+    (broken("services.0.replicas", 0), "services.web.replicas: must be at least 1"),
+    (broken("services.0.replicas", -3), "services.web.replicas"),
+    (broken("services.0.replicas", "two"), "services.web.replicas: expected int"),
+    (broken("services.2.name", "DB_Main"), "is not a DNS-1123 label"),
+    (broken("services.2.name", "x" * 45), "is not a DNS-1123 label"),
+    (broken("services.2.name", "-db"), "is not a DNS-1123 label"),
+    (broken("services.2", {"name": "api"}), "services.api: duplicate service name"),
+    (broken("entry", "nobody"), "entry: 'nobody' is not one of the services"),
+    (broken("services.1.calls", []), "services.db: not reachable from the entry service 'web'"),
+    (broken("agents", {"mesh": True, "tracing": True}), "agents: unknown agent 'tracing'"),
+    (broken("agents", {"extra_agents": -1}), "agents.extra_agents"),
+    (broken("agents", {"mesh": "yes"}), "agents.mesh: expected bool"),
+    (broken("services", []), "services: at least one service"),
+    (broken("services", "web"), "services: expected list"),
+    (broken("services.0.calls", ["api", "api"]), "listed twice"),
+    (broken("services.0", {"name": "web", "replica": 2}), "unknown field 'replica'"),
+    ({"services": [{"name": "a"}], "colour": "blue"}, "unknown field 'colour'"),
+    ("just text", "expected a mapping"),
+]
+
+
+@pytest.mark.parametrize("doc,message", MALFORMED, ids=[m for _, m in MALFORMED])
+def test_malformed_topology_is_one_line_naming_the_field(doc: object, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_topology(doc)
+    text = str(info.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_at_least_fifteen_malformed_topologies() -> None:
+    assert len(MALFORMED) >= 15
+
+
+def test_good_topology_parses() -> None:
+    topo = parse_topology(GOOD)
+    assert topo.entry == "web" and topo.app_pods == 5
+    assert topo.service("api").calls == ("db",)
+
+
+def test_default_topology_is_a_chain_of_three_with_two_replicas() -> None:
+    topo = load_topology()
+    assert [s.name for s in topo.services] == ["frontend", "orders", "payments"]
+    assert all(s.replicas == 2 for s in topo.services)
+    assert topo.service("frontend").calls == ("orders",) and topo.service("orders").calls == ("payments",)
+
+
+def test_unreadable_topology_file(tmp_path) -> None:
+    with pytest.raises(UsageError, match="cannot read topology"):
+        load_topology(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("services: [unclosed")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        load_topology(bad)
+
+
+def test_unknown_pattern() -> None:
+    with pytest.raises(UsageError, match="--pattern: unknown pattern 'ambient'"):
+        Pattern.parse("ambient", "--pattern")
+
+
+@pytest.mark.parametrize(
+    "pattern,nodes,k_extra,expected",
+    [
+        (Pattern.NONE, 1, 0, 6),
+        (Pattern.SIDECAR, 1, 0, 18),  # 6 * (1 + 2)
+        (Pattern.DAEMONSET, 1, 0, 8),  # 6 + 1 * 2
+        (Pattern.DAEMONSET, 3, 0, 12),  # 6 + 3 * 2
+        (Pattern.HYBRID, 1, 0, 13),  # 6 * 2 + 1 * 1
+        (Pattern.SIDECAR, 1, 3, 36),  # 6 * (1 + 5)
+        (Pattern.DAEMONSET, 2, 3, 16),  # 6 + 2 * 5
+        (Pattern.HYBRID, 2, 3, 20),  # 6 * 2 + 2 * 4
+    ],
+)
+def test_container_formulas(pattern: Pattern, nodes: int, k_extra: int, expected: int) -> None:
+    topo = load_topology().with_agents(Agents(mesh=True, logging=True, extra_agents=k_extra))
+    assert containers_formula(topo, pattern, nodes) == expected
+
+
+def test_hybrid_sits_between_sidecar_and_daemonset() -> None:
+    topo = load_topology()
+    assert containers_formula(topo, Pattern.DAEMONSET, 1) < containers_formula(topo, Pattern.HYBRID, 1) < containers_formula(topo, Pattern.SIDECAR, 1)
+
+
+def test_capacity_check_refuses_what_cannot_be_scheduled() -> None:
+    topo = load_topology()
+    roomy = [NodeCapacity("n", pods=110, cpu_m=2000, memory_mi=24000)]
+    check_capacity(topo, Pattern.SIDECAR, roomy)
+    with pytest.raises(UsageError, match="needs 7 pods but the cluster has room for 5"):
+        check_capacity(topo, Pattern.SIDECAR, [NodeCapacity("n", pods=10, cpu_m=2000, memory_mi=24000)], used_pods=5)
+    with pytest.raises(UsageError, match="CPU"):
+        check_capacity(topo, Pattern.SIDECAR, [NodeCapacity("n", pods=110, cpu_m=100, memory_mi=24000)])
+    with pytest.raises(UsageError, match="no Ready node"):
+        check_capacity(topo, Pattern.NONE, [])
+
+
+def test_yaml_roundtrip_of_the_default_file() -> None:
+    text = yaml.safe_dump(GOOD)
+    assert parse_topology(yaml.safe_load(text)).app_pods == 5
