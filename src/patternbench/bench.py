@@ -45,7 +45,28 @@ def bench_cluster(runs: int) -> dict[str, float]:
     }
 
 
-BENCHES: dict[str, Callable[[int], dict[str, float]]] = {"cluster": bench_cluster}
+def bench_proxy(runs: int) -> dict[str, float]:
+    """The mesh proxy's cost per hop, direct vs through a two-proxy chain, side by side in
+    one run (cmd/proxybench), and every image's size."""
+    from patternbench.components import cache_root
+    from patternbench.images import build_data_plane, build_go_binaries
+
+    bin_dir = cache_root() / "images" / "bench" / "bin"
+    build_go_binaries(("app", "meshproxy", "proxybench"), "bench", bin_dir)
+    result = subprocess.run(
+        [str(bin_dir / "proxybench"), "-bin", str(bin_dir), "-rounds", str(max(runs, 1)), "-seconds", "5"],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise UsageError(f"proxybench failed: {result.stderr.strip()[-300:]}")
+    figures = {k: round(v, 4) if isinstance(v, float) else v for k, v in json.loads(result.stdout).items()}
+    for archive in build_data_plane():
+        name = archive.ref.rsplit("/", 1)[-1].replace(":", "_").replace("-", "_")
+        figures[f"image_size_mib_{name}"] = round(archive.size_mib, 2)
+    return figures
+
+
+BENCHES: dict[str, Callable[[int], dict[str, float]]] = {"cluster": bench_cluster, "proxy": bench_proxy}
 
 
 def main(argv: list[str] | None = None) -> int:
