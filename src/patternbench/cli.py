@@ -71,6 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     undeploy.add_argument("--run-id", help="only this run")
     undeploy.add_argument("--now", action="store_true", help="kill the pods at once instead of letting them drain")
 
+    run = sub.add_parser("run", help="the experiments: every pattern x agent under load, upgraded; a report at the end")
+    _provider_args(run)
+    run.add_argument("--pattern", action="append", help="only this pattern (repeatable)")
+    run.add_argument("--agent", action="append", help="only this agent: mesh or logging (repeatable)")
+    run.add_argument("--profile", default="full", choices=["short", "full"], help="phase lengths and load (default: full)")
+    run.add_argument("--duration", type=float, help="seconds of load before and after the upgrade (overrides the profile)")
+    run.add_argument("--users", type=int, help="Locust users (overrides the profile)")
+    run.add_argument("--topology", type=Path, help="topology YAML (default: topologies/default.yaml)")
+    run.add_argument("--results", type=Path, default=Path("results"))
+    run.add_argument("--keep-cluster", action="store_true", help="leave a cluster this command brought up running")
+    run.add_argument("--max-failed-requests", type=int, default=0, help="zero-downtime threshold (default 0)")
+    report = sub.add_parser("report", help="rebuild summary.json, report.md and plots from a run's raw records")
+    report.add_argument("run_dir", type=Path)
+
     clean = sub.add_parser("clean", help="remove results (and with --cache, the build cache)")
     clean.add_argument("--cache", action="store_true", help="also remove ~/.cache/patternbench")
     clean.add_argument("--results", type=Path, default=Path("results"))
@@ -163,6 +177,75 @@ def cmd_undeploy(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
+def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
+    """Cases and profile from the command line, validated before any load starts."""
+    from dataclasses import replace
+
+    from patternbench.experiment import PROFILES, default_matrix
+    from patternbench.topology import Pattern
+
+    patterns = [Pattern.parse(p, "--pattern") for p in args.pattern] if args.pattern else None
+    for agent in args.agent or []:
+        if agent not in ("mesh", "logging"):
+            raise UsageError(f"--agent: unknown agent {agent!r} (choose mesh or logging)")
+    profile = PROFILES[args.profile]
+    if args.duration is not None:
+        if args.duration <= 0:
+            raise UsageError(f"--duration must be positive, got {args.duration}")
+        profile = replace(profile, before_s=args.duration, after_s=args.duration)
+    if args.users is not None:
+        profile = replace(profile, load=replace(profile.load, users=args.users))
+    profile.validate()
+    cases = default_matrix(patterns, args.agent)
+    if not cases:
+        raise UsageError("no case to run for that --pattern/--agent selection")
+    return cases, profile
+
+
+def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
+    import time
+
+    from patternbench.experiment import run_matrix
+    from patternbench.report import write_report
+    from patternbench.summary import Thresholds
+    from patternbench.topology import load_topology
+
+    cases, profile = experiment_options(args)
+    topology = load_topology(args.topology)
+    args.results.mkdir(parents=True, exist_ok=True)
+    provider = get_provider(args.provider, _options(args), progress)
+    started = time.monotonic()
+    brought_up = False
+    if provider.capabilities.creates_cluster and not (getattr(provider, "is_up", None) and provider.is_up()):
+        if args.provider != "local":
+            raise UsageError(f"the {args.provider} cluster is not up: run `patternbench cluster up --provider {args.provider}` first")
+        provider.create()
+        brought_up = True
+    try:
+        run_dir = run_matrix(provider, topology, cases, profile, args.results, progress)
+    finally:
+        if brought_up and not args.keep_cluster:
+            with progress.step("take the local cluster down"):
+                provider.delete()
+        elif brought_up:
+            progress.say(f"cluster kept: export KUBECONFIG={provider.kubeconfig()}")
+    summary = write_report(run_dir, Thresholds(max_failed_requests=args.max_failed_requests))
+    elapsed = time.monotonic() - started
+    progress.say(f"{len(cases)} cases in {elapsed:.0f}s; report: {run_dir / 'report.md'}")
+    for case, problems in summary["failed_claims"].items():
+        progress.say(f"   claim failed in {case}: {'; '.join(problems)}")
+    print(run_dir / "report.md")
+    return 1 if summary["failed_claims"] else 0
+
+
+def cmd_report(args: argparse.Namespace, progress: Progress) -> int:
+    from patternbench.report import write_report
+
+    summary = write_report(args.run_dir)
+    print(args.run_dir / "report.md")
+    return 1 if summary["failed_claims"] else 0
+
+
 def cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
     from patternbench.components import cache_root
 
@@ -174,7 +257,7 @@ def cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-COMMANDS = {"setup": cmd_setup, "cluster": cmd_cluster, "images": cmd_images, "deploy": cmd_deploy, "undeploy": cmd_undeploy, "clean": cmd_clean}
+COMMANDS = {"setup": cmd_setup, "cluster": cmd_cluster, "images": cmd_images, "deploy": cmd_deploy, "undeploy": cmd_undeploy, "run": cmd_run, "report": cmd_report, "clean": cmd_clean}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections import Counter
 from typing import Any, Iterator
 
@@ -42,3 +44,150 @@ def proxies_per_request(answer: dict[str, Any], response_via: str | None = None)
     """Proxy hops one client request passed: on the entry and on every downstream call."""
     hops = len(via_entries(response_via)) if response_via is not None else len(via_entries(answer.get("via")))
     return hops + sum(len(via_entries(down.get("via"))) for _, _, down in calls(answer))
+
+
+# ---- load records -> availability and latency ---------------------------------------------
+
+Record = dict[str, Any]
+
+
+def ok(record: Record) -> bool:
+    return not record.get("error") and 200 <= int(record.get("status") or 0) < 400
+
+
+def in_window(records: list[Record], start: float, end: float) -> list[Record]:
+    return [r for r in records if start <= r["t"] < end]
+
+
+def outages(probes: list[Record], start: float, end: float) -> list[tuple[float, float]]:
+    """Intervals of unavailability from an open-loop probe stream, as OpenShift's disruption
+    sampler dates them: an outage starts when the first failing probe *started* and ends when
+    the next successful probe started. One still open at `end` is closed there."""
+    found: list[tuple[float, float]] = []
+    opened: float | None = None
+    for probe in sorted(in_window(probes, start, end), key=lambda r: r["t"]):
+        if not ok(probe):
+            if opened is None:
+                opened = probe["t"]
+        elif opened is not None:
+            found.append((opened, probe["t"]))
+            opened = None
+    if opened is not None:
+        found.append((opened, end))
+    return found
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def latency_ms(records: list[Record]) -> dict[str, float | None]:
+    values = [r["ms"] for r in records if ok(r)]
+    return {f"p{q}": percentile(values, q) for q in (50, 90, 99)}
+
+
+def availability(records: list[Record], probes: list[Record], start: float, end: float) -> dict[str, Any]:
+    """downtime, max outage, failures and error rate over [start, end)."""
+    spans = outages(probes, start, end)
+    window = in_window(records, start, end) + in_window(probes, start, end)
+    failed = sum(1 for r in window if not ok(r))
+    return {
+        "downtime_s": round(sum(e - s for s, e in spans), 3),
+        "max_outage_s": round(max((e - s for s, e in spans), default=0.0), 3),
+        "outages": len(spans),
+        "failed_requests": failed,
+        "total_requests": len(window),
+        "error_rate": round(failed / len(window), 6) if window else 0.0,
+    }
+
+
+# ---- hops -------------------------------------------------------------------------------
+
+# What each hop of a call crosses, per proxy mode: a sidecar is one loopback hop from its
+# app; a node proxy is a network hop from the pod (pod network -> node) and from the
+# destination node to the pod.
+HOP_KINDS = {
+    "none": ["network"],
+    "sidecar": ["loopback", "network", "loopback"],
+    "node": ["network", "network", "network"],
+}
+
+
+def hops_by_kind(hops: list[str]) -> Counter[str]:
+    """Loopback and network hops of one request's downstream calls, from its Via entries
+    (two per proxied call: outbound and inbound). Calls without a proxy count one network hop."""
+    kinds: Counter[str] = Counter()
+    # Entries are "node/n1" or, as a Via list carries them, "1.1 node/n1".
+    modes = [entry.split()[-1].split("/", 1)[0] for entry in hops if entry.strip()]
+    for i in range(0, len(modes) - 1, 2):
+        mode = modes[i]
+        kinds.update(HOP_KINDS.get(mode, ["network"]))
+    return kinds
+
+
+def hop_summary(records: list[Record], direct_calls_per_request: int) -> dict[str, Any]:
+    """Mean proxies per request and loopback/network hops per request, over successful ones."""
+    good = [r for r in records if ok(r) and r.get("kind") == "user"]
+    if not good:
+        return {"proxies_per_request": None, "hops": {}}
+    proxies, kinds = 0, Counter()
+    for r in good:
+        entry = via_entries(r.get("via"))
+        proxies += len(entry) + len(r.get("hops") or [])
+        call_kinds = hops_by_kind(r.get("hops") or [])
+        if not r.get("hops"):
+            call_kinds = Counter({"network": direct_calls_per_request})
+        kinds.update(call_kinds)
+    n = len(good)
+    return {"proxies_per_request": round(proxies / n, 3), "hops": {k: round(v / n, 3) for k, v in sorted(kinds.items())}}
+
+
+def requests_per_agent(records: list[Record]) -> dict[str, int]:
+    """How many requests each proxy instance carried (the seed's request grouping)."""
+    counts: Counter[str] = Counter()
+    for r in records:
+        if r.get("kind") != "user" or not ok(r):
+            continue
+        for name in set(via_entries(r.get("via")) + list(r.get("hops") or [])):
+            counts[name.split(" ")[-1]] += 1
+    return dict(counts)
+
+
+# ---- pods and resources ------------------------------------------------------------------
+
+
+def pod_changes(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Pods (name -> container restart counts) before and after: how many were recreated,
+    and how many containers of the surviving pods restarted."""
+    recreated = len(set(before) - set(after))
+    restarts = 0
+    for pod, counts in after.items():
+        if pod in before:
+            restarts += sum(max(0, n - before[pod].get(c, 0)) for c, n in counts.items())
+    return {"app_pods_recreated": recreated, "app_container_restarts": restarts}
+
+
+def agent_resources(samples: list[Record], is_agent: Any) -> dict[str, Any]:
+    """Mean CPU (millicores) and memory (MiB) of the agent containers: totals over all
+    instances, and per instance. `is_agent(record)` says which containers are agents."""
+    per_instance: dict[tuple[str, str], list[Record]] = {}
+    for s in samples:
+        if is_agent(s):
+            per_instance.setdefault((s["pod"], s["container"]), []).append(s)
+    if not per_instance:
+        return {"agent_instances": 0, "agent_cpu_m_total": None, "agent_memory_mib_total": None, "agent_cpu_m_per_instance": None, "agent_memory_mib_per_instance": None}
+    cpu = [statistics.fmean(r["cpu_m"] for r in rs) for rs in per_instance.values()]
+    mem = [statistics.fmean(r["memory_mib"] for r in rs) for rs in per_instance.values()]
+    n = len(per_instance)
+    return {
+        "agent_instances": n,
+        "agent_cpu_m_total": round(sum(cpu), 2),
+        "agent_memory_mib_total": round(sum(mem), 2),
+        "agent_cpu_m_per_instance": round(sum(cpu) / n, 2),
+        "agent_memory_mib_per_instance": round(sum(mem) / n, 2),
+    }

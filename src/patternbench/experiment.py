@@ -1,0 +1,223 @@
+"""One experiment case: deploy a pattern, put it under load, upgrade one agent, observe,
+tear down. Setup -> assess -> teardown, every phase marked on one monotonic timeline and
+every observation written as it happens, so an interrupted case keeps what it measured."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from kubernetes import client, config as kube_config
+
+from patternbench.deploy import Deployer, deploy_run, live_containers
+from patternbench.errors import UsageError
+from patternbench.load.runner import LoadConfig, LoadProcess
+from patternbench.observe.logsink import sink_stats
+from patternbench.observe.pods import PodWatcher
+from patternbench.observe.resources import ResourceSampler
+from patternbench.progress import Progress
+from patternbench.topology import Pattern, Topology, containers_formula
+from patternbench.upgrade import upgrade_agent
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How long each phase lasts and how hard the load pushes."""
+
+    name: str
+    warmup_s: float
+    before_s: float
+    after_s: float
+    load: LoadConfig = field(default_factory=LoadConfig)
+    upgrade_timeout_s: float = 300
+
+    def validate(self) -> None:
+        for name in ("warmup_s", "before_s", "after_s"):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"durations must be positive: {name.removesuffix('_s')} is {getattr(self, name)}")
+        self.load.validate()
+
+    @property
+    def load_phases_s(self) -> float:
+        return self.warmup_s + self.before_s + self.after_s
+
+
+PROFILES = {
+    # make test: every assertion proven on the real cluster, in as little time as is honest.
+    "short": Profile("short", warmup_s=2, before_s=4, after_s=4, load=LoadConfig(users=4, rate_per_user=5)),
+    # make experiment: long enough for stable percentiles on this 2-core machine.
+    "full": Profile("full", warmup_s=5, before_s=15, after_s=10, load=LoadConfig(users=10, rate_per_user=5)),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    pattern: Pattern
+    agent: str | None  # "mesh" or "logging"; None for the control (no upgrade)
+    naive: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.pattern.value}-{self.agent or 'control'}" + ("-naive" if self.naive else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pattern": self.pattern.value, "agent": self.agent, "naive": self.naive, "id": self.id}
+
+
+def default_matrix(patterns: list[Pattern] | None = None, agents: list[str] | None = None) -> list[Case]:
+    """The control, every pattern x agent, and the naive variants where the handover and
+    drains matter most (node mesh proxy, sidecar mesh proxy)."""
+    patterns = patterns or [Pattern.NONE, Pattern.SIDECAR, Pattern.DAEMONSET, Pattern.HYBRID]
+    agents = agents or ["mesh", "logging"]
+    cases = []
+    for pattern in patterns:
+        if pattern is Pattern.NONE:
+            cases.append(Case(pattern, None))
+            continue
+        cases += [Case(pattern, agent) for agent in agents]
+    for pattern in (Pattern.DAEMONSET, Pattern.SIDECAR):
+        if pattern in patterns and "mesh" in agents:
+            cases.append(Case(pattern, "mesh", naive=True))
+    return cases
+
+
+class Timeline:
+    """Phase marks on the monotonic clock, appended to timeline.jsonl as they happen."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def mark(self, phase: str, **extra: Any) -> float:
+        t = time.monotonic()
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"t": t, "wall": time.time(), "phase": phase, **extra}) + "\n")
+        return t
+
+
+def app_pods(core: client.CoreV1Api, namespace: str) -> dict[str, dict[str, int]]:
+    """App pods that are not being deleted: name -> container restart counts."""
+    pods = {}
+    for pod in core.list_namespaced_pod(namespace, label_selector="patternbench.dev/role=app", _request_timeout=15).items:
+        if pod.metadata.deletion_timestamp is not None:
+            continue
+        statuses = (pod.status.container_statuses or []) + (pod.status.init_container_statuses or [])
+        pods[pod.metadata.name] = {s.name: s.restart_count for s in statuses}
+    return pods
+
+
+def run_case(
+    provider: Any,
+    topology: Topology,
+    case: Case,
+    profile: Profile,
+    out_dir: Path,
+    progress: Progress | None = None,
+    keep: bool = False,
+) -> Path:
+    """Run one case; everything it observes lands in `out_dir`. Returns `out_dir`."""
+    progress = progress or Progress()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "case.json").write_text(json.dumps({**case.to_json(), "profile": asdict(profile)}, indent=1))
+    timeline = Timeline(out_dir / "timeline.jsonl")
+    timeline.mark("setup")
+    run = deploy_run(provider, topology, case.pattern, naive=case.naive, results_dir=out_dir, progress=progress)
+    api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
+    core = client.CoreV1Api(api)
+    namespaces = list(run.namespaces)
+    (out_dir / "deployment.json").write_text(json.dumps({
+        "run_id": run.run_id, "entry_url": run.entry_url, "nodes": run.nodes, "namespaces": namespaces,
+        "containers_live": live_containers(core, namespaces),
+        "containers_formula": containers_formula(topology, case.pattern, run.nodes),
+        "app_pods": topology.app_pods, "services": len(topology.services),
+        "calls_per_request": sum(len(s.calls) for s in topology.services),
+        "agents": asdict(topology.agents),
+    }, indent=1))
+    watcher = PodWatcher(api, namespaces, out_dir / "pods.jsonl").start()
+    sampler = ResourceSampler(api, namespaces, out_dir / "resources.jsonl").start()
+    started = time.monotonic()
+
+    def report(p: dict[str, Any]) -> None:
+        progress.say(f"   [{case.id}] {phase['name']:<8} {time.monotonic() - started:6.1f}s  requests {p['requests']:>6}  errors {p['failures']:>4}  {p['rps']:>6.1f} req/s")
+
+    phase = {"name": "warmup"}
+    load = LoadProcess(run.entry_url, profile.load, out_dir, max_duration_s=3600, on_progress=report)
+    try:
+        load.start()
+        timeline.mark("warmup")
+        time.sleep(profile.warmup_s)
+        phase["name"] = "before"
+        timeline.mark("before")
+        time.sleep(profile.before_s)
+        (out_dir / "pods-before.json").write_text(json.dumps(app_pods(core, run.app_namespace)))
+        if case.agent:
+            phase["name"] = "upgrade"
+            timeline.mark("upgrade_start", agent=case.agent)
+            with progress.step(f"[{case.id}] upgrade the {case.agent} agent v1 -> v2"):
+                result = upgrade_agent(api, run.objects, case.agent, timeout_s=profile.upgrade_timeout_s)
+            timeline.mark("upgrade_end", targets=[asdict(t) for t in result.targets])
+        phase["name"] = "after"
+        timeline.mark("after")
+        time.sleep(profile.after_s)
+        (out_dir / "pods-after.json").write_text(json.dumps(app_pods(core, run.app_namespace)))
+        load_summary = load.stop()
+        timeline.mark("end")
+        if topology.agents.logging and case.pattern is not Pattern.NONE:
+            time.sleep(2)  # the log agents ship every 100 ms; give the last batches time
+            (out_dir / "sink.json").write_text(json.dumps(sink_stats(api, run.agents_namespace)))
+        (out_dir / "load-summary.json").write_text(json.dumps(load_summary))
+    finally:
+        load.stop()
+        watcher.stop()
+        sampler.stop()
+        timeline.mark("teardown")
+        if not keep:
+            with progress.step(f"[{case.id}] undeploy"):
+                Deployer(api, Progress(quiet=True)).undeploy(run.run_id, graceful=False)
+    return out_dir
+
+
+def run_matrix(
+    provider: Any,
+    topology: Topology,
+    cases: list[Case],
+    profile: Profile,
+    results_root: Path,
+    progress: Progress | None = None,
+    run_id: str | None = None,
+    on_case: Callable[[Case, Path], None] | None = None,
+) -> Path:
+    """Every case in turn into results/<run-id>/<case>/; summary.json and report.md at the
+    end, and also when interrupted (then marked so, with what is missing)."""
+    from patternbench.deploy import new_run_id
+    from patternbench.report import write_report
+
+    progress = progress or Progress()
+    profile.validate()
+    run_dir = results_root / (run_id or new_run_id())
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".writable"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write results to {results_root}: {exc.strerror}") from None
+    meta = {"profile": asdict(profile), "cases_planned": [c.id for c in cases], "provider": provider.name, "started_wall": time.time()}
+    (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
+    try:
+        for i, case in enumerate(cases, 1):
+            with progress.step(f"case {i}/{len(cases)}: {case.id}"):
+                run_case(provider, topology, case, profile, run_dir / case.id, progress)
+            if on_case:
+                on_case(case, run_dir / case.id)
+    except BaseException:
+        meta["interrupted"] = True
+        (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
+        if any(run_dir.glob("*/case.json")):
+            write_report(run_dir)
+        raise
+    meta["finished_wall"] = time.time()
+    (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
+    return run_dir

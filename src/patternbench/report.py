@@ -1,0 +1,196 @@
+"""summary.json, report.md and the plots of a run directory, rebuilt from its raw records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from patternbench.errors import UsageError
+from patternbench.load.runner import read_jsonl
+from patternbench.summary import SCHEMA_VERSION, Thresholds, check_claims, summarize_case
+from patternbench.topology import Agents, Pattern, Service, Topology, containers_formula
+
+
+def case_dirs(run_dir: Path) -> list[Path]:
+    return sorted(p.parent for p in run_dir.glob("*/case.json"))
+
+
+def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+    dirs = case_dirs(run_dir)
+    if not dirs:
+        raise UsageError(f"{run_dir} holds no experiment case (no */case.json)")
+    cases, failures = {}, {}
+    for d in dirs:
+        entry = summarize_case(d)
+        deployment = json.loads((d / "deployment.json").read_text()) if (d / "deployment.json").exists() else {}
+        problems = check_claims(entry, deployment.get("calls_per_request", 0), thresholds)
+        entry["claims_failed"] = problems
+        cases[entry["case"]] = entry
+        if problems:
+            failures[entry["case"]] = problems
+    meta = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    return {
+        "schema": SCHEMA_VERSION,
+        "run_id": run_dir.name,
+        **meta,
+        "cases": cases,
+        "failed_claims": failures,
+        "invalid_cases": [c for c, e in cases.items() if e["invalid"]],
+        "incomplete_cases": [c for c, e in cases.items() if e["missing"]],
+    }
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    cases = summary["cases"]
+    lines = [f"# patternbench report — {summary['run_id']}", ""]
+    if summary.get("interrupted"):
+        lines += ["**This run was interrupted**: the numbers below are what was measured before it stopped.", ""]
+    if summary["incomplete_cases"]:
+        lines += [f"Incomplete cases: {', '.join(summary['incomplete_cases'])}.", ""]
+    if summary["invalid_cases"]:
+        lines += [f"**Invalid** (Locust warned that its CPU was saturated, so its timings are not trustworthy): {', '.join(summary['invalid_cases'])}.", ""]
+    lines += [
+        "## Side by side", "",
+        "| case | containers (live / formula) | proxies per request | hops loopback / network | p50 / p99 ms before | p99 ms during | failed requests | downtime s | max outage s | app pods recreated | app restarts | agent CPU m | agent MiB | log lines lost / dup | upgrade s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in cases.items():
+        before = e["latency_ms"]["before"]
+        during = e["latency_ms"]["during"] or {}
+        hops = e.get("hops") or {}
+        lines.append(
+            f"| {name} | {_fmt(e['containers_total'])} / {_fmt(e['containers_formula'])} | {_fmt(e['proxies_per_request'])} "
+            f"| {_fmt(hops.get('loopback', 0))} / {_fmt(hops.get('network', 0))} | {_fmt(before['p50'])} / {_fmt(before['p99'])} "
+            f"| {_fmt(during.get('p99'))} | {e['failed_requests']} of {e['total_requests']} | {_fmt(e['downtime_s'])} | {_fmt(e['max_outage_s'])} "
+            f"| {_fmt(e['app_pods_recreated'])} | {_fmt(e['app_container_restarts'])} | {_fmt(e['agent_cpu_m_total'])} | {_fmt(e['agent_memory_mib_total'])} "
+            f"| {_fmt(e['log_lines_lost'])} / {_fmt(e['log_lines_duplicated'])} | {_fmt(e['upgrade_duration_s'])} |"
+        )
+    lines += ["", *claims_text(cases), ""]
+    lines += ["## Claims checked", ""]
+    if summary["failed_claims"]:
+        for case, problems in summary["failed_claims"].items():
+            lines += [f"- **{case}**: " + "; ".join(problems)]
+    else:
+        lines += ["Every asserted claim held in every case."]
+    lines += [
+        "", "## Notes", "",
+        "- Failed requests and downtime count from the upgrade's start to the end of the run; downtime comes from the open-loop probe stream (one request every 50 ms, new connection each), dated from the start of the first failing probe.",
+        "- Locust's users are closed-loop: while the service is slow they send less, so their request counts understate load during an outage. The probe stream is what dates outages.",
+        "- Naive cases drop the drains and the node proxy's socket handover; their downtime is reported, not asserted.",
+        "- Plots: latency.png (latency and errors over time, upgrade window shaded), agents.png (agent CPU and memory per case), containers.png (containers vs services, formulas and measured points).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _pick(cases: dict[str, Any], pattern: str, agent: str | None, naive: bool = False) -> dict[str, Any] | None:
+    return next((e for e in cases.values() if e["pattern"] == pattern and e["agent"] == agent and e["naive"] == naive), None)
+
+
+def claims_text(cases: dict[str, Any]) -> list[str]:
+    """The seed's three claims, answered with the measured numbers where the run has them."""
+    out = ["## The seed's three claims", ""]
+    side, node, hyb, ctl = (_pick(cases, p, "mesh") for p in ("sidecar", "daemonset", "hybrid", "none"))
+    ctl = ctl or _pick(cases, "none", None)
+    out += ["**1. Resources.** Sidecars multiply containers: S·R·(1+k') against S·R + nodes·k'."]
+    for e in (ctl, side, hyb, node):
+        if e:
+            out.append(f"- {e['pattern']}: {e['containers_total']} live containers (formula {e['containers_formula']}); agents use {_fmt(e['agent_cpu_m_total'])} m CPU and {_fmt(e['agent_memory_mib_total'])} MiB in {e['agent_instances']} instances ({_fmt(e['agent_memory_mib_per_instance'])} MiB each).")
+    out += ["", "**2. Lifecycle.** Upgrading a sidecar recreates every app pod; upgrading a DaemonSet agent touches none, but interrupts its node unless it hands its sockets over."]
+    for e in cases.values():
+        if e["agent"]:
+            out.append(f"- {e['case']}: {e['app_pods_recreated']} app pods recreated, {e['app_container_restarts']} restarts, {e['failed_requests']} failed requests, {_fmt(e['downtime_s'])} s downtime, upgrade took {_fmt(e['upgrade_duration_s'])} s" + (f", log lines lost {e['log_lines_lost']}" if e['agent'] == 'logging' else "") + ".")
+    out += ["", "**3. Network distance.** A sidecar is a loopback hop from its app; a node agent a network hop away, shared by the node's pods."]
+    for e in (ctl, side, node):
+        if e:
+            lat = e["latency_ms"]["before"]
+            agents = e.get("requests_per_agent") or {}
+            grouping = f"; busiest proxy instance carried {max(agents.values())} requests over {len(agents)} instances" if agents else ""
+            out.append(f"- {e['pattern']}: {_fmt(e['proxies_per_request'])} proxies per request, hops {e.get('hops')}; p50 {_fmt(lat['p50'])} ms, p99 {_fmt(lat['p99'])} ms before the upgrade{grouping}.")
+    return out
+
+
+def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
+    """PNG plots; skipped (with a note) if matplotlib is not importable."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    made = []
+    # Latency and errors over time, upgrade window marked, one panel per case.
+    dirs = case_dirs(run_dir)
+    fig, axes = plt.subplots(len(dirs), 1, figsize=(10, 2.2 * len(dirs)), squeeze=False)
+    for ax, d in zip(axes[:, 0], dirs):
+        marks = {m["phase"]: m["t"] for m in read_jsonl(d / "timeline.jsonl")}
+        records = read_jsonl(d / "requests.jsonl")
+        t0 = marks.get("before", min((r["t"] for r in records), default=0))
+        good = [r for r in records if r.get("kind") == "user" and not r.get("error")]
+        bad = [r for r in records if r.get("error")]
+        ax.plot([r["t"] - t0 for r in good], [r["ms"] for r in good], ".", ms=1.5, label="latency (ms)")
+        if bad:
+            ax.plot([r["t"] - t0 for r in bad], [0] * len(bad), "rx", ms=4, label="failed request")
+        if "upgrade_start" in marks:
+            ax.axvspan(marks["upgrade_start"] - t0, marks.get("upgrade_end", marks["upgrade_start"]) - t0, color="orange", alpha=0.25, label="upgrade")
+        ax.set_title(d.name, fontsize=9)
+        ax.set_yscale("log")
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("seconds since the measured phase began")
+    fig.tight_layout()
+    fig.savefig(run_dir / "latency.png", dpi=90)
+    plt.close(fig)
+    made.append(run_dir / "latency.png")
+
+    cases = summary["cases"]
+    names = [n for n, e in cases.items() if e["agent_cpu_m_total"] is not None]
+    if names:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.5))
+        a1.bar(names, [cases[n]["agent_cpu_m_total"] for n in names])
+        a1.set_ylabel("agent CPU (millicores, total)")
+        a2.bar(names, [cases[n]["agent_memory_mib_total"] for n in names], color="tab:green")
+        a2.set_ylabel("agent memory (MiB, total)")
+        for ax in (a1, a2):
+            ax.tick_params(axis="x", rotation=60, labelsize=7)
+        fig.tight_layout()
+        fig.savefig(run_dir / "agents.png", dpi=90)
+        plt.close(fig)
+        made.append(run_dir / "agents.png")
+
+    # Containers vs number of services (R = 2 replicas, k' = 2 agents, 1 node), measured points on top.
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = list(range(1, 21))
+    for pattern in (Pattern.SIDECAR, Pattern.HYBRID, Pattern.DAEMONSET, Pattern.NONE):
+        ys = [containers_formula(Topology(tuple(Service(f"s{i}", 2) for i in range(n)), "s0", Agents()), pattern, 1) for n in xs]
+        ax.plot(xs, ys, label=f"{pattern.value} (formula)")
+    for e in cases.values():
+        if e["containers_total"] is not None and e["app_pods"]:
+            ax.plot([e["app_pods"] / 2], [e["containers_total"]], "ko", ms=4)
+    ax.set_xlabel("services (2 replicas each)")
+    ax.set_ylabel("containers")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run_dir / "containers.png", dpi=90)
+    plt.close(fig)
+    made.append(run_dir / "containers.png")
+    return made
+
+
+def write_report(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+    """Write summary.json, report.md and the plots; returns the summary."""
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir} is not a run directory")
+    summary = build_summary(run_dir, thresholds)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=False))
+    (run_dir / "report.md").write_text(render_markdown(summary))
+    render_plots(run_dir, summary)
+    return summary

@@ -1,0 +1,133 @@
+"""Raw records of a case -> its summary entry; the seed's claims -> pass/fail checks.
+
+`summarize_case` only reads files a case wrote, so `patternbench report DIR` can rebuild
+every number from the raw records, and a case cut short still summarizes what it has.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from patternbench import measure
+from patternbench.load.runner import read_jsonl
+
+SCHEMA_VERSION = 1
+AGENT_CONTAINER_PREFIXES = ("meshproxy", "logagent", "agent-omega", "agent")
+
+# The keys of every summary entry (documented in the README; stable).
+KEYS = (
+    "downtime_s", "max_outage_s", "failed_requests", "total_requests", "error_rate",
+    "latency_ms", "proxies_per_request", "hops", "app_container_restarts", "app_pods_recreated",
+    "containers_total", "containers_formula", "agent_cpu_m_total", "agent_memory_mib_total",
+    "agent_cpu_m_per_instance", "agent_memory_mib_per_instance", "agent_instances",
+    "requests_per_agent", "log_lines_lost", "log_lines_duplicated", "upgrade_duration_s",
+)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_agent_sample(sample: dict[str, Any]) -> bool:
+    return sample.get("container", "").startswith(AGENT_CONTAINER_PREFIXES) and sample.get("container") != "logsink"
+
+
+def summarize_case(case_dir: Path) -> dict[str, Any]:
+    """One summary entry from a case directory; `missing` lists what the case never wrote."""
+    case = _read_json(case_dir / "case.json") or {}
+    deployment = _read_json(case_dir / "deployment.json") or {}
+    marks = {m["phase"]: m for m in read_jsonl(case_dir / "timeline.jsonl")}
+    requests = read_jsonl(case_dir / "requests.jsonl")
+    users = [r for r in requests if r.get("kind") == "user"]
+    probes = [r for r in requests if r.get("kind") == "probe"]
+    samples = read_jsonl(case_dir / "resources.jsonl")
+    load_summary = _read_json(case_dir / "load-summary.json") or {}
+    sink = _read_json(case_dir / "sink.json")
+    missing = [name for name in ("deployment.json", "requests.jsonl", "pods-after.json", "load-summary.json") if not (case_dir / name).exists()]
+
+    entry: dict[str, Any] = {"case": case.get("id", case_dir.name), "pattern": case.get("pattern"), "agent": case.get("agent"), "naive": case.get("naive", False)}
+    last_t = max((r["t"] for r in requests), default=0.0)
+    start = marks.get("before", {}).get("t", marks.get("warmup", {}).get("t", 0.0))
+    end = marks.get("end", {}).get("t", last_t)
+    up_start = marks.get("upgrade_start", {}).get("t")
+    up_end = marks.get("upgrade_end", {}).get("t")
+    if up_start is not None and up_end is None:
+        missing.append("upgrade_end")
+    # Failures that an upgrade causes may land just after its end: count to the end of the run.
+    window_start = up_start if up_start is not None else start
+    entry.update(measure.availability(users, probes, window_start, end))
+    entry["measured_requests"] = len(measure.in_window(users, start, end)) + len(measure.in_window(probes, start, end))
+    before_end = up_start if up_start is not None else marks.get("after", {}).get("t", end)
+    entry["latency_ms"] = {
+        "before": measure.latency_ms(measure.in_window(users, start, before_end)),
+        "during": measure.latency_ms(measure.in_window(users, up_start, up_end)) if up_start and up_end else None,
+        "after": measure.latency_ms(measure.in_window(users, up_end or before_end, end)),
+    }
+    entry.update(measure.hop_summary(measure.in_window(users, start, end), deployment.get("calls_per_request", 0)))
+    before, after = _read_json(case_dir / "pods-before.json"), _read_json(case_dir / "pods-after.json")
+    entry.update(measure.pod_changes(before, after) if before is not None and after is not None else {"app_pods_recreated": None, "app_container_restarts": None})
+    entry["app_pods"] = deployment.get("app_pods")
+    entry["containers_total"] = deployment.get("containers_live")
+    entry["containers_formula"] = deployment.get("containers_formula")
+    entry["nodes"] = deployment.get("nodes")
+    entry.update(measure.agent_resources(samples, is_agent_sample))
+    per_agent = measure.requests_per_agent(measure.in_window(users, start, end))
+    entry["requests_per_agent"] = per_agent
+    if sink:
+        entry["log_lines_lost"] = sink["total"]["missing"]
+        entry["log_lines_duplicated"] = sink["total"]["duplicated"]
+        entry["log_lines_received"] = sink["total"]["received"]
+        entry["log_delivery_lag_s"] = sink.get("lag")
+    else:
+        entry["log_lines_lost"] = entry["log_lines_duplicated"] = None
+    entry["upgrade_duration_s"] = round(up_end - up_start, 3) if up_start and up_end else None
+    entry["load"] = load_summary
+    entry["invalid"] = bool(load_summary.get("cpu_warning"))
+    entry["missing"] = missing
+    return entry
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_failed_requests: int = 0
+    max_log_lines_lost: int = 0
+
+
+def expected_proxies(pattern: str, calls_per_request: int, mesh: bool = True) -> int:
+    """Proxy hops per request the pattern implies: each call passes two proxies; with mesh
+    sidecars the entry request also passes the entry pod's inbound sidecar."""
+    if not mesh or pattern == "none":
+        return 0
+    if pattern in ("sidecar", "hybrid"):
+        return 1 + 2 * calls_per_request
+    return 2 * calls_per_request
+
+
+def check_claims(entry: dict[str, Any], calls_per_request: int, thresholds: Thresholds = Thresholds()) -> list[str]:
+    """The seed's claims for one case; returns what did not hold (empty: all held)."""
+    failures: list[str] = []
+    pattern, agent, naive = entry["pattern"], entry["agent"], entry["naive"]
+    if entry.get("missing"):
+        failures.append(f"the case is incomplete: missing {', '.join(entry['missing'])}")
+    if entry["containers_total"] != entry["containers_formula"]:
+        failures.append(f"live containers {entry['containers_total']} != formula {entry['containers_formula']}")
+    want = expected_proxies(pattern, calls_per_request)
+    if entry.get("proxies_per_request") is not None and entry["proxies_per_request"] != want:
+        failures.append(f"proxies per request {entry['proxies_per_request']} != {want} that the {pattern} pattern implies")
+    if agent:
+        node_agent = pattern == "daemonset" or (pattern == "hybrid" and agent == "logging")
+        if node_agent and (entry["app_pods_recreated"] or entry["app_container_restarts"]):
+            failures.append(f"a node-agent upgrade touched the app: {entry['app_pods_recreated']} pods recreated, {entry['app_container_restarts']} containers restarted")
+        if not node_agent and entry["app_pods_recreated"] != entry.get("app_pods"):
+            failures.append(f"a sidecar upgrade recreated {entry['app_pods_recreated']} of {entry.get('app_pods')} app pods")
+        if not naive and entry["failed_requests"] > thresholds.max_failed_requests:
+            failures.append(f"{entry['failed_requests']} requests failed during the upgrade (threshold {thresholds.max_failed_requests}); downtime {entry['downtime_s']}s")
+        if agent == "logging" and pattern == "daemonset" and (entry["log_lines_lost"] or 0) > thresholds.max_log_lines_lost:
+            failures.append(f"{entry['log_lines_lost']} log lines lost in a DaemonSet log-agent upgrade")
+    return failures

@@ -1,0 +1,87 @@
+"""The agent rollout driver: patch an agent's image from v1 to v2 wherever it runs, and wait
+with kubectl's rollout rules. Sidecars are upgraded by each Deployment's rollout (every app
+pod is recreated); node agents by their DaemonSet's rollout, node by node."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+
+from patternbench.deploy import REQUEST_TIMEOUT, Deployer
+from patternbench.errors import UsageError
+
+AGENT_CONTAINERS = {"mesh": "meshproxy", "logging": "logagent"}
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # Deployment or DaemonSet
+    namespace: str
+    name: str
+    container: str
+    init: bool  # a native sidecar lives in initContainers
+
+
+def upgrade_targets(objects: list[dict[str, Any]], agent: str) -> list[Target]:
+    """Every workload that runs the agent's container, from the rendered objects."""
+    container = AGENT_CONTAINERS.get(agent)
+    if container is None:
+        raise UsageError(f"unknown agent {agent!r} (choose one of {', '.join(AGENT_CONTAINERS)})")
+    targets = []
+    for obj in objects:
+        if obj["kind"] not in ("Deployment", "DaemonSet"):
+            continue
+        pod = obj["spec"]["template"]["spec"]
+        for init, containers in ((False, pod.get("containers", [])), (True, pod.get("initContainers", []))):
+            if any(c["name"] == container for c in containers):
+                targets.append(Target(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"], container, init))
+    return targets
+
+
+def image_patch(target: Target, image: str) -> dict[str, Any]:
+    """A strategic-merge patch: containers and initContainers merge by name."""
+    key = "initContainers" if target.init else "containers"
+    return {"spec": {"template": {"spec": {key: [{"name": target.container, "image": image}]}}}}
+
+
+def retag(image: str, version: str) -> str:
+    return image.rsplit(":", 1)[0] + ":" + version
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    start: float
+    end: float
+    targets: list[Target]
+
+    @property
+    def duration_s(self) -> float:
+        return self.end - self.start
+
+
+def upgrade_agent(api: client.ApiClient, objects: list[dict[str, Any]], agent: str, version: str = "v2", timeout_s: float = 300) -> UpgradeResult:
+    """Patch every target at once (as an operator would), then wait for all rollouts."""
+    targets = upgrade_targets(objects, agent)
+    if not targets:
+        raise UsageError(f"no workload runs the {agent} agent in this pattern")
+    apps = client.AppsV1Api(api)
+    images = {
+        (o["metadata"]["namespace"], o["metadata"]["name"]): next(
+            c["image"] for c in o["spec"]["template"]["spec"].get("containers", []) + o["spec"]["template"]["spec"].get("initContainers", [])
+            if c["name"] == AGENT_CONTAINERS[agent]
+        )
+        for o in objects if o["kind"] in ("Deployment", "DaemonSet")
+        and any(c["name"] == AGENT_CONTAINERS[agent] for c in o["spec"]["template"]["spec"].get("containers", []) + o["spec"]["template"]["spec"].get("initContainers", []))
+    }
+    start = time.monotonic()
+    for target in targets:
+        body = image_patch(target, retag(images[(target.namespace, target.name)], version))
+        patch = apps.patch_namespaced_deployment if target.kind == "Deployment" else apps.patch_namespaced_daemon_set
+        patch(target.name, target.namespace, body, _request_timeout=REQUEST_TIMEOUT)
+    deployer = Deployer(api)
+    for target in targets:
+        deployer.wait_one(target.kind, target.namespace, target.name, timeout_s)
+    return UpgradeResult(start=start, end=time.monotonic(), targets=targets)
