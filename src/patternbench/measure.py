@@ -172,6 +172,15 @@ def pod_changes(before: dict[str, dict[str, int]], after: dict[str, dict[str, in
     return {"app_pods_recreated": recreated, "app_container_restarts": restarts}
 
 
+def cpu_millicores(samples: list[Record]) -> float:
+    """Mean CPU of one container over its samples, from its cumulative CPU time."""
+    timed = sorted((r["t"], r["cpu_ns"]) for r in samples if r.get("cpu_ns") is not None)
+    if len(timed) < 2 or timed[-1][0] <= timed[0][0]:
+        return 0.0
+    (t0, c0), (t1, c1) = timed[0], timed[-1]
+    return max(0.0, (c1 - c0) / 1e6 / (t1 - t0))
+
+
 def agent_resources(samples: list[Record], is_agent: Any) -> dict[str, Any]:
     """Mean CPU (millicores) and memory (MiB) of the agent containers: totals over all
     instances, and per instance. `is_agent(record)` says which containers are agents."""
@@ -181,7 +190,7 @@ def agent_resources(samples: list[Record], is_agent: Any) -> dict[str, Any]:
             per_instance.setdefault((s["pod"], s["container"]), []).append(s)
     if not per_instance:
         return {"agent_instances": 0, "agent_cpu_m_total": None, "agent_memory_mib_total": None, "agent_cpu_m_per_instance": None, "agent_memory_mib_per_instance": None}
-    cpu = [statistics.fmean(r["cpu_m"] for r in rs) for rs in per_instance.values()]
+    cpu = [cpu_millicores(rs) for rs in per_instance.values()]
     mem = [statistics.fmean(r["memory_mib"] for r in rs) for rs in per_instance.values()]
     n = len(per_instance)
     return {

@@ -459,3 +459,33 @@ func TestMetricsExposition(t *testing.T) {
 	}
 	_ = context.Background()
 }
+
+func TestInboundPassesOnADrainingAppsConnectionClose(t *testing.T) {
+	draining := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close") // what net/http sends once keep-alives are off
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer draining.Close()
+	p := &Proxy{Mode: Sidecar, Name: "pod", DefaultNamespace: "demo", Store: NewStore(), AppAddr: strings.TrimPrefix(draining.URL, "http://")}
+	p.Init()
+	addr := serveHandler(t, p.Inbound())
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !resp.Close {
+		t.Fatal("the inbound proxy kept the client's connection alive while the app drains")
+	}
+	healthy, _ := backend(t, "ok")
+	q := &Proxy{Mode: Sidecar, Name: "pod", DefaultNamespace: "demo", Store: NewStore(), AppAddr: strings.TrimPrefix(healthy.URL, "http://")}
+	q.Init()
+	resp, err = http.Get("http://" + serveHandler(t, q.Inbound()) + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Close {
+		t.Fatal("a healthy app's connection was closed")
+	}
+}

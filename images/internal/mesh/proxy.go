@@ -84,6 +84,17 @@ func (p *Proxy) Init() {
 		AppendVia(resp.Header, via)
 		return nil
 	}
+	// A draining app answers "Connection: close". Inbound, pass that on to whoever holds a
+	// keep-alive connection to this pod (a client through a NodePort, another pod's proxy):
+	// its next request then opens a new connection, which lands on a Ready pod, instead of
+	// arriving here after the app has gone.
+	modifyInbound := func(resp *http.Response) error {
+		AppendVia(resp.Header, via)
+		if resp.Close {
+			resp.Header.Set("Connection", "close")
+		}
+		return nil
+	}
 	fail := func(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Via", via)
 		status := http.StatusBadGateway
@@ -93,7 +104,7 @@ func (p *Proxy) Init() {
 		http.Error(w, "meshproxy: "+err.Error(), status)
 	}
 	p.outbound = &httputil.ReverseProxy{Rewrite: rewrite, ModifyResponse: modify, ErrorHandler: fail, Transport: &retrying{p: p}}
-	p.inbound = &httputil.ReverseProxy{Rewrite: rewrite, ModifyResponse: modify, ErrorHandler: fail, Transport: p.transport}
+	p.inbound = &httputil.ReverseProxy{Rewrite: rewrite, ModifyResponse: modifyInbound, ErrorHandler: fail, Transport: p.transport}
 }
 
 // Close drops idle upstream connections.

@@ -61,6 +61,26 @@ def hop_trail(body: bytes | None) -> list[str]:
     return trail
 
 
+def failure_detail(response: Any, exception: Any) -> str:
+    """Why a request failed, briefly: the innermost downstream error of the answer, or the exception."""
+    if exception is not None and response is None:
+        return str(exception)[:200]
+    try:
+        answer = json.loads(getattr(response, "content", b"") or b"")
+    except ValueError:
+        return (getattr(response, "text", "") or str(exception or ""))[:200]
+    while isinstance(answer, dict):
+        failed = [d for d in answer.get("downstream") or [] if d.get("error") or (d.get("status") or 0) >= 400]
+        if not failed:
+            break
+        down = failed[0]
+        if isinstance(down.get("answer"), dict) and not down.get("error"):
+            answer = down["answer"]
+            continue
+        return f"{answer.get('service')} -> {down.get('service')}: {down.get('status')} {down.get('error', '')}"[:200]
+    return str(exception or "")[:200]
+
+
 def main(config_path: str) -> int:
     config = json.loads(open(config_path).read())
     records = Records(config["records"])
@@ -94,6 +114,7 @@ def main(config_path: str) -> int:
             "via": headers.get("Via", "") if hasattr(headers, "get") else "",
             "hops": hop_trail(getattr(response, "content", None)) if status == 200 else [],
             "request_id": (headers.get("X-Request-Id", "") if hasattr(headers, "get") else ""),
+            **({"detail": failure_detail(response, exception)} if exception or not 200 <= status < 400 else {}),
         })
 
     split = urlsplit(host)

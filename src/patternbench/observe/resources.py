@@ -20,13 +20,17 @@ def summary_records(summary: dict[str, Any], namespaces: set[str], t: float) -> 
         if ref.get("namespace") not in namespaces:
             continue
         for container in pod.get("containers", []):
-            cpu = (container.get("cpu") or {}).get("usageNanoCores")
+            cpu = container.get("cpu") or {}
             mem = (container.get("memory") or {}).get("workingSetBytes")
-            if cpu is None and mem is None:
+            if not cpu and mem is None:
                 continue
             out.append({
                 "t": t, "namespace": ref.get("namespace"), "pod": ref.get("name"), "container": container.get("name"),
-                "cpu_m": (cpu or 0) / 1e6, "memory_mib": (mem or 0) / (1 << 20),
+                # Cumulative CPU time: rates come from its differences (the kubelet's own
+                # usageNanoCores is a rate over its last two scrapes and can be garbage right
+                # after a container starts).
+                "cpu_ns": cpu.get("usageCoreNanoSeconds"),
+                "memory_mib": (mem or 0) / (1 << 20),
             })
     return out
 
