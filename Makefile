@@ -16,15 +16,15 @@ setup:
 ## a local cluster it brings up and takes down again
 test: setup
 	cd images && go test -count=1 ./...
-	$(PYTEST) tests -v --junitxml=$(RESULTS)/junit-tests.xml
+	$(PYTEST) tests experiments -v --profile short --results-dir $(RESULTS) --junitxml=$(RESULTS)/junit-tests.xml
 
 ## test-unit: the fast tests only (no cluster, no root needed)
 test-unit:
 	$(PYTEST) tests -m "not cluster and not cluster_down" -q
 
-## experiment: the main job; until the experiments land it brings the local cluster up and down
+## experiment: the main job: the whole default matrix on the local cluster, a report at the end
 experiment: setup
-	bash scripts/experiment.sh $(PB) $(RESULTS)
+	$(PB) run --profile full --results $(RESULTS)
 
 ## bench: benchmarks that print numbers and write $(RESULTS)/bench.json
 bench: setup

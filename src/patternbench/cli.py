@@ -212,7 +212,13 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
 
     cases, profile = experiment_options(args)
     topology = load_topology(args.topology)
-    args.results.mkdir(parents=True, exist_ok=True)
+    try:
+        args.results.mkdir(parents=True, exist_ok=True)
+        probe = args.results / ".patternbench-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write results to {args.results}: {exc.strerror}") from None
     provider = get_provider(args.provider, _options(args), progress)
     started = time.monotonic()
     brought_up = False

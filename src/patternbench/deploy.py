@@ -78,8 +78,9 @@ class Deployer:
             if labels.get(OWNER_LABEL) != "patternbench" or labels.get(RUN_LABEL) != run_id:
                 raise UsageError(f"namespace {name!r} already exists and was not created by this patternbench run")
 
-    def sweep(self, keep_run: str | None = None) -> list[str]:
-        """Delete every earlier run's namespaces and cluster-wide objects (found by label)."""
+    def sweep(self, keep_run: str | None = None, wait: bool = False) -> list[str]:
+        """Delete every earlier run's namespaces and cluster-wide objects (found by label).
+        Runs never share names, so a new run need not wait until the old one is gone."""
         swept = set()
         for ns in self.core.list_namespace(label_selector=f"{OWNER_LABEL}=patternbench", _request_timeout=REQUEST_TIMEOUT).items:
             run = (ns.metadata.labels or {}).get(RUN_LABEL)
@@ -87,7 +88,7 @@ class Deployer:
                 swept.add(run)
         for run in sorted(swept):
             self.undeploy(run, wait=False, graceful=False)
-        if swept:
+        if swept and wait:
             self.wait_gone(None, exclude=keep_run)
         return sorted(swept)
 
@@ -209,6 +210,10 @@ class DeployedRun:
         return (self.app_namespace, self.agents_namespace)
 
 
+# Providers (by object) this process has already loaded the images into.
+_IMAGES_LOADED: set[int] = set()
+
+
 def node_capacities(core: client.CoreV1Api) -> tuple[list[Any], int]:
     """Ready nodes' allocatable pods/CPU/memory, and how many pods already run."""
     from patternbench.topology import NodeCapacity
@@ -274,9 +279,10 @@ def deploy_run(
         swept = deployer.sweep(keep_run=run_id)
     if swept:
         progress.say(f"   removed leftovers of {', '.join(swept)}")
-    if provider.capabilities.can_load_images:
+    if provider.capabilities.can_load_images and id(provider) not in _IMAGES_LOADED:
         with progress.step("build and load images"):
             provider.load_images(build_data_plane())
+        _IMAGES_LOADED.add(id(provider))
     if results_dir is not None:
         out = Path(results_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -174,8 +174,10 @@ def run_case(
         sampler.stop()
         timeline.mark("teardown")
         if not keep:
+            # Kill the pods and let the namespaces go in the background: the next case has
+            # its own names, and the next deploy's sweep catches anything left.
             with progress.step(f"[{case.id}] undeploy"):
-                Deployer(api, Progress(quiet=True)).undeploy(run.run_id, graceful=False)
+                Deployer(api, Progress(quiet=True)).undeploy(run.run_id, graceful=False, wait=False)
     return out_dir
 
 

@@ -182,21 +182,32 @@ def cpu_millicores(samples: list[Record]) -> float:
 
 
 def agent_resources(samples: list[Record], is_agent: Any) -> dict[str, Any]:
-    """Mean CPU (millicores) and memory (MiB) of the agent containers: totals over all
-    instances, and per instance. `is_agent(record)` says which containers are agents."""
-    per_instance: dict[tuple[str, str], list[Record]] = {}
-    for s in samples:
-        if is_agent(s):
-            per_instance.setdefault((s["pod"], s["container"]), []).append(s)
-    if not per_instance:
+    """CPU (millicores) and memory (MiB) of the agent containers: totals over the instances
+    alive at each sample, and per instance. Instances replaced during an upgrade are not
+    double-counted: CPU is the agents' CPU time over the sampled span, memory the mean of
+    each sampling round's sum. `is_agent(record)` says which containers are agents."""
+    agents = [s for s in samples if is_agent(s)]
+    if not agents:
         return {"agent_instances": 0, "agent_cpu_m_total": None, "agent_memory_mib_total": None, "agent_cpu_m_per_instance": None, "agent_memory_mib_per_instance": None}
-    cpu = [cpu_millicores(rs) for rs in per_instance.values()]
-    mem = [statistics.fmean(r["memory_mib"] for r in rs) for rs in per_instance.values()]
-    n = len(per_instance)
+    rounds: dict[float, list[Record]] = {}
+    for s in agents:
+        rounds.setdefault(s["t"], []).append(s)
+    instances = statistics.fmean(len(rs) for rs in rounds.values())
+    memory = statistics.fmean(sum(r["memory_mib"] for r in rs) for rs in rounds.values())
+    per_instance: dict[tuple[str, str], list[Record]] = {}
+    for s in agents:
+        per_instance.setdefault((s["pod"], s["container"]), []).append(s)
+    span = max(rounds) - min(rounds)
+    cpu_ns = 0.0
+    for rs in per_instance.values():
+        timed = sorted((r["t"], r["cpu_ns"]) for r in rs if r.get("cpu_ns") is not None)
+        if len(timed) >= 2:
+            cpu_ns += max(0, timed[-1][1] - timed[0][1])
+    cpu = cpu_ns / 1e6 / span if span > 0 else 0.0
     return {
-        "agent_instances": n,
-        "agent_cpu_m_total": round(sum(cpu), 2),
-        "agent_memory_mib_total": round(sum(mem), 2),
-        "agent_cpu_m_per_instance": round(sum(cpu) / n, 2),
-        "agent_memory_mib_per_instance": round(sum(mem) / n, 2),
+        "agent_instances": round(instances, 2),
+        "agent_cpu_m_total": round(cpu, 2),
+        "agent_memory_mib_total": round(memory, 2),
+        "agent_cpu_m_per_instance": round(cpu / instances, 2),
+        "agent_memory_mib_per_instance": round(memory / instances, 2),
     }

@@ -22,6 +22,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--keep-cluster", action="store_true", help="leave the cluster up after the session")
     group.addoption("--bin-dir", type=Path, default=None, help="Kubernetes binaries to use instead of building them")
     group.addoption("--kubeconfig-file", type=Path, default=None, help="kubeconfig provider: the file to use")
+    group.addoption("--pattern", action="append", help="experiments: only this pattern (repeatable)")
+    group.addoption("--agent", action="append", choices=["mesh", "logging"], help="experiments: only this agent (repeatable)")
+    group.addoption("--profile", default="short", choices=["short", "full"], help="experiments: phase lengths and load (default short)")
+    group.addoption("--duration", type=float, default=None, help="experiments: seconds of load before and after the upgrade")
+    group.addoption("--users", type=int, default=None, help="experiments: Locust users")
+    group.addoption("--results-dir", type=Path, default=Path("results"), help="experiments: where runs are written")
+    group.addoption("--max-failed-requests", type=int, default=0, help="experiments: zero-downtime threshold")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -30,6 +30,9 @@ def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[
         if problems:
             failures[entry["case"]] = problems
     meta = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    planned = meta.get("cases_planned") or []
+    order = {name: i for i, name in enumerate(planned)}
+    cases = dict(sorted(cases.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     return {
         "schema": SCHEMA_VERSION,
         "run_id": run_dir.name,

@@ -85,3 +85,19 @@ def test_cli_as_a_process_prints_no_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("patternbench:")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "--pattern", "ambient"], "unknown pattern 'ambient'"),
+    (["run", "--agent", "tracing"], "unknown agent 'tracing'"),
+    (["run", "--duration", "0"], "--duration must be positive"),
+    (["run", "--users", "5000"], "more than one load process can drive"),
+    (["run", "--results", "/proc/patternbench-cannot-write"], "cannot write results"),
+    (["run", "--provider", "kubeconfig", "--kubeconfig", "/nonexistent/config", "--results", "/tmp"], "does not exist"),
+    (["deploy", "--pattern", "sidecars"], "unknown pattern 'sidecars'"),
+    (["report", "/nonexistent/run"], "not a run directory"),
+])
+def test_bad_experiment_input_exits_2_before_any_load(argv: list[str], message: str, capsys) -> None:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -1,0 +1,79 @@
+"""The experiment matrix as pytest cases: each case runs once per session (lazily, so -k
+selects what runs), and the session's run directory gets summary.json and report.md."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from patternbench.experiment import PROFILES, Case, Profile, default_matrix, run_case
+from patternbench.summary import Thresholds, check_claims, summarize_case
+from patternbench.topology import Pattern, load_topology
+
+
+def selected_cases(config: pytest.Config) -> list[Case]:
+    patterns = [Pattern.parse(p, "--pattern") for p in config.getoption("--pattern") or []] or None
+    return default_matrix(patterns, config.getoption("--agent") or None)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" in metafunc.fixturenames:
+        cases = selected_cases(metafunc.config)
+        metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+
+
+@pytest.fixture(scope="session")
+def profile(request: pytest.FixtureRequest) -> Profile:
+    config = request.config
+    chosen = PROFILES[config.getoption("--profile")]
+    if config.getoption("--duration") is not None:
+        chosen = replace(chosen, before_s=config.getoption("--duration"), after_s=config.getoption("--duration"))
+    if config.getoption("--users") is not None:
+        chosen = replace(chosen, load=replace(chosen.load, users=config.getoption("--users")))
+    chosen.validate()
+    return chosen
+
+
+@pytest.fixture(scope="session")
+def experiment_run(request: pytest.FixtureRequest, cluster: object, profile: Profile) -> Iterator[dict[str, Any]]:
+    """{'dir': run dir, 'entries': case id -> summary entry}; the report is written at the end."""
+    from patternbench.deploy import new_run_id
+    from patternbench.report import write_report
+
+    import json
+    from dataclasses import asdict
+
+    run_dir = Path(request.config.getoption("--results-dir")) / new_run_id()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    planned = [c.id for c in selected_cases(request.config)]
+    (run_dir / "run.json").write_text(json.dumps({"profile": asdict(profile), "cases_planned": planned, "provider": cluster.name}, indent=1))  # type: ignore[attr-defined]
+    state: dict[str, Any] = {"dir": run_dir, "entries": {}}
+    try:
+        yield state
+    finally:
+        if state["entries"]:
+            write_report(run_dir, Thresholds(max_failed_requests=request.config.getoption("--max-failed-requests")))
+            print(f"\nexperiment report: {run_dir / 'report.md'}")
+
+
+@pytest.fixture
+def result(case: Case, cluster: object, experiment_run: dict[str, Any], profile: Profile) -> dict[str, Any]:
+    """The summary entry of `case`, run on the session's cluster."""
+    case_dir = run_case(cluster, load_topology(), case, profile, experiment_run["dir"] / case.id)
+    entry = summarize_case(case_dir)
+    experiment_run["entries"][case.id] = entry
+    return entry
+
+
+@pytest.fixture
+def thresholds(request: pytest.FixtureRequest) -> Thresholds:
+    return Thresholds(max_failed_requests=request.config.getoption("--max-failed-requests"))
+
+
+@pytest.fixture
+def claims(result: dict[str, Any], thresholds: Thresholds) -> list[str]:
+    calls = sum(len(s.calls) for s in load_topology().services)
+    return check_claims(result, calls, thresholds)

@@ -1,0 +1,60 @@
+"""The seed's claims, asserted on a real cluster under Locust load, per pattern x agent.
+
+Each case deploys its pattern, drives traffic, upgrades one agent from v1 to v2 (the
+control upgrades nothing), and these tests assert on what was measured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from patternbench.experiment import Case
+from patternbench.summary import Thresholds, expected_proxies
+from patternbench.topology import Pattern, load_topology
+
+pytestmark = pytest.mark.cluster
+
+CALLS = sum(len(s.calls) for s in load_topology().services)
+
+
+def is_node_agent(case: Case) -> bool:
+    return case.pattern is Pattern.DAEMONSET or (case.pattern is Pattern.HYBRID and case.agent == "logging")
+
+
+def test_case(case: Case, result: dict[str, Any], claims: list[str], thresholds: Thresholds) -> None:
+    """Every claim for the case at once (the report lists them too); the named checks below
+    say the same things one by one, so a failure reads as the claim it breaks."""
+    assert not result["missing"], f"incomplete case: {result['missing']}"
+    # Live containers are the seed's formula.
+    assert result["containers_total"] == result["containers_formula"]
+    # Hop trails are those the pattern implies.
+    assert result["proxies_per_request"] == expected_proxies(case.pattern.value, CALLS)
+    if case.pattern in (Pattern.SIDECAR, Pattern.HYBRID):
+        assert result["hops"] == {"loopback": 2.0 * CALLS, "network": 1.0 * CALLS}
+    elif case.pattern is Pattern.DAEMONSET:
+        assert result["hops"] == {"network": 3.0 * CALLS}
+    else:
+        assert result["hops"] == {"network": 1.0 * CALLS}
+    assert result["latency_ms"]["before"]["p50"] is not None
+    if case.agent is None:
+        assert result["app_pods_recreated"] == 0 and result["failed_requests"] == 0
+        return
+    if is_node_agent(case):
+        # A DaemonSet agent upgrade recreates no app pod and restarts no app container.
+        assert result["app_pods_recreated"] == 0
+        assert result["app_container_restarts"] == 0
+    else:
+        # A sidecar agent upgrade recreates every app pod.
+        assert result["app_pods_recreated"] == result["app_pods"]
+    if not case.naive:
+        # Zero-downtime settings: failed requests during the upgrade within the threshold.
+        assert result["failed_requests"] <= thresholds.max_failed_requests, (
+            f"{result['failed_requests']} failed, downtime {result['downtime_s']}s"
+        )
+    if case.agent == "logging" and case.pattern is Pattern.DAEMONSET:
+        # A DaemonSet log-agent upgrade loses no log line.
+        assert result["log_lines_lost"] == 0
+        assert result["log_lines_duplicated"] == 0
+    assert claims == []

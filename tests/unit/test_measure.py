@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from patternbench import measure
+from patternbench.summary import Thresholds, check_claims, expected_proxies, summarize_case
+
+
+def probe(t: float, good: bool = True) -> dict:
+    return {"kind": "probe", "t": t, "ms": 1.0, "status": 200 if good else 0, "error": "" if good else "ConnectionRefusedError"}
+
+
+def user(t: float, ms: float = 5.0, good: bool = True, hops: list[str] | None = None, via: str = "") -> dict:
+    return {"kind": "user", "t": t, "ms": ms, "status": 200 if good else 502, "error": "" if good else "HTTP502", "hops": hops or [], "via": via}
+
+
+def test_outage_is_dated_from_the_start_of_the_first_failing_probe() -> None:
+    probes = [probe(0.0), probe(0.05), probe(0.10, False), probe(0.15, False), probe(0.20), probe(0.25, False), probe(0.30)]
+    assert measure.outages(probes, 0, 1) == [(0.10, 0.20), (0.25, 0.30)]
+    stats = measure.availability([], probes, 0, 1)
+    assert stats["downtime_s"] == pytest.approx(0.15)
+    assert stats["max_outage_s"] == pytest.approx(0.10)
+    assert stats["failed_requests"] == 3 and stats["total_requests"] == 7
+
+
+def test_an_outage_still_open_at_the_end_is_closed_there() -> None:
+    assert measure.outages([probe(1.0), probe(2.0, False)], 0, 3.5) == [(2.0, 3.5)]
+
+
+def test_no_failure_no_downtime() -> None:
+    stats = measure.availability([user(0.1), user(0.2)], [probe(0.1), probe(0.2)], 0, 1)
+    assert stats == {"downtime_s": 0.0, "max_outage_s": 0.0, "outages": 0, "failed_requests": 0, "total_requests": 4, "error_rate": 0.0}
+
+
+def test_window_bounds_failures() -> None:
+    records = [user(0.5, good=False), user(1.5, good=False), user(2.5)]
+    stats = measure.availability(records, [], 1.0, 3.0)
+    assert stats["failed_requests"] == 1 and stats["total_requests"] == 2 and stats["error_rate"] == 0.5
+
+
+def test_percentiles_nearest_rank() -> None:
+    values = list(range(1, 101))
+    assert measure.percentile(values, 50) == 50
+    assert measure.percentile(values, 99) == 99
+    assert measure.percentile([], 50) is None
+    lat = measure.latency_ms([user(0, ms=10), user(0, ms=20), user(0, ms=999, good=False)])
+    assert lat["p99"] == 20  # failed requests are not latency samples
+
+
+def test_hops_by_pattern() -> None:
+    sidecar = ["sidecar/o-1", "sidecar/f-1", "sidecar/p-1", "sidecar/o-1"]
+    assert measure.hops_by_kind(sidecar) == {"loopback": 4, "network": 2}
+    assert measure.hops_by_kind(["1.1 node/n1", "1.1 node/n1"]) == {"network": 3}
+    summary = measure.hop_summary([user(0, hops=sidecar, via="1.1 sidecar/f-1"), user(0, via="")], direct_calls_per_request=2)
+    assert summary["proxies_per_request"] == 2.5  # (1 + 4 + 0) / 2
+    assert summary["hops"] == {"loopback": 2.0, "network": 2.0}
+
+
+def test_requests_per_agent_counts_each_instance_once_per_request() -> None:
+    records = [user(0, hops=["node/n1", "node/n1", "node/n1", "node/n1"]), user(0, hops=["node/n1", "node/n1"]), user(0, good=False, hops=["node/n1"])]
+    assert measure.requests_per_agent(records) == {"node/n1": 2}
+
+
+def test_pod_changes() -> None:
+    before = {"a": {"app": 0, "meshproxy": 0}, "b": {"app": 1}}
+    after = {"a": {"app": 2, "meshproxy": 0}, "c": {"app": 0}}
+    assert measure.pod_changes(before, after) == {"app_pods_recreated": 1, "app_container_restarts": 2}
+
+
+def test_cpu_from_cumulative_time_and_memory_means() -> None:
+    samples = [
+        {"t": 0.0, "pod": "p", "container": "meshproxy", "cpu_ns": 0, "memory_mib": 10.0},
+        {"t": 2.0, "pod": "p", "container": "meshproxy", "cpu_ns": 100_000_000, "memory_mib": 12.0},  # 0.1 s CPU in 2 s
+        {"t": 0.0, "pod": "p", "container": "app", "cpu_ns": 0, "memory_mib": 50.0},
+        {"t": 2.0, "pod": "p", "container": "app", "cpu_ns": 10**10, "memory_mib": 50.0},
+    ]
+    out = measure.agent_resources(samples, lambda s: s["container"] == "meshproxy")
+    assert out["agent_instances"] == 1
+    assert out["agent_cpu_m_total"] == pytest.approx(50.0)
+    assert out["agent_memory_mib_total"] == pytest.approx(11.0)
+
+
+def test_an_instance_replaced_mid_run_is_not_counted_twice() -> None:
+    old = [{"t": t, "pod": "a", "container": "meshproxy", "cpu_ns": t * 1e7, "memory_mib": 10.0} for t in (0.0, 1.0, 2.0)]
+    new = [{"t": t, "pod": "b", "container": "meshproxy", "cpu_ns": (t - 2) * 1e7, "memory_mib": 10.0} for t in (3.0, 4.0)]
+    out = measure.agent_resources(old + new, lambda s: True)
+    assert out["agent_instances"] == 1
+    assert out["agent_memory_mib_total"] == pytest.approx(10.0)
+    assert out["agent_cpu_m_total"] == pytest.approx(7.5)  # 0.03 s of CPU over the 4 s sampled
+
+
+def write_case(tmp: Path, pattern: str, agent: str | None, requests: list[dict], before: dict, after: dict, upgrade: tuple[float, float] | None, sink: dict | None = None) -> Path:
+    d = tmp / f"{pattern}-{agent}"
+    d.mkdir()
+    (d / "case.json").write_text(json.dumps({"id": d.name, "pattern": pattern, "agent": agent, "naive": False}))
+    (d / "deployment.json").write_text(json.dumps({"containers_live": 8, "containers_formula": 8, "app_pods": 2, "nodes": 1, "calls_per_request": 1}))
+    marks = [{"phase": "warmup", "t": 0.0}, {"phase": "before", "t": 1.0}]
+    if upgrade:
+        marks += [{"phase": "upgrade_start", "t": upgrade[0]}, {"phase": "upgrade_end", "t": upgrade[1]}]
+    marks += [{"phase": "after", "t": 8.0}, {"phase": "end", "t": 10.0}]
+    (d / "timeline.jsonl").write_text("\n".join(json.dumps(m) for m in marks) + "\n")
+    (d / "requests.jsonl").write_text("\n".join(json.dumps(r) for r in requests) + "\n{\"cut short")
+    (d / "pods-before.json").write_text(json.dumps(before))
+    (d / "pods-after.json").write_text(json.dumps(after))
+    (d / "load-summary.json").write_text(json.dumps({"cpu_warning": False}))
+    if sink is not None:
+        (d / "sink.json").write_text(json.dumps(sink))
+    return d
+
+
+def test_summarize_a_daemonset_case_and_check_its_claims(tmp_path: Path) -> None:
+    hops = ["node/n1", "node/n1"]
+    requests = [user(1.5 + i * 0.1, hops=hops) for i in range(60)] + [probe(1.5 + i * 0.05) for i in range(160)]
+    d = write_case(tmp_path, "daemonset", "logging", requests, {"a": {"app": 0}, "b": {"app": 0}}, {"a": {"app": 0}, "b": {"app": 0}}, (4.0, 6.0),
+                   sink={"total": {"missing": 0, "duplicated": 0, "received": 60}, "lag": {}})
+    entry = summarize_case(d)
+    assert entry["missing"] == []
+    assert entry["failed_requests"] == 0 and entry["downtime_s"] == 0
+    assert entry["app_pods_recreated"] == 0 and entry["upgrade_duration_s"] == 2.0
+    assert entry["proxies_per_request"] == 2 and entry["hops"] == {"network": 3.0}
+    assert entry["log_lines_lost"] == 0
+    assert check_claims(entry, calls_per_request=1) == []
+
+
+def test_claims_catch_a_daemonset_upgrade_that_recreated_pods_and_lost_lines(tmp_path: Path) -> None:
+    hops = ["node/n1", "node/n1"]
+    requests = [user(1.5, hops=hops), probe(4.5, False), probe(5.0)]
+    d = write_case(tmp_path, "daemonset", "logging", requests, {"a": {"app": 0}}, {"z": {"app": 0}}, (4.0, 6.0),
+                   sink={"total": {"missing": 3, "duplicated": 0, "received": 7}, "lag": {}})
+    problems = check_claims(summarize_case(d), calls_per_request=1)
+    assert any("touched the app" in p for p in problems)
+    assert any("1 requests failed" in p for p in problems)
+    assert any("3 log lines lost" in p for p in problems)
+    assert check_claims(summarize_case(d), 1, Thresholds(max_failed_requests=5, max_log_lines_lost=5)) == [problems[0]]
+
+
+def test_a_case_cut_short_says_what_is_missing(tmp_path: Path) -> None:
+    d = tmp_path / "sidecar-mesh"
+    d.mkdir()
+    (d / "case.json").write_text(json.dumps({"id": "sidecar-mesh", "pattern": "sidecar", "agent": "mesh", "naive": False}))
+    (d / "timeline.jsonl").write_text(json.dumps({"phase": "before", "t": 1.0}) + "\n" + json.dumps({"phase": "upgrade_start", "t": 2.0}) + "\n")
+    entry = summarize_case(d)
+    assert "upgrade_end" in entry["missing"] and "pods-after.json" in entry["missing"]
+    assert any("incomplete" in p for p in check_claims(entry, 2))
+
+
+def test_expected_proxies() -> None:
+    assert expected_proxies("sidecar", 2) == 5
+    assert expected_proxies("hybrid", 2) == 5
+    assert expected_proxies("daemonset", 2) == 4
+    assert expected_proxies("none", 2) == 0
