@@ -217,8 +217,12 @@ def run_matrix(
     except BaseException:
         meta["interrupted"] = True
         (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
-        if any(run_dir.glob("*/case.json")):
-            write_report(run_dir)
+        if any(run_dir.glob("*/requests.jsonl")):
+            try:
+                write_report(run_dir)
+                progress.say(f" partial report (interrupted): {run_dir / 'report.md'}")
+            except Exception as exc:  # noqa: BLE001 - never hide why the run stopped
+                progress.say(f" could not write the partial report: {exc}")
         raise
     meta["finished_wall"] = time.time()
     (run_dir / "run.json").write_text(json.dumps(meta, indent=1))

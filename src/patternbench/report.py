@@ -141,13 +141,23 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
         good = [r for r in records if r.get("kind") == "user" and not r.get("error")]
         bad = [r for r in records if r.get("error")]
         ax.plot([r["t"] - t0 for r in good], [r["ms"] for r in good], ".", ms=1.5, label="latency (ms)")
-        if bad:
-            ax.plot([r["t"] - t0 for r in bad], [0] * len(bad), "rx", ms=4, label="failed request")
+        # Error rate on a second axis: failed share of all requests per half second.
+        bins: dict[int, list[int]] = {}
+        for r in records:
+            b = bins.setdefault(int((r["t"] - t0) * 2), [0, 0])
+            b[0] += 1
+            b[1] += 1 if r.get("error") else 0
+        twin = ax.twinx()
+        keys = sorted(bins)
+        twin.step([k / 2 for k in keys], [100 * bins[k][1] / bins[k][0] for k in keys], where="post", color="red", lw=0.8)
+        twin.set_ylim(0, 100)
+        twin.set_ylabel("errors %", color="red", fontsize=7)
         if "upgrade_start" in marks:
             ax.axvspan(marks["upgrade_start"] - t0, marks.get("upgrade_end", marks["upgrade_start"]) - t0, color="orange", alpha=0.25, label="upgrade")
         ax.set_title(d.name, fontsize=9)
-        ax.set_yscale("log")
-        ax.legend(fontsize=7, loc="upper right")
+        if good:
+            ax.set_yscale("log")
+        ax.legend(fontsize=7, loc="upper left")
     axes[-1, 0].set_xlabel("seconds since the measured phase began")
     fig.tight_layout()
     fig.savefig(run_dir / "latency.png", dpi=90)
