@@ -165,8 +165,7 @@ func (a *app) root(w http.ResponseWriter, r *http.Request) {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "--version" {
-		fmt.Println("app", version)
+	if config.VersionRequested("app", version) {
 		return
 	}
 	env := config.FromOS()

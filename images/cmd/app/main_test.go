@@ -1,50 +1,16 @@
 package main
 
 import (
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
+
+	"patternbench.local/images/internal/cmdtest"
 )
 
-// TestMain lets a test run this command's main() in a child process.
-func TestMain(m *testing.M) {
-	if os.Getenv("PB_RUN_MAIN") == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// runMain runs main() with only the given environment; returns exit code and stderr.
-func runMain(t *testing.T, env ...string) (int, string) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append([]string{"PB_RUN_MAIN=1", "PATH=" + os.Getenv("PATH")}, env...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	code := 0
-	if exitErr, ok := err.(*exec.ExitError); ok {
-		code = exitErr.ExitCode()
-	}
-	return code, stderr.String()
-}
-
-func expectOneLineNaming(t *testing.T, setting string, env ...string) {
-	t.Helper()
-	code, stderr := runMain(t, env...)
-	if code == 0 {
-		t.Fatalf("%v: exit 0", env)
-	}
-	if strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, setting) {
-		t.Fatalf("%v: stderr %q should be one line naming %s", env, stderr, setting)
-	}
-}
+func TestMain(m *testing.M) { cmdtest.Main(m, main) }
 
 func TestBadConfiguration(t *testing.T) {
-	expectOneLineNaming(t, "SERVICE_NAME")
-	expectOneLineNaming(t, "MESH_PROXY", "SERVICE_NAME=a", "MESH_PROXY=not-an-address")
-	expectOneLineNaming(t, "DRAIN", "SERVICE_NAME=a", "DRAIN=soon")
-	expectOneLineNaming(t, "LOG_PATH", "SERVICE_NAME=a", "LOG_PATH=/nonexistent/dir/app.log", "LISTEN=127.0.0.1:0")
+	cmdtest.ExpectOneLineNaming(t, "SERVICE_NAME")
+	cmdtest.ExpectOneLineNaming(t, "MESH_PROXY", "SERVICE_NAME=a", "MESH_PROXY=not-an-address")
+	cmdtest.ExpectOneLineNaming(t, "DRAIN", "SERVICE_NAME=a", "DRAIN=soon")
+	cmdtest.ExpectOneLineNaming(t, "LOG_PATH", "SERVICE_NAME=a", "LOG_PATH=/nonexistent/dir/app.log", "LISTEN=127.0.0.1:0")
 }

@@ -22,8 +22,7 @@ import (
 var version = "dev"
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "--version" {
-		fmt.Println("logagent", version)
+	if config.VersionRequested("logagent", version) {
 		return
 	}
 	env := config.FromOS()

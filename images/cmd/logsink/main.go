@@ -20,8 +20,7 @@ import (
 var version = "dev"
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "--version" {
-		fmt.Println("logsink", version)
+	if config.VersionRequested("logsink", version) {
 		return
 	}
 	env := config.FromOS()

@@ -25,8 +25,7 @@ import (
 var version = "dev"
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "--version" {
-		fmt.Println("meshproxy", version)
+	if config.VersionRequested("meshproxy", version) {
 		return
 	}
 	env := config.FromOS()
@@ -55,7 +54,7 @@ func main() {
 			env.Required("NAMESPACE")
 		}
 	} else {
-		watchNamespace = "" // a node proxy serves every namespace
+		watchNamespace = ""                        // a node proxy serves every namespace
 		nodeProxies = env.Required("NODE_PROXIES") // namespace/service of the node proxies
 	}
 	reusePort := env.Bool("REUSE_PORT", mode == mesh.Node)

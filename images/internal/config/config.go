@@ -154,3 +154,13 @@ func CheckAddr(addr string) error {
 	}
 	return nil
 }
+
+// VersionRequested prints "<program> <version>" and reports true when the command line
+// asks for the version (--version), so every binary answers it the same way.
+func VersionRequested(program, version string) bool {
+	if len(os.Args) > 1 && (os.Args[1] == "--version" || os.Args[1] == "-v") {
+		fmt.Println(program, version)
+		return true
+	}
+	return false
+}

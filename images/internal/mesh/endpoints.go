@@ -64,7 +64,9 @@ func (s *Store) remerge(service string) {
 	for _, part := range s.slices[service] {
 		eps = append(eps, part...)
 	}
-	sort.Slice(eps, func(i, j int) bool { return eps[i].IP < eps[j].IP || (eps[i].IP == eps[j].IP && eps[i].Port < eps[j].Port) })
+	sort.Slice(eps, func(i, j int) bool {
+		return eps[i].IP < eps[j].IP || (eps[i].IP == eps[j].IP && eps[i].Port < eps[j].Port)
+	})
 	if len(eps) == 0 {
 		delete(s.merged, service)
 		delete(s.slices, service)
