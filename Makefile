@@ -5,7 +5,7 @@ PB      := $(BIN)/patternbench
 PYTEST  := $(BIN)/python -m pytest
 RESULTS ?= results
 
-.PHONY: setup test test-unit experiment bench clean cluster-up cluster-down
+.PHONY: setup test test-unit experiment nightly bench clean cluster-up cluster-down
 
 ## setup: host packages, the Python venv, Kubernetes/etcd/CoreDNS built into ~/.cache/patternbench
 setup:
@@ -25,6 +25,12 @@ test-unit:
 ## experiment: the main job: the whole default matrix on the local cluster, a report at the end
 experiment: setup
 	$(PB) run --profile full --results $(RESULTS)
+
+## nightly: what the nightly workflow does, on the local provider: the matrix (short profile),
+## then every figure against baselines/local.json (exit 1 on a regression)
+nightly: setup
+	$(PB) run --profile short --results $(RESULTS)/nightly
+	$(PB) compare baselines/local.json "$$(ls -d $(RESULTS)/nightly/pb-* | tail -n 1)"
 
 ## bench: benchmarks that print numbers and write $(RESULTS)/bench.json
 bench: setup

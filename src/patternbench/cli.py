@@ -85,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild summary.json, report.md and plots from a run's raw records")
     report.add_argument("run_dir", type=Path)
 
+    comp = sub.add_parser("compare", help="every baseline figure against a run; exit 1 on a regression")
+    comp.add_argument("baseline", type=Path)
+    comp.add_argument("run_dir", type=Path)
+    comp.add_argument("--subset", action="store_true", help="the run ran only some of the baseline's cases: compare those")
+    base = sub.add_parser("baseline", help="manage baselines")
+    bsub = base.add_subparsers(dest="action", required=True)
+    upd = bsub.add_parser("update", help="fold runs into a baseline (99th percentile over the stored runs)")
+    upd.add_argument("run_dirs", type=Path, nargs="+")
+    upd.add_argument("--baseline", type=Path, default=Path("baselines/local.json"))
+    upd.add_argument("--provider", default="local")
+
     clean = sub.add_parser("clean", help="remove results (and with --cache, the build cache)")
     clean.add_argument("--cache", action="store_true", help="also remove ~/.cache/patternbench")
     clean.add_argument("--results", type=Path, default=Path("results"))
@@ -252,6 +263,31 @@ def cmd_report(args: argparse.Namespace, progress: Progress) -> int:
     return 1 if summary["failed_claims"] else 0
 
 
+def cmd_compare(args: argparse.Namespace, progress: Progress) -> int:
+    from patternbench.baseline import compare, format_table, load_baseline, load_summary
+
+    rows = compare(load_baseline(args.baseline), load_summary(args.run_dir), subset=args.subset)
+    print(format_table(rows))
+    worse = [r for r in rows if r.regressed]
+    for r in worse:
+        print(f"patternbench: regression in {r.case}: {r.figure} is {r.current:.3g}, baseline {r.baseline:.3g} (+{r.delta:.3g}, limit {r.limit:.3g})", file=sys.stderr)
+    return 1 if worse else 0
+
+
+def cmd_baseline(args: argparse.Namespace, progress: Progress) -> int:
+    import json
+
+    from patternbench.baseline import load_baseline, load_summary, update_baseline
+
+    summaries = [load_summary(d) for d in args.run_dirs]
+    existing = load_baseline(args.baseline) if args.baseline.exists() else None
+    doc = update_baseline(existing, summaries, args.provider)
+    args.baseline.parent.mkdir(parents=True, exist_ok=True)
+    args.baseline.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    progress.say(f"baseline {args.baseline}: {len(doc['cases'])} cases, folded {len(summaries)} run(s)")
+    return 0
+
+
 def cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
     from patternbench.components import cache_root
 
@@ -263,7 +299,7 @@ def cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-COMMANDS = {"setup": cmd_setup, "cluster": cmd_cluster, "images": cmd_images, "deploy": cmd_deploy, "undeploy": cmd_undeploy, "run": cmd_run, "report": cmd_report, "clean": cmd_clean}
+COMMANDS = {"setup": cmd_setup, "cluster": cmd_cluster, "images": cmd_images, "deploy": cmd_deploy, "undeploy": cmd_undeploy, "run": cmd_run, "report": cmd_report, "compare": cmd_compare, "baseline": cmd_baseline, "clean": cmd_clean}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

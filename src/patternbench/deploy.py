@@ -263,7 +263,10 @@ def deploy_run(
     run_id = run_id or new_run_id()
     paths = getattr(provider, "node_paths", None)
     pod_logs_dir, agent_state_dir = paths() if paths else ("/var/log/pods", "/var/lib/patternbench-agents")
-    opts = RenderOptions(run_id=run_id, pod_logs_dir=str(pod_logs_dir), agent_state_dir=str(agent_state_dir), naive=naive)
+    from patternbench.render import Images
+
+    images = Images.under(getattr(provider, "registry", None))
+    opts = RenderOptions(run_id=run_id, images=images, pod_logs_dir=str(pod_logs_dir), agent_state_dir=str(agent_state_dir), naive=naive)
     objs = render(topology, pattern, opts)
     try:
         api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
@@ -293,7 +296,11 @@ def deploy_run(
         deployer.wait_rolled_out(objs, timeout_s)
     entry = next(o for o in objs if o["kind"] == "Service" and o["spec"].get("type") == "NodePort")
     live = deployer.core.read_namespaced_service(entry["metadata"]["name"], opts.app_namespace, _request_timeout=REQUEST_TIMEOUT)
-    host = provider.entry_host() if hasattr(provider, "entry_host") else nodes[0].name
+    if hasattr(provider, "entry_host"):
+        host = provider.entry_host()
+    else:  # a NodePort answers on every node's address
+        node = deployer.core.read_node(nodes[0].name, _request_timeout=REQUEST_TIMEOUT)
+        host = next(a.address for a in node.status.addresses if a.type == "InternalIP")
     entry_url = f"http://{host}:{live.spec.ports[0].node_port}/"
     with progress.step(f"wait until the entry answers at {entry_url}"):
         # /readyz, not /: a readiness check must not write log lines that a test then counts.

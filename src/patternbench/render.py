@@ -36,6 +36,14 @@ class Images:
     logsink: str = f"{REGISTRY}/logsink:v1"
     extra: str = f"{REGISTRY}/agent-omega:v1"
 
+    @classmethod
+    def under(cls, registry: str | None) -> Images:
+        """The same images as pushed to `registry` (gke, kubeconfig); local names without one."""
+        if not registry:
+            return cls()
+        prefix = registry.rstrip("/")
+        return cls(**{k: f"{prefix}/{v.split('/', 1)[1]}" for k, v in cls().__dict__.items()})
+
 
 @dataclass(frozen=True)
 class RenderOptions:

@@ -123,3 +123,11 @@ def test_entry_service_is_a_nodeport_and_yaml_is_applyable() -> None:
     nodeports = [s["metadata"]["name"] for s in find(objs, "Service") if s["spec"].get("type") == "NodePort"]
     assert nodeports == ["frontend"]
     assert "kind: Deployment" in to_yaml(objs)
+
+
+def test_images_under_a_registry() -> None:
+    from patternbench.render import Images
+
+    pushed = Images.under("registry.example:5000/team")
+    assert pushed.meshproxy == "registry.example:5000/team/meshproxy:v1"
+    assert Images.under(None) == Images()

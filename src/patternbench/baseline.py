@@ -1,0 +1,139 @@
+"""Baselines: accepted figures per provider and case, and the comparison that says "this got
+worse, by this much". Like OpenShift's upgrade-disruption checks, a baseline is a high
+percentile over the runs seen so far, not the last run, so one lucky night does not make
+every later one a regression."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from patternbench.errors import UsageError
+
+SCHEMA_VERSION = 1
+HISTORY = 30  # samples kept per figure
+PERCENTILE = 99
+
+# Figures tracked per case: how to read them from a summary entry, and the default
+# tolerance (absolute, relative) within which a worse value is still not a regression.
+FIGURES: dict[str, tuple[tuple[str, ...], float, float]] = {
+    "downtime_s": (("downtime_s",), 0.2, 0.5),
+    "failed_requests": (("failed_requests",), 2, 0.5),
+    "latency_p99_ms": (("latency_ms", "before", "p99"), 5.0, 0.5),
+    "agent_memory_mib": (("agent_memory_mib_total",), 8.0, 0.25),
+    "log_lines_lost": (("log_lines_lost",), 0, 0.0),
+}
+
+
+def figure_of(entry: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    value: Any = entry
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return None if value is None else float(value)
+
+
+def load_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except OSError:
+        raise UsageError(f"{run_dir} has no summary.json (run `patternbench report {run_dir}` or pick a run directory)") from None
+    except ValueError:
+        raise UsageError(f"{path} is not valid JSON") from None
+    if summary.get("schema") != 1:
+        raise UsageError(f"{path} has summary schema {summary.get('schema')!r}; this patternbench reads schema 1")
+    return summary
+
+
+def load_baseline(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except OSError:
+        raise UsageError(f"cannot read baseline {path}") from None
+    except ValueError:
+        raise UsageError(f"baseline {path} is not valid JSON") from None
+    if doc.get("schema") != SCHEMA_VERSION:
+        raise UsageError(f"baseline {path} has schema {doc.get('schema')!r}; this patternbench reads schema {SCHEMA_VERSION}")
+    return doc
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+
+def update_baseline(baseline: dict[str, Any] | None, summaries: list[dict[str, Any]], provider: str, today: str | None = None) -> dict[str, Any]:
+    """Fold runs into the baseline: each figure keeps its last HISTORY samples; its accepted
+    value is their 99th percentile. Tolerances already in the file are kept."""
+    today = today or dt.date.today().isoformat()
+    doc = baseline or {"schema": SCHEMA_VERSION, "provider": provider, "cases": {}}
+    for summary in summaries:
+        for case, entry in summary["cases"].items():
+            if entry.get("invalid") or entry.get("missing"):
+                continue  # an untrustworthy run must not move the baseline
+            figures = doc["cases"].setdefault(case, {})
+            for name, (path, tol_abs, tol_rel) in FIGURES.items():
+                value = figure_of(entry, path)
+                if value is None:
+                    continue
+                fig = figures.setdefault(name, {"tolerance_abs": tol_abs, "tolerance_rel": tol_rel, "samples": []})
+                fig["samples"] = (fig["samples"] + [value])[-HISTORY:]
+                fig["value"] = percentile(fig["samples"], PERCENTILE)
+                fig["runs"] = len(fig["samples"])
+                fig["updated"] = today
+    return doc
+
+
+@dataclass(frozen=True)
+class Comparison:
+    case: str
+    figure: str
+    baseline: float
+    current: float
+    limit: float
+
+    @property
+    def regressed(self) -> bool:
+        return self.current > self.limit
+
+    @property
+    def delta(self) -> float:
+        return self.current - self.baseline
+
+
+def compare(baseline: dict[str, Any], summary: dict[str, Any], subset: bool = False) -> list[Comparison]:
+    """Every baseline figure against the run's; lower is better for all of them. With
+    `subset`, a run that ran only some cases is compared on those."""
+    rows = []
+    for case, figures in sorted(baseline["cases"].items()):
+        entry = summary["cases"].get(case)
+        if entry is None and subset:
+            continue
+        if entry is None:
+            raise UsageError(f"case {case!r} is in the baseline but not in run {summary.get('run_id')}")
+        for name, fig in sorted(figures.items()):
+            if name not in FIGURES:
+                raise UsageError(f"baseline figure {case}.{name} is unknown to this patternbench")
+            current = figure_of(entry, FIGURES[name][0])
+            if current is None:
+                raise UsageError(f"figure {case}.{name} is missing from run {summary.get('run_id')}")
+            base = float(fig["value"])
+            limit = base * (1 + float(fig.get("tolerance_rel", 0))) + float(fig.get("tolerance_abs", 0))
+            rows.append(Comparison(case, name, base, current, limit))
+    if not rows:
+        raise UsageError(f"run {summary.get('run_id')} shares no case with the baseline")
+    return rows
+
+
+def format_table(rows: list[Comparison]) -> str:
+    lines = [f"{'case':<24} {'figure':<18} {'baseline':>10} {'run':>10} {'limit':>10}  verdict"]
+    for r in rows:
+        verdict = f"REGRESSION (+{r.delta:.3g})" if r.regressed else "ok"
+        lines.append(f"{r.case:<24} {r.figure:<18} {r.baseline:>10.3g} {r.current:>10.3g} {r.limit:>10.3g}  {verdict}")
+    return "\n".join(lines)
