@@ -57,6 +57,9 @@ def test_every_command_the_workflow_runs_exists() -> None:
                             if commands[sub]:
                                 assert words[i + 2] in commands[sub], f"unknown: patternbench {sub} {words[i + 2]}"
                             checked += 1
+                        if word == "pytest":
+                            assert (ROOT / words[i + 1]).is_dir(), f"pytest of a missing path {words[i + 1]}"
+                            checked += 1
                         if word == "make":
                             assert words[i + 1] in targets, f"unknown make target {words[i + 1]}"
     assert checked >= 8

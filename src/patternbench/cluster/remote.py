@@ -55,6 +55,10 @@ def kind_delete_cmd(name: str) -> list[str]:
     return ["kind", "delete", "cluster", "--name", name]
 
 
+def kind_export_kubeconfig_cmd(name: str, kubeconfig: Path) -> list[str]:
+    return ["kind", "export", "kubeconfig", "--name", name, "--kubeconfig", str(kubeconfig)]
+
+
 @dataclass
 class KindProvider:
     name_: str = "patternbench"
@@ -72,6 +76,10 @@ class KindProvider:
         require_cli("kind", "kind")
         require_cli("docker", "kind")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        existing = _run(["kind", "get", "clusters"], "kind get clusters").stdout.split()
+        if self.name_ in existing:  # idempotent: reuse it, as `cluster up` does for local
+            _run(kind_export_kubeconfig_cmd(self.name_, self.kubeconfig()), "kind export kubeconfig")
+            return
         config = self.workdir / f"{self.name_}.yaml"
         config.write_text(kind_config(self.node_count))
         with self.progress.step(f"kind create cluster {self.name_}"):
