@@ -108,6 +108,25 @@ def app_pods(core: client.CoreV1Api, namespace: str) -> dict[str, dict[str, int]
     return pods
 
 
+def settled_sink_stats(api: client.ApiClient, namespace: str, timeout_s: float = 8) -> dict[str, Any]:
+    """The sink's counts once they stop moving: the log agents ship every 100 ms, so two equal
+    reads 0.4 s apart mean the last batches have arrived."""
+    from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+    seen: list[int] = []
+
+    def read() -> dict[str, Any]:
+        stats = sink_stats(api, namespace)
+        seen.append(stats["total"]["received"])
+        return stats
+
+    retrying = Retrying(
+        stop=stop_after_delay(timeout_s), wait=wait_fixed(0.4),
+        retry=retry_if_result(lambda _: len(seen) < 2 or seen[-1] != seen[-2]), retry_error_callback=lambda state: state.outcome.result(),
+    )
+    return retrying(read)
+
+
 def run_case(
     provider: Any,
     topology: Topology,
@@ -165,8 +184,7 @@ def run_case(
         load_summary = load.stop()
         timeline.mark("end")
         if topology.agents.logging and case.pattern is not Pattern.NONE:
-            time.sleep(2)  # the log agents ship every 100 ms; give the last batches time
-            (out_dir / "sink.json").write_text(json.dumps(sink_stats(api, run.agents_namespace)))
+            (out_dir / "sink.json").write_text(json.dumps(settled_sink_stats(api, run.agents_namespace)))
         (out_dir / "load-summary.json").write_text(json.dumps(load_summary))
     finally:
         load.stop()

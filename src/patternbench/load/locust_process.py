@@ -27,6 +27,7 @@ from typing import Any  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
 import gevent  # noqa: E402
+import gevent.pool  # noqa: E402
 from locust import FastHttpUser, constant_throughput, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
@@ -99,11 +100,13 @@ def main(config_path: str) -> int:
             conn.close()
         records.write({"kind": "probe", "t": start, "wall": wall, "ms": round((time.monotonic() - start) * 1000, 3), "status": status, "error": error})
 
+    in_flight = gevent.pool.Group()
+
     def probe_stream() -> None:
         interval = config["probe_interval_s"]
         next_at = time.monotonic()
         while True:
-            gevent.spawn(probe)
+            in_flight.spawn(probe)
             next_at += interval
             gevent.sleep(max(0.0, next_at - time.monotonic()))
 
@@ -129,7 +132,7 @@ def main(config_path: str) -> int:
     prober.kill()
     reporter.kill()
     runner.quit()
-    gevent.sleep(config["probe_timeout_s"])  # let in-flight probes finish and be recorded
+    in_flight.join(timeout=config["probe_timeout_s"])  # in-flight probes finish and are recorded
     total = env.stats.total
     summary = {
         "requests": total.num_requests,

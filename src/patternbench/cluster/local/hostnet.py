@@ -23,6 +23,10 @@ SYSCTLS = {
     "net/ipv4/ip_forward": "1",
     "net/bridge/bridge-nf-call-iptables": "1",
     "net/bridge/bridge-nf-call-ip6tables": "1",
+    # When a node proxy hands its port over (SO_REUSEPORT) and closes its listener, the
+    # connections still in that listener's accept queue move to its successor instead of
+    # being reset (Linux 5.14+). Node proxies run in the host's network namespace.
+    "net/ipv4/tcp_migrate_req": "1",
 }
 
 
