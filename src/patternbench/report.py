@@ -41,6 +41,7 @@ def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[
         "failed_claims": failures,
         "invalid_cases": [c for c, e in cases.items() if e["invalid"]],
         "incomplete_cases": [c for c, e in cases.items() if e["missing"]],
+        "cases_not_run": [c for c in planned if c not in cases],
     }
 
 
@@ -59,6 +60,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         lines += ["**This run was interrupted**: the numbers below are what was measured before it stopped.", ""]
     if summary["incomplete_cases"]:
         lines += [f"Incomplete cases: {', '.join(summary['incomplete_cases'])}.", ""]
+    if summary.get("cases_not_run"):
+        lines += [f"Cases planned but not run: {', '.join(summary['cases_not_run'])}.", ""]
     if summary["invalid_cases"]:
         lines += [f"**Invalid** (Locust warned that its CPU was saturated, so its timings are not trustworthy): {', '.join(summary['invalid_cases'])}.", ""]
     lines += [
