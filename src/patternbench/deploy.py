@@ -115,7 +115,9 @@ class Deployer:
                 continue
             self.wait_one(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"], timeout_s)
 
-    def wait_one(self, kind: str, namespace: str, name: str, timeout_s: float) -> None:
+    def wait_one(self, kind: str, namespace: str, name: str, timeout_s: float, on_status: Any = None) -> None:
+        """Poll one rollout until kubectl would call it done; `on_status(kind, name, status)`
+        sees every status as it changes (the rollout's progress on the timeline)."""
         apps = client.AppsV1Api(self.api)
         read = apps.read_namespaced_deployment if kind == "Deployment" else apps.read_namespaced_daemon_set
         last = {"message": ""}
@@ -124,6 +126,8 @@ class Deployer:
             live = self.api.sanitize_for_serialization(read(name, namespace, _request_timeout=REQUEST_TIMEOUT))
             live["kind"] = kind
             status = rollout_status(live)
+            if on_status is not None and status.message != last["message"]:
+                on_status(kind, name, status)
             last["message"] = status.message
             return status.done
 

@@ -175,7 +175,7 @@ def run_case(
             phase["name"] = "upgrade"
             timeline.mark("upgrade_start", agent=case.agent)
             with progress.step(f"[{case.id}] upgrade the {case.agent} agent v1 -> v2"):
-                result = upgrade_agent(api, run.objects, case.agent, timeout_s=profile.upgrade_timeout_s)
+                result = upgrade_agent(api, run.objects, case.agent, timeout_s=profile.upgrade_timeout_s, progress_log=out_dir / "rollouts.jsonl")
             timeline.mark("upgrade_end", targets=[asdict(t) for t in result.targets])
         phase["name"] = "after"
         timeline.mark("after")

@@ -4,6 +4,7 @@ pod is recreated); node agents by their DaemonSet's rollout, node by node."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +63,9 @@ class UpgradeResult:
         return self.end - self.start
 
 
-def upgrade_agent(api: client.ApiClient, objects: list[dict[str, Any]], agent: str, version: str = "v2", timeout_s: float = 300) -> UpgradeResult:
+def upgrade_agent(
+    api: client.ApiClient, objects: list[dict[str, Any]], agent: str, version: str = "v2", timeout_s: float = 300, progress_log: Any = None
+) -> UpgradeResult:
     """Patch every target at once (as an operator would), then wait for all rollouts."""
     targets = upgrade_targets(objects, agent)
     if not targets:
@@ -82,6 +85,12 @@ def upgrade_agent(api: client.ApiClient, objects: list[dict[str, Any]], agent: s
         patch = apps.patch_namespaced_deployment if target.kind == "Deployment" else apps.patch_namespaced_daemon_set
         patch(target.name, target.namespace, body, _request_timeout=REQUEST_TIMEOUT)
     deployer = Deployer(api)
+
+    def record(kind: str, name: str, status: Any) -> None:
+        if progress_log is not None:
+            with open(progress_log, "a") as handle:
+                handle.write(json.dumps({"t": time.monotonic(), "kind": kind, "name": name, "done": status.done, "message": status.message}) + "\n")
+
     for target in targets:
-        deployer.wait_one(target.kind, target.namespace, target.name, timeout_s)
+        deployer.wait_one(target.kind, target.namespace, target.name, timeout_s, on_status=record)
     return UpgradeResult(start=start, end=time.monotonic(), targets=targets)

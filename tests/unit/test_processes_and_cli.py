@@ -31,10 +31,11 @@ def test_daemon_start_pidfile_log_and_kill(tmp_path: Path) -> None:
     d = Daemon("sleeper", [sys.executable, "-c", "import time; print('hi', flush=True); time.sleep(60)"], tmp_path / "s.log", tmp_path / "s.pid")
     pid = d.start()
     assert d.running() and int((tmp_path / "s.pid").read_text()) == pid
-    # A second handle that only knows the pid file finds the same process.
+    steps.wait_until("the log line", lambda: "hi" in d.log_tail(), 10, d)
+    # A second handle that only knows the pid file finds the same process (once it has
+    # exec'd: before that, /proc shows our own command line).
     again = Daemon("sleeper", d.argv, d.log_path, d.pid_path)
     assert again.pid() == pid
-    steps.wait_until("the log line", lambda: "hi" in d.log_tail(), 10, d)
     kill_all({pid}, grace_s=2)
     assert not d.running()
 
