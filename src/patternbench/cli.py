@@ -159,8 +159,6 @@ def cmd_deploy(args: argparse.Namespace, progress: Progress) -> int:
     pattern = Pattern.parse(args.pattern, "--pattern")
     topology = load_topology(args.topology)
     if args.extra_agents is not None:
-        from dataclasses import replace
-
         from patternbench.topology import parse_agents
 
         topology = topology.with_agents(parse_agents({**topology.agents.__dict__, "extra_agents": args.extra_agents}))

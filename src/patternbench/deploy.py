@@ -105,7 +105,7 @@ class Deployer:
                     field_manager=FIELD_MANAGER, force_conflicts=True, _request_timeout=REQUEST_TIMEOUT,
                 )
             except DynamicApiError as exc:
-                reason = getattr(exc, "summary", lambda: str(exc))()
+                reason = exc.summary() if hasattr(exc, "summary") else str(exc)
                 raise UsageError(f"the API server refused {obj['kind']} {namespace or ''}/{obj['metadata']['name']}: {reason}") from None
 
     def wait_rolled_out(self, objs: list[Obj], timeout_s: float = 180) -> None:

@@ -71,7 +71,7 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def kube_api(cluster: object) -> object:
     """An official-client ApiClient for the session's cluster."""
-    from kubernetes import client, config
+    from kubernetes import config
 
     return config.new_client_from_config(config_file=str(cluster.kubeconfig()))  # type: ignore[attr-defined]
 

@@ -142,7 +142,6 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
         records = read_jsonl(d / "requests.jsonl")
         t0 = marks.get("before", min((r["t"] for r in records), default=0))
         good = [r for r in records if r.get("kind") == "user" and not r.get("error")]
-        bad = [r for r in records if r.get("error")]
         ax.plot([r["t"] - t0 for r in good], [r["ms"] for r in good], ".", ms=1.5, label="latency (ms)")
         # Error rate on a second axis: failed share of all requests per half second.
         bins: dict[int, list[int]] = {}

@@ -10,7 +10,6 @@ import ctypes
 import json
 import re
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from patternbench.cluster.local.settings import LocalSettings
