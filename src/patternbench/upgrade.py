@@ -24,6 +24,7 @@ class Target:
     name: str
     container: str
     init: bool  # a native sidecar lives in initContainers
+    image: str  # what it runs now
 
 
 def upgrade_targets(objects: list[dict[str, Any]], agent: str) -> list[Target]:
@@ -37,8 +38,9 @@ def upgrade_targets(objects: list[dict[str, Any]], agent: str) -> list[Target]:
             continue
         pod = obj["spec"]["template"]["spec"]
         for init, containers in ((False, pod.get("containers", [])), (True, pod.get("initContainers", []))):
-            if any(c["name"] == container for c in containers):
-                targets.append(Target(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"], container, init))
+            for c in containers:
+                if c["name"] == container:
+                    targets.append(Target(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"], container, init, c["image"]))
     return targets
 
 
@@ -71,17 +73,9 @@ def upgrade_agent(
     if not targets:
         raise UsageError(f"no workload runs the {agent} agent in this pattern")
     apps = client.AppsV1Api(api)
-    images = {
-        (o["metadata"]["namespace"], o["metadata"]["name"]): next(
-            c["image"] for c in o["spec"]["template"]["spec"].get("containers", []) + o["spec"]["template"]["spec"].get("initContainers", [])
-            if c["name"] == AGENT_CONTAINERS[agent]
-        )
-        for o in objects if o["kind"] in ("Deployment", "DaemonSet")
-        and any(c["name"] == AGENT_CONTAINERS[agent] for c in o["spec"]["template"]["spec"].get("containers", []) + o["spec"]["template"]["spec"].get("initContainers", []))
-    }
     start = time.monotonic()
     for target in targets:
-        body = image_patch(target, retag(images[(target.namespace, target.name)], version))
+        body = image_patch(target, retag(target.image, version))
         patch = apps.patch_namespaced_deployment if target.kind == "Deployment" else apps.patch_namespaced_daemon_set
         patch(target.name, target.namespace, body, _request_timeout=REQUEST_TIMEOUT)
     deployer = Deployer(api)

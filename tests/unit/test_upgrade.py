@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import pytest
+
+from patternbench.errors import UsageError
+from patternbench.render import RenderOptions, render
+from patternbench.topology import Pattern, load_topology
+from patternbench.upgrade import image_patch, retag, upgrade_targets
+
+OPTS = RenderOptions(run_id="pb-test-0001")
+
+
+def test_sidecar_targets_are_every_deployment_init_container() -> None:
+    targets = upgrade_targets(render(load_topology(), Pattern.SIDECAR, OPTS), "mesh")
+    assert {(t.kind, t.name, t.init) for t in targets} == {("Deployment", n, True) for n in ("frontend", "orders", "payments")}
+    assert all(t.image == "patternbench.local/meshproxy:v1" for t in targets)
+    patch = image_patch(targets[0], retag(targets[0].image, "v2"))
+    assert patch == {"spec": {"template": {"spec": {"initContainers": [{"name": "meshproxy", "image": "patternbench.local/meshproxy:v2"}]}}}}
+
+
+def test_node_agent_target_is_its_daemonset() -> None:
+    (target,) = upgrade_targets(render(load_topology(), Pattern.HYBRID, OPTS), "logging")
+    assert (target.kind, target.name, target.init, target.container) == ("DaemonSet", "logagent", False, "logagent")
+
+
+def test_unknown_agent() -> None:
+    with pytest.raises(UsageError, match="unknown agent"):
+        upgrade_targets([], "tracing")
