@@ -32,6 +32,7 @@ func main() {
 	mode := mesh.Mode(env.OneOf("MODE", "sidecar", "sidecar", "node"))
 	host, _ := os.Hostname()
 	name := env.String("POD_NAME", host)
+	nodeName := env.String("NODE_NAME", "")
 	if mode == mesh.Node {
 		name = env.Required("NODE_NAME")
 	}
@@ -84,7 +85,7 @@ func main() {
 	go watcher.Run(ctx)
 
 	proxy := &mesh.Proxy{
-		Mode: mode, Name: name, DefaultNamespace: namespace, Store: store, AppAddr: appAddr,
+		Mode: mode, Name: name, NodeName: nodeName, DefaultNamespace: namespace, Store: store, AppAddr: appAddr,
 		NodeProxies: nodeProxies, InboundPort: inboundPort, Timeout: timeout, Retries: retries,
 	}
 	proxy.Init()

@@ -124,12 +124,12 @@ func proxyClient(proxyAddr string) *http.Client {
 
 // sidecarChain: client -> A's outbound sidecar -> B's inbound sidecar -> backend B.
 func sidecarChain(t *testing.T, store *Store, backendURL string) (outbound string) {
-	inboundB := &Proxy{Mode: Sidecar, Name: "b-pod", DefaultNamespace: "demo", Store: store, AppAddr: strings.TrimPrefix(backendURL, "http://")}
+	inboundB := &Proxy{Mode: Sidecar, Name: "b-pod", NodeName: "n2", DefaultNamespace: "demo", Store: store, AppAddr: strings.TrimPrefix(backendURL, "http://")}
 	inboundB.Init()
 	inAddr := serveHandler(t, inboundB.Inbound())
 	ip, port := hostPort(t, "http://"+inAddr)
 	store.SetSlice("demo/b", "b-1", []Endpoint{{IP: ip, Port: port, NodeName: "n1", PodName: "b-pod"}})
-	outboundA := &Proxy{Mode: Sidecar, Name: "a-pod", DefaultNamespace: "demo", Store: store}
+	outboundA := &Proxy{Mode: Sidecar, Name: "a-pod", NodeName: "n1", DefaultNamespace: "demo", Store: store}
 	outboundA.Init()
 	return serveHandler(t, outboundA.Outbound())
 }
@@ -147,10 +147,10 @@ func TestViaTrailOnRequestAndResponse(t *testing.T) {
 	defer resp.Body.Close()
 	var body map[string]string
 	_ = json.NewDecoder(resp.Body).Decode(&body)
-	if body["via"] != "1.1 sidecar/a-pod, 1.1 sidecar/b-pod" {
+	if body["via"] != "1.1 sidecar/a-pod (n1), 1.1 sidecar/b-pod (n2)" {
 		t.Errorf("request Via at the app = %q", body["via"])
 	}
-	if got := resp.Header.Get("Via"); got != "1.1 sidecar/b-pod, 1.1 sidecar/a-pod" {
+	if got := resp.Header.Get("Via"); got != "1.1 sidecar/b-pod (n2), 1.1 sidecar/a-pod (n1)" {
 		t.Errorf("response Via at the client = %q", got)
 	}
 	if body["request_id"] != "r-1" {

@@ -29,6 +29,9 @@ type Proxy struct {
 	Mode Mode
 	// Name goes into Via: the pod name (sidecar) or the node name (node).
 	Name string
+	// NodeName, when known, goes into Via as a comment, so every hop of a trail says which
+	// node it ran on and hops can be classified from where they really ran.
+	NodeName string
 	// DefaultNamespace resolves bare Service names (sidecar: the pod's namespace).
 	DefaultNamespace string
 	Store            *Store
@@ -72,7 +75,7 @@ func (p *Proxy) Init() {
 		IdleConnTimeout:       60 * time.Second,
 		ResponseHeaderTimeout: p.Timeout,
 	}
-	via := "1.1 " + string(p.Mode) + "/" + p.Name
+	via := p.ViaEntry()
 	rewrite := func(pr *httputil.ProxyRequest) {
 		target := pr.In.Context().Value(targetKey{}).(*url.URL)
 		pr.SetURL(target)
@@ -149,7 +152,7 @@ func (p *Proxy) Outbound() http.Handler {
 		target, podAddr, err := p.pick(dest)
 		if err != nil {
 			rec.status = http.StatusServiceUnavailable
-			rec.Header().Set("Via", "1.1 "+string(p.Mode)+"/"+p.Name)
+			rec.Header().Set("Via", p.ViaEntry())
 			http.Error(rec, "meshproxy: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -236,6 +239,16 @@ func (s *statusRecorder) Flush() {
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// ViaEntry is this proxy's entry in a Via trail: "1.1 <mode>/<name> (<node>)" (RFC 9110
+// allows a comment after received-by; the node goes there).
+func (p *Proxy) ViaEntry() string {
+	entry := "1.1 " + string(p.Mode) + "/" + p.Name
+	if p.NodeName != "" {
+		entry += " (" + p.NodeName + ")"
+	}
+	return entry
 }
 
 // AppendVia adds one entry to a header's Via list (RFC 9110 7.6.3: comma-separated, in order).
