@@ -13,6 +13,7 @@ from typing import Any
 
 from patternbench import measure
 from patternbench.load.runner import read_jsonl
+from patternbench.topology import Pattern, expected_hop_counts
 
 SCHEMA_VERSION = 1
 AGENT_CONTAINER_PREFIXES = ("meshproxy", "logagent", "agent-omega", "agent")
@@ -45,7 +46,8 @@ def _pods_per_node(deployment: dict[str, Any]) -> dict[str, int] | None:
         return None
     counts: dict[str, int] = {}
     for pod in placement:
-        counts[pod["node"]] = counts.get(pod["node"], 0) + 1
+        if pod.get("role") == "app":
+            counts[pod["node"]] = counts.get(pod["node"], 0) + 1
     return dict(sorted(counts.items()))
 
 
@@ -135,19 +137,6 @@ def expected_proxies(pattern: str, calls_per_request: int, mesh: bool = True) ->
     return 2 * calls_per_request
 
 
-def expected_hops(pattern: str, calls_per_request: int, mesh: bool = True) -> dict[str, int]:
-    """Hops per request that the pattern implies: `total` hops inside the cluster and how many
-    of them are `loopback` (a sidecar and its app share the pod's loopback). A call passes
-    app -> [proxies] -> app; through sidecars that is 2 loopback hops and 1 over the
-    network, through node proxies 3 network hops, direct 1; the entry's inbound sidecar adds
-    one loopback hop."""
-    if not mesh or pattern == "none":
-        return {"total": calls_per_request, "loopback": 0}
-    if pattern in ("sidecar", "hybrid"):
-        return {"total": 3 * calls_per_request + 1, "loopback": 2 * calls_per_request + 1}
-    return {"total": 3 * calls_per_request, "loopback": 0}
-
-
 def check_claims(entry: dict[str, Any], calls_per_request: int, thresholds: Thresholds = Thresholds()) -> list[str]:
     """The seed's claims for one case; returns what did not hold (empty: all held)."""
     failures: list[str] = []
@@ -161,7 +150,7 @@ def check_claims(entry: dict[str, Any], calls_per_request: int, thresholds: Thre
         failures.append(f"proxies per request {entry['proxies_per_request']} != {want} that the {pattern} pattern implies")
     hops = entry.get("hops") or {}
     if hops:
-        want_hops = expected_hops(pattern, calls_per_request)
+        want_hops = expected_hop_counts(Pattern(pattern), calls_per_request)
         if hops.get("unknown"):
             failures.append(f"{hops['unknown']} hops per request could not be placed on a node")
         total = round(sum(hops.values()), 3)

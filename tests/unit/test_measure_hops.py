@@ -6,7 +6,7 @@ from patternbench.measure import (
     Location, NodeRollout, calls, grouping, hop_kind, hop_summary, max_concurrent, node_rollouts, parse_via, pods_in,
     proxies_per_request, request_hops, requests_per_agent, via_entries, via_kinds,
 )
-from patternbench.summary import expected_hops
+from patternbench.topology import Pattern, expected_hop_counts
 
 ANSWER = {
     "service": "frontend", "pod": "f-1", "via": "1.1 sidecar/f-1",
@@ -77,7 +77,7 @@ def test_hops_of_recorded_trails(pattern: str, want: dict) -> None:
     assert dict(request_hops(TRAILS[pattern])) == want
     summary = hop_summary([TRAILS[pattern]])
     assert summary["cross_node_share"] == 0.5
-    expected = expected_hops(pattern, 2)
+    expected = expected_hop_counts(Pattern(pattern), 2)
     assert sum(summary["hops"].values()) == expected["total"]
     assert summary["hops"].get("loopback", 0) == expected["loopback"]
 
