@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 import urllib.error
 import urllib.request
 
@@ -22,9 +23,13 @@ pytestmark = pytest.mark.cluster
 def get_json(url: str, timeout: float = 5) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
+            status, body = resp.status, resp.read()
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+        status, body = err.code, err.read()
+    try:
+        return status, json.loads(body or b"{}")
+    except ValueError:
+        return status, {"text": body[:200].decode(errors="replace")}
 
 
 def node_names(api: object) -> list[str]:
@@ -105,12 +110,11 @@ def test_every_node_reaches_services_and_dns(on_every_node: dict[str, client.V1P
         status, body = get_json(f"{base}/resolve?host=example.com")
         assert status == 502, (node, body)  # no upstream forwarder: nothing leaves the machine
         seen = set()
-        for _ in range(30):
+        deadline = time.monotonic() + 20  # each node's kube-proxy learns new endpoints a moment after Ready
+        while seen != pods and time.monotonic() < deadline:
             status, body = get_json(f"{base}/fetch?url=http://netcheck.{namespace}.svc/")
-            assert status == 200, (node, body)
-            seen.add(body["pod"])
-            if seen == pods:
-                break
+            if status == 200:  # refused until this node's kube-proxy has the Service
+                seen.add(body["pod"])
         assert seen == pods, f"from {node} the Service reached {sorted(seen)}"
         # The API server through the kubernetes Service, from this node's pod network.
         status, _ = get_json(f"{base}/fetch?url=http://10.96.0.1:443/")
@@ -125,7 +129,8 @@ def test_a_hostnetwork_pod_binds_its_own_nodes_address(kube_api: object, namespa
         pod = pods[node.metadata.name]
         assert pod.status.pod_ip == ip
         status, body = get_json(f"http://{ip}:18080/")
-        assert status == 200 and body["pod"] == pod.metadata.name and body["node"] == node.metadata.name
+        # It shares the node's network namespace and hostname, as on a real node.
+        assert status == 200 and body["node"] == node.metadata.name and body["pod"] == node.metadata.name
 
 
 def test_a_node_sees_only_its_own_pods_logs(on_every_node: dict[str, client.V1Pod], kube_api: object) -> None:
@@ -133,11 +138,12 @@ def test_a_node_sees_only_its_own_pods_logs(on_every_node: dict[str, client.V1Po
     for node, pod in on_every_node.items():
         status, body = get_json(f"http://{pod.status.pod_ip}:8080/ls?dir=/host/pod-logs")
         assert status == 200, body
-        # /var/log/pods/<namespace>_<pod>_<uid>: every directory is a pod of this node.
+        # /var/log/pods/<namespace>_<pod>_<uid>: its own pod's, and none of a pod on another
+        # node (pods deleted earlier may leave theirs until the kubelet collects them).
         seen = {name.split("_")[1] for name in body["names"]}
         assert pod.metadata.name in seen
-        here = {p.metadata.name for p in everywhere if p.spec.node_name == node}
-        assert seen <= here, f"{node} sees logs of pods elsewhere: {sorted(seen - here)}"
+        elsewhere = {p.metadata.name for p in everywhere if p.spec.node_name and p.spec.node_name != node}
+        assert elsewhere and not seen & elsewhere, f"{node} sees logs of pods elsewhere: {sorted(seen & elsewhere)}"
 
 
 def test_a_killed_kubelet_shows_in_status_and_up_repairs_it(cluster: object, kube_api: object) -> None:

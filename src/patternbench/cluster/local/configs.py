@@ -184,7 +184,10 @@ def kube_proxy_config(s: LocalSettings, node: NodeSettings | None) -> str:
     host (node None): an edge kube-proxy that serves NodePorts and Service addresses on the
     host's loopback (localhostNodePorts sets route_localnet), as a load balancer would."""
     if node is None:
-        name, health_host, node_ports = "pb-host", "127.0.0.1", ["127.0.0.0/8"]
+        # kube-proxy waits 30 s for a Node of its own name before it programs anything: the
+        # host's proxy takes the first node's name (only externalTrafficPolicy: Local would
+        # notice, and no patternbench Service uses it).
+        name, health_host, node_ports = s.nodes[0].name, "127.0.0.1", ["127.0.0.0/8"]
         kubeconfig = s.kubeconfig_dir / "kube-proxy-host.yaml"
     else:
         name, health_host, node_ports = node.name, node.ip, ["127.0.0.0/8", f"{node.ip}/32"]

@@ -1,5 +1,5 @@
 """A local node's own world: network namespace, veth to the nodes' bridge, routes, sysctls,
-a mount namespace in which the node's directories sit where a node agent looks, and a cgroup.
+a hostname (UTS namespace), a mount namespace in which the node's directories sit where a node agent looks, and a cgroup.
 
 Every daemon of a node (containerd and its shims, the kubelet, kube-proxy) is started with
 `nsenter` into both namespaces. `nsenter --net` joins only the network namespace (unlike
@@ -22,7 +22,7 @@ CGROUP_TOP = "patternbench"  # every node's cgroupRoot is /patternbench/<node>
 
 def enter(s: LocalSettings, node: NodeSettings) -> list[str]:
     """The command prefix that runs a program inside the node (both namespaces)."""
-    return ["nsenter", f"--net={node.netns_path}", f"--mount={s.mount_ns_file(node)}", "--"]
+    return ["nsenter", f"--net={node.netns_path}", f"--mount={s.mount_ns_file(node)}", f"--uts={s.uts_ns_file(node)}", "--"]
 
 
 def in_netns(node: NodeSettings, *cmd: str) -> subprocess.CompletedProcess[str]:
@@ -80,7 +80,7 @@ def is_mountpoint(path: Path) -> bool:
 
 
 def create_mount_namespace(s: LocalSettings, node: NodeSettings, created_points: list[str]) -> None:
-    """A mount namespace kept on a file, in which the node's directories are bound onto the
+    """A UTS namespace with the node's hostname, and a mount namespace kept on a file, in which the node's directories are bound onto the
     paths every node shares (/var/lib/kubelet, /var/log/pods, ...). Mounts made inside
     (volumes, overlays, pod network namespaces) stay inside and go with it.
 
@@ -92,6 +92,11 @@ def create_mount_namespace(s: LocalSettings, node: NodeSettings, created_points:
         # A namespace can only be kept on a file whose mount is private.
         run(["mount", "--bind", str(holder), str(holder)])
         run(["mount", "--make-private", str(holder)])
+    uts_file = s.uts_ns_file(node)
+    if not is_mountpoint(uts_file):
+        # Its own hostname too: hostNetwork pods share the node's, as on a real node.
+        uts_file.touch()
+        run(["unshare", f"--uts={uts_file}", "hostname", node.name])
     ns_file = s.mount_ns_file(node)
     if is_mountpoint(ns_file):
         return
@@ -107,7 +112,7 @@ def create_mount_namespace(s: LocalSettings, node: NodeSettings, created_points:
 
 
 def release_mount_namespaces(s: LocalSettings) -> None:
-    """Unmount the files that keep the nodes' mount namespaces; with no process left in them
+    """Unmount the files that keep the nodes' mount and UTS namespaces; with no process left in them
     they are gone, and every mount made inside goes with them."""
     holder = s.mount_ns_dir
     if not holder.exists():

@@ -125,7 +125,7 @@ class LocalProvider:
     @staticmethod
     def _recorded_nodes(s: LocalSettings) -> int | None:
         try:
-            return int((s.run_dir / "nodes").read_text())
+            return int((s.run_dir / "node-count").read_text())
         except (OSError, ValueError):
             return None
 
@@ -147,7 +147,7 @@ class LocalProvider:
         shutil.rmtree(s.log_dir, ignore_errors=True)
         for d in (s.state_dir, s.run_dir, s.log_dir):
             d.mkdir(parents=True, exist_ok=True)
-        (s.run_dir / "nodes").write_text(str(s.node_count))
+        (s.run_dir / "node-count").write_text(str(s.node_count))
         ctx = steps.Context(settings=s, binaries=binaries, images=images)
         for step in steps.STEPS:
             label = f"{step.name} ({s.node_count} nodes)" if step.name in NODE_STEPS else step.name

@@ -212,11 +212,14 @@ class LocalSettings:
 
     @property
     def mount_ns_dir(self) -> Path:
-        """Holds one file per node on which its mount namespace is kept (a private mount)."""
+        """Holds the files on which each node's mount and UTS namespaces are kept (a private mount)."""
         return self.run_dir / "mntns"
 
     def mount_ns_file(self, node: NodeSettings) -> Path:
-        return self.mount_ns_dir / node.name
+        return self.mount_ns_dir / f"{node.name}.mnt"
+
+    def uts_ns_file(self, node: NodeSettings) -> Path:
+        return self.mount_ns_dir / f"{node.name}.uts"
 
     @property
     def owned_dirs(self) -> tuple[Path, ...]:

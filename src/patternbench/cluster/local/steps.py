@@ -297,6 +297,8 @@ def wait_node_component(ctx: Context, node: NodeSettings, name: str, d: Daemon) 
     if name == "containerd":
         wait_containerd(node, d)
     elif name == "kubelet":
+        # Its own health first: after a kubelet died, the API server says Ready for a while yet.
+        wait_until(f"kubelet of {node.name} /healthz", lambda: http_ok(f"http://{node.ip}:{s.kubelet_healthz_port}/healthz"), 60, d)
         wait_until(f"node {node.name} Ready", lambda: node_ready(ctx, node), 120, d)
     elif name == "kube-proxy":
         wait_until(f"kube-proxy of {node.name} /healthz", lambda: http_ok(f"http://{node.ip}:{s.proxy_healthz_port}/healthz"), 60, d)
