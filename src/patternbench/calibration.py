@@ -20,6 +20,8 @@ from patternbench.errors import UsageError
 KINDS = ("refused", "reset", "dropped", "hang")
 CALIBRATION_FILE = "calibration.json"
 SCHEMA = 1
+PROBE_INTERVAL_S = 0.025  # as the load process's probe stream (LoadConfig.probe_interval_s)
+PROMISED_ERROR_MS = 50.0  # any outage measured within this of its true length
 
 
 @dataclass(frozen=True)
@@ -29,19 +31,32 @@ class Injection:
     kind: str
     start: float
     end: float
+    uncertainty_s: float = 0.0  # how precisely the mechanism's moments are known (an iptables call takes ~15 ms)
 
     @property
     def length(self) -> float:
         return self.end - self.start
 
 
+def expected_s(injection: Injection, slo_ms: float) -> float:
+    """The downtime the definition says the injection causes. Refused, reset and dropped
+    outages count for their whole length (a dropped SYN is retried after 1 s, so every
+    request sent into a drop waits past a deadline of up to 1 s). A hang counts for its whole
+    length once some request waited past the deadline, and not at all when it is shorter
+    than the deadline: then every request was answered in time."""
+    if injection.kind == "hang" and injection.length * 1000 <= slo_ms:
+        return 0.0
+    return injection.length
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Injected against measured: lengths in seconds, errors in milliseconds (measured minus
-    injected; positive means the probe stream saw a longer outage)."""
+    expected; positive means the probe stream saw a longer outage)."""
 
     kind: str
     injected_s: float
+    expected_s: float
     measured_s: float
     error_ms: float
     start_error_ms: float | None
@@ -49,6 +64,7 @@ class Comparison:
     outages: int
     error_downtime_s: float
     slow_downtime_s: float
+    truth_uncertainty_ms: float = 0.0
 
 
 def compare(injection: Injection, probes: list[dict[str, Any]], slo_ms: float, margin_s: float = 1.0) -> Comparison:
@@ -56,16 +72,19 @@ def compare(injection: Injection, probes: list[dict[str, Any]], slo_ms: float, m
     `margin_s` after its end; that window must hold no other injection)."""
     spans = measure.outage_spans(probes, injection.start - margin_s, injection.end + margin_s, slo_ms)
     measured = sum(o.length for o in spans)
+    expected = expected_s(injection, slo_ms)
     return Comparison(
         kind=injection.kind,
         injected_s=round(injection.length, 4),
+        expected_s=round(expected, 4),
         measured_s=round(measured, 4),
-        error_ms=round((measured - injection.length) * 1000, 1),
+        error_ms=round((measured - expected) * 1000, 1),
         start_error_ms=round((spans[0].start - injection.start) * 1000, 1) if spans else None,
         end_error_ms=round((spans[-1].end - injection.end) * 1000, 1) if spans else None,
         outages=len(spans),
         error_downtime_s=round(sum(o.error_s for o in spans), 4),
         slow_downtime_s=round(sum(o.slow_s for o in spans), 4),
+        truth_uncertainty_ms=round(injection.uncertainty_s * 1000, 1),
     )
 
 

@@ -108,7 +108,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         lines += ["Every asserted claim held in every case."]
     lines += [
         "", "## Notes", "",
-        "- Failed requests and downtime count from the upgrade's start to the end of the run; downtime comes from the open-loop probe stream (one request every 50 ms, new connection each). A probe is unavailable if it fails or takes longer than the deadline (slo_ms), dated from its start; an outage runs until the service is next seen answering within the deadline. error_downtime_s: probes that failed within the deadline (refused, reset, error status); slow_downtime_s: no good answer within it (hang, dropped packets, timeout).",
+        "- Failed requests and downtime count from the upgrade's start to the end of the run; downtime comes from the open-loop probe stream (one request every 25 ms, new connection each). A probe is unavailable if it fails or takes longer than the deadline (slo_ms), dated from its start; an outage runs until the service is next seen answering within the deadline. error_downtime_s: probes that failed within the deadline (refused, reset, error status); slow_downtime_s: no good answer within it (hang, dropped packets, timeout).",
         "- Locust's users are closed-loop: while the service is slow they send less, so their request counts understate load during an outage. The probe stream is what dates outages.",
         "- Naive cases drop the drains and the node proxy's socket handover; their downtime is reported, not asserted.",
         "- Plots: latency.png (latency and errors over time, upgrade window shaded), agents.png (agent CPU and memory per case), containers.png (containers vs services, formulas and measured points).",
