@@ -80,7 +80,7 @@ def test_report_of_three_interleaved_trials(tmp_path: Path) -> None:
             (d / "case.json").write_text(json.dumps({**case, "id": f"{pattern}-mesh", "trial": k}))
             d.rename(tmp_path / f"{pattern}-mesh.t{k}")
     (tmp_path / "run.json").write_text(json.dumps({"cases_planned": ["sidecar-mesh", "daemonset-mesh"], "repeat": 3}))
-    cal = document([Comparison("refused", 2.0, 2.03, 30.0, 10.0, 40.0, 1, 2.03, 0.0)], "local 127.0.0.1", 1000.0, 0.05)
+    cal = document([Comparison("refused", 2.0, 2.0, 2.03, 30.0, 10.0, 40.0, 1, 2.03, 0.0)], "local 127.0.0.1", 1000.0, 0.05)
     (tmp_path / "calibration.json").write_text(json.dumps(cal))
     summary = write_report(tmp_path)
     side = summary["cases"]["sidecar-mesh"]
