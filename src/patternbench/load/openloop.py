@@ -62,7 +62,7 @@ class OpenLoop:
             response = self.client.get(self.path, headers={"X-Request-Id": rid})
             body = response.read()
             status = response.status_code
-            via = response.headers.get("Via", "") or ""
+            via = response.get("via") or ""
             if not 200 <= status < 400:
                 error = f"HTTP{status}"
         except Exception as e:  # noqa: BLE001 - every failure is a data point
