@@ -19,6 +19,7 @@ import gevent.monkey
 
 gevent.monkey.patch_all()
 
+import gc  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -100,6 +101,12 @@ def main(config_path: str) -> int:
             next_at += interval
             gevent.sleep(max(0.0, next_at - time.monotonic()))
 
+    # Locust and its imports leave ~10^5 long-lived objects that every full collection walks:
+    # a measured 0.6 s pause at 3000 req/s, during which nothing is sent. Freeze them out of
+    # the collector's reach and collect the young generation less often.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
     stop_file = config.get("stop_file")
     started = time.monotonic()
     cpu_started = time.process_time()
