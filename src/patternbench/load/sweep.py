@@ -81,7 +81,9 @@ def step_from_records(offered: float, records: list[dict[str, Any]], summary: di
     lags = [float(r["lag_ms"]) for r in users if r.get("lag_ms") is not None]
     failures = len(users) - len(good)
     due = int(summary.get("due") or 0)
-    span = max(1e-9, float(summary.get("duration_s") or (end - start)))
+    # Requests sent per second over the schedule's own span (not counting the drain after it).
+    times = [float(r["t"]) for r in users]
+    span = (max(times) - min(times) + 1 / offered) if times else 1.0
     achieved = round(len(users) / span, 1)
     p99, lag99 = _rank(good, 99), _rank(lags, 99)
     cpu = summary.get("cpu_share")
