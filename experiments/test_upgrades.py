@@ -12,7 +12,7 @@ import pytest
 
 from patternbench.experiment import Case
 from patternbench.summary import Thresholds, expected_proxies
-from patternbench.topology import Pattern, load_topology
+from patternbench.topology import Pattern, expected_hop_counts, load_topology
 
 pytestmark = pytest.mark.cluster
 
@@ -29,19 +29,26 @@ def test_case(case: Case, result: dict[str, Any], claims: list[str], thresholds:
     assert not result["missing"], f"incomplete case: {result['missing']}"
     # Live containers are the seed's formula.
     assert result["containers_total"] == result["containers_formula"]
-    # Hop trails are those the pattern implies.
+    # Hop trails are those the pattern implies, classified from where the pods ran.
     assert result["proxies_per_request"] == expected_proxies(case.pattern.value, CALLS)
-    if case.pattern in (Pattern.SIDECAR, Pattern.HYBRID):
-        assert result["hops"] == {"loopback": 2.0 * CALLS, "network": 1.0 * CALLS}
-    elif case.pattern is Pattern.DAEMONSET:
-        assert result["hops"] == {"network": 3.0 * CALLS}
-    else:
-        assert result["hops"] == {"network": 1.0 * CALLS}
+    hops = result["hops"]
+    want = expected_hop_counts(case.pattern, CALLS)
+    assert "unknown" not in hops
+    assert round(sum(hops.values()), 3) == want["total"] and hops.get("loopback", 0) == want["loopback"], hops
+    if result["nodes"] > 1:
+        # Replicas spread over the nodes: some calls cross nodes, each as one cross-node hop.
+        assert result["cross_node_share"] > 0
+        assert 0 < hops.get("cross_node", 0) <= CALLS
+    if result.get("node_rollouts") is not None:
+        # A DaemonSet rolls node by node: never more than one node without its agent.
+        assert {r["node"] for r in result["node_rollouts"]} and result["max_nodes_down_at_once"] <= 1
     assert result["latency_ms"]["before"]["p50"] is not None
     if case.agent is None:
         assert result["app_pods_recreated"] == 0 and result["failed_requests"] == 0
         return
     if is_node_agent(case):
+        # The DaemonSet replaced its agent on every node, one node at a time.
+        assert len(result["node_rollouts"] or []) == result["nodes"], result["node_rollouts"]
         # A DaemonSet agent upgrade recreates no app pod and restarts no app container.
         assert result["app_pods_recreated"] == 0
         assert result["app_container_restarts"] == 0

@@ -27,21 +27,67 @@ def timed(cmd: list[str]) -> float:
     return elapsed
 
 
-def bench_cluster(runs: int) -> dict[str, float]:
-    """Warm-cache `cluster up` (command start to node Ready and CoreDNS Ready) and `cluster down`."""
+def _up_down(nodes: int, runs: int) -> tuple[list[float], list[float]]:
     pb = [sys.executable, "-m", "patternbench.cli"]
     subprocess.run([*pb, "cluster", "down"], capture_output=True)
     ups, downs = [], []
     for i in range(runs):
-        ups.append(timed([*pb, "cluster", "up"]))
+        ups.append(timed([*pb, "cluster", "up", "--nodes", str(nodes)]))
         downs.append(timed([*pb, "cluster", "down"]))
-        print(f"  run {i + 1}/{runs}: cluster up {ups[-1]:.1f}s, down {downs[-1]:.1f}s", flush=True)
+        print(f"  {nodes} node(s), run {i + 1}/{runs}: cluster up {ups[-1]:.1f}s, down {downs[-1]:.1f}s", flush=True)
+    return ups, downs
+
+
+def cluster_cpu_seconds(pids: set[int]) -> float:
+    """User + system CPU time of these processes and of their reaped children (/proc/<pid>/stat
+    utime, stime, cutime, cstime), in seconds."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])
+    return total / tick
+
+
+def idle_cpu_m(window_s: float = 20.0) -> float:
+    """The whole local cluster's own CPU at rest (control plane, every node's daemons, their
+    shims and pods such as CoreDNS), in millicores: CPU time over a quiet window."""
+    from patternbench.cluster.local.provider import LocalProvider
+    from patternbench.progress import Progress
+
+    provider = LocalProvider(progress=Progress(quiet=True))
+    pids = provider.owned_processes()
+    before = cluster_cpu_seconds(pids)
+    start = time.monotonic()
+    time.sleep(window_s)
+    elapsed = time.monotonic() - start
+    return (cluster_cpu_seconds(provider.owned_processes()) - before) / elapsed * 1000
+
+
+def bench_cluster(runs: int) -> dict[str, float]:
+    """Warm-cache `cluster up` (command start to every node Ready and CoreDNS Ready) and
+    `cluster down`, for the default 3 nodes and for 1; the cluster's own CPU at rest."""
+    pb = [sys.executable, "-m", "patternbench.cli"]
+    ups1, _ = _up_down(1, max(1, runs - 1))
+    ups, downs = _up_down(3, runs)
+    timed([*pb, "cluster", "up", "--nodes", "3"])
+    time.sleep(10)  # let bring-up's own work (image GC, first syncs) settle
+    idle = [idle_cpu_m() for _ in range(max(1, runs - 1))]
+    timed([*pb, "cluster", "down"])
     return {
         "cluster_up_s": round(statistics.median(ups), 2),
         "cluster_up_s_min": round(min(ups), 2),
         "cluster_up_s_max": round(max(ups), 2),
+        "cluster_up_1node_s": round(statistics.median(ups1), 2),
         "cluster_down_s": round(statistics.median(downs), 2),
         "cluster_down_s_max": round(max(downs), 2),
+        "cluster_idle_cpu_m": round(statistics.median(idle), 1),
+        "cluster_idle_cpu_m_max": round(max(idle), 1),
     }
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-from patternbench.cluster.registry import PROVIDER_NAMES, ProviderOptions, get_provider
+from patternbench.cluster.registry import PROVIDER_NAMES, ProviderOptions, get_provider, parse_node_count
 from patternbench.errors import StepFailed, UsageError
 from patternbench.progress import Progress
 
@@ -17,7 +17,7 @@ def _provider_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", default="local", help=f"one of {', '.join(PROVIDER_NAMES)} (default: local)")
     parser.add_argument("--bin-dir", type=Path, help="use Kubernetes/etcd/CoreDNS binaries from DIR instead of building them")
     parser.add_argument("--name", default="patternbench", help="cluster name (kind, gke)")
-    parser.add_argument("--nodes", type=int, default=3, help="nodes (kind: 1 control plane + N-1 workers; gke)")
+    parser.add_argument("--nodes", default="3", help="nodes (local: N nodes on this machine; kind: 1 control plane + N-1 workers; gke)")
     parser.add_argument("--kubeconfig", type=Path, help="kubeconfig provider: the file to use")
     parser.add_argument("--context", help="kubeconfig provider: the context to use")
     parser.add_argument("--project", help="gke: the Google Cloud project")
@@ -29,7 +29,7 @@ def _options(args: argparse.Namespace) -> ProviderOptions:
     return ProviderOptions(
         bin_dir=args.bin_dir,
         name=args.name,
-        nodes=args.nodes,
+        nodes=parse_node_count(args.nodes, local=args.provider == "local"),
         kubeconfig=args.kubeconfig,
         context=args.context,
         project=args.project,
@@ -149,12 +149,28 @@ def cmd_cluster(args: argparse.Namespace, progress: Progress) -> int:
             for node in provider.nodes():
                 print(f"{node.name:<30} {node.internal_ip:<16} {'Ready' if node.ready else 'NotReady'}")
             return 0
-        rows = status()
-        for name, pid, healthy in rows:
-            state = "not running" if pid is None else ("healthy" if healthy else "unhealthy")
-            print(f"{name:<26} {str(pid or '-'):>8}  {state}")
-        return 0 if all(h for _, _, h in rows) else 1
+        return print_local_status(provider)
     return 0
+
+
+def print_local_status(provider: object) -> int:
+    """Each node with Ready or not (and why), then every daemon; exit 1 if anything is unwell."""
+    rows = provider.status()  # type: ignore[attr-defined]
+    nodes = provider.node_status(rows)  # type: ignore[attr-defined]
+    for node in nodes:
+        if node.ready:
+            state = "Ready"
+        elif node.api_ready is None:
+            state = "NotReady (the API server does not list it)"
+        elif not node.daemons_healthy:
+            state = "NotReady (a daemon of the node is down" + ("; the API server still says Ready" if node.api_ready else "") + ")"
+        else:
+            state = "NotReady"
+        print(f"node {node.name:<20} {node.ip:<16} {state}")
+    for row in rows:
+        state = "not running" if row.pid is None else ("healthy" if row.healthy else "unhealthy")
+        print(f"  {row.key:<30} {str(row.pid or '-'):>8}  {state}")
+    return 0 if all(r.healthy for r in rows) and all(n.ready for n in nodes) else 1
 
 
 def cmd_images(args: argparse.Namespace, progress: Progress) -> int:

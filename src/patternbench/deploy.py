@@ -194,6 +194,21 @@ def live_containers(core: client.CoreV1Api, namespaces: Iterable[str]) -> int:
     return count
 
 
+def placement(core: client.CoreV1Api, namespaces: Iterable[str]) -> list[dict[str, str]]:
+    """Every app and agent pod with the node it runs on (as the scheduler placed it)."""
+    found = []
+    for namespace in namespaces:
+        pods = core.list_namespaced_pod(namespace, label_selector=f"{ROLE_LABEL} in (app,agent)", _request_timeout=REQUEST_TIMEOUT)
+        for pod in pods.items:
+            if pod.metadata.deletion_timestamp is None:
+                found.append({
+                    "pod": pod.metadata.name, "namespace": namespace, "node": pod.spec.node_name or "",
+                    "role": (pod.metadata.labels or {}).get(ROLE_LABEL, ""),
+                    "app": (pod.metadata.labels or {}).get("app.kubernetes.io/name", ""),
+                })
+    return sorted(found, key=lambda p: (p["role"], p["app"], p["node"], p["pod"]))
+
+
 # ---- a whole run's deployment ------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from kubernetes import client, config as kube_config
 
-from patternbench.deploy import Deployer, deploy_run, live_containers
+from patternbench.deploy import Deployer, deploy_run, live_containers, placement
 from patternbench.errors import UsageError
 from patternbench.load.runner import LoadConfig, LoadProcess
 from patternbench.measure import DEFAULT_SLO_MS
@@ -183,6 +183,7 @@ def run_case(
         "app_pods": topology.app_pods, "services": len(topology.services),
         "calls_per_request": sum(len(s.calls) for s in topology.services),
         "agents": asdict(topology.agents),
+        "placement": placement(core, namespaces),
     }, indent=1))
     watcher = PodWatcher(api, namespaces, out_dir / "pods.jsonl").start()
     sampler = ResourceSampler(api, namespaces, out_dir / "resources.jsonl").start()

@@ -3,25 +3,62 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 
-def via_entries(via: str | None) -> list[str]:
-    """'1.1 sidecar/a, 1.1 node/n1' -> ['sidecar/a', 'node/n1'] (RFC 9110 Via list)."""
+@dataclass(frozen=True)
+class ViaEntry:
+    """One proxy of a Via trail: '1.1 sidecar/<pod> (<node>)' or '1.1 node/<node> (<node>)'."""
+
+    mode: str
+    name: str
+    node: str | None
+
+    @property
+    def instance(self) -> str:
+        return f"{self.mode}/{self.name}"
+
+    @property
+    def location(self) -> Location:
+        """A sidecar runs inside its pod; a node proxy in its node's own network (hostNetwork)."""
+        if self.mode == "sidecar":
+            return Location(pod=self.name, node=self.node)
+        return Location(pod=None, node=self.node or self.name)
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a process ran: in a pod (pod set) or in a node's own network (pod None)."""
+
+    pod: str | None
+    node: str | None
+
+
+_VIA_ENTRY = re.compile(r"^\S+\s+(?P<mode>[^/\s]+)/(?P<name>\S+)(?:\s+\((?P<node>[^)]*)\))?")
+
+
+def parse_via(via: str | None) -> list[ViaEntry]:
+    """A Via header as the proxies wrote it, in the order of the list (RFC 9110 7.6.3)."""
     entries = []
     for part in (via or "").split(","):
-        fields = part.strip().split()
-        if len(fields) >= 2:
-            entries.append(fields[1])
+        match = _VIA_ENTRY.match(part.strip())
+        if match:
+            entries.append(ViaEntry(match["mode"], match["name"], match["node"] or None))
     return entries
+
+
+def via_entries(via: str | None) -> list[str]:
+    """'1.1 sidecar/a (n1), 1.1 node/n1' -> ['sidecar/a', 'node/n1']."""
+    return [e.instance for e in parse_via(via)]
 
 
 def via_kinds(via: str | None) -> list[str]:
     """The proxy modes a Via trail passed: ['sidecar', 'sidecar']."""
-    return [entry.split("/", 1)[0] for entry in via_entries(via)]
+    return [e.mode for e in parse_via(via)]
 
 
 def calls(answer: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -173,54 +210,177 @@ def availability(records: list[Record], probes: list[Record], start: float, end:
 
 # ---- hops -------------------------------------------------------------------------------
 
-# What each hop of a call crosses, per proxy mode: a sidecar is one loopback hop from its
-# app; a node proxy is a network hop from the pod (pod network -> node) and from the
-# destination node to the pod.
-HOP_KINDS = {
-    "none": ["network"],
-    "sidecar": ["loopback", "network", "loopback"],
-    "node": ["network", "network", "network"],
-}
+HOP_KINDS = ("loopback", "same_node", "cross_node")
 
 
-def hops_by_kind(hops: list[str]) -> Counter[str]:
-    """Loopback and network hops of one request's downstream calls, from its Via entries
-    (two per proxied call: outbound and inbound). Calls without a proxy count one network hop."""
-    kinds: Counter[str] = Counter()
-    # Entries are "node/n1" or, as a Via list carries them, "1.1 node/n1".
-    modes = [entry.split()[-1].split("/", 1)[0] for entry in hops if entry.strip()]
-    for i in range(0, len(modes) - 1, 2):
-        mode = modes[i]
-        kinds.update(HOP_KINDS.get(mode, ["network"]))
+def hop_kind(a: Location, b: Location) -> str:
+    """loopback inside one pod, same_node between two places on one node, cross_node between
+    nodes; `unknown` when a name is missing (an old record, an app that does not know its node)."""
+    if a.node is None or b.node is None:
+        return "unknown"
+    if a.node != b.node:
+        return "cross_node"
+    if a.pod is not None and a.pod == b.pod:
+        return "loopback"
+    return "same_node"
+
+
+def path_hops(path: list[Location]) -> list[str]:
+    return [hop_kind(a, b) for a, b in zip(path, path[1:])]
+
+
+def _loc(pair: list[Any] | None) -> Location | None:
+    if not pair or not pair[0]:
+        return None
+    return Location(pod=pair[0], node=pair[1] or None)
+
+
+def call_hops(call: dict[str, Any]) -> list[str]:
+    """The hops of one service-to-service call: caller app, the proxies in request order (a
+    response's Via lists them callee side first), callee app."""
+    src, dst = _loc(call.get("src")), _loc(call.get("dst"))
+    if src is None or dst is None:
+        return []
+    proxies = [e.location for e in reversed(parse_via(call.get("via")))]
+    return path_hops([src, *proxies, dst])
+
+
+def entry_hops(record: dict[str, Any]) -> list[str]:
+    """Hops inside the cluster on the way in: from the first proxy (if any) to the entry app.
+    The hop from the load generator into the cluster is not a pod hop and is not counted."""
+    entry = _loc(record.get("entry"))
+    proxies = [e.location for e in reversed(parse_via(record.get("via")))]
+    if entry is None or not proxies:
+        return []
+    return path_hops([*proxies, entry])
+
+
+def request_hops(record: dict[str, Any]) -> Counter[str]:
+    kinds: Counter[str] = Counter(entry_hops(record))
+    for call in record.get("calls") or []:
+        kinds.update(call_hops(call))
     return kinds
 
 
-def hop_summary(records: list[Record], direct_calls_per_request: int) -> dict[str, Any]:
-    """Mean proxies per request and loopback/network hops per request, over successful ones."""
+def crosses_nodes(call: dict[str, Any]) -> bool | None:
+    src, dst = _loc(call.get("src")), _loc(call.get("dst"))
+    if src is None or dst is None or src.node is None or dst.node is None:
+        return None
+    return src.node != dst.node
+
+
+def hop_summary(records: list[Record]) -> dict[str, Any]:
+    """Over successful user requests: proxies per request, the mean number of hops of each
+    kind per request, and the share of service-to-service calls whose two pods ran on
+    different nodes (`cross_node_share`). Every figure comes from the names the apps and
+    proxies recorded, never from the pattern's name."""
     good = [r for r in records if ok(r) and r.get("kind") == "user"]
     if not good:
-        return {"proxies_per_request": None, "hops": {}}
-    proxies, kinds = 0, Counter()
+        return {"proxies_per_request": None, "hops": {}, "cross_node_share": None}
+    proxies, kinds, crossing, placed = 0, Counter(), 0, 0
     for r in good:
-        entry = via_entries(r.get("via"))
-        proxies += len(entry) + len(r.get("hops") or [])
-        call_kinds = hops_by_kind(r.get("hops") or [])
-        if not r.get("hops"):
-            call_kinds = Counter({"network": direct_calls_per_request})
-        kinds.update(call_kinds)
+        proxies += len(parse_via(r.get("via"))) + sum(len(parse_via(c.get("via"))) for c in r.get("calls") or [])
+        kinds.update(request_hops(r))
+        for call in r.get("calls") or []:
+            crossed = crosses_nodes(call)
+            if crossed is not None:
+                placed += 1
+                crossing += crossed
     n = len(good)
-    return {"proxies_per_request": round(proxies / n, 3), "hops": {k: round(v / n, 3) for k, v in sorted(kinds.items())}}
+    return {
+        "proxies_per_request": round(proxies / n, 3),
+        "hops": {k: round(v / n, 3) for k, v in sorted(kinds.items())},
+        "cross_node_share": round(crossing / placed, 4) if placed else None,
+    }
 
 
 def requests_per_agent(records: list[Record]) -> dict[str, int]:
-    """How many requests each proxy instance carried (the seed's request grouping)."""
+    """How many requests each proxy instance carried (the article's request grouping)."""
     counts: Counter[str] = Counter()
     for r in records:
         if r.get("kind") != "user" or not ok(r):
             continue
-        for name in set(via_entries(r.get("via")) + list(r.get("hops") or [])):
-            counts[name.split(" ")[-1]] += 1
+        seen = {e.instance for e in parse_via(r.get("via"))}
+        for call in r.get("calls") or []:
+            seen |= {e.instance for e in parse_via(call.get("via"))}
+        counts.update(seen)
     return dict(counts)
+
+
+def grouping(per_agent: dict[str, int]) -> dict[str, dict[str, float]]:
+    """Requests carried per agent instance, as a distribution per proxy mode."""
+    by_mode: dict[str, list[int]] = {}
+    for instance, count in per_agent.items():
+        by_mode.setdefault(instance.split("/", 1)[0], []).append(count)
+    return {
+        mode: {"instances": len(v), "min": min(v), "median": statistics.median(v), "max": max(v)}
+        for mode, v in sorted(by_mode.items())
+    }
+
+
+# ---- node-by-node rollouts -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeRollout:
+    """One node's agent replacement in a DaemonSet rollout, in seconds from the upgrade's
+    start: when the old instance stopped serving (not Ready, deleting or gone) and when the
+    new one became Ready. Down only if the first came before the second."""
+
+    workload: str
+    node: str
+    old_stopped_s: float | None
+    new_ready_s: float | None
+
+    @property
+    def down_s(self) -> float:
+        if self.old_stopped_s is None or self.new_ready_s is None:
+            return 0.0 if self.new_ready_s is not None else math.inf
+        return max(0.0, self.new_ready_s - self.old_stopped_s)
+
+    @property
+    def down_interval(self) -> tuple[float, float] | None:
+        if self.down_s <= 0:
+            return None
+        start = self.old_stopped_s if self.old_stopped_s is not None else 0.0
+        return (start, start + self.down_s)
+
+
+def node_rollouts(pod_records: list[Record], start: float, end: float) -> list[NodeRollout]:
+    """Each node's agent replacement during [start, end), from the pod watch: agent pods
+    (role `agent`) that existed before `start` are the old instances, those that appeared
+    after it the new ones."""
+    first_seen: dict[str, float] = {}
+    for r in sorted(pod_records, key=lambda r: r["t"]):
+        if r.get("role") == "agent":
+            first_seen.setdefault(r["uid"], r["t"])
+    old: dict[tuple[str, str], float | None] = {}
+    new: dict[tuple[str, str], float | None] = {}
+    for r in sorted(pod_records, key=lambda r: r["t"]):
+        if r.get("role") != "agent" or not r.get("node") or r["t"] >= end:
+            continue
+        key = (r.get("app") or "", r["node"])
+        if first_seen[r["uid"]] < start:
+            old.setdefault(key, None)
+            stopped = r["event"] == "DELETED" or r.get("deleting") or not r.get("ready")
+            if r["t"] >= start and stopped and old[key] is None:
+                old[key] = r["t"] - start
+        else:
+            new.setdefault(key, None)
+            if r.get("ready") and not r.get("deleting") and new[key] is None:
+                new[key] = r["t"] - start
+    keys = sorted(set(old) | set(new))
+    return [NodeRollout(w, n, old.get((w, n)), new.get((w, n))) for w, n in keys if (w, n) in new]
+
+
+def max_concurrent(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals open at one moment (an interval ending where another starts does not overlap it)."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1]))
+    most = current = 0
+    for _, step in events:
+        current += step
+        most = max(most, current)
+    return most
 
 
 # ---- pods and resources ------------------------------------------------------------------

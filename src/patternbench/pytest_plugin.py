@@ -22,6 +22,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--provider", default="local", choices=PROVIDER_NAMES, help="cluster provider for cluster tests")
     group.addoption("--keep-cluster", action="store_true", help="leave the cluster up after the session")
     group.addoption("--bin-dir", type=Path, default=None, help="Kubernetes binaries to use instead of building them")
+    group.addoption("--nodes", default="3", help="cluster tests: nodes of the cluster (default 3)")
     group.addoption("--kubeconfig-file", type=Path, default=None, help="kubeconfig provider: the file to use")
     group.addoption("--pattern", action="append", help="experiments: only this pattern (repeatable)")
     group.addoption("--agent", action="append", choices=["mesh", "logging"], help="experiments: only this agent (repeatable)")
@@ -96,11 +97,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def cluster(request: pytest.FixtureRequest) -> Iterator[object]:
     """The session's cluster provider, up and Ready; torn down at the end of the session."""
     config = request.config
+    from patternbench.cluster.registry import parse_node_count
+
+    provider_name = config.getoption("--provider")
+    try:
+        nodes = parse_node_count(config.getoption("--nodes"), local=provider_name == "local")
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
     options = ProviderOptions(
+        nodes=nodes,
         bin_dir=config.getoption("--bin-dir"),
         kubeconfig=config.getoption("--kubeconfig-file"),
     )
-    provider = get_provider(config.getoption("--provider"), options, Progress())
+    provider = get_provider(provider_name, options, Progress())
     try:
         provider.create()
     except (UsageError, StepFailed) as exc:

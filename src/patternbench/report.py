@@ -84,8 +84,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         lines += [f"**Invalid** (Locust warned that its CPU was saturated, so its timings are not trustworthy): {', '.join(summary['invalid_cases'])}.", ""]
     lines += [
         "## Side by side", "",
-        "| case | containers (live / formula) | proxies per request | hops loopback / network | p50 / p99 ms before | p99 ms during | failed requests | downtime s | max outage s | app pods recreated | app restarts | agent CPU m | agent MiB | log lines lost / dup | upgrade s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| case | containers (live / formula) | proxies per request | hops loopback / same node / cross node | calls crossing nodes | p50 / p99 ms before | p99 ms during | failed requests | downtime s | max outage s | app pods recreated | app restarts | agent CPU m | agent MiB | log lines lost / dup | upgrade s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, e in cases.items():
         before = e["latency_ms"]["before"]
@@ -93,12 +93,12 @@ def render_markdown(summary: dict[str, Any]) -> str:
         hops = e.get("hops") or {}
         lines.append(
             f"| {name} | {_fmt(e['containers_total'])} / {_fmt(e['containers_formula'])} | {_fmt(e['proxies_per_request'])} "
-            f"| {_fmt(hops.get('loopback', 0))} / {_fmt(hops.get('network', 0))} | {_fmt(before['p50'])} / {_fmt(before['p99'])} "
+            f"| {_fmt(hops.get('loopback', 0))} / {_fmt(hops.get('same_node', 0))} / {_fmt(hops.get('cross_node', 0))} | {_pct(e.get('cross_node_share'))} | {_fmt(before['p50'])} / {_fmt(before['p99'])} "
             f"| {_fmt(during.get('p99'))} | {e['failed_requests']} of {e['total_requests']} | {_fmt(e['downtime_s'])} | {_fmt(e['max_outage_s'])} "
             f"| {_fmt(e['app_pods_recreated'])} | {_fmt(e['app_container_restarts'])} | {_fmt(e['agent_cpu_m_total'])} | {_fmt(e['agent_memory_mib_total'])} "
             f"| {_fmt(e['log_lines_lost'])} / {_fmt(e['log_lines_duplicated'])} | {_fmt(e['upgrade_duration_s'])} |"
         )
-    lines += ["", *claims_text(cases), ""]
+    lines += ["", *claims_text(cases), "", *nodes_text(cases), ""]
     lines += [*trials_text(summary), *differences_text(summary), *calibration_text(summary)]
     lines += ["## Claims checked", ""]
     if summary["failed_claims"]:
@@ -111,7 +111,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "- Failed requests and downtime count from the upgrade's start to the end of the run; downtime comes from the open-loop probe stream (one request every 25 ms, new connection each). A probe is unavailable if it fails or takes longer than the deadline (slo_ms), dated from its start; an outage runs until the service is next seen answering within the deadline. error_downtime_s: probes that failed within the deadline (refused, reset, error status); slow_downtime_s: no good answer within it (hang, dropped packets, timeout).",
         "- Locust's users are closed-loop: while the service is slow they send less, so their request counts understate load during an outage. The probe stream is what dates outages.",
         "- Naive cases drop the drains and the node proxy's socket handover; their downtime is reported, not asserted.",
-        "- Plots: latency.png (latency and errors over time, upgrade window shaded), agents.png (agent CPU and memory per case), containers.png (containers vs services, formulas and measured points).",
+        "- Plots: latency.png (latency and errors over time, upgrade window shaded), agents.png (agent CPU and memory per case), containers.png (containers vs services, formulas and measured points), grouping.png (requests per proxy instance).",
+        "- Hops are classified from the pod and node names the apps and proxies recorded in each answer: loopback inside a pod, same node between pods (or a pod and its node's proxy) of one node, cross node between nodes.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -225,6 +226,34 @@ def render_interval_plots(run_dir: Path, summary: dict[str, Any]) -> Path | None
     return run_dir / "intervals.png"
 
 
+def _pct(share: float | None) -> str:
+    return "–" if share is None else f"{100 * share:.0f} %"
+
+
+def nodes_text(cases: dict[str, Any]) -> list[str]:
+    """What the nodes saw: where the pods ran, how many requests each proxy instance carried
+    (request grouping), and each node's agent replacement in DaemonSet rollouts."""
+    out = ["## Per node", ""]
+    placed = next((e for e in cases.values() if e.get("pods_per_node")), None)
+    if placed:
+        out.append(f"App pods per node: {', '.join(f'{n} {c}' for n, c in placed['pods_per_node'].items())} ({placed['nodes']} nodes).")
+        out.append("")
+    out += ["**Request grouping** (requests each mesh proxy instance carried before, during and after the upgrade: a node proxy serves all its node's pods):", ""]
+    out += ["| case | proxy | instances | min | median | max |", "|---|---|---|---|---|---|"]
+    for name, e in cases.items():
+        for mode, g in (e.get("request_grouping") or {}).items():
+            out.append(f"| {name} | {mode} | {g['instances']} | {g['min']} | {_fmt(g['median'], 1)} | {g['max']} |")
+    rollouts = {n: e for n, e in cases.items() if e.get("node_rollouts")}
+    if rollouts:
+        out += ["", "**Node-by-node DaemonSet rollouts** (seconds from the upgrade's start: when the node's old agent stopped serving, when its successor was Ready, and how long the node had none):", ""]
+        out += ["| case | agent | node | old stopped s | new Ready s | node without agent s |", "|---|---|---|---|---|---|"]
+        for name, e in rollouts.items():
+            for r in sorted(e["node_rollouts"], key=lambda r: (r["new_ready_s"] is None, r["new_ready_s"] or 0)):
+                out.append(f"| {name} | {r['workload']} | {r['node']} | {_fmt(r['old_stopped_s'])} | {_fmt(r['new_ready_s'])} | {_fmt(r['down_s'])} |")
+            out.append(f"| {name} | | **most nodes without their agent at once** | | | **{e['max_nodes_down_at_once']}** |")
+    return out
+
+
 def _pick(cases: dict[str, Any], pattern: str, agent: str | None, naive: bool = False) -> dict[str, Any] | None:
     return next((e for e in cases.values() if e["pattern"] == pattern and e["agent"] == agent and e["naive"] == naive), None)
 
@@ -310,16 +339,32 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
         plt.close(fig)
         made.append(run_dir / "agents.png")
 
-    # Containers vs number of services (R = 2 replicas, k' = 2 agents, 1 node), measured points on top.
+    grouped = [(n, e["requests_per_agent"]) for n, e in cases.items() if e.get("requests_per_agent")]
+    if grouped:
+        # The article's request grouping: requests per proxy instance, one box per case.
+        fig, ax = plt.subplots(figsize=(10, 3.5))
+        ax.boxplot([list(per.values()) for _, per in grouped], showfliers=True)
+        for i, (_, per) in enumerate(grouped, 1):
+            ax.plot([i] * len(per), list(per.values()), "k.", ms=4)
+        ax.set_xticks(range(1, len(grouped) + 1), [n for n, _ in grouped], rotation=60, fontsize=7)
+        ax.set_ylabel("requests carried per proxy instance")
+        fig.tight_layout()
+        fig.savefig(run_dir / "grouping.png", dpi=90)
+        plt.close(fig)
+        made.append(run_dir / "grouping.png")
+
+    # Containers vs number of services (R = 2 replicas, k' = 2 agents, on the run's nodes),
+    # measured points on top.
+    nodes = next((e["nodes"] for e in cases.values() if e.get("nodes")), 1)
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = list(range(1, 21))
     for pattern in (Pattern.SIDECAR, Pattern.HYBRID, Pattern.DAEMONSET, Pattern.NONE):
-        ys = [containers_formula(Topology(tuple(Service(f"s{i}", 2) for i in range(n)), "s0", Agents()), pattern, 1) for n in xs]
+        ys = [containers_formula(Topology(tuple(Service(f"s{i}", 2) for i in range(n)), "s0", Agents()), pattern, nodes) for n in xs]
         ax.plot(xs, ys, label=f"{pattern.value} (formula)")
     for e in cases.values():
         if e["containers_total"] is not None and e["app_pods"]:
             ax.plot([e["app_pods"] / 2], [e["containers_total"]], "ko", ms=4)
-    ax.set_xlabel("services (2 replicas each)")
+    ax.set_xlabel(f"services (2 replicas each, {nodes} nodes)")
     ax.set_ylabel("containers")
     ax.legend(fontsize=8)
     fig.tight_layout()

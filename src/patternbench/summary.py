@@ -13,6 +13,7 @@ from typing import Any
 
 from patternbench import measure
 from patternbench.load.runner import read_jsonl
+from patternbench.topology import Pattern, expected_hop_counts
 
 SCHEMA_VERSION = 1
 AGENT_CONTAINER_PREFIXES = ("meshproxy", "logagent", "agent-omega", "agent")
@@ -23,6 +24,7 @@ KEYS = (
     "latency_ms", "proxies_per_request", "hops", "app_container_restarts", "app_pods_recreated",
     "containers_total", "containers_formula", "agent_cpu_m_total", "agent_memory_mib_total",
     "agent_cpu_m_per_instance", "agent_memory_mib_per_instance", "agent_instances",
+    "cross_node_share", "request_grouping", "node_rollouts", "max_nodes_down_at_once", "pods_per_node",
     "requests_per_agent", "log_lines_lost", "log_lines_duplicated", "upgrade_duration_s",
 )
 
@@ -32,6 +34,21 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _pods_per_node(deployment: dict[str, Any]) -> dict[str, int] | None:
+    placement = deployment.get("placement")
+    if not placement:
+        return None
+    counts: dict[str, int] = {}
+    for pod in placement:
+        if pod.get("role") == "app":
+            counts[pod["node"]] = counts.get(pod["node"], 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def is_agent_sample(sample: dict[str, Any]) -> bool:
@@ -78,16 +95,27 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
         "during": measure.latency_ms(measure.in_window(users, up_start, up_end)) if up_start and up_end else None,
         "after": measure.latency_ms(measure.in_window(users, up_end or before_end, end)),
     }
-    entry.update(measure.hop_summary(measure.in_window(users, start, end), deployment.get("calls_per_request", 0)))
+    entry.update(measure.hop_summary(measure.in_window(users, start, end)))
     before, after = _read_json(case_dir / "pods-before.json"), _read_json(case_dir / "pods-after.json")
     entry.update(measure.pod_changes(before, after) if before is not None and after is not None else {"app_pods_recreated": None, "app_container_restarts": None})
     entry["app_pods"] = deployment.get("app_pods")
     entry["containers_total"] = deployment.get("containers_live")
     entry["containers_formula"] = deployment.get("containers_formula")
     entry["nodes"] = deployment.get("nodes")
+    entry["pods_per_node"] = _pods_per_node(deployment)
     entry.update(measure.agent_resources(samples, is_agent_sample))
     per_agent = measure.requests_per_agent(measure.in_window(users, start, end))
     entry["requests_per_agent"] = per_agent
+    entry["request_grouping"] = measure.grouping(per_agent)
+    entry["node_rollouts"], entry["max_nodes_down_at_once"] = None, None
+    if up_start is not None and up_end is not None:
+        rollouts = measure.node_rollouts(read_jsonl(case_dir / "pods.jsonl"), up_start, end)
+        if rollouts:
+            entry["node_rollouts"] = [
+                {"workload": r.workload, "node": r.node, "old_stopped_s": _round(r.old_stopped_s), "new_ready_s": _round(r.new_ready_s), "down_s": _round(r.down_s)}
+                for r in rollouts
+            ]
+            entry["max_nodes_down_at_once"] = measure.max_concurrent([i for r in rollouts if (i := r.down_interval)])
     if sink:
         entry["log_lines_lost"] = sink["total"]["missing"]
         entry["log_lines_duplicated"] = sink["total"]["duplicated"]
@@ -129,6 +157,16 @@ def check_claims(entry: dict[str, Any], calls_per_request: int, thresholds: Thre
     want = expected_proxies(pattern, calls_per_request)
     if entry.get("proxies_per_request") is not None and entry["proxies_per_request"] != want:
         failures.append(f"proxies per request {entry['proxies_per_request']} != {want} that the {pattern} pattern implies")
+    hops = entry.get("hops") or {}
+    if hops:
+        want_hops = expected_hop_counts(Pattern(pattern), calls_per_request)
+        if hops.get("unknown"):
+            failures.append(f"{hops['unknown']} hops per request could not be placed on a node")
+        total = round(sum(hops.values()), 3)
+        if total != want_hops["total"] or hops.get("loopback", 0) != want_hops["loopback"]:
+            failures.append(f"hops per request {hops} != {want_hops} that the {pattern} pattern implies")
+    if entry.get("max_nodes_down_at_once") is not None and entry["max_nodes_down_at_once"] > 1:
+        failures.append(f"{entry['max_nodes_down_at_once']} nodes had their agent down at once during the DaemonSet rollout")
     if agent:
         node_agent = pattern == "daemonset" or (pattern == "hybrid" and agent == "logging")
         if node_agent and (entry["app_pods_recreated"] or entry["app_container_restarts"]):

@@ -241,6 +241,19 @@ def expected_hops(topology: Topology, pattern: Pattern) -> list[str]:
     return []
 
 
+def expected_hop_counts(pattern: Pattern, calls_per_request: int, mesh: bool = True) -> dict[str, int]:
+    """Hops per request that the pattern implies: `total` hops inside the cluster and how many
+    of them are `loopback` (a sidecar and its app share the pod's loopback). A call passes
+    app -> [proxies] -> app: through sidecars 2 loopback hops and 1 between pods, through node
+    proxies 3 hops between network namespaces, direct 1; the entry's inbound sidecar adds one
+    loopback hop. Whether the hops between pods stay on a node is up to the scheduler."""
+    if not mesh or pattern is Pattern.NONE:
+        return {"total": calls_per_request, "loopback": 0}
+    if pattern in (Pattern.SIDECAR, Pattern.HYBRID):
+        return {"total": 3 * calls_per_request + 1, "loopback": 2 * calls_per_request + 1}
+    return {"total": 3 * calls_per_request, "loopback": 0}
+
+
 # ---- capacity ------------------------------------------------------------------------
 
 APP_CPU_M, APP_MEM_MI = 10, 16

@@ -71,14 +71,6 @@ def wait_answers(url: str) -> None:
     urllib.request.urlopen(url, timeout=2).close()
 
 
-def test_node_is_ready_and_runs_v1_34(kube_api: object) -> None:
-    nodes = client.CoreV1Api(kube_api).list_node().items
-    assert len(nodes) == 1
-    node = nodes[0]
-    assert node.status.node_info.kubelet_version.startswith("v1.34.")
-    assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
-
-
 def test_coredns_is_ready(kube_api: object) -> None:
     pods = client.CoreV1Api(kube_api).list_namespaced_pod("kube-system", label_selector="k8s-app=kube-dns").items
     assert pods and all(any(c.type == "Ready" and c.status == "True" for c in p.status.conditions) for p in pods)

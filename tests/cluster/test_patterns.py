@@ -13,10 +13,11 @@ from kubernetes import client, config
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from patternbench.deploy import DeployedRun, Deployer, deploy_run, live_containers
-from patternbench.measure import calls, pods_in, via_kinds
+from patternbench.load.records import answer_trail
+from patternbench.measure import call_hops, calls, crosses_nodes, pods_in, request_hops, via_kinds
 from patternbench.observe.logsink import sink_stats
 from patternbench.progress import Progress
-from patternbench.topology import Pattern, containers_formula, expected_hops, load_topology
+from patternbench.topology import Pattern, containers_formula, expected_hop_counts, expected_hops, load_topology
 
 pytestmark = pytest.mark.cluster
 
@@ -34,9 +35,10 @@ def deployed(request: pytest.FixtureRequest, cluster: object) -> Iterator[tuple[
         Deployer(api, Progress(quiet=True)).undeploy(run.run_id, graceful=False)
 
 
-def get(url: str) -> tuple[int, str, dict]:
+def get(url: str) -> tuple[int, str, dict, bytes]:
     with urllib.request.urlopen(url, timeout=10) as resp:
-        return resp.status, resp.headers.get("Via", ""), json.loads(resp.read())
+        body = resp.read()
+        return resp.status, resp.headers.get("Via", ""), json.loads(body), body
 
 
 def test_pattern_end_to_end(deployed: tuple[DeployedRun, client.ApiClient]) -> None:
@@ -56,16 +58,31 @@ def test_pattern_end_to_end(deployed: tuple[DeployedRun, client.ApiClient]) -> N
 
     # Hop trails: what the pattern implies on every call, and on the entry.
     served: Counter[str] = Counter()
+    crossing_calls = 0
+    want = expected_hop_counts(pattern, sum(len(s.calls) for s in TOPOLOGY.services), TOPOLOGY.agents.mesh)
     for _ in range(30):
-        status, via, answer = get(run.entry_url)
+        status, via, answer, body = get(run.entry_url)
         assert status == 200, answer
         served += pods_in(answer)
+        # Hops from where things ran: a call between pods on different nodes is exactly one
+        # cross-node hop, whatever the pattern; a call within a node none.
+        record = {"via": via, **answer_trail(body)}
+        for call in record["calls"]:
+            crossed = crosses_nodes(call)
+            assert crossed is not None, call
+            assert call_hops(call).count("cross_node") == int(crossed), call
+            crossing_calls += crossed
+        hops = request_hops(record)
+        assert "unknown" not in hops and sum(hops.values()) == want["total"] and hops["loopback"] == want["loopback"], (hops, want)
         for _caller, _callee, down in calls(answer):
             # On the response back to the caller, and on the request as the callee saw it.
             assert via_kinds(down.get("via")) == expected_hops(TOPOLOGY, pattern)
             assert via_kinds(down["answer"].get("via")) == expected_hops(TOPOLOGY, pattern)
         entry_kinds = via_kinds(via)
         assert entry_kinds == (["sidecar"] if pattern in (Pattern.SIDECAR, Pattern.HYBRID) else [])
+
+    if run.nodes > 1:
+        assert crossing_calls > 0, "replicas spread over the nodes, yet no call crossed a node"
 
     # Logs: with a log agent, every line each pod wrote reaches the sink, once.
     if pattern is Pattern.NONE:

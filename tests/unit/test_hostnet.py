@@ -79,8 +79,9 @@ def test_mounts_under_finds_ours_deepest_first_and_only_ours() -> None:
 
 def test_sysctls_are_restored(tmp_path: Path, monkeypatch) -> None:
     proc = tmp_path / "proc"
-    (proc / "net/ipv4").mkdir(parents=True)
+    (proc / "net/ipv4/conf/all").mkdir(parents=True)
     (proc / "net/ipv4/ip_forward").write_text("0\n")
+    (proc / "net/ipv4/conf/all/route_localnet").write_text("0\n")
     real_path = hostnet.Path
 
     def fake_path(*parts: str):
@@ -90,9 +91,13 @@ def test_sysctls_are_restored(tmp_path: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(hostnet, "Path", fake_path)
     saved = tmp_path / "saved.json"
-    hostnet.apply_sysctls(saved)
+    wanted = {"net/ipv4/ip_forward": "1", "net/ipv4/conf/all/route_localnet": None, "net/absent": "1"}
+    hostnet.apply_sysctls(saved, wanted)
     assert (proc / "net/ipv4/ip_forward").read_text() == "1"
-    hostnet.apply_sysctls(saved)  # a second up must not record "1" as the host's value
+    # route_localnet is only remembered: kube-proxy sets it, `down` puts it back.
+    (proc / "net/ipv4/conf/all/route_localnet").write_text("1")
+    hostnet.apply_sysctls(saved, wanted)  # a second up must not record "1" as the host's value
     hostnet.restore_sysctls(saved)
     assert (proc / "net/ipv4/ip_forward").read_text() == "0"
+    assert (proc / "net/ipv4/conf/all/route_localnet").read_text() == "0"
     assert not saved.exists()

@@ -6,16 +6,25 @@ from types import SimpleNamespace
 import pytest
 
 from patternbench.errors import UsageError
-from patternbench.load.records import failure_detail, hop_trail
+from patternbench.load.records import answer_trail, failure_detail
 from patternbench.load.runner import LoadConfig, read_jsonl
 
-ANSWER = {"service": "f", "downstream": [{"service": "o", "status": 200, "via": "1.1 sidecar/o-1, 1.1 sidecar/f-1",
-          "answer": {"service": "o", "downstream": [{"service": "p", "status": 200, "via": "1.1 sidecar/p-1, 1.1 sidecar/o-1", "answer": {"service": "p"}}]}}]}
+ANSWER = {"service": "f", "pod": "f-1", "node": "n1", "downstream": [
+    {"service": "o", "status": 200, "via": "1.1 sidecar/o-1 (n2), 1.1 sidecar/f-1 (n1)", "answer": {
+        "service": "o", "pod": "o-1", "node": "n2", "downstream": [
+            {"service": "p", "status": 200, "via": "1.1 sidecar/p-1 (n2), 1.1 sidecar/o-1 (n2)", "answer": {"service": "p", "pod": "p-1", "node": "n2"}},
+            {"service": "q", "status": 503, "error": "no endpoint"}]}}]}
 
 
-def test_hop_trail_collects_every_call() -> None:
-    assert hop_trail(json.dumps(ANSWER).encode()) == ["sidecar/o-1", "sidecar/f-1", "sidecar/p-1", "sidecar/o-1"]
-    assert hop_trail(b"not json") == [] and hop_trail(None) == []
+def test_answer_trail_keeps_every_call_with_its_pods_and_nodes() -> None:
+    trail = answer_trail(json.dumps(ANSWER).encode())
+    assert trail["entry"] == ["f-1", "n1"]
+    assert trail["calls"] == [
+        {"src": ["f-1", "n1"], "dst": ["o-1", "n2"], "via": "1.1 sidecar/o-1 (n2), 1.1 sidecar/f-1 (n1)"},
+        {"src": ["o-1", "n2"], "dst": ["p-1", "n2"], "via": "1.1 sidecar/p-1 (n2), 1.1 sidecar/o-1 (n2)"},
+        {"src": ["o-1", "n2"], "dst": None, "via": ""},
+    ]
+    assert answer_trail(b"not json") == {"entry": None, "calls": []} and answer_trail(None)["calls"] == []
 
 
 def test_failure_detail_finds_the_innermost_failed_call() -> None:

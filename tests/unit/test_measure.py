@@ -13,8 +13,16 @@ def probe(t: float, good: bool = True) -> dict:
     return {"kind": "probe", "t": t, "ms": 1.0, "status": 200 if good else 0, "error": "" if good else "ConnectionRefusedError"}
 
 
-def user(t: float, ms: float = 5.0, good: bool = True, hops: list[str] | None = None, via: str = "") -> dict:
-    return {"kind": "user", "t": t, "ms": ms, "status": 200 if good else 502, "error": "" if good else "HTTP502", "hops": hops or [], "via": via}
+def user(t: float, ms: float = 5.0, good: bool = True, calls: list[dict] | None = None, via: str = "", entry: tuple = ("f-1", "n1")) -> dict:
+    return {"kind": "user", "t": t, "ms": ms, "status": 200 if good else 502, "error": "" if good else "HTTP502", "calls": calls or [], "via": via, "entry": list(entry)}
+
+
+def call(src: tuple, dst: tuple, via: str) -> dict:
+    return {"src": list(src), "dst": list(dst), "via": via}
+
+
+# One call f-1 (n1) -> o-1 (n2) through node proxies: app, node proxy n1, node proxy n2, app.
+NODE_CALL = call(("f-1", "n1"), ("o-1", "n2"), "1.1 node/n2 (n2), 1.1 node/n1 (n1)")
 
 
 def test_outage_is_dated_from_the_start_of_the_first_failing_probe() -> None:
@@ -51,16 +59,17 @@ def test_percentiles_nearest_rank() -> None:
 
 
 def test_hops_by_pattern() -> None:
-    sidecar = ["sidecar/o-1", "sidecar/f-1", "sidecar/p-1", "sidecar/o-1"]
-    assert measure.hops_by_kind(sidecar) == {"loopback": 4, "network": 2}
-    assert measure.hops_by_kind(["1.1 node/n1", "1.1 node/n1"]) == {"network": 3}
-    summary = measure.hop_summary([user(0, hops=sidecar, via="1.1 sidecar/f-1"), user(0, via="")], direct_calls_per_request=2)
-    assert summary["proxies_per_request"] == 2.5  # (1 + 4 + 0) / 2
-    assert summary["hops"] == {"loopback": 2.0, "network": 2.0}
+    sidecar = [call(("f-1", "n1"), ("o-1", "n1"), "1.1 sidecar/o-1 (n1), 1.1 sidecar/f-1 (n1)")]
+    summary = measure.hop_summary([user(0, calls=sidecar, via="1.1 sidecar/f-1 (n1)"), user(0, calls=[NODE_CALL])])
+    assert summary["proxies_per_request"] == 2.5  # (1 + 2 + 2) / 2
+    # sidecar: 1 entry loopback + 2 loopback + 1 same node; node: 2 same node + 1 cross node
+    assert summary["hops"] == {"loopback": 1.5, "same_node": 1.5, "cross_node": 0.5}
+    assert summary["cross_node_share"] == 0.5
 
 
 def test_requests_per_agent_counts_each_instance_once_per_request() -> None:
-    records = [user(0, hops=["node/n1", "node/n1", "node/n1", "node/n1"]), user(0, hops=["node/n1", "node/n1"]), user(0, good=False, hops=["node/n1"])]
+    same = call(("f-1", "n1"), ("o-1", "n1"), "1.1 node/n1 (n1), 1.1 node/n1 (n1)")
+    records = [user(0, calls=[same, same]), user(0, calls=[same]), user(0, good=False, calls=[same])]
     assert measure.requests_per_agent(records) == {"node/n1": 2}
 
 
@@ -112,22 +121,21 @@ def write_case(tmp: Path, pattern: str, agent: str | None, requests: list[dict],
 
 
 def test_summarize_a_daemonset_case_and_check_its_claims(tmp_path: Path) -> None:
-    hops = ["node/n1", "node/n1"]
-    requests = [user(1.5 + i * 0.1, hops=hops) for i in range(60)] + [probe(1.5 + i * 0.05) for i in range(160)]
+    requests = [user(1.5 + i * 0.1, calls=[NODE_CALL]) for i in range(60)] + [probe(1.5 + i * 0.05) for i in range(160)]
     d = write_case(tmp_path, "daemonset", "logging", requests, {"a": {"app": 0}, "b": {"app": 0}}, {"a": {"app": 0}, "b": {"app": 0}}, (4.0, 6.0),
                    sink={"total": {"missing": 0, "duplicated": 0, "received": 60}, "lag": {}})
     entry = summarize_case(d)
     assert entry["missing"] == []
     assert entry["failed_requests"] == 0 and entry["downtime_s"] == 0
     assert entry["app_pods_recreated"] == 0 and entry["upgrade_duration_s"] == 2.0
-    assert entry["proxies_per_request"] == 2 and entry["hops"] == {"network": 3.0}
+    assert entry["proxies_per_request"] == 2 and entry["hops"] == {"same_node": 2.0, "cross_node": 1.0}
+    assert entry["cross_node_share"] == 1.0 and entry["request_grouping"]["node"]["instances"] == 2
     assert entry["log_lines_lost"] == 0
     assert check_claims(entry, calls_per_request=1) == []
 
 
 def test_claims_catch_a_daemonset_upgrade_that_recreated_pods_and_lost_lines(tmp_path: Path) -> None:
-    hops = ["node/n1", "node/n1"]
-    requests = [user(1.5, hops=hops), probe(4.5, False), probe(5.0)]
+    requests = [user(1.5, calls=[NODE_CALL]), probe(4.5, False), probe(5.0)]
     d = write_case(tmp_path, "daemonset", "logging", requests, {"a": {"app": 0}}, {"z": {"app": 0}}, (4.0, 6.0),
                    sink={"total": {"missing": 3, "duplicated": 0, "received": 7}, "lag": {}})
     problems = check_claims(summarize_case(d), calls_per_request=1)

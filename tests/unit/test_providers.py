@@ -20,7 +20,7 @@ def test_every_provider_satisfies_the_protocol() -> None:
 
 def test_capabilities_say_what_runs_here() -> None:
     caps = {n: get_provider(n).capabilities for n in PROVIDER_NAMES}
-    assert caps["local"].multi_node is False and caps["local"].can_load_images and not caps["local"].needs_registry
+    assert caps["local"].multi_node and caps["local"].can_load_images and not caps["local"].needs_registry
     assert caps["kind"].multi_node and caps["kind"].can_load_images
     assert caps["gke"].needs_registry and not caps["gke"].can_load_images
     assert caps["kubeconfig"].creates_cluster is False

@@ -11,7 +11,8 @@ from tests.unit.test_measure import probe, user, write_case
 
 
 def test_report_rebuilds_summary_and_markdown_from_raw_records(tmp_path: Path) -> None:
-    requests = [user(1.5 + i * 0.1, hops=["sidecar/o", "sidecar/f"], via="1.1 sidecar/f") for i in range(50)] + [probe(2.0)]
+    trail = [{"src": ["f", "n1"], "dst": ["o", "n2"], "via": "1.1 sidecar/o (n2), 1.1 sidecar/f (n1)"}]
+    requests = [user(1.5 + i * 0.1, calls=trail, via="1.1 sidecar/f (n1)", entry=("f", "n1")) for i in range(50)] + [probe(2.0)]
     write_case(tmp_path, "sidecar", "mesh", requests, {"a": {"app": 0}, "b": {"app": 0}}, {"c": {"app": 0}, "d": {"app": 0}}, (3.0, 7.0))
     (tmp_path / "run.json").write_text(json.dumps({"profile": {"name": "short"}, "interrupted": True, "cases_planned": ["sidecar-mesh", "daemonset-mesh"]}))
     summary = write_report(tmp_path)

@@ -11,7 +11,10 @@ from patternbench.experiment import Case, interleave
 from patternbench.report import write_report
 from patternbench.topology import Pattern
 from patternbench.trials import aggregate, differences
-from tests.unit.test_measure import probe, user, write_case
+from tests.unit.test_measure import NODE_CALL, call, probe, user, write_case
+
+# One call f -> o through sidecars (both on n1), as test_report's sidecar case.
+SIDECAR_CALL = call(("f", "n1"), ("o", "n1"), "1.1 sidecar/o (n1), 1.1 sidecar/f (n1)")
 
 
 def trial(downtime: float, p99: float, cpu: float | None = 10.0, failed: int = 0, missing: list[str] | None = None, **extra: object) -> dict:
@@ -71,10 +74,11 @@ def test_report_of_three_interleaved_trials(tmp_path: Path) -> None:
     """Trials on disk as <case>.t<k>/: one entry per case with its trials, intervals, the
     sidecar-vs-DaemonSet table, error bars, and the calibration the run carries."""
     downtimes = {"sidecar": (0.5, 0.7, 0.6), "daemonset": (0.0, 0.0, 0.05)}
-    for pattern, hops in (("sidecar", ["sidecar/o", "sidecar/f"]), ("daemonset", ["node/n1", "node/n1"])):
+    shapes = {"sidecar": ([SIDECAR_CALL], "1.1 sidecar/f (n1)"), "daemonset": ([NODE_CALL], "")}
+    for pattern, (calls, via) in shapes.items():
         for k, down in enumerate(downtimes[pattern], 1):
             probes = [probe(1.0 + i * 0.05, good=not (4.0 <= 1.0 + i * 0.05 < 4.0 + down - 1e-9)) for i in range(180)]
-            d = write_case(tmp_path, pattern, "mesh", [user(1.5 + i * 0.1, hops=hops) for i in range(50)] + probes,
+            d = write_case(tmp_path, pattern, "mesh", [user(1.5 + i * 0.1, calls=calls, via=via, entry=("f", "n1")) for i in range(50)] + probes,
                            {"a": {"app": 0}}, {"a" if pattern == "daemonset" else "b": {"app": 0}}, (3.0, 7.0))
             case = json.loads((d / "case.json").read_text())
             (d / "case.json").write_text(json.dumps({**case, "id": f"{pattern}-mesh", "trial": k}))
@@ -99,7 +103,7 @@ def test_report_of_three_interleaved_trials(tmp_path: Path) -> None:
 
 def test_a_claim_failing_in_one_trial_names_the_trial(tmp_path: Path) -> None:
     for k in (1, 2):
-        d = write_case(tmp_path, "daemonset", "logging", [user(1.5, hops=["node/n1", "node/n1"])],
+        d = write_case(tmp_path, "daemonset", "logging", [user(1.5, calls=[NODE_CALL])],
                        {"a": {"app": 0}}, {"a": {"app": 0}} if k == 1 else {"z": {"app": 0}}, (4.0, 6.0),
                        sink={"total": {"missing": 0, "duplicated": 0, "received": 1}, "lag": {}})
         case = json.loads((d / "case.json").read_text())

@@ -39,7 +39,7 @@ func main() {
 	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"pod": pod, "version": version})
+		writeJSON(w, http.StatusOK, map[string]string{"pod": pod, "node": os.Getenv("NODE_NAME"), "version": version})
 	})
 	mux.HandleFunc("/resolve", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
@@ -50,6 +50,19 @@ func main() {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"addrs": addrs})
+	})
+	// The names in a directory (e.g. a hostPath): what a node agent on this node would see.
+	mux.HandleFunc("/ls", func(w http.ResponseWriter, r *http.Request) {
+		entries, err := os.ReadDir(r.URL.Query().Get("dir"))
+		if err != nil {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+			return
+		}
+		names := []string{}
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"names": names})
 	})
 	mux.HandleFunc("/fetch", func(w http.ResponseWriter, r *http.Request) {
 		resp, err := client.Get(r.URL.Query().Get("url"))

@@ -25,13 +25,20 @@ class ProviderOptions:
     keep_on_failure: bool = False
 
 
+def parse_node_count(raw: object, local: bool = True) -> int:
+    """--nodes as a whole number; for the local provider no more than this machine holds."""
+    from patternbench.cluster.local.settings import parse_node_count as parse
+
+    return parse(raw, local=local)
+
+
 def get_provider(name: str, options: ProviderOptions | None = None, progress: Progress | None = None) -> ClusterProvider:
     options = options or ProviderOptions()
     progress = progress or Progress()
     if name == "local":
         from patternbench.cluster.local.provider import LocalProvider
 
-        return LocalProvider(bin_dir=options.bin_dir, progress=progress, keep_on_failure=options.keep_on_failure)
+        return LocalProvider(bin_dir=options.bin_dir, progress=progress, keep_on_failure=options.keep_on_failure, nodes=options.nodes)
     if name == "kind":
         from patternbench.cluster.remote import KindProvider
 

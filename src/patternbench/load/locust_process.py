@@ -35,7 +35,7 @@ from locust.env import Environment  # noqa: E402
 
 from patternbench.load.openloop import OpenLoop  # noqa: E402
 from patternbench.load.probe import probe_once  # noqa: E402
-from patternbench.load.records import failure_detail, hop_trail  # noqa: E402
+from patternbench.load.records import answer_trail, failure_detail  # noqa: E402
 
 
 class Records:
@@ -79,7 +79,7 @@ def main(config_path: str) -> int:
             "status": status,
             "error": type(exception).__name__ if exception else ("" if 200 <= status < 400 else f"HTTP{status}"),
             "via": headers.get("Via", "") if hasattr(headers, "get") else "",
-            "hops": hop_trail(getattr(response, "content", None)) if status == 200 else [],
+            **(answer_trail(getattr(response, "content", None)) if status == 200 else {}),
             "request_id": (headers.get("X-Request-Id", "") if hasattr(headers, "get") else ""),
             **({"detail": failure_detail(response, exception)} if exception or not 200 <= status < 400 else {}),
         })

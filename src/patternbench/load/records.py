@@ -6,24 +6,31 @@ import json
 from typing import Any
 
 
-def hop_trail(body: bytes | None) -> list[str]:
-    """Every Via entry of every call in the app's answer tree (which proxies served it)."""
+def answer_trail(body: bytes | None) -> dict[str, Any]:
+    """Where the request ran, from the app's answer tree: the entry pod and its node, and for
+    every service-to-service call the calling pod, the called pod (with their nodes) and the
+    response's Via trail. Hops are classified from these names later (measure.py)."""
     try:
         answer = json.loads(body or b"")
     except ValueError:
-        return []
-    trail: list[str] = []
+        return {"entry": None, "calls": []}
+    if not isinstance(answer, dict):
+        return {"entry": None, "calls": []}
+    calls: list[dict[str, Any]] = []
 
     def walk(node: dict[str, Any]) -> None:
         for down in node.get("downstream") or []:
-            # "1.1 node/n1, 1.1 node/n2" -> ["node/n1", "node/n2"]
-            trail.extend(part.split()[-1] for part in (down.get("via") or "").split(",") if part.strip())
-            if isinstance(down.get("answer"), dict):
-                walk(down["answer"])
+            callee = down.get("answer") if isinstance(down.get("answer"), dict) else None
+            calls.append({
+                "src": [node.get("pod"), node.get("node")],
+                "dst": [callee.get("pod"), callee.get("node")] if callee else None,
+                "via": down.get("via") or "",
+            })
+            if callee:
+                walk(callee)
 
-    if isinstance(answer, dict):
-        walk(answer)
-    return trail
+    walk(answer)
+    return {"entry": [answer.get("pod"), answer.get("node")], "calls": calls}
 
 
 def failure_detail(response: Any, exception: Any) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from patternbench.cluster.local.settings import LocalSettings
+from patternbench.cluster.local.settings import POD_LOGS_DIR, LocalSettings, MachineSize, NodeSettings
 
 PAUSE_IMAGE = "patternbench.local/pause:3.10.1"
 COREDNS_IMAGE_REPO = "patternbench.local/coredns"
@@ -36,15 +36,15 @@ def kubeconfig(server: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, user
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-def containerd_config(s: LocalSettings) -> str:
-    """containerd's own config: own root, state and socket; never the system default.
+def containerd_config(node: NodeSettings) -> str:
+    """A node's containerd config: own root, state and socket; never the system default.
 
     restrict_oom_score_adj: this machine lacks CAP_SYS_RESOURCE, so lowering a container's
     OOM score (as kubelet asks for the sandbox) would be refused; containerd clamps instead.
     """
     return f"""version = 2
-root = "{s.containerd_root}"
-state = "{s.containerd_state}"
+root = "{node.containerd_root}"
+state = "{node.containerd_state}"
 disabled_plugins = [
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
@@ -55,13 +55,13 @@ disabled_plugins = [
 ]
 
 [grpc]
-  address = "{s.containerd_socket}"
+  address = "{node.containerd_socket}"
 
 [ttrpc]
-  address = "{s.containerd_socket}.ttrpc"
+  address = "{node.containerd_socket}.ttrpc"
 
 [debug]
-  address = "{s.containerd_state}/debug.sock"
+  address = "{node.containerd_state}/debug.sock"
 
 [metrics]
   address = ""
@@ -82,14 +82,14 @@ disabled_plugins = [
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = "{s.cni_conf_dir}"
+    conf_dir = "{node.cni_conf_dir}"
     max_conf_num = 1
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = ""
 """
 
 
-def cni_conflist(s: LocalSettings) -> str:
+def cni_conflist(s: LocalSettings, node: NodeSettings) -> str:
     """A bridge network with host-local IPAM and hairpin mode (a pod can reach itself via a Service).
 
     ipMasq is off: pods only talk to the node and to each other, so no traffic is NATed out.
@@ -100,14 +100,14 @@ def cni_conflist(s: LocalSettings) -> str:
         "plugins": [
             {
                 "type": "bridge",
-                "bridge": s.bridge,
+                "bridge": node.bridge,
                 "isGateway": True,
                 "ipMasq": False,
                 "hairpinMode": True,
                 "ipam": {
                     "type": "host-local",
-                    "dataDir": str(s.cni_ipam_dir),
-                    "ranges": [[{"subnet": s.node_pod_cidr, "gateway": s.node_ip}]],
+                    "dataDir": str(node.cni_ipam_dir),
+                    "ranges": [[{"subnet": node.pod_cidr, "gateway": node.gateway}]],
                     "routes": [{"dst": "0.0.0.0/0"}],
                 },
             },
@@ -117,21 +117,36 @@ def cni_conflist(s: LocalSettings) -> str:
     return json.dumps(doc, indent=2)
 
 
-def kubelet_config(s: LocalSettings) -> str:
-    """KubeletConfiguration for cgroup v1 (failCgroupV1: false), cgroupfs, our own containerd."""
+def node_reservation(machine: MachineSize, node_count: int) -> dict[str, str]:
+    """systemReserved that leaves each node 1/N of the machine as allocatable.
+
+    Every kubelet's cAdvisor sees the whole machine; without this, 3 nodes would together
+    offer 3 machines' worth of CPU and memory to the scheduler.
+    """
+    cpu_m = machine.cpus * 1000
+    mem = machine.memory_mib
+    return {"cpu": f"{cpu_m - cpu_m // node_count}m", "memory": f"{mem - mem // node_count}Mi"}
+
+
+def kubelet_config(s: LocalSettings, node: NodeSettings, machine: MachineSize) -> str:
+    """KubeletConfiguration of one node: cgroup v1 (failCgroupV1: false), cgroupfs under the
+    node's own cgroup root, the node's containerd, health on the node's address."""
     doc = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
-        "address": s.node_ip,
+        "address": node.ip,
         "port": s.kubelet_port,
-        "healthzBindAddress": "127.0.0.1",
+        "healthzBindAddress": node.ip,
         "healthzPort": s.kubelet_healthz_port,
         "readOnlyPort": 0,
         "cgroupDriver": "cgroupfs",
+        "cgroupRoot": node.cgroup_parent,
         "failCgroupV1": False,
         "failSwapOn": False,
-        "containerRuntimeEndpoint": f"unix://{s.containerd_socket}",
-        "podLogsDir": str(s.pod_logs_dir),
+        "containerRuntimeEndpoint": f"unix://{node.containerd_socket}",
+        # The node's own /var/log/pods (its mount namespace binds the node's directory there):
+        # kubelets sharing one log directory would delete each other's logs.
+        "podLogsDir": POD_LOGS_DIR,
         "clusterDNS": [s.dns_service_ip],
         "clusterDomain": s.cluster_domain,
         # An empty resolv.conf: pods never learn the host's upstream resolvers.
@@ -142,10 +157,13 @@ def kubelet_config(s: LocalSettings) -> str:
             "x509": {"clientCAFile": str(s.pki_dir / "ca.crt")},
         },
         "authorization": {"mode": "AlwaysAllow"},
-        "tlsCertFile": str(s.pki_dir / "kubelet.crt"),
-        "tlsPrivateKeyFile": str(s.pki_dir / "kubelet.key"),
+        "tlsCertFile": str(s.pki_dir / f"kubelet-{node.name}.crt"),
+        "tlsPrivateKeyFile": str(s.pki_dir / f"kubelet-{node.name}.key"),
         "staticPodPath": "",
         "serializeImagePulls": False,
+        "systemReserved": node_reservation(machine, s.node_count),
+        # The nodes share one disk: eviction must not fire because the machine's disk is
+        # as full as it always is.
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
@@ -161,21 +179,33 @@ def kubelet_config(s: LocalSettings) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-def kube_proxy_config(s: LocalSettings) -> str:
-    """iptables mode; NodePorts also on 127.0.0.1 (localhostNodePorts sets route_localnet)."""
+def kube_proxy_config(s: LocalSettings, node: NodeSettings | None) -> str:
+    """iptables mode. On a node: NodePorts on the node's address, health on it too. On the
+    host (node None): an edge kube-proxy that serves NodePorts and Service addresses on the
+    host's loopback (localhostNodePorts sets route_localnet), as a load balancer would."""
+    if node is None:
+        # kube-proxy waits 30 s for a Node of its own name before it programs anything: the
+        # host's proxy takes the first node's name (only externalTrafficPolicy: Local would
+        # notice, and no patternbench Service uses it).
+        name, health_host, node_ports = s.nodes[0].name, "127.0.0.1", ["127.0.0.0/8"]
+        kubeconfig = s.kubeconfig_dir / "kube-proxy-host.yaml"
+    else:
+        name, health_host, node_ports = node.name, node.ip, ["127.0.0.0/8", f"{node.ip}/32"]
+        kubeconfig = s.kubeconfig_dir / "kube-proxy.yaml"
     doc = {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
         "kind": "KubeProxyConfiguration",
         "mode": "iptables",
-        "clientConnection": {"kubeconfig": str(s.kubeconfig_dir / "kube-proxy.yaml")},
-        "hostnameOverride": s.node_name,
-        "bindAddress": "127.0.0.1",
-        "healthzBindAddress": f"127.0.0.1:{s.proxy_healthz_port}",
+        "clientConnection": {"kubeconfig": str(kubeconfig)},
+        "hostnameOverride": name,
+        "bindAddress": health_host,
+        "healthzBindAddress": f"{health_host}:{s.proxy_healthz_port}",
         "metricsBindAddress": f"127.0.0.1:{s.proxy_metrics_port}",
         "clusterCIDR": s.pod_cidr,
-        "nodePortAddresses": ["127.0.0.0/8", f"{s.node_ip}/32"],
+        "nodePortAddresses": node_ports,
         "iptables": {"localhostNodePorts": True, "masqueradeAll": False, "syncPeriod": "30s", "minSyncPeriod": "0s"},
-        # Leave the host's conntrack table size alone: the sysctl may not be writable here.
+        # Leave conntrack's table size alone: nf_conntrack_max cannot be written from a
+        # network namespace other than the host's, and may not be writable here at all.
         "conntrack": {"maxPerCore": 0, "min": 0},
     }
     return yaml.safe_dump(doc, sort_keys=False)
@@ -204,7 +234,9 @@ def apiserver_args(s: LocalSettings) -> list[str]:
         f"--etcd-servers=http://127.0.0.1:{s.etcd_client_port}",
         "--bind-address=0.0.0.0",
         f"--secure-port={s.apiserver_port}",
-        f"--advertise-address={s.node_ip}",
+        # The host's address on the nodes' bridge: the `kubernetes` Service's endpoint, which
+        # pods on every node reach through their node.
+        f"--advertise-address={s.host_ip}",
         f"--service-cluster-ip-range={s.service_cidr}",
         "--service-node-port-range=30000-32767",
         "--authorization-mode=Node,RBAC",
@@ -266,23 +298,22 @@ def scheduler_args(s: LocalSettings) -> list[str]:
     ]
 
 
-def kubelet_args(s: LocalSettings) -> list[str]:
+def kubelet_args(s: LocalSettings, node: NodeSettings) -> list[str]:
     return [
-        f"--config={s.state_dir / 'kubelet-config.yaml'}",
-        f"--kubeconfig={s.kubeconfig_dir / 'kubelet.yaml'}",
-        f"--root-dir={s.kubelet_root}",
-        f"--hostname-override={s.node_name}",
-        f"--node-ip={s.node_ip}",
+        f"--config={node.state_dir / 'kubelet-config.yaml'}",
+        f"--kubeconfig={s.kubeconfig_dir / f'kubelet-{node.name}.yaml'}",
+        f"--hostname-override={node.name}",
+        f"--node-ip={node.ip}",
         "--v=1",
     ]
 
 
-def kube_proxy_args(s: LocalSettings) -> list[str]:
-    return [f"--config={s.state_dir / 'kube-proxy-config.yaml'}", "--v=1"]
+def kube_proxy_args(config_path: Path) -> list[str]:
+    return [f"--config={config_path}", "--v=1"]
 
 
-def containerd_args(s: LocalSettings) -> list[str]:
-    return ["--config", str(s.state_dir / "containerd.toml"), "--log-level", "warn"]
+def containerd_args(node: NodeSettings) -> list[str]:
+    return ["--config", str(node.state_dir / "containerd.toml"), "--log-level", "warn"]
 
 
 def coredns_corefile(s: LocalSettings) -> str:

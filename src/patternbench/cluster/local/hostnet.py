@@ -18,13 +18,24 @@ from patternbench.cluster.local.settings import LocalSettings
 OWNED_CHAIN_PREFIXES = ("KUBE-", "CNI-", "PATTERNBENCH-")
 EGRESS_CHAIN = "PATTERNBENCH-EGRESS"
 
-SYSCTLS = {
+# The host's own sysctls that a cluster changes; `down` puts back what was there. None: not
+# set by us, but by a component we start (the edge kube-proxy sets route_localnet).
+HOST_SYSCTLS: dict[str, str | None] = {
+    # The nodes' bridge is a plain switch: frames between nodes do not pass the host's
+    # iptables (each node filters and NATs in its own network namespace).
+    "net/bridge/bridge-nf-call-iptables": "0",
+    "net/bridge/bridge-nf-call-ip6tables": "0",
+    "net/ipv4/conf/all/route_localnet": None,
+}
+
+# Inside each node's network namespace (these sysctls are per namespace).
+NODE_SYSCTLS = {
     "net/ipv4/ip_forward": "1",
     "net/bridge/bridge-nf-call-iptables": "1",
     "net/bridge/bridge-nf-call-ip6tables": "1",
     # When a node proxy hands its port over (SO_REUSEPORT) and closes its listener, the
     # connections still in that listener's accept queue move to its successor instead of
-    # being reset (Linux 5.14+). Node proxies run in the host's network namespace.
+    # being reset (Linux 5.14+). Node proxies run in their node's network namespace.
     "net/ipv4/tcp_migrate_req": "1",
 }
 
@@ -36,17 +47,19 @@ def run(cmd: list[str], check: bool = True, input_text: str | None = None) -> su
 # ---- sysctls -------------------------------------------------------------------------
 
 
-def apply_sysctls(saved_path: Path) -> None:
-    """Set what a node needs, remembering the host's values so `down` can put them back."""
+def apply_sysctls(saved_path: Path, wanted: dict[str, str | None] = HOST_SYSCTLS) -> None:
+    """Set what the cluster needs on the host, remembering the host's values so `down` can put
+    them back (an earlier crashed cluster's record is kept: its values are the host's)."""
     saved: dict[str, str] = {}
     if saved_path.exists():
         saved = json.loads(saved_path.read_text())
-    for key, value in SYSCTLS.items():
+    for key, value in wanted.items():
         path = Path("/proc/sys") / key
         if not path.exists():
             continue
         saved.setdefault(key, path.read_text().strip())
-        path.write_text(value)
+        if value is not None:
+            path.write_text(value)
     saved_path.parent.mkdir(parents=True, exist_ok=True)
     saved_path.write_text(json.dumps(saved))
 
@@ -69,28 +82,32 @@ def link_exists(name: str) -> bool:
     return run(["ip", "link", "show", name], check=False).returncode == 0
 
 
-def create_bridge(s: LocalSettings) -> None:
-    """The CNI bridge, made before any pod so the node address exists for the API server.
+def create_nodes_bridge(s: LocalSettings) -> None:
+    """The nodes' switch: a host bridge that owns the host's address on the node network.
 
-    The service range is routed onto the bridge too: a Service address that kube-proxy has
-    not translated yet then goes nowhere instead of out of the machine's default route.
+    The service range goes onto the bridge: a Service address that no kube-proxy translated then goes nowhere instead of out of
+    the machine's default route.
     """
-    prefix = s.node_pod_cidr.split("/")[1]
-    if not link_exists(s.bridge):
-        run(["ip", "link", "add", s.bridge, "type", "bridge"])
-    run(["ip", "addr", "replace", f"{s.node_ip}/{prefix}", "dev", s.bridge])
-    run(["ip", "link", "set", s.bridge, "up"])
-    run(["ip", "route", "replace", s.service_cidr, "dev", s.bridge, "src", s.node_ip])
-    run(["ip", "route", "replace", s.pod_cidr, "dev", s.bridge, "src", s.node_ip, "metric", "1000"])
+    if not link_exists(s.nodes_bridge):
+        run(["ip", "link", "add", s.nodes_bridge, "type", "bridge"])
+    run(["ip", "addr", "replace", f"{s.host_ip}/{s.node_prefix_len}", "dev", s.nodes_bridge])
+    run(["ip", "link", "set", s.nodes_bridge, "up"])
+    run(["ip", "route", "replace", s.service_cidr, "dev", s.nodes_bridge, "src", s.host_ip])
+
+
+# The single-node layout of earlier versions put its CNI bridge on the host: swept too.
+LEGACY_HOST_BRIDGE = "pb-cni0"
 
 
 def owned_links(s: LocalSettings) -> list[str]:
-    """The bridge and any veth still enslaved to it."""
+    """The nodes' bridge, the host ends of the nodes' veths, and any link enslaved to them."""
     result = run(["ip", "-j", "link", "show"], check=False)
     names = []
+    ours = (s.nodes_bridge, LEGACY_HOST_BRIDGE)
     for link in json.loads(result.stdout or "[]"):
-        if link.get("ifname") == s.bridge or link.get("master") == s.bridge:
-            names.append(link["ifname"])
+        name = link.get("ifname", "")
+        if name in ours or link.get("master") in ours or name.startswith("pbv-"):
+            names.append(name)
     return names
 
 
@@ -102,15 +119,25 @@ def delete_links(s: LocalSettings) -> None:
 # ---- iptables ------------------------------------------------------------------------
 
 
-def install_egress_guard(s: LocalSettings) -> None:
-    """Pods may talk to each other and to the node, never past the machine: drop forwarded
-    pod traffic that leaves through anything but the cluster bridge."""
-    for binary in ("iptables",):
-        run([binary, "-N", EGRESS_CHAIN], check=False)
-        run([binary, "-F", EGRESS_CHAIN])
-        run([binary, "-A", EGRESS_CHAIN, "-s", s.pod_cidr, "!", "-o", s.bridge, "-j", "DROP"])
-        if run([binary, "-C", "FORWARD", "-j", EGRESS_CHAIN], check=False).returncode != 0:
-            run([binary, "-I", "FORWARD", "1", "-j", EGRESS_CHAIN])
+def install_egress_guard(s: LocalSettings, netns: Path | None = None) -> None:
+    """Nothing of the cluster's traffic leaves the machine.
+
+    On the host: traffic that arrives from the nodes' bridge is never routed anywhere else.
+    In a node: pods may talk to pods, to the nodes and (through a Service) to the API
+    server, all on the node network; any other forwarded pod traffic is dropped.
+    """
+    prefix = ["nsenter", f"--net={netns}"] if netns else []
+    ipt = [*prefix, "iptables"]
+    run([*ipt, "-N", EGRESS_CHAIN], check=False)
+    run([*ipt, "-F", EGRESS_CHAIN])
+    if netns is None:
+        run([*ipt, "-A", EGRESS_CHAIN, "-i", s.nodes_bridge, "!", "-o", s.nodes_bridge, "-j", "DROP"])
+    else:
+        for allowed in (s.pod_cidr, s.node_network):
+            run([*ipt, "-A", EGRESS_CHAIN, "-s", s.pod_cidr, "-d", allowed, "-j", "RETURN"])
+        run([*ipt, "-A", EGRESS_CHAIN, "-s", s.pod_cidr, "-j", "DROP"])
+    if run([*ipt, "-C", "FORWARD", "-j", EGRESS_CHAIN], check=False).returncode != 0:
+        run([*ipt, "-I", "FORWARD", "1", "-j", EGRESS_CHAIN])
 
 
 _CHAIN_DECL = re.compile(r"^:(\S+) ")

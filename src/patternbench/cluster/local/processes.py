@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -67,20 +67,28 @@ def matching(procs: list[ProcInfo], needles: tuple[str, ...]) -> set[int]:
 
 @dataclass
 class Daemon:
-    """One component process: its command, log file and pid file."""
+    """One component process: its command, log file and pid file. `enter` is a prefix that
+    execs the command inside a node's namespaces (nsenter): the pid stays the program's."""
 
     name: str
     argv: list[str]
     log_path: Path
     pid_path: Path
+    enter: list[str] = field(default_factory=list)
+    node: str = ""  # the node it belongs to; "" for the host's daemons
     proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def key(self) -> str:
+        """Unique among a cluster's daemons: `etcd`, `pb-node-2/kubelet`."""
+        return f"{self.node}/{self.name}" if self.node else self.name
 
     def start(self, env: dict[str, str] | None = None) -> int:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.pid_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             proc = subprocess.Popen(
-                self.argv,
+                [*self.enter, *self.argv],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -102,8 +110,9 @@ class Daemon:
         except (OSError, ValueError):
             return None
         info = read_proc(pid)
-        # A recycled pid belongs to someone else: check it still runs our binary.
-        if info is None or not info.cmdline or info.cmdline[0] != self.argv[0]:
+        # A recycled pid belongs to someone else: check it still runs our binary (nsenter
+        # execs it, so for a moment the pid may still show nsenter's command line).
+        if info is None or not info.cmdline or info.cmdline[0] not in (self.argv[0], *self.enter[:1]):
             return None
         return pid
 

@@ -1,7 +1,9 @@
-"""The `local` provider: a real single-node Kubernetes whose components are host processes.
+"""The `local` provider: a real multi-node Kubernetes whose components are host processes.
 
-Like upstream's hack/local-up-cluster.sh, but every binary is built from Go modules, every
-image from static binaries, and down removes all that up made.
+The control plane runs once on the host; each node is a pair of namespaces (network and
+mount) with its own containerd, kubelet and kube-proxy. Like upstream's
+hack/local-up-cluster.sh, but every binary is built from Go modules, every image from
+static binaries, and down removes all that up made.
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from patternbench.cluster.local import hostnet, steps
-from patternbench.cluster.local.processes import Daemon, all_processes, descendants, kill_all, matching
-from patternbench.cluster.local.settings import LocalSettings
+from patternbench.cluster.local import hostnet, nodens, steps
+from patternbench.cluster.local.processes import Daemon, all_processes, descendants, kill_all, matching, read_proc
+from patternbench.cluster.local.settings import AGENT_STATE_DIR, POD_LOGS_DIR, LocalSettings, NodeSettings
 from patternbench.cluster.provider import Capabilities, NodeInfo, nodes_from_api
 from patternbench.components import COREDNS_VERSION, BuildCache, Binaries, resolve_binaries
 from patternbench.errors import StepFailed, UsageError
@@ -22,6 +24,8 @@ from patternbench.images import ImageArchive, ImageSpec, build_go_binaries, writ
 from patternbench.progress import Progress
 
 PAUSE_VERSION = "3.10.1"
+# Steps that act once per node (their progress line says how many).
+NODE_STEPS = ("node namespaces", "containerd", "load images", "kubelet", "kube-proxy")
 
 
 @dataclass
@@ -31,41 +35,40 @@ class Leftovers:
     processes: list[int] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
+    netns: list[str] = field(default_factory=list)
     chains: list[str] = field(default_factory=list)
     cgroups: list[str] = field(default_factory=list)
     dirs: list[str] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not any((self.processes, self.mounts, self.links, self.chains, self.cgroups, self.dirs))
+        return not any((self.processes, self.mounts, self.links, self.netns, self.chains, self.cgroups, self.dirs))
 
 
-def cgroup_dirs() -> list[Path]:
-    """kubelet's pod cgroups (cgroupfs driver, cgroup v1): `kubepods` in every hierarchy."""
-    root = Path("/sys/fs/cgroup")
-    if not root.is_dir():
-        return []
-    return [p / "kubepods" for p in root.iterdir() if (p / "kubepods").is_dir()]
+@dataclass(frozen=True)
+class ComponentStatus:
+    key: str  # "etcd", "pb-node-1/kubelet"
+    pid: int | None
+    healthy: bool
 
 
-def remove_cgroup_tree(top: Path) -> None:
-    """rmdir a cgroup and its children, deepest first (cgroupfs only allows rmdir)."""
-    for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        try:
-            path.rmdir()
-        except OSError:
-            pass
-    try:
-        top.rmdir()
-    except OSError:
-        pass
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    ip: str
+    api_ready: bool | None  # the API server's Ready condition; None if it could not be read
+    daemons_healthy: bool
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.api_ready) and self.daemons_healthy
 
 
 class LocalProvider:
-    """ClusterProvider for a single-machine cluster of host processes."""
+    """ClusterProvider for a multi-node cluster of host processes on one machine."""
 
     name = "local"
     capabilities = Capabilities(
-        multi_node=False, can_load_images=True, needs_registry=False, creates_cluster=True, runs_here=True
+        multi_node=True, can_load_images=True, needs_registry=False, creates_cluster=True, runs_here=True
     )
 
     def __init__(
@@ -74,8 +77,12 @@ class LocalProvider:
         bin_dir: Path | None = None,
         progress: Progress | None = None,
         keep_on_failure: bool = False,
+        nodes: int | None = None,
     ) -> None:
-        self.settings = settings or LocalSettings()
+        base = settings or LocalSettings()
+        # `up` builds the nodes asked for; every other command acts on the cluster that is there.
+        self.requested_nodes = nodes or base.node_count
+        self.settings = replace(base, node_count=self._recorded_nodes(base) or self.requested_nodes)
         self.bin_dir = bin_dir
         self.progress = progress or Progress()
         self.keep_on_failure = keep_on_failure
@@ -115,10 +122,24 @@ class LocalProvider:
 
     # ---- ClusterProvider -------------------------------------------------------------
 
+    @staticmethod
+    def _recorded_nodes(s: LocalSettings) -> int | None:
+        try:
+            return int((s.run_dir / "node-count").read_text())
+        except (OSError, ValueError):
+            return None
+
     def create(self) -> None:
         binaries, images = self.setup()
+        if self.settings.node_count != self.requested_nodes:
+            self.progress.say(f" the cluster has {self.settings.node_count} nodes, {self.requested_nodes} asked for: rebuilding it")
+            with self.progress.step("take the old cluster down"):
+                self.teardown()
+            self.settings = replace(self.settings, node_count=self.requested_nodes)
         if self.is_up():
-            self.progress.say(f" cluster already up: kubeconfig {self.kubeconfig()}")
+            self.progress.say(f" cluster already up ({self.settings.node_count} nodes): kubeconfig {self.kubeconfig()}")
+            return
+        if self.repair(binaries, images):
             return
         with self.progress.step("sweep leftovers of an earlier cluster"):
             self.teardown()
@@ -126,14 +147,45 @@ class LocalProvider:
         shutil.rmtree(s.log_dir, ignore_errors=True)
         for d in (s.state_dir, s.run_dir, s.log_dir):
             d.mkdir(parents=True, exist_ok=True)
+        (s.run_dir / "node-count").write_text(str(s.node_count))
         ctx = steps.Context(settings=s, binaries=binaries, images=images)
         for step in steps.STEPS:
+            label = f"{step.name} ({s.node_count} nodes)" if step.name in NODE_STEPS else step.name
             try:
-                with self.progress.step(step.name):
+                with self.progress.step(label):
                     step.run(ctx)
             except BaseException as exc:  # noqa: BLE001 - every failure (and Ctrl-C) names its step and cleans up
                 self._fail(step, ctx, exc)
         (s.run_dir / "up").write_text(str(time.time()))
+
+    def repair(self, binaries: Binaries, images: list[ImageArchive]) -> bool:
+        """Restart the daemons a running cluster lost (a killed kubelet, containerd or
+        kube-proxy) in place, leaving its pods be. False when the cluster is beyond that (no
+        cluster, a control-plane daemon gone, a node's namespaces gone)."""
+        s = self.settings
+        if not (s.run_dir / "up").exists():
+            return False
+        running = {d.key for d in self.daemons() if d.running()}
+        if not all(name in running for name in steps.CONTROL_PLANE):
+            return False
+        if not all(nodens.netns_exists(n) and nodens.is_mountpoint(s.mount_ns_file(n)) for n in s.nodes):
+            return False
+        ctx = steps.Context(settings=s, binaries=binaries, images=images)
+        try:
+            for node in s.nodes:
+                for name in steps.NODE_COMPONENTS:
+                    if f"{node.name}/{name}" in running:
+                        continue
+                    with self.progress.step(f"repair {node.name}: restart its {name}"):
+                        daemon = steps.NODE_STARTERS[name](ctx, node)
+                        steps.wait_node_component(ctx, node, name, daemon)
+            if "kube-proxy" not in running:
+                with self.progress.step("repair: restart the host's kube-proxy"):
+                    steps.start_host_kube_proxy(ctx)
+        except StepFailed as exc:
+            self.progress.say(f" repair failed ({exc.reason}): rebuilding the cluster")
+            return False
+        return self.is_up()
 
     def _fail(self, step: steps.Step, ctx: steps.Context, exc: BaseException) -> None:
         s = self.settings
@@ -144,10 +196,12 @@ class LocalProvider:
                 self.progress.say(" interrupted: tearing the half-made cluster down")
                 self.teardown()
             raise exc
-        daemon = ctx.daemons.get(step.component)
+        # The daemon that failed, if the failure names one; else the step's first of its kind.
+        failed = ctx.daemons.get(exc.step) if isinstance(exc, StepFailed) else None
+        daemon = failed or next((d for d in ctx.daemons.values() if d.name == step.component), None)
         tail = daemon.log_tail() if daemon else ""
         reason = exc.reason if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}"
-        if tail:
+        if tail and daemon:
             self.progress.say(f"--- last lines of {daemon.log_path} ---\n{tail}\n---")
         if self.keep_on_failure:
             hint = f"cluster kept (--keep); logs in {s.log_dir}; remove it with `patternbench cluster down`"
@@ -170,78 +224,99 @@ class LocalProvider:
     def nodes(self) -> list[NodeInfo]:
         return nodes_from_api(self.kubeconfig())
 
-    def node_paths(self) -> tuple[Path, Path]:
-        """Where the kubelet writes pod logs, and where node agents may keep state."""
-        return self.settings.pod_logs_dir, self.settings.state_dir / "agent-state"
+    def node_paths(self) -> tuple[str, str]:
+        """Where the kubelet writes pod logs, and where node agents may keep state: the same
+        paths as on a real node, each node's own directory bound there."""
+        return POD_LOGS_DIR, AGENT_STATE_DIR
+
+    def node_host_path(self, node_name: str, node_path: str) -> Path:
+        """Where a node's path (e.g. /var/log/pods/...) really is on the host."""
+        return self.settings.node(node_name).host_path(node_path)
 
     def entry_host(self) -> str:
-        """NodePorts answer on the host's loopback."""
+        """NodePorts answer on the host's loopback (the host's edge kube-proxy)."""
         return "127.0.0.1"
 
     # ---- state -----------------------------------------------------------------------
 
     def daemons(self) -> list[Daemon]:
-        """The component daemons as recorded by pid files, in start order."""
-        s = self.settings
-        found = []
-        for name in steps.COMPONENT_ORDER:
-            pid_path = s.pid_dir / f"{name}.pid"
-            if pid_path.exists():
-                found.append(self._daemon_from_pidfile(name, pid_path))
-        return found
+        """The daemons recorded by pid files: the host's first, then each node's."""
+        found = [self._daemon_from_pidfile(name, None) for name in steps.HOST_COMPONENTS]
+        for node in self.settings.nodes:
+            found += [self._daemon_from_pidfile(name, node) for name in steps.NODE_COMPONENTS]
+        return [d for d in found if d.pid_path.exists()]
 
-    def _daemon_from_pidfile(self, name: str, pid_path: Path) -> Daemon:
-        from patternbench.cluster.local.processes import read_proc
-
+    def _daemon_from_pidfile(self, name: str, node: NodeSettings | None) -> Daemon:
+        pid_path = steps.make_daemon(self.settings, name, ["?"], node).pid_path
         argv: list[str] = []
         try:
             info = read_proc(int(pid_path.read_text().strip()))
             argv = list(info.cmdline) if info else []
         except (OSError, ValueError):
             pass
-        return Daemon(name=name, argv=argv or ["?"], log_path=self.settings.log_dir / f"{name}.log", pid_path=pid_path)
+        return steps.make_daemon(self.settings, name, argv or ["?"], node)
+
+    def expected_daemons(self) -> list[str]:
+        nodes = self.settings.nodes
+        return [*steps.HOST_COMPONENTS, *(f"{n.name}/{c}" for n in nodes for c in steps.NODE_COMPONENTS)]
 
     def is_up(self) -> bool:
-        s = self.settings
-        if not (s.run_dir / "up").exists():
+        if not (self.settings.run_dir / "up").exists():
             return False
-        daemons = self.daemons()
-        return len(daemons) == len(steps.COMPONENT_ORDER) and all(d.running() for d in daemons)
+        running = {d.key for d in self.daemons() if d.running()}
+        return set(self.expected_daemons()) <= running
 
-    def status(self) -> list[tuple[str, int | None, bool]]:
-        """(component, pid, healthy) for each component."""
+    def status(self) -> list[ComponentStatus]:
+        """Each daemon: its pid and whether its health endpoint answers."""
         s = self.settings
         checks = {
             "etcd": lambda: steps.http_ok(f"http://127.0.0.1:{s.etcd_client_port}/health"),
             "kube-apiserver": lambda: steps.insecure_https_ok(f"{s.apiserver_url}/livez"),
             "kube-controller-manager": lambda: steps.insecure_https_ok(f"https://127.0.0.1:{s.controller_manager_port}/healthz"),
             "kube-scheduler": lambda: steps.insecure_https_ok(f"https://127.0.0.1:{s.scheduler_port}/healthz"),
-            "kubelet": lambda: steps.http_ok(f"http://127.0.0.1:{s.kubelet_healthz_port}/healthz"),
             "kube-proxy": lambda: steps.http_ok(f"http://127.0.0.1:{s.proxy_healthz_port}/healthz"),
         }
+        for node in s.nodes:
+            checks[f"{node.name}/kubelet"] = lambda node=node: steps.http_ok(f"http://{node.ip}:{s.kubelet_healthz_port}/healthz")
+            checks[f"{node.name}/kube-proxy"] = lambda node=node: steps.http_ok(f"http://{node.ip}:{s.proxy_healthz_port}/healthz")
+        recorded = {d.key: d for d in self.daemons()}
         rows = []
-        recorded = {d.name: d for d in self.daemons()}
-        for name in steps.COMPONENT_ORDER:
-            daemon = recorded.get(name)
+        for key in self.expected_daemons():
+            daemon = recorded.get(key)
             pid = daemon.pid() if daemon else None
             healthy = False
             if pid is not None:
-                check = checks.get(name)
+                check = checks.get(key)
                 try:
                     healthy = check() if check else True
                 except Exception:  # noqa: BLE001 - any failure of a health probe means unhealthy
                     healthy = False
-            rows.append((name, pid, healthy))
+            rows.append(ComponentStatus(key, pid, healthy))
         return rows
+
+    def node_status(self, components: list[ComponentStatus]) -> list[NodeStatus]:
+        """Each node: the API server's Ready condition and the health of its own daemons (a
+        killed kubelet shows at once, before the API server notices it 40 s later)."""
+        healthy = {c.key: c.healthy for c in components}
+        try:
+            api: dict[str, bool] = {n.name: n.ready for n in self.nodes()}
+        except Exception:  # noqa: BLE001 - an API server that is down is reported, not raised
+            api = {}
+        return [
+            NodeStatus(
+                name=n.name, ip=n.ip, api_ready=api.get(n.name),
+                daemons_healthy=all(healthy.get(f"{n.name}/{c}", False) for c in steps.NODE_COMPONENTS),
+            )
+            for n in self.settings.nodes
+        ]
 
     # ---- teardown --------------------------------------------------------------------
 
     def owned_processes(self) -> set[int]:
-        """Component daemons, shims of our containerd and every process below them."""
+        """Component daemons, shims of our containerds and every process below them."""
         s = self.settings
         procs = all_processes()
-        needles = (str(s.state_dir), str(s.run_dir))
-        roots = matching(procs, needles)
+        roots = matching(procs, (str(s.state_dir), str(s.run_dir)))
         for daemon in self.daemons():
             pid = daemon.pid()
             if pid is not None:
@@ -249,19 +324,26 @@ class LocalProvider:
         return descendants(roots, procs) if roots else set()
 
     def teardown(self) -> None:
-        """Remove every process, mount, link, chain, cgroup and directory of the cluster."""
+        """Remove every process, namespace, mount, link, chain, cgroup and directory of the
+        cluster. It works from what is on the host, so a crashed cluster is swept as well."""
         s = self.settings
-        kubelet = [d for d in self.daemons() if d.name == "kubelet"]
-        kill_all({p for d in kubelet if (p := d.pid()) is not None}, grace_s=1.0)
+        kubelets = [d for d in self.daemons() if d.name == "kubelet"]
+        kill_all({p for d in kubelets if (p := d.pid()) is not None}, grace_s=1.0)
         kill_all(self.owned_processes(), grace_s=2.0)
         # Processes started while we were killing (a shim mid-start): one more pass.
         kill_all(self.owned_processes(), grace_s=0.5)
+        # With no process left in them, a node's namespaces go when their files are
+        # unmounted, and every mount made inside (volumes, overlays, pod netns) with them.
+        nodens.release_mount_namespaces(s)
+        for name in nodens.owned_netns(s):
+            nodens.delete_network(name)
         hostnet.unmount_all(s.owned_dirs)
         hostnet.delete_links(s)
         hostnet.sweep_iptables()
-        for top in cgroup_dirs():
-            remove_cgroup_tree(top)
+        for top in nodens.owned_cgroups():
+            nodens.remove_cgroup_tree(top)
         hostnet.restore_sysctls(s.state_dir / "saved-sysctls.json")
+        nodens.remove_mount_points(s.state_dir / "mount-points.json")
         for directory in s.owned_dirs:
             shutil.rmtree(directory, ignore_errors=True)
         for cached in Path("/var/lib/cni/results").glob(f"{s.cni_network}-*"):
@@ -273,7 +355,8 @@ class LocalProvider:
             processes=sorted(self.owned_processes()),
             mounts=hostnet.mounts_under(s.owned_dirs),
             links=hostnet.owned_links(s),
+            netns=nodens.owned_netns(s),
             chains=hostnet.remaining_chains(),
-            cgroups=[str(p) for p in cgroup_dirs()],
+            cgroups=[str(p) for p in nodens.owned_cgroups()],
             dirs=[str(d) for d in s.owned_dirs if d.exists()],
         )

@@ -19,9 +19,9 @@ from typing import Callable
 
 from tenacity import RetryError, retry_if_result, Retrying, stop_after_delay, wait_fixed
 
-from patternbench.cluster.local import configs, hostnet, pki
+from patternbench.cluster.local import configs, hostnet, nodens, pki
 from patternbench.cluster.local.processes import Daemon
-from patternbench.cluster.local.settings import LocalSettings
+from patternbench.cluster.local.settings import LocalSettings, MachineSize, NodeSettings
 from patternbench.components import Binaries
 from patternbench.errors import StepFailed, UsageError
 from patternbench.images import ImageArchive
@@ -35,30 +35,37 @@ class Context:
     binaries: Binaries
     images: list[ImageArchive] = field(default_factory=list)
     daemons: dict[str, Daemon] = field(default_factory=dict)
+    machine: MachineSize = field(default_factory=MachineSize.here)
+    mount_points: list[str] = field(default_factory=list)
 
-    def daemon(self, name: str, argv: list[str]) -> Daemon:
-        s = self.settings
-        d = Daemon(name=name, argv=argv, log_path=s.log_dir / f"{name}.log", pid_path=s.pid_dir / f"{name}.pid")
-        self.daemons[name] = d
+    def daemon(self, name: str, argv: list[str], node: NodeSettings | None = None) -> Daemon:
+        d = make_daemon(self.settings, name, argv, node)
+        self.daemons[d.key] = d
         return d
+
+
+def make_daemon(s: LocalSettings, name: str, argv: list[str], node: NodeSettings | None = None) -> Daemon:
+    """A control-plane daemon on the host, or a node's daemon inside that node."""
+    if node is None:
+        return Daemon(name=name, argv=argv, log_path=s.log_dir / f"{name}.log", pid_path=s.pid_dir / f"{name}.pid")
+    return Daemon(
+        name=name, argv=argv, log_path=node.log_dir / f"{name}.log", pid_path=node.pid_dir / f"{name}.pid",
+        enter=nodens.enter(s, node), node=node.name,
+    )
 
 
 @dataclass(frozen=True)
 class Step:
     name: str
     run: Callable[[Context], None]
-    component: str = ""  # whose log to show when the step fails
+    component: str = ""  # whose log to show when the step fails (a daemon key)
 
 
-COMPONENT_ORDER = (
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "containerd",
-    "kubelet",
-    "kube-proxy",
-)
+# Host daemons: the control plane, and the edge kube-proxy that serves NodePorts on 127.0.0.1.
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+HOST_COMPONENTS = (*CONTROL_PLANE, "kube-proxy")
+# Each node's daemons, in start order.
+NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy")
 
 
 # ---- waiting -------------------------------------------------------------------------
@@ -69,7 +76,7 @@ def wait_until(what: str, check: Callable[[], bool], timeout_s: float, daemon: D
 
     def probe() -> bool:
         if daemon is not None and not daemon.running():
-            raise StepFailed(daemon.name, f"{daemon.name} exited while waiting for {what}")
+            raise StepFailed(daemon.key, f"{daemon.key} exited while waiting for {what}")
         try:
             return bool(check())
         except (OSError, ssl.SSLError, urllib.error.URLError, subprocess.SubprocessError):
@@ -79,7 +86,7 @@ def wait_until(what: str, check: Callable[[], bool], timeout_s: float, daemon: D
     try:
         retryer(probe)
     except RetryError:
-        raise StepFailed(daemon.name if daemon else what, f"timed out after {timeout_s:.0f}s waiting for {what}") from None
+        raise StepFailed(daemon.key if daemon else what, f"timed out after {timeout_s:.0f}s waiting for {what}") from None
 
 
 def https_ok(url: str, ctx: Context, client: str = "admin") -> bool:
@@ -133,6 +140,9 @@ HOST_TOOLS = {
     "iptables-save": "apt-get install iptables",
     "conntrack": "apt-get install conntrack",
     "ip": "apt-get install iproute2",
+    "nsenter": "apt-get install util-linux",
+    "unshare": "apt-get install util-linux",
+    "mountpoint": "apt-get install util-linux",
 }
 
 
@@ -153,40 +163,58 @@ def preflight(ctx: Context) -> None:
 def host_network(ctx: Context) -> None:
     s = ctx.settings
     hostnet.apply_sysctls(s.state_dir / "saved-sysctls.json")
-    hostnet.create_bridge(s)
+    hostnet.create_nodes_bridge(s)
     hostnet.install_egress_guard(s)
+
+
+def node_namespaces(ctx: Context) -> None:
+    """Each node's network and mount namespaces and cgroup root."""
+    s = ctx.settings
+    for node in s.nodes:
+        nodens.create_network(s, node)
+        nodens.create_mount_namespace(s, node, ctx.mount_points)
+        nodens.create_cgroup(node)
+    record = s.state_dir / "mount-points.json"
+    import json
+
+    known = json.loads(record.read_text()) if record.exists() else []
+    record.write_text(json.dumps(sorted(set(known) | set(ctx.mount_points))))
 
 
 def make_pki(ctx: Context) -> None:
     s = ctx.settings
     ca = pki.new_ca()
     ca.write(s.pki_dir, "ca")
-    dns, ips = pki.apiserver_sans(s.apiserver_service_ip, s.node_ip, s.node_name)
+    dns, ips = pki.apiserver_sans(s.apiserver_service_ip, s.host_ip, "pb-host")
     pki.issue(ca, "kube-apiserver", dns_names=dns, ip_addresses=ips, server=True).write(s.pki_dir, "apiserver")
     pki.issue(ca, "kube-apiserver-kubelet-client", ("system:masters",), client=True).write(
         s.pki_dir, "apiserver-kubelet-client"
-    )
-    pki.issue(ca, s.node_name, dns_names=(s.node_name, "localhost"), ip_addresses=(s.node_ip, "127.0.0.1"), server=True).write(
-        s.pki_dir, "kubelet"
     )
     private, public = pki.new_signing_key()
     (s.pki_dir / "sa.key").write_bytes(private)
     (s.pki_dir / "sa.key").chmod(0o600)
     (s.pki_dir / "sa.pub").write_bytes(public)
-    clients = {
-        "admin": ("kubernetes-admin", ("system:masters",)),
-        "controller-manager": ("system:kube-controller-manager", ()),
-        "scheduler": ("system:kube-scheduler", ()),
-        "kubelet": (f"system:node:{s.node_name}", ("system:nodes",)),
-        "kube-proxy": ("system:kube-proxy", ()),
-    }
-    for name, (user, groups) in clients.items():
+    # (kubeconfig file, user, groups, API server URL): nodes reach the API server on the
+    # host's bridge address, host components on loopback.
+    clients: list[tuple[str, str, tuple[str, ...], str]] = [
+        ("admin", "kubernetes-admin", ("system:masters",), s.apiserver_url),
+        ("controller-manager", "system:kube-controller-manager", (), s.apiserver_url),
+        ("scheduler", "system:kube-scheduler", (), s.apiserver_url),
+        ("kube-proxy-host", "system:kube-proxy", (), s.apiserver_url),
+        ("kube-proxy", "system:kube-proxy", (), s.node_apiserver_url),
+    ]
+    for node in s.nodes:
+        pki.issue(ca, node.name, dns_names=(node.name, "localhost"), ip_addresses=(node.ip, "127.0.0.1"), server=True).write(
+            s.pki_dir, f"kubelet-{node.name}"
+        )
+        clients.append((f"kubelet-{node.name}", f"system:node:{node.name}", ("system:nodes",), s.node_apiserver_url))
+    for name, user, groups, url in clients:
         pair = pki.issue(ca, user, groups, client=True)
         if name == "admin":
             pair.write(s.pki_dir, "admin")
         configs.write_text(
             s.kubeconfig_dir / f"{name}.yaml",
-            configs.kubeconfig(s.apiserver_url, ca.cert_pem, pair.cert_pem, pair.key_pem, user),
+            configs.kubeconfig(url, ca.cert_pem, pair.cert_pem, pair.key_pem, user),
             mode=0o600,
         )
 
@@ -215,15 +243,71 @@ def start_control_plane(ctx: Context) -> None:
     wait_until("kube-scheduler /healthz", lambda: insecure_https_ok(f"https://127.0.0.1:{s.scheduler_port}/healthz"), 60, sched)
 
 
-def start_containerd(ctx: Context) -> None:
+# ---- the nodes' daemons (each started by a function of (ctx, node), so a repair can
+# restart one node's daemon the same way bring-up started it) -------------------------------
+
+
+def start_node_containerd(ctx: Context, node: NodeSettings) -> Daemon:
     s = ctx.settings
-    configs.write_text(s.state_dir / "containerd.toml", configs.containerd_config(s))
-    configs.write_text(s.cni_conf_dir / "10-patternbench.conflist", configs.cni_conflist(s))
-    s.containerd_state.mkdir(parents=True, exist_ok=True)
-    d = ctx.daemon("containerd", [shutil.which("containerd") or "containerd", *configs.containerd_args(s)])
+    configs.write_text(node.state_dir / "containerd.toml", configs.containerd_config(node))
+    configs.write_text(node.cni_conf_dir / "10-patternbench.conflist", configs.cni_conflist(s, node))
+    node.containerd_state.mkdir(parents=True, exist_ok=True)
+    d = ctx.daemon("containerd", [shutil.which("containerd") or "containerd", *configs.containerd_args(node)], node)
     d.start()
-    ctr = ["ctr", "--address", str(s.containerd_socket)]
-    wait_until("containerd socket", lambda: subprocess.run([*ctr, "version"], capture_output=True, timeout=5).returncode == 0, 30, d)
+    return d
+
+
+def wait_containerd(node: NodeSettings, d: Daemon) -> None:
+    ctr = ["ctr", "--address", str(node.containerd_socket)]
+    wait_until(f"containerd of {node.name}", lambda: subprocess.run([*ctr, "version"], capture_output=True, timeout=5).returncode == 0, 30, d)
+
+
+def start_node_kubelet(ctx: Context, node: NodeSettings) -> Daemon:
+    s = ctx.settings
+    configs.write_text(node.state_dir / "kubelet-config.yaml", configs.kubelet_config(s, node, ctx.machine))
+    configs.write_text(s.state_dir / "kubelet-resolv.conf", "")
+    d = ctx.daemon("kubelet", [str(ctx.binaries["kubelet"]), *configs.kubelet_args(s, node)], node)
+    d.start()
+    return d
+
+
+def node_ready(ctx: Context, node: NodeSettings) -> bool:
+    out = kubectl(ctx, "get", "node", node.name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}", timeout=5)
+    return out.stdout.strip() == "True"
+
+
+def start_node_kube_proxy(ctx: Context, node: NodeSettings) -> Daemon:
+    s = ctx.settings
+    path = node.state_dir / "kube-proxy-config.yaml"
+    configs.write_text(path, configs.kube_proxy_config(s, node))
+    d = ctx.daemon("kube-proxy", [str(ctx.binaries["kube-proxy"]), *configs.kube_proxy_args(path)], node)
+    d.start()
+    return d
+
+
+NODE_STARTERS: dict[str, Callable[[Context, NodeSettings], Daemon]] = {
+    "containerd": start_node_containerd,
+    "kubelet": start_node_kubelet,
+    "kube-proxy": start_node_kube_proxy,
+}
+
+
+def wait_node_component(ctx: Context, node: NodeSettings, name: str, d: Daemon) -> None:
+    s = ctx.settings
+    if name == "containerd":
+        wait_containerd(node, d)
+    elif name == "kubelet":
+        # Its own health first: after a kubelet died, the API server says Ready for a while yet.
+        wait_until(f"kubelet of {node.name} /healthz", lambda: http_ok(f"http://{node.ip}:{s.kubelet_healthz_port}/healthz"), 60, d)
+        wait_until(f"node {node.name} Ready", lambda: node_ready(ctx, node), 120, d)
+    elif name == "kube-proxy":
+        wait_until(f"kube-proxy of {node.name} /healthz", lambda: http_ok(f"http://{node.ip}:{s.proxy_healthz_port}/healthz"), 60, d)
+
+
+def start_containerd(ctx: Context) -> None:
+    started = [(node, start_node_containerd(ctx, node)) for node in ctx.settings.nodes]
+    for node, d in started:
+        wait_containerd(node, d)
 
 
 def load_images(ctx: Context) -> None:
@@ -231,38 +315,40 @@ def load_images(ctx: Context) -> None:
 
 
 def import_images(s: LocalSettings, images: list[ImageArchive]) -> None:
-    """Import OCI archives into containerd's k8s.io namespace, where the CRI plugin looks."""
-    for image in images:
-        result = subprocess.run(
-            ["ctr", "--address", str(s.containerd_socket), "-n", "k8s.io", "images", "import", "--no-unpack=false", str(image.path)],
-            capture_output=True, text=True, timeout=120,
-        )
-        if result.returncode != 0:
-            raise StepFailed("load images", f"ctr images import {image.path}: {result.stderr.strip()[:300]}")
+    """Import OCI archives into every node's containerd, in the k8s.io namespace where the
+    CRI plugin looks: a node has only the images it was given, as with `kind load`."""
+    for node in s.nodes:
+        for image in images:
+            result = subprocess.run(
+                ["ctr", "--address", str(node.containerd_socket), "-n", "k8s.io", "images", "import", "--no-unpack=false", str(image.path)],
+                capture_output=True, text=True, timeout=120,
+            )
+            if result.returncode != 0:
+                raise StepFailed("load images", f"ctr images import {image.path} on {node.name}: {result.stderr.strip()[:300]}")
 
 
-def start_kubelet(ctx: Context) -> None:
+def start_kubelets(ctx: Context) -> None:
+    started = [(node, start_node_kubelet(ctx, node)) for node in ctx.settings.nodes]
+    for node, d in started:
+        wait_until(f"node {node.name} Ready", lambda node=node: node_ready(ctx, node), 120, d)
+
+
+def start_kube_proxies(ctx: Context) -> None:
     s = ctx.settings
-    configs.write_text(s.state_dir / "kubelet-config.yaml", configs.kubelet_config(s))
-    configs.write_text(s.state_dir / "kubelet-resolv.conf", "")
-    s.kubelet_root.mkdir(parents=True, exist_ok=True)
-    s.pod_logs_dir.mkdir(parents=True, exist_ok=True)
-    d = ctx.daemon("kubelet", [str(ctx.binaries["kubelet"]), *configs.kubelet_args(s)])
-    d.start()
-
-    def node_ready() -> bool:
-        out = kubectl(ctx, "get", "node", s.node_name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}", timeout=5)
-        return out.stdout.strip() == "True"
-
-    wait_until(f"node {s.node_name} Ready", node_ready, 90, d)
+    started = [(node, start_node_kube_proxy(ctx, node)) for node in s.nodes]
+    start_host_kube_proxy(ctx)
+    for node, d in started:
+        wait_node_component(ctx, node, "kube-proxy", d)
 
 
-def start_kube_proxy(ctx: Context) -> None:
+def start_host_kube_proxy(ctx: Context) -> None:
+    """The host's edge kube-proxy: NodePorts on 127.0.0.1, Service addresses from the host."""
     s = ctx.settings
-    configs.write_text(s.state_dir / "kube-proxy-config.yaml", configs.kube_proxy_config(s))
-    d = ctx.daemon("kube-proxy", [str(ctx.binaries["kube-proxy"]), *configs.kube_proxy_args(s)])
-    d.start()
-    wait_until("kube-proxy /healthz", lambda: http_ok(f"http://127.0.0.1:{s.proxy_healthz_port}/healthz"), 60, d)
+    path = s.state_dir / "kube-proxy-host-config.yaml"
+    configs.write_text(path, configs.kube_proxy_config(s, None))
+    host = ctx.daemon("kube-proxy", [str(ctx.binaries["kube-proxy"]), *configs.kube_proxy_args(path)])
+    host.start()
+    wait_until("kube-proxy (host) /healthz", lambda: http_ok(f"http://127.0.0.1:{s.proxy_healthz_port}/healthz"), 60, host)
 
 
 def deploy_coredns(ctx: Context) -> None:
@@ -288,9 +374,10 @@ STEPS: tuple[Step, ...] = (
     Step("etcd", start_etcd, "etcd"),
     Step("kube-apiserver", start_apiserver, "kube-apiserver"),
     Step("controller-manager + scheduler", start_control_plane, "kube-controller-manager"),
+    Step("node namespaces", node_namespaces),
     Step("containerd", start_containerd, "containerd"),
     Step("load images", load_images, "containerd"),
-    Step("kubelet", start_kubelet, "kubelet"),
-    Step("kube-proxy", start_kube_proxy, "kube-proxy"),
+    Step("kubelet", start_kubelets, "kubelet"),
+    Step("kube-proxy", start_kube_proxies, "kube-proxy"),
     Step("coredns", deploy_coredns, "kubelet"),
 )
