@@ -9,7 +9,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from patternbench.experiment import PROFILES, Case, Profile, default_matrix, run_case
+from patternbench.experiment import PROFILES, Case, Profile, Trial, default_matrix, interleave, run_case
+from patternbench.pytest_plugin import MEASUREMENT
 from patternbench.summary import Thresholds, check_claims, summarize_case
 from patternbench.topology import Pattern, load_topology
 
@@ -21,8 +22,9 @@ def selected_cases(config: pytest.Config) -> list[Case]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" in metafunc.fixturenames:
-        cases = selected_cases(metafunc.config)
-        metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+        # With --repeat N every case runs N times in interleaved order (a b c a b c).
+        trials = interleave(selected_cases(metafunc.config), metafunc.config.stash[MEASUREMENT].repeat)
+        metafunc.parametrize("case,trial", [(t.case, t) for t in trials], ids=[t.dir_name for t in trials])
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +35,12 @@ def profile(request: pytest.FixtureRequest) -> Profile:
         chosen = replace(chosen, before_s=config.getoption("--duration"), after_s=config.getoption("--duration"))
     if config.getoption("--users") is not None:
         chosen = replace(chosen, load=replace(chosen.load, users=config.getoption("--users")))
+    measurement = config.stash[MEASUREMENT]
+    if measurement.rps is not None:
+        chosen = replace(chosen, load=replace(chosen.load, rps=measurement.rps))
+    if measurement.slo_ms is not None:
+        timeout_s = max(chosen.load.probe_timeout_s, 2 * measurement.slo_ms / 1000)
+        chosen = replace(chosen, slo_ms=measurement.slo_ms, load=replace(chosen.load, probe_timeout_s=timeout_s))
     chosen.validate()
     return chosen
 
@@ -46,10 +54,14 @@ def experiment_run(request: pytest.FixtureRequest, cluster: object, profile: Pro
     import json
     from dataclasses import asdict
 
+    from patternbench.experiment import copy_latest_calibration
+
     run_dir = Path(request.config.getoption("--results-dir")) / new_run_id()
     run_dir.mkdir(parents=True, exist_ok=True)
+    copy_latest_calibration(Path(request.config.getoption("--results-dir")), run_dir)
     planned = [c.id for c in selected_cases(request.config)]
-    (run_dir / "run.json").write_text(json.dumps({"profile": asdict(profile), "cases_planned": planned, "provider": cluster.name}, indent=1))  # type: ignore[attr-defined]
+    repeat = request.config.stash[MEASUREMENT].repeat
+    (run_dir / "run.json").write_text(json.dumps({"profile": asdict(profile), "cases_planned": planned, "repeat": repeat, "provider": cluster.name}, indent=1))  # type: ignore[attr-defined]
     state: dict[str, Any] = {"dir": run_dir, "entries": {}}
     try:
         yield state
@@ -60,11 +72,11 @@ def experiment_run(request: pytest.FixtureRequest, cluster: object, profile: Pro
 
 
 @pytest.fixture
-def result(case: Case, cluster: object, experiment_run: dict[str, Any], profile: Profile) -> dict[str, Any]:
-    """The summary entry of `case`, run on the session's cluster."""
-    case_dir = run_case(cluster, load_topology(), case, profile, experiment_run["dir"] / case.id)
+def result(case: Case, trial: Trial, cluster: object, experiment_run: dict[str, Any], profile: Profile) -> dict[str, Any]:
+    """The summary entry of one trial of `case`, run on the session's cluster."""
+    case_dir = run_case(cluster, load_topology(), case, profile, experiment_run["dir"] / trial.dir_name, trial=trial.k)
     entry = summarize_case(case_dir)
-    experiment_run["entries"][case.id] = entry
+    experiment_run["entries"][trial.dir_name] = entry
     return entry
 
 

@@ -137,9 +137,73 @@ def bench_experiments(runs: int) -> dict[str, float]:
     }
 
 
+def trivial_target() -> tuple[subprocess.Popen[bytes], str]:
+    """The app binary with no downstream and its log discarded, on a free 127.0.0.1 port:
+    the cheapest real HTTP answer this project has, so the harness is what is measured."""
+    import socket
+
+    from patternbench.components import cache_root
+    from patternbench.images import build_go_binaries
+
+    binary = build_go_binaries(("app",), "bench", cache_root() / "images" / "bench" / "bin")["app"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([str(binary)], env={"SERVICE_NAME": "bench", "POD_NAME": "bench", "LISTEN": f"127.0.0.1:{port}", "LOG_PATH": "/dev/null"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+    for attempt in Retrying(stop=stop_after_delay(10), wait=wait_fixed(0.1), retry=retry_if_exception_type(OSError), reraise=True):
+        with attempt, socket.create_connection(("127.0.0.1", port), timeout=1):
+            pass
+    return proc, f"http://127.0.0.1:{port}"
+
+
+LOAD_RATES = [1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 7000.0, 8000.0, 10000.0]
+
+
 def bench_load(runs: int) -> dict[str, float]:
+    """The harness's own capacity: open-loop load with every request recorded, at rising
+    offered rates, against a trivial target on 127.0.0.1 (no app chain, no cluster); the
+    highest rate sustained (load.sweep.saturation: on schedule, no errors, p99 <= 100 ms
+    from the intended start). Once with one process, once with a worker per core."""
+    import os
+    import tempfile
+
+    from patternbench.load.sweep import max_sustained, run_sweep
+
+    # The harness shares this machine: a busy one (a cluster running) starves the sender, and
+    # the figure says so rather than passing for the harness's limit.
+    figures: dict[str, float] = {"load_bench_loadavg_1m": round(os.getloadavg()[0], 2)}
+    target, url = trivial_target()
+    try:
+        for workers in sorted({1, os.cpu_count() or 1}):
+            with tempfile.TemporaryDirectory() as tmp:
+                steps = run_sweep(url, LOAD_RATES, Path(tmp), step_s=6, workers=workers,
+                                  on_step=lambda s: print(f"  {workers} worker(s) {s.offered_rps:>6.0f}/s: achieved {s.achieved_rps:.0f}/s, p99 {s.p99_ms} ms, "
+                                                          f"sender lag p99 {s.lag_p99_ms} ms, cpu {s.cpu_share} {s.saturated or ''}", flush=True))
+            best = max_sustained(steps)
+            figures[f"load_max_rps_{workers}_workers"] = best
+            sustained = [s for s in steps if not s.saturated]
+            if sustained:
+                top = sustained[-1]
+                # CPU time of the load processes per request at the best step: what bounds one core.
+                figures[f"load_cpu_us_per_request_{workers}_workers"] = round(sum(top.cpu_share) * (top.end - top.start) / max(1, top.recorded) * 1e6, 1)
+            if steps and steps[-1].saturated:
+                print(f"  {workers} worker(s) stopped at {steps[-1].offered_rps:g}/s: {steps[-1].saturated}", flush=True)
+        figures["load_max_rps"] = max(v for k, v in figures.items() if k.startswith("load_max_rps_"))
+        figures["load_bench_loadavg_1m_after"] = round(os.getloadavg()[0], 2)
+        figures["load_workers"] = os.cpu_count() or 1
+    finally:
+        target.kill()
+        target.wait()
+    return figures
+
+
+def bench_load_chain(runs: int) -> dict[str, float]:
     """How many requests per second one Locust process drives against the `none` pattern
-    without Locust's CPU warning: rising steps, the best step that stayed under it."""
+    (the full app chain on the local cluster) without Locust's CPU warning: rising steps,
+    the best step that stayed under it."""
     import tempfile
 
     from patternbench.cluster.local.provider import LocalProvider
@@ -173,14 +237,31 @@ def bench_load(runs: int) -> dict[str, float]:
     finally:
         if brought_up:
             provider.delete()
-    return {"load_max_rps": round(best, 1), **steps}
+    return {"load_chain_max_rps": round(best, 1), **{k.replace("load_", "load_chain_", 1): v for k, v in steps.items()}}
+
+
+def bench_calibration(runs: int) -> dict[str, float]:
+    """`calibration_max_error_ms`: the worst error over outages of every kind (refused,
+    reset, dropped, hang; 0.5 s and 2 s) injected on a local 127.0.0.1 server and measured by
+    the probe stream. (Against a pod on the cluster: TODO, see `patternbench calibrate`.)"""
+    from patternbench import calibration
+    from patternbench.inject import calibrate_local
+
+    rows = calibrate_local(list(calibration.KINDS), [0.5, 2.0], 1000.0)
+    for r in rows:
+        print(f"  {r.kind:<8} expected {r.expected_s:6.3f}s measured {r.measured_s:6.3f}s error {r.error_ms:+7.1f} ms", flush=True)
+    doc = calibration.document(rows, "local 127.0.0.1", 1000.0, calibration.PROBE_INTERVAL_S)
+    calibration.write(Path("results"), doc)
+    return {"calibration_max_error_ms": doc["max_error_ms"] or 0.0}
 
 
 BENCHES: dict[str, Callable[[int], dict[str, float]]] = {
     "cluster": bench_cluster,
     "proxy": bench_proxy,
     "load": bench_load,
+    "load-chain": bench_load_chain,
     "experiments": bench_experiments,
+    "calibration": bench_calibration,
 }
 
 

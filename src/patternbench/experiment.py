@@ -15,6 +15,7 @@ from kubernetes import client, config as kube_config
 from patternbench.deploy import Deployer, deploy_run, live_containers, placement
 from patternbench.errors import UsageError
 from patternbench.load.runner import LoadConfig, LoadProcess
+from patternbench.measure import DEFAULT_SLO_MS
 from patternbench.observe.logsink import sink_stats
 from patternbench.observe.pods import PodWatcher
 from patternbench.observe.resources import ResourceSampler
@@ -33,11 +34,17 @@ class Profile:
     after_s: float
     load: LoadConfig = field(default_factory=LoadConfig)
     upgrade_timeout_s: float = 300
+    slo_ms: float = DEFAULT_SLO_MS  # a probe slower than this is unavailable (measure.probe_cause)
 
     def validate(self) -> None:
         for name in ("warmup_s", "before_s", "after_s"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"durations must be positive: {name.removesuffix('_s')} is {getattr(self, name)}")
+        if not self.slo_ms > 0:
+            raise UsageError(f"--slo-ms must be positive, got {self.slo_ms:g}")
+        if self.slo_ms > self.load.probe_timeout_s * 1000:
+            # A probe cut off by its timeout before the deadline would read as an error, not slow.
+            raise UsageError(f"--slo-ms {self.slo_ms:g} exceeds the probe timeout ({self.load.probe_timeout_s * 1000:g} ms)")
         self.load.validate()
 
     @property
@@ -82,6 +89,28 @@ def default_matrix(patterns: list[Pattern] | None = None, agents: list[str] | No
         if pattern in patterns and "mesh" in agents:
             cases.append(Case(pattern, "mesh", naive=True))
     return cases
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run of a case: trial k of `repeat`."""
+
+    case: Case
+    k: int
+    repeat: int
+
+    @property
+    def dir_name(self) -> str:
+        # One trial keeps the case's own directory name, as before repetitions existed.
+        return self.case.id if self.repeat == 1 else f"{self.case.id}.t{self.k}"
+
+
+def interleave(cases: list[Case], repeat: int) -> list[Trial]:
+    """Every case `repeat` times in interleaved order (a b c a b c), so slow drift of the
+    machine spreads over every case instead of landing on whichever ran last."""
+    if repeat < 1:
+        raise UsageError(f"--repeat must be at least 1, got {repeat}")
+    return [Trial(case, k, repeat) for k in range(1, repeat + 1) for case in cases]
 
 
 class Timeline:
@@ -135,11 +164,12 @@ def run_case(
     out_dir: Path,
     progress: Progress | None = None,
     keep: bool = False,
+    trial: int = 1,
 ) -> Path:
-    """Run one case; everything it observes lands in `out_dir`. Returns `out_dir`."""
+    """Run one case (trial `trial` of it); everything it observes lands in `out_dir`. Returns `out_dir`."""
     progress = progress or Progress()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "case.json").write_text(json.dumps({**case.to_json(), "profile": asdict(profile)}, indent=1))
+    (out_dir / "case.json").write_text(json.dumps({**case.to_json(), "trial": trial, "profile": asdict(profile)}, indent=1))
     timeline = Timeline(out_dir / "timeline.jsonl")
     timeline.mark("setup")
     run = deploy_run(provider, topology, case.pattern, naive=case.naive, results_dir=out_dir, progress=progress)
@@ -209,9 +239,11 @@ def run_matrix(
     progress: Progress | None = None,
     run_id: str | None = None,
     on_case: Callable[[Case, Path], None] | None = None,
+    repeat: int = 1,
 ) -> Path:
-    """Every case in turn into results/<run-id>/<case>/; summary.json and report.md at the
-    end, and also when interrupted (then marked so, with what is missing)."""
+    """Every case in turn into results/<run-id>/<case>/ (with --repeat N, N interleaved
+    trials into <case>.t<k>/); summary.json and report.md at the end, and also when
+    interrupted (then marked so, with what is missing)."""
     from patternbench.deploy import new_run_id
     from patternbench.report import write_report
 
@@ -225,14 +257,17 @@ def run_matrix(
         probe.unlink()
     except OSError as exc:
         raise UsageError(f"cannot write results to {results_root}: {exc.strerror}") from None
-    meta = {"profile": asdict(profile), "cases_planned": [c.id for c in cases], "provider": provider.name, "started_wall": time.time()}
+    trials = interleave(cases, repeat)
+    meta = {"profile": asdict(profile), "cases_planned": [c.id for c in cases], "repeat": repeat, "provider": provider.name, "started_wall": time.time()}
+    copy_latest_calibration(results_root, run_dir)
     (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
     try:
-        for i, case in enumerate(cases, 1):
-            with progress.step(f"case {i}/{len(cases)}: {case.id}"):
-                run_case(provider, topology, case, profile, run_dir / case.id, progress)
+        for i, trial in enumerate(trials, 1):
+            label = trial.case.id + (f" (trial {trial.k}/{repeat})" if repeat > 1 else "")
+            with progress.step(f"case {i}/{len(trials)}: {label}"):
+                run_case(provider, topology, trial.case, profile, run_dir / trial.dir_name, progress, trial=trial.k)
             if on_case:
-                on_case(case, run_dir / case.id)
+                on_case(trial.case, run_dir / trial.dir_name)
     except BaseException:
         meta["interrupted"] = True
         (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
@@ -246,3 +281,11 @@ def run_matrix(
     meta["finished_wall"] = time.time()
     (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
     return run_dir
+
+
+def copy_latest_calibration(results_root: Path, run_dir: Path) -> None:
+    """The latest `patternbench calibrate` result travels with the run, so its report (and
+    any rebuild of it) carries the measurement's own error bar."""
+    latest = results_root / "calibration.json"
+    if latest.exists():
+        (run_dir / "calibration.json").write_text(latest.read_text())

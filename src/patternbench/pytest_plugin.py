@@ -6,6 +6,7 @@ the session's end always takes it down again (unless --keep-cluster).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -30,11 +31,54 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--users", type=int, default=None, help="experiments: Locust users")
     group.addoption("--results-dir", type=Path, default=Path("results"), help="experiments: where runs are written")
     group.addoption("--max-failed-requests", type=int, default=0, help="experiments: zero-downtime threshold")
+    # Text, parsed in pytest_configure: bad input is one line and exit 2, as on the command line.
+    group.addoption("--repeat", default=None, help="experiments: run every case N times, interleaved (default 1)")
+    group.addoption("--slo-ms", default=None, help="experiments: a probe slower than this is unavailable (default 1000)")
+    group.addoption("--rps", default=None, help="experiments: open-loop load at R requests/s instead of Locust users")
+    group.addoption("--sweep", default=None, help="experiments: rising offered rates R1,R2,... per pattern (not wired yet)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: needs a real cluster (brought up once per session)")
     config.addinivalue_line("markers", "cluster_down: takes the session's cluster down; runs after every other test")
+    try:
+        config.stash[MEASUREMENT] = measurement_options(config)
+    except UsageError as exc:
+        pytest.exit(f"patternbench: {exc}", returncode=2)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The measurement options, parsed: trials per case, deadline, open-loop rate, sweep."""
+
+    repeat: int = 1
+    slo_ms: float | None = None
+    rps: float | None = None
+    sweep: list[float] | None = None
+
+
+MEASUREMENT = pytest.StashKey[Measurement]()
+
+
+def measurement_options(config: pytest.Config) -> Measurement:
+    """Parsed and checked before any test (and so any cluster) starts."""
+    from patternbench.options import parse_repeat, parse_rps, parse_slo_ms, parse_sweep
+
+    def get(name: str) -> object:
+        return config.getoption(name, default=None)
+
+    m = Measurement(
+        repeat=parse_repeat(get("--repeat")) if get("--repeat") is not None else 1,
+        slo_ms=parse_slo_ms(get("--slo-ms")) if get("--slo-ms") is not None else None,
+        rps=parse_rps(get("--rps")) if get("--rps") is not None else None,
+        sweep=parse_sweep(get("--sweep")) if get("--sweep") is not None else None,
+    )
+    if m.rps is not None and get("--users") is not None:
+        raise UsageError("--rps and --users are two load modes: give one")
+    if m.sweep is not None:
+        # TODO(cluster): a sweep test per pattern (deploy once, load.sweep.run_sweep at each rate).
+        raise UsageError("--sweep is validated but not yet wired into the experiments")
+    return m
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

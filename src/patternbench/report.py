@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -10,25 +11,40 @@ from patternbench.errors import UsageError
 from patternbench.load.runner import read_jsonl
 from patternbench.summary import SCHEMA_VERSION, Thresholds, check_claims, summarize_case
 from patternbench.topology import Agents, Pattern, Service, Topology, containers_formula
+from patternbench.calibration import load_calibration
+from patternbench.trials import aggregate, differences
 
 
 def case_dirs(run_dir: Path) -> list[Path]:
     return sorted(p.parent for p in run_dir.glob("*/case.json"))
 
 
-def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: float | None = None) -> dict[str, Any]:
+    """Every case's entry from its trials' raw records; the claims are checked on each trial.
+    `slo_ms` re-measures downtime with another deadline than the run's."""
     dirs = case_dirs(run_dir)
     if not dirs:
         raise UsageError(f"{run_dir} holds no experiment case (no */case.json)")
-    cases, failures = {}, {}
+    by_case: dict[str, list[dict[str, Any]]] = {}
+    problems_by_case: dict[str, list[str]] = {}
     for d in dirs:
-        entry = summarize_case(d)
+        entry = summarize_case(d, slo_ms)
+        entry["trial"] = int((json.loads((d / "case.json").read_text()) or {}).get("trial", 1))
+        entry["dir"] = d.name
         deployment = json.loads((d / "deployment.json").read_text()) if (d / "deployment.json").exists() else {}
         problems = check_claims(entry, deployment.get("calls_per_request", 0), thresholds)
         entry["claims_failed"] = problems
-        cases[entry["case"]] = entry
+        by_case.setdefault(entry["case"], []).append(entry)
+    cases, failures = {}, {}
+    for name, trial_entries in by_case.items():
+        trial_entries.sort(key=lambda e: e["trial"])
+        many = len(trial_entries) > 1
+        problems = [(f"trial {e['trial']}: " if many else "") + p for e in trial_entries for p in e["claims_failed"]]
+        entry = aggregate(trial_entries)
+        entry["claims_failed"] = problems
+        cases[name] = entry
         if problems:
-            failures[entry["case"]] = problems
+            failures[name] = problems
     meta = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     planned = meta.get("cases_planned") or []
     order = {name: i for i, name in enumerate(planned)}
@@ -42,6 +58,8 @@ def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[
         "invalid_cases": [c for c, e in cases.items() if e["invalid"]],
         "incomplete_cases": [c for c, e in cases.items() if e["missing"]],
         "cases_not_run": [c for c in planned if c not in cases],
+        "differences": differences(cases),
+        "calibration": load_calibration(run_dir),
     }
 
 
@@ -81,6 +99,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"| {_fmt(e['log_lines_lost'])} / {_fmt(e['log_lines_duplicated'])} | {_fmt(e['upgrade_duration_s'])} |"
         )
     lines += ["", *claims_text(cases), "", *nodes_text(cases), ""]
+    lines += [*trials_text(summary), *differences_text(summary), *calibration_text(summary)]
     lines += ["## Claims checked", ""]
     if summary["failed_claims"]:
         for case, problems in summary["failed_claims"].items():
@@ -89,13 +108,122 @@ def render_markdown(summary: dict[str, Any]) -> str:
         lines += ["Every asserted claim held in every case."]
     lines += [
         "", "## Notes", "",
-        "- Failed requests and downtime count from the upgrade's start to the end of the run; downtime comes from the open-loop probe stream (one request every 50 ms, new connection each), dated from the start of the first failing probe.",
+        "- Failed requests and downtime count from the upgrade's start to the end of the run; downtime comes from the open-loop probe stream (one request every 25 ms, new connection each). A probe is unavailable if it fails or takes longer than the deadline (slo_ms), dated from its start; an outage runs until the service is next seen answering within the deadline. error_downtime_s: probes that failed within the deadline (refused, reset, error status); slow_downtime_s: no good answer within it (hang, dropped packets, timeout).",
         "- Locust's users are closed-loop: while the service is slow they send less, so their request counts understate load during an outage. The probe stream is what dates outages.",
         "- Naive cases drop the drains and the node proxy's socket handover; their downtime is reported, not asserted.",
         "- Plots: latency.png (latency and errors over time, upgrade window shaded), agents.png (agent CPU and memory per case), containers.png (containers vs services, formulas and measured points), grouping.png (requests per proxy instance).",
         "- Hops are classified from the pod and node names the apps and proxies recorded in each answer: loopback inside a pod, same node between pods (or a pod and its node's proxy) of one node, cross node between nodes.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _ci(entry: dict[str, Any], metric: str, value: Any) -> str:
+    ci = entry.get(f"{metric}_ci95")
+    return _fmt(value) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+
+
+def trials_text(summary: dict[str, Any]) -> list[str]:
+    """Medians and 95 % bootstrap intervals per case, when cases ran more than once."""
+    cases = summary["cases"]
+    counts = {len(e.get("trials") or [e]) for e in cases.values()}
+    if max(counts, default=1) < 2:
+        return []
+    out = [
+        "## Repeated trials", "",
+        f"Trials per case: {', '.join(str(n) for n in sorted(counts))}, run in interleaved order (a b c a b c). "
+        "Each figure is the median over the trials with its 95 % percentile-bootstrap interval in brackets. "
+        "With 3 trials the interval is about the range of the trials and its real coverage is below 95 %; more trials (`--repeat`) narrow it honestly.", "",
+        "| case | trials | downtime s | error / slow downtime s | failed requests | p50 ms before | p99 ms before | agent CPU m | agent MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in cases.items():
+        before = e["latency_ms"]["before"]
+        out.append(
+            f"| {name} | {len(e.get('trials') or [e])} | {_ci(e, 'downtime_s', e['downtime_s'])} "
+            f"| {_fmt(e.get('error_downtime_s'))} / {_fmt(e.get('slow_downtime_s'))} | {_ci(e, 'failed_requests', e['failed_requests'])} "
+            f"| {_ci(e, 'latency_p50_ms', before['p50'])} | {_ci(e, 'latency_p99_ms', before['p99'])} "
+            f"| {_ci(e, 'agent_cpu_m_total', e['agent_cpu_m_total'])} | {_ci(e, 'agent_memory_mib_total', e['agent_memory_mib_total'])} |"
+        )
+    return out + ["", "Plot: intervals.png (each figure per case, trials as dots, the interval as an error bar).", ""]
+
+
+def differences_text(summary: dict[str, Any]) -> list[str]:
+    """Sidecar minus DaemonSet per metric: a difference counts only when its interval excludes zero."""
+    rows = summary.get("differences") or []
+    if not rows:
+        return []
+    out = [
+        "## Sidecar vs DaemonSet", "",
+        "Difference of the medians (sidecar − DaemonSet) over the trials, its 95 % bootstrap interval, and whether the interval excludes zero "
+        "(only then does the difference count). With one trial per case there is no interval: run with `--repeat 3` or more.", "",
+        "| metric | sidecar case | DaemonSet case | difference | 95 % interval | excludes zero |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ci = f"[{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]" if r["ci95"] else "–"
+        verdict = "–" if r["excludes_zero"] is None else ("**yes**" if r["excludes_zero"] else "no")
+        out.append(f"| {r['metric']} | {r['a']} | {r['b']} | {_fmt(r['difference'])} | {ci} | {verdict} |")
+    return out + [""]
+
+
+def calibration_text(summary: dict[str, Any]) -> list[str]:
+    """The outage measurement's own error bar: the latest calibration, injected vs measured."""
+    cal = summary.get("calibration")
+    out = ["## Measurement error (calibration)", ""]
+    if not cal:
+        return out + ["No calibration found: run `patternbench calibrate` (it writes results/calibration.json, which later runs carry). "
+                      "Until then the downtime figures have no measured error bar.", ""]
+    out += [
+        f"Latest calibration ({cal.get('when')}, target {cal.get('target')}, deadline {_fmt(cal.get('slo_ms'))} ms, probe every "
+        f"{_fmt(cal.get('probe_interval_s'), 3)} s): downtime figures carry ±{_fmt(cal.get('max_error_ms'), 1)} ms, the worst error over every injected outage.", "",
+        "| kind | injected s | measured s | error ms | start / end error ms |",
+        "|---|---|---|---|---|",
+    ]
+    for r in cal.get("rows") or []:
+        out.append(f"| {r['kind']} | {_fmt(r['injected_s'], 3)} | {_fmt(r['measured_s'], 3)} | {_fmt(r['error_ms'], 1)} | {_fmt(r['start_error_ms'], 1)} / {_fmt(r['end_error_ms'], 1)} |")
+    return out + [""]
+
+
+def render_interval_plots(run_dir: Path, summary: dict[str, Any]) -> Path | None:
+    """intervals.png: per figure, each case's median with its interval as an error bar and
+    every trial as a dot. Only when some case ran more than once."""
+    cases = summary["cases"]
+    if max((len(e.get("trials") or [e]) for e in cases.values()), default=1) < 2:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    from patternbench.trials import UNITS, metric_values
+
+    metrics = ["downtime_s", "failed_requests", "latency_p50_ms", "latency_p99_ms", "agent_cpu_m_total", "agent_memory_mib_total"]
+    names = list(cases)
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(max(6, 0.8 * len(names) + 2), 2.4 * len(metrics)), squeeze=False)
+    for ax, metric in zip(axes[:, 0], metrics):
+        for x, name in enumerate(names):
+            e = cases[name]
+            values = metric_values(e.get("trials") or [e], metric)
+            if not values:
+                continue
+            mid = statistics.median(values)
+            ci = e.get(f"{metric}_ci95")
+            if ci:
+                ax.errorbar([x], [mid], yerr=[[mid - ci[0]], [ci[1] - mid]], fmt="s", color="tab:blue", capsize=4, ms=5)
+            else:
+                ax.plot([x], [mid], "s", color="tab:blue", ms=5)
+            ax.plot([x] * len(values), values, ".", color="k", ms=3, alpha=0.6)
+        ax.set_ylabel(f"{metric}\n({UNITS[metric]})", fontsize=7)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=40, fontsize=7, ha="right")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("medians, 95 % bootstrap intervals (bars), trials (dots)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(run_dir / "intervals.png", dpi=90)
+    plt.close(fig)
+    return run_dir / "intervals.png"
 
 
 def _pct(share: float | None) -> str:
@@ -164,7 +292,8 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
         return []
     made = []
     # Latency and errors over time, upgrade window marked, one panel per case.
-    dirs = case_dirs(run_dir)
+    firsts = {e["trials"][0]["dir"] for e in summary["cases"].values() if e.get("trials")}
+    dirs = [d for d in case_dirs(run_dir) if not firsts or d.name in firsts]
     fig, axes = plt.subplots(len(dirs), 1, figsize=(10, 2.2 * len(dirs)), squeeze=False)
     for ax, d in zip(axes[:, 0], dirs):
         marks = {m["phase"]: m["t"] for m in read_jsonl(d / "timeline.jsonl")}
@@ -245,12 +374,13 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
     return made
 
 
-def write_report(run_dir: Path, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+def write_report(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: float | None = None) -> dict[str, Any]:
     """Write summary.json, report.md and the plots; returns the summary."""
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a run directory")
-    summary = build_summary(run_dir, thresholds)
+    summary = build_summary(run_dir, thresholds, slo_ms)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=False))
     (run_dir / "report.md").write_text(render_markdown(summary))
     render_plots(run_dir, summary)
+    render_interval_plots(run_dir, summary)
     return summary

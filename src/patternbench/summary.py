@@ -20,7 +20,7 @@ AGENT_CONTAINER_PREFIXES = ("meshproxy", "logagent", "agent-omega", "agent")
 
 # The keys of every summary entry (documented in the README; stable).
 KEYS = (
-    "downtime_s", "max_outage_s", "failed_requests", "total_requests", "error_rate",
+    "downtime_s", "error_downtime_s", "slow_downtime_s", "max_outage_s", "failed_requests", "total_requests", "error_rate",
     "latency_ms", "proxies_per_request", "hops", "app_container_restarts", "app_pods_recreated",
     "containers_total", "containers_formula", "agent_cpu_m_total", "agent_memory_mib_total",
     "agent_cpu_m_per_instance", "agent_memory_mib_per_instance", "agent_instances",
@@ -55,8 +55,16 @@ def is_agent_sample(sample: dict[str, Any]) -> bool:
     return sample.get("container", "").startswith(AGENT_CONTAINER_PREFIXES) and sample.get("container") != "logsink"
 
 
-def summarize_case(case_dir: Path) -> dict[str, Any]:
-    """One summary entry from a case directory; `missing` lists what the case never wrote."""
+def case_slo_ms(case: dict[str, Any], override: float | None = None) -> float:
+    """The deadline a case is measured with: the override, else the one it ran with."""
+    if override is not None:
+        return float(override)
+    return float((case.get("profile") or {}).get("slo_ms") or measure.DEFAULT_SLO_MS)
+
+
+def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any]:
+    """One summary entry from a case directory; `missing` lists what the case never wrote.
+    `slo_ms` overrides the deadline the case ran with (re-measuring with another one)."""
     case = _read_json(case_dir / "case.json") or {}
     deployment = _read_json(case_dir / "deployment.json") or {}
     marks = {m["phase"]: m for m in read_jsonl(case_dir / "timeline.jsonl")}
@@ -78,7 +86,8 @@ def summarize_case(case_dir: Path) -> dict[str, Any]:
         missing.append("upgrade_end")
     # Failures that an upgrade causes may land just after its end: count to the end of the run.
     window_start = up_start if up_start is not None else start
-    entry.update(measure.availability(users, probes, window_start, end))
+    entry["slo_ms"] = case_slo_ms(case, slo_ms)
+    entry.update(measure.availability(users, probes, window_start, end, entry["slo_ms"]))
     entry["measured_requests"] = len(measure.in_window(users, start, end)) + len(measure.in_window(probes, start, end))
     before_end = up_start if up_start is not None else marks.get("after", {}).get("t", end)
     entry["latency_ms"] = {

@@ -40,7 +40,7 @@ def test_an_outage_still_open_at_the_end_is_closed_there() -> None:
 
 def test_no_failure_no_downtime() -> None:
     stats = measure.availability([user(0.1), user(0.2)], [probe(0.1), probe(0.2)], 0, 1)
-    assert stats == {"downtime_s": 0.0, "max_outage_s": 0.0, "outages": 0, "failed_requests": 0, "total_requests": 4, "error_rate": 0.0}
+    assert stats == {"downtime_s": 0.0, "error_downtime_s": 0.0, "slow_downtime_s": 0.0, "max_outage_s": 0.0, "outages": 0, "failed_requests": 0, "total_requests": 4, "error_rate": 0.0}
 
 
 def test_window_bounds_failures() -> None:
@@ -160,3 +160,93 @@ def test_expected_proxies() -> None:
     assert expected_proxies("hybrid", 2) == 5
     assert expected_proxies("daemonset", 2) == 4
     assert expected_proxies("none", 2) == 0
+
+
+# ---- the outage definition on probe streams (probes every 50 ms, a true outage of 2 s) ------
+
+T0, T1 = 2.013, 4.013  # not on the probe grid: the error is up to one probe interval
+
+
+def stream(kind: str, until: float = 6.0) -> list[dict]:
+    """Probes every 50 ms as each kind of outage answers them, from the mechanisms' timing:
+    refused/reset fail at once; a dropped SYN is retransmitted after Linux's initial 1 s RTO,
+    then 3 s (past the 2 s probe timeout); a hang answers everything it holds when it ends."""
+    out = []
+    for i in range(int(until / 0.05)):
+        t = i * 0.05
+        rec = {"kind": "probe", "t": t, "ms": 1.2, "status": 200, "error": ""}
+        if T0 <= t < T1:
+            if kind in ("refused", "reset"):
+                rec.update(ms=0.3, status=0, error="ConnectionRefusedError" if kind == "refused" else "ConnectionResetError")
+            elif kind == "dropped":
+                if t + 1.0 >= T1:
+                    rec.update(ms=1001.5)  # the retransmitted SYN got through: slow, not failed
+                else:
+                    rec.update(ms=2000.0, status=0, error="TimeoutError")
+            elif kind == "hang":
+                ms = (T1 - t) * 1000 + 1.0
+                if ms > 2000:
+                    rec.update(ms=2000.0, status=0, error="TimeoutError")
+                else:
+                    rec.update(ms=ms)
+        out.append(rec)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["refused", "reset", "dropped", "hang"])
+def test_every_kind_of_outage_is_measured_within_50_ms(kind: str) -> None:
+    spans = measure.outage_spans(stream(kind), 0, 6.0)
+    assert len(spans) == 1
+    assert abs(spans[0].start - T0) < 0.05 and abs(spans[0].end - T1) < 0.05
+    assert abs(spans[0].length - 2.0) < 0.05
+    assert spans[0].error_s + spans[0].slow_s == pytest.approx(spans[0].length)
+
+
+def test_a_dropped_outage_is_not_cut_short_by_retransmitted_probes() -> None:
+    """The issue's bug: probes in the second half of a 2 s drop succeed after a retransmission
+    about a second later. Ending the outage at such a probe's start halves it; they are slow
+    (over the deadline), and the outage ends when the service answers again."""
+    probes = stream("dropped")
+    first_success = min(p["t"] for p in probes if measure.ok(p) and p["t"] >= T0)
+    assert first_success - T0 == pytest.approx(1.0, abs=0.05)  # what the old definition reported
+    with_deadline = measure.availability([], probes, 0, 6.0)
+    assert with_deadline["downtime_s"] == pytest.approx(2.0, abs=0.05)
+    assert with_deadline["slow_downtime_s"] == pytest.approx(2.0, abs=0.05) and with_deadline["error_downtime_s"] == 0
+    # Even with no deadline, the answers (not the starts) of those probes date the end.
+    no_deadline = measure.outage_spans(probes, 0, 6.0, slo_ms=float("inf"))
+    assert sum(o.length for o in no_deadline) == pytest.approx(2.0, abs=0.05)
+    assert sum(o.error_s for o in no_deadline) == pytest.approx(sum(o.length for o in no_deadline))
+
+
+def test_a_hang_whose_probes_succeed_slowly_is_slow_downtime_ended_by_the_answers() -> None:
+    hang = measure.availability([], stream("hang"), 0, 6.0)
+    assert hang["failed_requests"] == 0  # no probe failed: every one was answered, late
+    assert hang["downtime_s"] == pytest.approx(2.0, abs=0.05)
+    assert hang["slow_downtime_s"] == hang["downtime_s"] and hang["error_downtime_s"] == 0
+    # Dating the end by the next available probe's *start* would stop a second early.
+    by_start = [p for p in stream("hang") if measure.probe_cause(p) is None and T0 < p["t"] < T1]
+    assert min(p["t"] for p in by_start) == pytest.approx(T1 - 1.0, abs=0.05)
+
+
+def test_refused_is_error_downtime_and_the_deadline_is_configurable() -> None:
+    refused = measure.availability([], stream("refused"), 0, 6.0)
+    assert refused["error_downtime_s"] == pytest.approx(2.0, abs=0.05) and refused["slow_downtime_s"] == 0
+    # The deadline decides what is slow: at 100 ms, normal 1.2 ms probes stay available and
+    # a 150 ms answer is an outage; at the default it is not.
+    probes = [probe(i * 0.05) for i in range(20)]
+    probes[4] = {**probes[4], "ms": 150.0}
+    assert measure.availability([], probes, 0, 1, slo_ms=100)["slow_downtime_s"] == pytest.approx(0.05)
+    assert measure.availability([], probes, 0, 1)["downtime_s"] == 0
+
+
+def test_error_and_slow_parts_split_one_outage() -> None:
+    probes = [probe(0.0), {"kind": "probe", "t": 0.05, "ms": 1500.0, "status": 200, "error": ""}, probe(0.10, False), probe(0.15, False), probe(0.20)]
+    [span] = measure.outage_spans(probes, 0, 1)
+    assert (span.start, span.end) == (0.05, 0.20)
+    assert span.slow_s == pytest.approx(0.05) and span.error_s == pytest.approx(0.10)
+
+
+def test_one_slow_probe_among_good_ones_is_one_interval_of_downtime() -> None:
+    probes = [probe(i * 0.05) for i in range(20)]
+    probes[5] = {**probes[5], "ms": 1200.0}
+    assert measure.outages(probes, 0, 1) == [(0.25, pytest.approx(0.30))]

@@ -19,13 +19,26 @@ class LoadConfig:
     users: int = 10
     spawn_rate: float = 10.0
     rate_per_user: float = 5.0  # requests per second per user (constant_throughput)
-    probe_interval_s: float = 0.05  # 20 probes/s: outages dated to within 50 ms
+    # 40 probes/s: an outage's start and end are each dated to within 25 ms, so its length to
+    # within 50 ms (measured by `patternbench calibrate`).
+    probe_interval_s: float = 0.025
     probe_timeout_s: float = 2.0
+    # Open-loop mode: with `rps` set the users are replaced by requests on a fixed schedule
+    # (openloop.py), spread over `workers` processes (one per core is what helps).
+    rps: float | None = None
+    workers: int = 1
+    connections: int = 200  # keep-alive connections per worker
+    request_timeout_s: float = 5.0
 
     def validate(self) -> None:
-        if self.users < 1:
+        if self.rps is not None:
+            if not self.rps > 0:
+                raise UsageError(f"--rps must be positive, got {self.rps:g}")
+            if not 1 <= self.workers <= 64 or self.connections < 1:
+                raise UsageError(f"open-loop load needs 1..64 workers and at least one connection, got {self.workers} and {self.connections}")
+        elif self.users < 1:
             raise UsageError(f"--users must be at least 1, got {self.users}")
-        if self.users * self.rate_per_user > 2000:
+        if self.rps is None and self.users * self.rate_per_user > 2000:
             raise UsageError(f"--users {self.users} x {self.rate_per_user}/s is more than one load process can drive here (2000 req/s)")
         if self.rate_per_user <= 0 or self.spawn_rate <= 0:
             raise UsageError("the request rate and the spawn rate must be positive")
@@ -47,7 +60,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 class LoadProcess:
-    """One Locust process; runs until stop() or its maximum duration."""
+    """The load: one Locust process, or in open-loop mode `workers` processes that each send
+    their share of the rate and append to the same records file (one write per line with
+    O_APPEND, so lines never interleave). Runs until stop() or its maximum duration."""
 
     def __init__(self, host: str, config: LoadConfig, out_dir: Path, max_duration_s: float, on_progress: Callable[[dict], None] | None = None) -> None:
         config.validate()
@@ -57,47 +72,87 @@ class LoadProcess:
         self.stop_file = out_dir / ".stop-load"
         self.config_path = out_dir / "load-config.json"
         self.on_progress = on_progress
-        self.config_path.write_text(json.dumps({
-            **asdict(config), "host": host, "duration_s": max_duration_s, "records": str(self.records),
-            "summary": str(self.summary_path), "stop_file": str(self.stop_file),
-        }))
-        self.proc: subprocess.Popen[str] | None = None
+        workers = config.workers if config.rps is not None else 1
+        self.config_paths: list[Path] = []
+        self.summary_paths: list[Path] = []
+        for k in range(workers):
+            suffix = "" if k == 0 else f".w{k}"
+            path = out_dir / f"load-config{suffix}.json"
+            summary = out_dir / f"load-summary{suffix}.json" if workers == 1 else out_dir / f"load-summary.w{k}.json"
+            path.write_text(json.dumps({
+                **asdict(config), "rps": config.rps / workers if config.rps is not None else None,
+                "worker": k, "workers": workers, "host": host, "duration_s": max_duration_s, "records": str(self.records),
+                "summary": str(summary), "stop_file": str(self.stop_file),
+            }))
+            self.config_paths.append(path)
+            self.summary_paths.append(summary)
+        self.procs: list[subprocess.Popen[str]] = []
         self.latest: dict[str, Any] = {}
+        self._per_worker: dict[int, dict[str, Any]] = {}
+
+    @property
+    def proc(self) -> subprocess.Popen[str] | None:
+        return self.procs[0] if self.procs else None
 
     def start(self) -> None:
         self.stop_file.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "patternbench.load.locust_process", str(self.config_path)],
-            stdout=subprocess.PIPE, stderr=open(self.out_dir / "locust.log", "w"), text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        threading.Thread(target=self._relay, daemon=True).start()
+        for k, path in enumerate(self.config_paths):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "patternbench.load.locust_process", str(path)],
+                stdout=subprocess.PIPE, stderr=open(self.out_dir / ("locust.log" if k == 0 else f"locust.w{k}.log"), "w"), text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            self.procs.append(proc)
+            threading.Thread(target=self._relay, args=(proc,), daemon=True).start()
 
-    def _relay(self) -> None:
-        assert self.proc and self.proc.stdout
-        for line in self.proc.stdout:
+    def _relay(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout
+        for line in proc.stdout:
             try:
                 msg = json.loads(line)
             except ValueError:
                 continue
             if "progress" in msg:
-                self.latest = msg["progress"]
+                self._per_worker[int(msg["progress"].get("worker", 0))] = msg["progress"]
+                rows = list(self._per_worker.values())
+                self.latest = {
+                    "elapsed_s": max(r["elapsed_s"] for r in rows),
+                    "requests": sum(r["requests"] for r in rows),
+                    "failures": sum(r["failures"] for r in rows),
+                    "rps": round(sum(r["rps"] for r in rows), 1),
+                }
                 if self.on_progress:
-                    self.on_progress(msg["progress"])
+                    self.on_progress(self.latest)
+
+    def wait(self, timeout_s: float) -> dict[str, Any]:
+        """Wait for a run bounded by its maximum duration to end by itself; its summary."""
+        for proc in self.procs:
+            proc.wait(timeout=timeout_s)
+        return self._summary()
 
     def stop(self, timeout_s: float = 30) -> dict[str, Any]:
-        """Ask the process to stop, wait for it, and return Locust's summary."""
-        if self.proc is None:
+        """Ask the processes to stop, wait for them, and return the (merged) summary."""
+        if not self.procs:
             return {}
         self.stop_file.write_text("stop")
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.summary_path.exists():
-            return json.loads(self.summary_path.read_text())
-        return {}
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return self._summary()
+
+    def _summary(self) -> dict[str, Any]:
+        parts = [json.loads(p.read_text()) for p in self.summary_paths if p.exists()]
+        if not parts:
+            return {}
+        if len(self.summary_paths) == 1:
+            return parts[0]
+        merged = merge_summaries(parts)
+        merged["workers_reporting"] = f"{len(parts)}/{len(self.summary_paths)}"
+        self.summary_path.write_text(json.dumps(merged))
+        return merged
 
     def __enter__(self) -> LoadProcess:
         self.start()
@@ -105,3 +160,19 @@ class LoadProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary of several workers: counts and rates add up; latency percentiles cannot be
+    merged from percentiles, so they are left to the records (measure.latency_ms); a CPU
+    warning in any worker marks the whole run."""
+    out: dict[str, Any] = {"mode": parts[0].get("mode"), "workers": len(parts)}
+    for key in ("requests", "failures", "due", "offered_rps", "achieved_rps", "avg_rps"):
+        if any(key in p for p in parts):
+            out[key] = round(sum(float(p.get(key) or 0) for p in parts), 1)
+    out["lag_p99_ms"] = max((p.get("lag_p99_ms") or 0.0) for p in parts)
+    out["lag_max_ms"] = max((p.get("lag_max_ms") or 0.0) for p in parts)
+    out["cpu_warning"] = any(p.get("cpu_warning") for p in parts)
+    out["cpu_share"] = [p.get("cpu_share") for p in parts]
+    out["duration_s"] = max(float(p.get("duration_s") or 0) for p in parts)
+    return out

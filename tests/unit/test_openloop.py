@@ -1,0 +1,71 @@
+"""The open-loop load against a real HTTP server on 127.0.0.1 that stalls for a second:
+every request due during the stall shows it in its latency (no coordinated omission),
+where closed-loop users record only the few requests they had in flight."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from patternbench.inject import LocalTarget
+from patternbench.load.runner import LoadConfig, LoadProcess, read_jsonl
+
+RATE = 200.0
+STALL_S = 1.0
+
+
+def run_with_stall(tmp_path: Path, config: LoadConfig, after_requests: int) -> tuple[list[dict], dict, tuple[float, float]]:
+    """Run the load for ~4 s against a LocalTarget that holds every request for STALL_S once
+    it has served `after_requests`."""
+    target = LocalTarget().start()
+    stall: list[float] = []
+
+    def staller() -> None:
+        while target.served < after_requests:
+            time.sleep(0.002)
+        target.gate.clear()
+        stall.append(time.monotonic())
+        time.sleep(STALL_S)
+        target.gate.set()
+        stall.append(time.monotonic())
+
+    threading.Thread(target=staller, daemon=True).start()
+    load = LoadProcess(target.url, config, tmp_path, max_duration_s=4.0)
+    try:
+        load.start()
+        summary = load.wait(timeout_s=60)
+    finally:
+        load.stop()
+        target.stop()
+    assert len(stall) == 2, "the stall never happened: the load did not reach the server"
+    users = [r for r in read_jsonl(tmp_path / "requests.jsonl") if r["kind"] == "user"]
+    return users, summary, (stall[0], stall[1])
+
+
+def test_open_loop_counts_latency_from_the_intended_start_through_a_stall(tmp_path: Path) -> None:
+    # 10 connections for 200 requests held by the stall: most of them wait for a connection
+    # first, and that wait must count too.
+    users, summary, (s0, s1) = run_with_stall(tmp_path, LoadConfig(rps=RATE, connections=10, probe_interval_s=1.0), after_requests=300)
+    assert summary["mode"] == "open" and summary["failures"] == 0
+    assert len(users) == summary["due"] == summary["requests"]  # every request due was sent and recorded
+    assert summary["due"] == pytest.approx(RATE * 4.0, rel=0.1)
+    due_in_stall = [r for r in users if s0 + 0.005 <= r["t"] < s1 - 0.005]
+    assert len(due_in_stall) == pytest.approx(RATE * STALL_S, rel=0.15)
+    for r in due_in_stall:
+        # Answered when the stall ended, and counted from when it was due, not when it got a connection.
+        waited = (s1 - r["t"]) * 1000
+        assert waited - 5 <= r["ms"] <= waited + 150, r
+    slow = [r for r in users if r["ms"] > 500]
+    assert len(slow) >= 0.4 * RATE * STALL_S
+    assert summary["lag_p99_ms"] < 50  # the sender itself kept the schedule
+
+
+def test_closed_loop_users_hide_the_same_stall(tmp_path: Path) -> None:
+    """The contrast: 4 users at 50/s each offer the same 200/s, but during the stall each
+    waits on its one request, so only about 4 requests carry the stall."""
+    users, summary, _ = run_with_stall(tmp_path, LoadConfig(users=4, spawn_rate=100, rate_per_user=50, probe_interval_s=1.0), after_requests=300)
+    slow = [r for r in users if r["ms"] > 500]
+    assert 1 <= len(slow) <= 8
