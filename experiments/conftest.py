@@ -9,21 +9,36 @@ from typing import Any, Iterator
 
 import pytest
 
-from patternbench.experiment import PROFILES, Case, Profile, Trial, default_matrix, interleave, run_case
+from patternbench.errors import UsageError
+from patternbench.experiment import PROFILES, Case, Profile, Trial, default_matrix, fault_matrix, fault_smoke, interleave, run_case
+from patternbench.faults import parse_duration
 from patternbench.pytest_plugin import MEASUREMENT
 from patternbench.summary import Thresholds, check_claims, summarize_case
 from patternbench.topology import Pattern, load_topology
 
 
 def selected_cases(config: pytest.Config) -> list[Case]:
+    """The upgrade matrix (unless --fault picks faults only) and the fault cases."""
     patterns = [Pattern.parse(p, "--pattern") for p in config.getoption("--pattern") or []] or None
-    return default_matrix(patterns, config.getoption("--agent") or None)
+    agents = config.getoption("--agent") or None
+    faults = config.getoption("--fault")
+    if faults:
+        try:
+            duration = parse_duration(config.getoption("--fault-duration")) if config.getoption("--fault-duration") else None
+            return fault_matrix(faults, patterns, agents, duration)
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    smoke = [c for c in fault_smoke() if (not patterns or c.pattern in patterns) and (not agents or c.agent in (None, *agents))]
+    return default_matrix(patterns, agents) + smoke
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" in metafunc.fixturenames:
+        # Tests marked `faults` take the fault cases, the others the upgrade matrix.
+        want_faults = metafunc.definition.get_closest_marker("faults") is not None
+        cases = [c for c in selected_cases(metafunc.config) if bool(c.fault) == want_faults]
         # With --repeat N every case runs N times in interleaved order (a b c a b c).
-        trials = interleave(selected_cases(metafunc.config), metafunc.config.stash[MEASUREMENT].repeat)
+        trials = interleave(cases, metafunc.config.stash[MEASUREMENT].repeat)
         metafunc.parametrize("case,trial", [(t.case, t) for t in trials], ids=[t.dir_name for t in trials])
 
 

@@ -10,6 +10,9 @@ from typing import NoReturn, Sequence
 
 from patternbench.cluster.registry import PROVIDER_NAMES, ProviderOptions, get_provider, parse_node_count
 from patternbench.errors import StepFailed, UsageError
+from patternbench.faults import FAULTS
+
+FAULT_NAMES = tuple(FAULTS)
 from patternbench.progress import Progress
 
 
@@ -93,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--slo-ms", default=None, metavar="MS", help="a probe slower than this is unavailable (default 1000)")
     run.add_argument("--rps", default=None, metavar="R", help="open-loop load: R requests/s on schedule, latency from the intended start (instead of --users)")
     run.add_argument("--sweep", default=None, metavar="R1,R2,...", help="per pattern, rising offered rates until errors or saturation")
+    run.add_argument("--fault", action="append", metavar="KIND", help="inject this fault instead of the upgrade matrix (repeatable): " + ", ".join(FAULT_NAMES))
+    run.add_argument("--fault-duration", default=None, metavar="S", help="seconds a timed fault (hang, API server outage) lasts (default: the fault's own)")
+    run.add_argument("--faults", action="store_true", help="add the fault family to the upgrade matrix")
     report = sub.add_parser("report", help="rebuild summary.json, report.md and plots from a run's raw records")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--slo-ms", default=None, metavar="MS", help="re-measure downtime with this deadline instead of the run's")
@@ -256,7 +262,9 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
         timeout_s = max(profile.load.probe_timeout_s, 2 * slo_ms / 1000)
         profile = replace(profile, slo_ms=slo_ms, load=replace(profile.load, probe_timeout_s=timeout_s))
     profile.validate()
-    cases = default_matrix(patterns, args.agent)
+    cases = fault_cases(args, patterns) if args.fault else default_matrix(patterns, args.agent)
+    if args.faults and not args.fault:
+        cases += fault_cases(args, patterns)
     if not cases:
         raise UsageError("no case to run for that --pattern/--agent selection")
     if sweep is not None:
@@ -264,6 +272,34 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
         # load.sweep.run_sweep() against its entry; the sweep itself runs and is tested locally.
         raise UsageError("--sweep is validated but not yet wired into the cluster run: see `python -m patternbench.load.sweep` for the local sweep")
     return cases, profile
+
+
+def fault_cases(args: argparse.Namespace, patterns: list | None) -> list:
+    """--fault: the fault family for the chosen faults, patterns and agents. A pattern or
+    agent named explicitly that cannot take a named fault is an error, not a skip."""
+    from itertools import product
+
+    from patternbench.experiment import fault_matrix
+    from patternbench.faults import check_fault, fault_spec, parse_duration
+
+    duration = parse_duration(args.fault_duration) if args.fault_duration is not None else None
+    names = list(dict.fromkeys(args.fault or []))
+    for name in names:
+        fault_spec(name)
+    if args.pattern:
+        for name, pattern, agent in product(names, patterns or [], args.agent or ["mesh"]):
+            check_fault(name, pattern, agent, frozenset([name]), "chosen")
+    return fault_matrix(names or None, patterns, args.agent, duration)
+
+
+def check_provider_faults(cases: list, provider: object) -> None:
+    """Every fault of the run is one the provider can inject (before anything is deployed)."""
+    from patternbench.faults import check_fault
+
+    kinds = getattr(provider, "fault_kinds", frozenset())
+    for case in cases:
+        if case.fault:
+            check_fault(case.fault, case.pattern, case.agent, kinds, provider.name)  # type: ignore[attr-defined]
 
 
 def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
@@ -284,6 +320,7 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
     except OSError as exc:
         raise UsageError(f"cannot write results to {args.results}: {exc.strerror}") from None
     provider = get_provider(args.provider, _options(args), progress)
+    check_provider_faults(cases, provider)
     started = time.monotonic()
     brought_up = False
     if provider.capabilities.creates_cluster and not (getattr(provider, "is_up", None) and provider.is_up()):

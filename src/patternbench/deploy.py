@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
@@ -123,7 +124,15 @@ class Deployer:
         last = {"message": ""}
 
         def done() -> bool:
-            live = self.api.sanitize_for_serialization(read(name, namespace, _request_timeout=REQUEST_TIMEOUT))
+            try:
+                raw = read(name, namespace, _request_timeout=REQUEST_TIMEOUT)
+            except (ApiException, urllib3.exceptions.HTTPError) as exc:
+                # The API server may be away for a moment (restarting, or a fault a case
+                # injected): keep waiting, as `kubectl rollout status` re-watches.
+                if isinstance(exc, ApiException) and exc.status is not None and exc.status < 500:
+                    raise
+                return False
+            live = self.api.sanitize_for_serialization(raw)
             live["kind"] = kind
             status = rollout_status(live)
             if on_status is not None and status.message != last["message"]:

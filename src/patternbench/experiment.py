@@ -14,6 +14,7 @@ from kubernetes import client, config as kube_config
 
 from patternbench.deploy import Deployer, deploy_run, live_containers, placement
 from patternbench.errors import UsageError
+from patternbench.faults import fault_spec
 from patternbench.load.runner import LoadConfig, LoadProcess
 from patternbench.measure import DEFAULT_SLO_MS
 from patternbench.observe.logsink import sink_stats
@@ -65,13 +66,30 @@ class Case:
     pattern: Pattern
     agent: str | None  # "mesh" or "logging"; None for the control (no upgrade)
     naive: bool = False
+    # A fault instead of (or, for the *-during-upgrade faults, in the middle of) the upgrade.
+    fault: str | None = None
+    fault_duration_s: float | None = None  # None: the fault's default
 
     @property
     def id(self) -> str:
-        return f"{self.pattern.value}-{self.agent or 'control'}" + ("-naive" if self.naive else "")
+        return f"{self.pattern.value}-{self.agent or 'control'}" + (f"-{self.fault}" if self.fault else "") + ("-naive" if self.naive else "")
+
+    @property
+    def upgrades(self) -> bool:
+        """Whether the case upgrades its agent (every agent case, unless its fault replaces the upgrade)."""
+        return self.agent is not None and (self.fault is None or fault_spec(self.fault).during_upgrade)
+
+    def duration(self) -> float:
+        if self.fault is None:
+            return 0.0
+        spec = fault_spec(self.fault)
+        return self.fault_duration_s if self.fault_duration_s is not None else spec.default_duration_s
 
     def to_json(self) -> dict[str, Any]:
-        return {"pattern": self.pattern.value, "agent": self.agent, "naive": self.naive, "id": self.id}
+        return {
+            "pattern": self.pattern.value, "agent": self.agent, "naive": self.naive, "id": self.id,
+            "fault": self.fault, "fault_duration_s": self.duration() if self.fault else None,
+        }
 
 
 def default_matrix(patterns: list[Pattern] | None = None, agents: list[str] | None = None) -> list[Case]:
@@ -89,6 +107,49 @@ def default_matrix(patterns: list[Pattern] | None = None, agents: list[str] | No
         if pattern in patterns and "mesh" in agents:
             cases.append(Case(pattern, "mesh", naive=True))
     return cases
+
+
+def fault_matrix(
+    faults: list[str] | None = None, patterns: list[Pattern] | None = None, agents: list[str] | None = None,
+    duration_s: float | None = None,
+) -> list[Case]:
+    """The fault family: each fault on every pattern and agent it applies to (a sidecar and a
+    node agent of the same kind side by side); apiserver outages once per pattern."""
+    from patternbench.faults import FAULTS, runs_on_nodes
+
+    names = faults or list(FAULTS)
+    # Sidecar against DaemonSet; hybrid repeats one of the two for each agent.
+    patterns = patterns or [Pattern.SIDECAR, Pattern.DAEMONSET]
+    agents = agents or ["mesh", "logging"]
+    cases = []
+    for name in names:
+        spec = fault_spec(name)
+        for pattern in patterns:
+            if pattern is Pattern.NONE and spec.target == "agent":
+                continue
+            for agent in agents:
+                if name == "agent-kill-during-upgrade" and not runs_on_nodes(pattern, agent):
+                    continue
+                if name == "agent-hang" and agent != "mesh":
+                    continue  # a frozen log agent only delays lines; the checkpoint covers a kill
+                if spec.target == "apiserver" and agent != agents[0]:
+                    continue  # one outage per pattern is enough
+                if pattern is Pattern.NONE:
+                    cases.append(Case(pattern, None, fault=name, fault_duration_s=duration_s))
+                    break
+                cases.append(Case(pattern, agent, fault=name, fault_duration_s=duration_s))
+    return cases
+
+
+def fault_smoke() -> list[Case]:
+    """One fault case per pattern (what `make test` runs): an API-server outage under the
+    control, a sidecar proxy's and a node proxy's crash, a node log agent's crash."""
+    return [
+        Case(Pattern.NONE, None, fault="apiserver-down", fault_duration_s=5.0),
+        Case(Pattern.SIDECAR, "mesh", fault="agent-kill"),
+        Case(Pattern.DAEMONSET, "mesh", fault="agent-kill"),
+        Case(Pattern.HYBRID, "logging", fault="agent-kill"),
+    ]
 
 
 @dataclass(frozen=True)
@@ -202,7 +263,11 @@ def run_case(
         timeline.mark("before")
         time.sleep(profile.before_s)
         (out_dir / "pods-before.json").write_text(json.dumps(app_pods(core, run.app_namespace)))
-        if case.agent:
+        if case.fault:
+            phase["name"] = "fault"
+            with progress.step(f"[{case.id}] inject {case.fault}"):
+                run_fault(provider, api, topology, case, run, profile, out_dir, timeline.mark)
+        elif case.agent:
             phase["name"] = "upgrade"
             timeline.mark("upgrade_start", agent=case.agent)
             with progress.step(f"[{case.id}] upgrade the {case.agent} agent v1 -> v2"):
@@ -228,6 +293,33 @@ def run_case(
             with progress.step(f"[{case.id}] undeploy"):
                 Deployer(api, Progress(quiet=True)).undeploy(run.run_id, graceful=False, wait=False)
     return out_dir
+
+
+def run_fault(provider: Any, api: client.ApiClient, topology: Topology, case: Case, run: Any, profile: Profile, out_dir: Path, mark: Any) -> None:
+    """The case's fault, steady or in the middle of its agent's upgrade."""
+    from patternbench import fault_driver
+    from patternbench.upgrade import retag, upgrade_targets
+
+    assert case.fault is not None
+    spec = fault_spec(case.fault)
+    core = client.CoreV1Api(api)
+    duration = case.duration()
+    if not spec.during_upgrade:
+        target = None
+        if spec.target == "agent":
+            assert case.agent is not None
+            target = fault_driver.agent_target(core, topology, case.pattern, case.agent, run.app_namespace, run.agents_namespace)
+        fault_driver.inject_steady(provider, spec, duration, target, mark)
+        return
+    assert case.agent is not None
+    agent = case.agent
+    new_image = retag(upgrade_targets(run.objects, agent)[0].image, "v2")
+    fault_driver.inject_during_upgrade(
+        provider, spec, duration,
+        upgrade=lambda: upgrade_agent(api, run.objects, agent, timeout_s=profile.upgrade_timeout_s, progress_log=out_dir / "rollouts.jsonl"),
+        find_target=lambda: fault_driver.new_node_agent(core, run.agents_namespace, agent, new_image, timeout_s=60),
+        mark=mark,
+    )
 
 
 def run_matrix(

@@ -32,6 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--results-dir", type=Path, default=Path("results"), help="experiments: where runs are written")
     group.addoption("--max-failed-requests", type=int, default=0, help="experiments: zero-downtime threshold")
     # Text, parsed in pytest_configure: bad input is one line and exit 2, as on the command line.
+    group.addoption("--fault", action="append", default=None, help="experiments: run the fault family for this fault (repeatable; default: one fault case per pattern)")
+    group.addoption("--fault-duration", default=None, help="experiments: seconds a timed fault lasts")
     group.addoption("--repeat", default=None, help="experiments: run every case N times, interleaved (default 1)")
     group.addoption("--slo-ms", default=None, help="experiments: a probe slower than this is unavailable (default 1000)")
     group.addoption("--rps", default=None, help="experiments: open-loop load at R requests/s instead of Locust users")
@@ -40,6 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: needs a real cluster (brought up once per session)")
+    config.addinivalue_line("markers", "faults: parametrized with the fault cases instead of the upgrade matrix")
     config.addinivalue_line("markers", "cluster_down: takes the session's cluster down; runs after every other test")
     try:
         config.stash[MEASUREMENT] = measurement_options(config)

@@ -13,7 +13,9 @@ from typing import Any
 
 from patternbench import measure
 from patternbench.load.runner import read_jsonl
+from patternbench.faults import fault_spec, runs_on_nodes
 from patternbench.topology import Pattern, expected_hop_counts
+from patternbench.upgrade import AGENT_CONTAINERS
 
 SCHEMA_VERSION = 1
 AGENT_CONTAINER_PREFIXES = ("meshproxy", "logagent", "agent-omega", "agent")
@@ -25,7 +27,7 @@ KEYS = (
     "containers_total", "containers_formula", "agent_cpu_m_total", "agent_memory_mib_total",
     "agent_cpu_m_per_instance", "agent_memory_mib_per_instance", "agent_instances",
     "cross_node_share", "request_grouping", "node_rollouts", "max_nodes_down_at_once", "pods_per_node",
-    "requests_per_agent", "log_lines_lost", "log_lines_duplicated", "upgrade_duration_s",
+    "requests_per_agent", "fault", "blast_radius", "affected_pods", "affected_nodes", "recovery_s", "log_lines_lost", "log_lines_duplicated", "upgrade_duration_s",
 )
 
 
@@ -49,6 +51,33 @@ def _pods_per_node(deployment: dict[str, Any]) -> dict[str, int] | None:
         if pod.get("role") == "app":
             counts[pod["node"]] = counts.get(pod["node"], 0) + 1
     return dict(sorted(counts.items()))
+
+
+FAULT_KEYS = ("blast_radius", "affected_pods", "affected_nodes", "recovery_s")
+
+
+def _fault_entry(case: dict[str, Any], marks: dict[str, Any], users: list, probes: list, pods: list, end: float) -> dict[str, Any]:
+    """The fault's cost (`fault`), and its headline figures at the top level of the entry."""
+    start_mark = marks.get("fault_start")
+    if not start_mark:
+        return {"fault": None, **{k: None for k in FAULT_KEYS}}
+    target = start_mark.get("target") or {}
+    pattern, agent = Pattern(case["pattern"]), case.get("agent")
+    instance = None
+    if target.get("container") == AGENT_CONTAINERS["mesh"]:
+        # The proxy instance the fault hit, as Via names it.
+        instance = f"node/{target['node']}" if agent and runs_on_nodes(pattern, agent) else f"sidecar/{target['pod']}"
+    fault_end = marks.get("fault_end", {}).get("t", end)
+    impact = measure.fault_impact(
+        users, probes, pods, start_mark["t"], fault_end, end, instance, target.get("pod"), target.get("container"),
+    )
+    spec = fault_spec(start_mark["fault"])
+    fault = {
+        "kind": spec.name, "what": spec.what, "duration_s": start_mark.get("duration_s"), "target": target or None,
+        "instance": instance, **impact,
+        "upgrade_completed": ("upgrade_end" in marks) if spec.during_upgrade else None,
+    }
+    return {"fault": fault, **{k: impact[k] for k in FAULT_KEYS}}
 
 
 def is_agent_sample(sample: dict[str, Any]) -> bool:
@@ -82,10 +111,13 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     end = marks.get("end", {}).get("t", last_t)
     up_start = marks.get("upgrade_start", {}).get("t")
     up_end = marks.get("upgrade_end", {}).get("t")
-    if up_start is not None and up_end is None:
+    if up_start is not None and up_end is None and "upgrade_failed" not in marks:
         missing.append("upgrade_end")
+    fault_start = marks.get("fault_start", {}).get("t")
+    if fault_start is not None and "fault_end" not in marks:
+        missing.append("fault_end")
     # Failures that an upgrade causes may land just after its end: count to the end of the run.
-    window_start = up_start if up_start is not None else start
+    window_start = next((t for t in (fault_start, up_start) if t is not None), start)
     entry["slo_ms"] = case_slo_ms(case, slo_ms)
     entry.update(measure.availability(users, probes, window_start, end, entry["slo_ms"]))
     entry["measured_requests"] = len(measure.in_window(users, start, end)) + len(measure.in_window(probes, start, end))
@@ -121,9 +153,12 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
         entry["log_lines_duplicated"] = sink["total"]["duplicated"]
         entry["log_lines_received"] = sink["total"]["received"]
         entry["log_delivery_lag_s"] = sink.get("lag")
+        entry["log_max_batch_lines"] = sink.get("max_batch_lines")
     else:
         entry["log_lines_lost"] = entry["log_lines_duplicated"] = None
     entry["upgrade_duration_s"] = round(up_end - up_start, 3) if up_start and up_end else None
+    entry["upgrade_error"] = marks.get("upgrade_failed", {}).get("error")
+    entry.update(_fault_entry(case, marks, users, probes, read_jsonl(case_dir / "pods.jsonl"), end))
     entry["load"] = load_summary
     entry["invalid"] = bool(load_summary.get("cpu_warning"))
     entry["missing"] = missing
@@ -167,14 +202,56 @@ def check_claims(entry: dict[str, Any], calls_per_request: int, thresholds: Thre
             failures.append(f"hops per request {hops} != {want_hops} that the {pattern} pattern implies")
     if entry.get("max_nodes_down_at_once") is not None and entry["max_nodes_down_at_once"] > 1:
         failures.append(f"{entry['max_nodes_down_at_once']} nodes had their agent down at once during the DaemonSet rollout")
-    if agent:
+    fault = entry.get("fault")
+    if fault:
+        failures += fault_claims(entry, fault, thresholds)
+    if agent and (fault is None or fault["upgrade_completed"] is not None):
         node_agent = pattern == "daemonset" or (pattern == "hybrid" and agent == "logging")
         if node_agent and (entry["app_pods_recreated"] or entry["app_container_restarts"]):
             failures.append(f"a node-agent upgrade touched the app: {entry['app_pods_recreated']} pods recreated, {entry['app_container_restarts']} containers restarted")
         if not node_agent and entry["app_pods_recreated"] != entry.get("app_pods"):
             failures.append(f"a sidecar upgrade recreated {entry['app_pods_recreated']} of {entry.get('app_pods')} app pods")
-        if not naive and entry["failed_requests"] > thresholds.max_failed_requests:
+        if not naive and not fault and entry["failed_requests"] > thresholds.max_failed_requests:
             failures.append(f"{entry['failed_requests']} requests failed during the upgrade (threshold {thresholds.max_failed_requests}); downtime {entry['downtime_s']}s")
         if agent == "logging" and pattern == "daemonset" and (entry["log_lines_lost"] or 0) > thresholds.max_log_lines_lost:
             failures.append(f"{entry['log_lines_lost']} log lines lost in a DaemonSet log-agent upgrade")
     return failures
+
+
+# Slack on the model's bound for a dead proxy instance: requests in flight when it died and
+# the probe stream's own timing make the measured share noisy by a few percent.
+BLAST_RADIUS_SLACK = 0.1
+
+
+def fault_claims(entry: dict[str, Any], fault: dict[str, Any], thresholds: Thresholds) -> list[str]:
+    """What the model says a fault may cost; returns what did not hold.
+
+    - A dead or hung proxy instance can fail only the requests whose path passes it: the
+      blast radius stays within the share of traffic it carried before (plus slack).
+    - A log agent is not on the request path: killing it fails no request, and a node log
+      agent resumes from its checkpoint: no line lost. It checkpoints after the sink took a
+      batch, so a kill between the sink's answer and the checkpoint repeats that batch
+      (at-least-once): no more lines repeated than the largest batch the sink received.
+    - The mesh keeps routing with the endpoints it knows while the API server is down: a
+      steady-state outage fails no request.
+    - A rollout survives a fault in its middle: it completes.
+    """
+    out: list[str] = []
+    kind, agent = fault["kind"], entry.get("agent")
+    expected = fault.get("expected_blast_radius")
+    if expected is not None and fault["blast_radius"] > expected + BLAST_RADIUS_SLACK:
+        out.append(f"{kind}: {fault['blast_radius']:.0%} of requests failed in the fault window, more than the {expected:.0%} that passed {fault['instance']}")
+    if agent == "logging" and kind in ("agent-kill", "agent-kill-during-upgrade"):
+        if fault["failed_in_window"] > thresholds.max_failed_requests:
+            out.append(f"{kind} of a log agent failed {fault['failed_in_window']} requests")
+        node_agent = runs_on_nodes(Pattern(entry["pattern"]), agent)
+        if node_agent and (entry.get("log_lines_lost") or 0) > thresholds.max_log_lines_lost:
+            out.append(f"{kind} of a node log agent lost {entry.get('log_lines_lost')} log lines")
+        repeated, batch = entry.get("log_lines_duplicated") or 0, entry.get("log_max_batch_lines") or 0
+        if node_agent and repeated > batch:
+            out.append(f"{kind} of a node log agent repeated {repeated} log lines, more than one batch ({batch})")
+    if kind == "apiserver-down" and entry["failed_requests"] > thresholds.max_failed_requests:
+        out.append(f"{entry['failed_requests']} requests failed while the API server was down (threshold {thresholds.max_failed_requests})")
+    if fault.get("upgrade_completed") is False:
+        out.append(f"{kind}: the rollout did not complete ({entry.get('upgrade_error')})")
+    return out

@@ -33,16 +33,18 @@ func main() {
 	mux.HandleFunc("POST /ingest", func(w http.ResponseWriter, r *http.Request) {
 		scanner := bufio.NewScanner(http.MaxBytesReader(w, r.Body, 64<<20))
 		scanner.Buffer(make([]byte, 64*1024), 1<<20)
+		lines := 0
 		for scanner.Scan() {
 			if len(scanner.Bytes()) > 0 {
 				stats.Add(scanner.Bytes())
+				lines++
 			}
 		}
 		if err := scanner.Err(); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		stats.BatchDone()
+		stats.BatchDone(lines)
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {

@@ -29,6 +29,7 @@ type Stats struct {
 	lagCount  int
 	unparsed  uint64
 	batches   uint64
+	maxBatch  int
 	now       func() time.Time
 }
 
@@ -82,10 +83,12 @@ func (s *Stats) Add(raw []byte) {
 	}
 }
 
-// BatchDone counts one ingested batch.
-func (s *Stats) BatchDone() {
+// BatchDone counts one ingested batch of `lines` lines. The largest batch bounds what an
+// at-least-once agent may repeat after a crash between the sink's answer and its checkpoint.
+func (s *Stats) BatchDone(lines int) {
 	s.mu.Lock()
 	s.batches++
+	s.maxBatch = max(s.maxBatch, lines)
 	s.mu.Unlock()
 }
 
@@ -113,6 +116,7 @@ type Snapshot struct {
 	Lag      Lag               `json:"lag"`
 	Unparsed uint64            `json:"unparsed"`
 	Batches  uint64            `json:"batches"`
+	MaxBatch int               `json:"max_batch_lines"`
 }
 
 // Snapshot computes the counts. Missing lines are the gaps below each instance's highest
@@ -120,7 +124,7 @@ type Snapshot struct {
 func (s *Stats) Snapshot() Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	snap := Snapshot{Sources: map[string]Counts{}, Unparsed: s.unparsed, Batches: s.batches}
+	snap := Snapshot{Sources: map[string]Counts{}, Unparsed: s.unparsed, Batches: s.batches, MaxBatch: s.maxBatch}
 	for pod, insts := range s.pods {
 		var c Counts
 		for _, inst := range insts {

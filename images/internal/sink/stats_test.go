@@ -49,3 +49,14 @@ func TestLagSamplesStayBounded(t *testing.T) {
 		t.Fatalf("samples %d unique %d", snap.Lag.Samples, snap.Total.Unique)
 	}
 }
+
+func TestLargestBatchIsKept(t *testing.T) {
+	s := New()
+	for _, n := range []int{3, 17, 5} {
+		s.BatchDone(n)
+	}
+	snap := s.Snapshot()
+	if snap.Batches != 3 || snap.MaxBatch != 17 {
+		t.Errorf("batches %d, largest %d; want 3, 17", snap.Batches, snap.MaxBatch)
+	}
+}

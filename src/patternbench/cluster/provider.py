@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 from patternbench.errors import UsageError
 from patternbench.images import ImageArchive
@@ -31,6 +31,32 @@ class NodeInfo:
     name: str
     internal_ip: str
     ready: bool
+
+
+@dataclass(frozen=True)
+class ContainerRef:
+    """One container of one pod, as a fault targets it."""
+
+    namespace: str
+    pod: str
+    container: str
+    node: str
+    container_id: str  # "containerd://<id>", from the pod's status
+
+
+@runtime_checkable
+class FaultInjector(Protocol):
+    """An optional ability: injecting faults with real mechanisms. `fault_kinds` names the
+    faults of faults.FAULTS this provider can inject; each method returns only once the fault
+    is in place, and the `undo` callables put things back (idempotent)."""
+
+    fault_kinds: frozenset[str]
+
+    def kill_container(self, target: ContainerRef) -> None: ...
+
+    def freeze_container(self, target: ContainerRef) -> Callable[[], None]: ...
+
+    def stop_apiserver(self) -> Callable[[], None]: ...
 
 
 @runtime_checkable

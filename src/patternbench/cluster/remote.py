@@ -11,10 +11,11 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
-from patternbench.cluster.provider import Capabilities, NodeInfo, nodes_from_api, require_cli
+from patternbench.cluster.provider import Capabilities, ContainerRef, NodeInfo, nodes_from_api, require_cli
 from patternbench.errors import UsageError
 from patternbench.images import ImageArchive
 from patternbench.progress import Progress
@@ -26,6 +27,27 @@ def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
         last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise UsageError(f"{what} failed: {last}")
     return result
+
+
+class ApiFaults:
+    """Faults through the API alone, for clusters whose processes are out of reach: the
+    crash is the pod's deletion with grace period 0 (for a sidecar agent that recreates the
+    whole pod, a bigger fault than the local provider's container kill; the report names
+    the provider). Hangs and API-server outages need the local provider."""
+
+    fault_kinds = frozenset({"agent-kill", "agent-kill-during-upgrade"})
+
+    def kill_container(self, target: ContainerRef) -> None:
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(config_file=str(self.kubeconfig()))  # type: ignore[attr-defined]
+        client.CoreV1Api(api).delete_namespaced_pod(target.pod, target.namespace, grace_period_seconds=0, _request_timeout=15)
+
+    def freeze_container(self, target: ContainerRef) -> Callable[[], None]:
+        raise UsageError("freezing a container needs the local provider")
+
+    def stop_apiserver(self) -> Callable[[], None]:
+        raise UsageError("stopping the API server needs the local provider")
 
 
 # ---- kind ----------------------------------------------------------------------------
@@ -60,7 +82,7 @@ def kind_export_kubeconfig_cmd(name: str, kubeconfig: Path) -> list[str]:
 
 
 @dataclass
-class KindProvider:
+class KindProvider(ApiFaults):
     name_: str = "patternbench"
     node_count: int = 3
     workdir: Path = field(default_factory=lambda: Path.home() / ".cache" / "patternbench" / "kind")
@@ -154,7 +176,7 @@ def _which(binary: str) -> str | None:
 
 
 @dataclass
-class GkeProvider:
+class GkeProvider(ApiFaults):
     name_: str = "patternbench"
     project: str | None = None
     zone: str = "us-central1-a"
@@ -232,7 +254,7 @@ def write_context_kubeconfig(source: Path, context: str | None, out: Path) -> Pa
 
 
 @dataclass
-class KubeconfigProvider:
+class KubeconfigProvider(ApiFaults):
     path: Path | None = None
     context: str | None = None
     registry: str | None = None

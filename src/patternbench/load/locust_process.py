@@ -29,6 +29,8 @@ from typing import Any  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
 import gevent  # noqa: E402
+
+from patternbench.lifeline import ParentWatch  # noqa: E402
 import gevent.pool  # noqa: E402
 from locust import FastHttpUser, constant_throughput, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
@@ -79,7 +81,8 @@ def main(config_path: str) -> int:
             "status": status,
             "error": type(exception).__name__ if exception else ("" if 200 <= status < 400 else f"HTTP{status}"),
             "via": headers.get("Via", "") if hasattr(headers, "get") else "",
-            **(answer_trail(getattr(response, "content", None)) if status == 200 else {}),
+            # Failed answers carry their trail too: which entry pod and which call failed.
+            **(answer_trail(getattr(response, "content", None)) if status else {}),
             "request_id": (headers.get("X-Request-Id", "") if hasattr(headers, "get") else ""),
             **({"detail": failure_detail(response, exception)} if exception or not 200 <= status < 400 else {}),
         })
@@ -112,8 +115,11 @@ def main(config_path: str) -> int:
     cpu_started = time.process_time()
     stop_at = started + config["duration_s"]
 
+    parent = ParentWatch()
+
     def should_stop() -> bool:
-        return time.monotonic() >= stop_at or bool(stop_file and os.path.exists(stop_file))
+        # Also when the orchestrator is gone: nobody would read what is sent from here on.
+        return time.monotonic() >= stop_at or bool(stop_file and os.path.exists(stop_file)) or parent.orphaned()
 
     # Probes come from one process only (worker 0), however many share the load.
     prober = gevent.spawn(probe_stream) if worker == 0 and config.get("probe_interval_s") else None

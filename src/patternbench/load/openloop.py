@@ -78,7 +78,7 @@ class OpenLoop:
         record: dict[str, Any] = {
             "kind": "user", "mode": "open", "t": intended, "wall": time.time() - (done - intended), "ms": round(ms, 3),
             "lag_ms": round(lag, 3), "status": status, "error": error, "via": via,
-            **(answer_trail(body) if status == 200 else {}), "request_id": rid,
+            **(answer_trail(body) if status else {}), "request_id": rid,
         }
         if error:
             record["detail"] = failure_detail(None, exc) if exc else failure_detail(_Answer(body), None)

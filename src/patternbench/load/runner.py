@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from patternbench.lifeline import die_with_parent
 from patternbench.errors import UsageError
 
 
@@ -101,6 +102,7 @@ class LoadProcess:
                 [sys.executable, "-m", "patternbench.load.locust_process", str(path)],
                 stdout=subprocess.PIPE, stderr=open(self.out_dir / ("locust.log" if k == 0 else f"locust.w{k}.log"), "w"), text=True,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                preexec_fn=die_with_parent,  # a killed orchestrator takes its load with it
             )
             self.procs.append(proc)
             threading.Thread(target=self._relay, args=(proc,), daemon=True).start()

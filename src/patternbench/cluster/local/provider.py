@@ -13,13 +13,16 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
+from patternbench.cluster.local import faults as local_faults
 from patternbench.cluster.local import hostnet, nodens, steps
 from patternbench.cluster.local.processes import Daemon, all_processes, descendants, kill_all, matching, read_proc
 from patternbench.cluster.local.settings import AGENT_STATE_DIR, POD_LOGS_DIR, LocalSettings, NodeSettings
-from patternbench.cluster.provider import Capabilities, NodeInfo, nodes_from_api
+from patternbench.cluster.provider import Capabilities, ContainerRef, NodeInfo, nodes_from_api
 from patternbench.components import COREDNS_VERSION, BuildCache, Binaries, resolve_binaries
 from patternbench.errors import StepFailed, UsageError
+from patternbench.faults import FAULTS
 from patternbench.images import ImageArchive, ImageSpec, build_go_binaries, write_oci_archive
 from patternbench.progress import Progress
 
@@ -70,6 +73,8 @@ class LocalProvider:
     capabilities = Capabilities(
         multi_node=True, can_load_images=True, needs_registry=False, creates_cluster=True, runs_here=True
     )
+    # Every fault, with real signals to real processes (FaultInjector).
+    fault_kinds = frozenset(FAULTS)
 
     def __init__(
         self,
@@ -237,6 +242,25 @@ class LocalProvider:
         """NodePorts answer on the host's loopback (the host's edge kube-proxy)."""
         return "127.0.0.1"
 
+    # ---- faults (FaultInjector) ------------------------------------------------------
+
+    def kill_container(self, target: ContainerRef) -> None:
+        local_faults.kill_container(self.settings, target)
+
+    def freeze_container(self, target: ContainerRef) -> Callable[[], None]:
+        return local_faults.freeze_container(self.settings, target)
+
+    def stop_apiserver(self) -> Callable[[], None]:
+        daemon = next((d for d in self.daemons() if d.key == "kube-apiserver"), None)
+        if daemon is None:
+            raise UsageError("the local cluster is not up: run `patternbench cluster up`")
+        binaries = self.binaries(build=False)
+
+        def restart() -> None:
+            steps.start_apiserver(steps.Context(settings=self.settings, binaries=binaries))
+
+        return local_faults.stop_apiserver(self.settings, daemon, restart)
+
     # ---- state -----------------------------------------------------------------------
 
     def daemons(self) -> list[Daemon]:
@@ -264,7 +288,12 @@ class LocalProvider:
         if not (self.settings.run_dir / "up").exists():
             return False
         running = {d.key for d in self.daemons() if d.running()}
-        return set(self.expected_daemons()) <= running
+        if not set(self.expected_daemons()) <= running:
+            return False
+        try:  # running is not enough: an API server stuck in its shutdown serves nothing
+            return steps.insecure_https_ok(f"{self.settings.apiserver_url}/livez")
+        except Exception:  # noqa: BLE001 - any failure of the probe means not up
+            return False
 
     def status(self) -> list[ComponentStatus]:
         """Each daemon: its pid and whether its health endpoint answers."""

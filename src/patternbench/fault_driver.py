@@ -1,0 +1,151 @@
+"""Injecting one fault into a running case: choose its target on the cluster, inject it with
+the provider's real mechanism, mark it on the timeline, and always undo it.
+
+The target is chosen so patterns compare: the first pod (by name) of the entry's first
+downstream service, and, for a node agent, the agent on that pod's node. A sidecar fault
+and a node-agent fault thus hit the same pod's traffic.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict
+from typing import Any, Callable
+
+from kubernetes import client
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from patternbench.cluster.provider import ContainerRef, FaultInjector
+from patternbench.errors import UsageError
+from patternbench.faults import FaultSpec, runs_on_nodes
+from patternbench.topology import Pattern, Topology
+from patternbench.upgrade import AGENT_CONTAINERS, UpgradeResult
+
+Mark = Callable[..., float]
+
+
+def _container_id(pod: client.V1Pod, container: str) -> str:
+    statuses = (pod.status.init_container_statuses or []) + (pod.status.container_statuses or [])
+    for status in statuses:
+        if status.name == container and status.container_id and status.state and status.state.running:
+            return status.container_id
+    return ""
+
+
+def victim_service(topology: Topology) -> str:
+    """The service whose pod a fault targets: the entry's first downstream (so its callers
+    still answer and say which call failed), or the entry itself in a one-service topology."""
+    entry = topology.service(topology.entry)
+    return entry.calls[0] if entry.calls else entry.name
+
+
+def agent_target(core: client.CoreV1Api, topology: Topology, pattern: Pattern, agent: str, app_ns: str, agents_ns: str) -> ContainerRef:
+    """The agent instance a fault hits: the victim pod's sidecar, or its node's agent."""
+    container = AGENT_CONTAINERS[agent]
+    service = victim_service(topology)
+    pods = core.list_namespaced_pod(app_ns, label_selector=f"app.kubernetes.io/name={service}", _request_timeout=15).items
+    pods = sorted((p for p in pods if p.metadata.deletion_timestamp is None), key=lambda p: p.metadata.name)
+    if not pods:
+        raise UsageError(f"no running pod of {service} to aim the fault at")
+    victim = pods[0]
+    if runs_on_nodes(pattern, agent):
+        agents = core.list_namespaced_pod(agents_ns, label_selector=f"app.kubernetes.io/name={container}", _request_timeout=15).items
+        victim = next((p for p in agents if p.spec.node_name == victim.spec.node_name and p.metadata.deletion_timestamp is None), None)
+        if victim is None:
+            raise UsageError(f"no {container} agent on node {pods[0].spec.node_name}")
+    container_id = _container_id(victim, container)
+    if not container_id:
+        raise UsageError(f"{victim.metadata.name} has no running {container} container")
+    return ContainerRef(victim.metadata.namespace, victim.metadata.name, container, victim.spec.node_name, container_id)
+
+
+def new_node_agent(core: client.CoreV1Api, agents_ns: str, agent: str, image: str, timeout_s: float) -> ContainerRef:
+    """The first agent pod of the new version that is running, as the DaemonSet rolls."""
+    container = AGENT_CONTAINERS[agent]
+
+    def find() -> ContainerRef | None:
+        for pod in core.list_namespaced_pod(agents_ns, label_selector=f"app.kubernetes.io/name={container}", _request_timeout=10).items:
+            images = {c.name: c.image for c in pod.spec.containers}
+            cid = _container_id(pod, container)
+            if images.get(container) == image and cid and pod.metadata.deletion_timestamp is None:
+                return ContainerRef(agents_ns, pod.metadata.name, container, pod.spec.node_name, cid)
+        return None
+
+    found = Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(0.1), retry=retry_if_result(lambda r: r is None), retry_error_callback=lambda s: None)(find)
+    if found is None:
+        raise UsageError(f"no {container} pod running {image} appeared within {timeout_s:.0f}s of the rollout's start")
+    return found
+
+
+def hold(spec: FaultSpec, undo: Callable[[], None] | None, duration_s: float) -> None:
+    """Keep a timed fault in place for its duration; undo it whatever happens."""
+    try:
+        if spec.timed:
+            time.sleep(duration_s)
+    finally:
+        if undo is not None:
+            undo()
+
+
+def inject_steady(
+    provider: FaultInjector, spec: FaultSpec, duration_s: float, target: ContainerRef | None, mark: Mark
+) -> None:
+    """A fault during steady load: mark, inject, hold, undo, mark."""
+    mark("fault_start", fault=spec.name, target=asdict(target) if target else None, duration_s=duration_s if spec.timed else 0.0)
+    undo: Callable[[], None] | None = None
+    try:
+        if spec.name == "agent-kill":
+            assert target is not None
+            provider.kill_container(target)
+        elif spec.name == "agent-hang":
+            assert target is not None
+            undo = provider.freeze_container(target)
+        elif spec.name == "apiserver-down":
+            undo = provider.stop_apiserver()
+        else:
+            raise UsageError(f"{spec.name} is injected during an upgrade")
+    finally:
+        hold(spec, undo, duration_s)
+        mark("fault_end", fault=spec.name)
+
+
+def inject_during_upgrade(
+    provider: FaultInjector, spec: FaultSpec, duration_s: float, upgrade: Callable[[], UpgradeResult],
+    find_target: Callable[[], ContainerRef], mark: Mark,
+) -> tuple[UpgradeResult | None, str]:
+    """Start the rollout, inject the fault in its middle, wait for the rollout. Returns the
+    upgrade's result (None if it failed) and its error."""
+    outcome: dict[str, Any] = {"result": None, "error": ""}
+
+    def roll() -> None:
+        try:
+            outcome["result"] = upgrade()
+        except Exception as exc:  # noqa: BLE001 - a rollout the fault broke is a finding, not a crash
+            outcome["error"] = f"{type(exc).__name__}: {exc}"
+
+    mark("upgrade_start", fault=spec.name)
+    thread = threading.Thread(target=roll, daemon=True)
+    thread.start()
+    undo: Callable[[], None] | None = None
+    try:
+        if spec.name == "agent-kill-during-upgrade":
+            target = find_target()
+            mark("fault_start", fault=spec.name, target=asdict(target), duration_s=0.0)
+            provider.kill_container(target)
+        elif spec.name == "apiserver-down-during-upgrade":
+            time.sleep(1.0)  # the rollout is under way: its first pods are being replaced
+            mark("fault_start", fault=spec.name, target=None, duration_s=duration_s)
+            undo = provider.stop_apiserver()
+        else:
+            raise UsageError(f"{spec.name} is not injected during an upgrade")
+    finally:
+        hold(spec, undo, duration_s)
+        mark("fault_end", fault=spec.name)
+    thread.join()
+    result = outcome["result"]
+    if result is not None:
+        mark("upgrade_end", targets=[asdict(t) for t in result.targets])
+    else:
+        mark("upgrade_failed", error=outcome["error"])
+    return result, outcome["error"]

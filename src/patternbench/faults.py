@@ -1,0 +1,77 @@
+"""The faults an experiment can inject, defined once: what each does, what it needs, and the
+checks that refuse a fault a case cannot run before anything is deployed.
+
+The mechanisms live with the providers (a typed ability, `FaultInjector`); this module only
+says what a fault is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from patternbench.errors import UsageError
+from patternbench.topology import Pattern
+
+AGENT_KINDS = ("mesh", "logging")
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One kind of fault."""
+
+    name: str
+    what: str  # one line for the report
+    target: str  # "agent": one agent instance; "apiserver": the control plane
+    during_upgrade: bool  # injected while the agent's rollout runs
+    timed: bool  # lasts `duration` (a hang, an outage); else an instant (a kill)
+    default_duration_s: float = 0.0
+
+
+FAULTS: dict[str, FaultSpec] = {
+    spec.name: spec
+    for spec in (
+        FaultSpec("agent-kill", "SIGKILL of one agent instance (one pod's sidecar, or one node's agent); the kubelet restarts it", "agent", False, False),
+        FaultSpec("agent-hang", "one agent instance frozen (SIGSTOP) for the fault's duration, then let go (SIGCONT), unless its liveness probe has it restarted first", "agent", False, True, 8.0),
+        FaultSpec("apiserver-down", "the API server stopped for the fault's duration during steady load, then started again", "apiserver", False, True, 10.0),
+        FaultSpec("apiserver-down-during-upgrade", "the API server stopped for the fault's duration in the middle of the agent's rollout", "apiserver", True, True, 5.0),
+        FaultSpec("agent-kill-during-upgrade", "SIGKILL of a new node agent while its DaemonSet rolls", "agent", True, False),
+    )
+}
+
+
+def fault_spec(name: str) -> FaultSpec:
+    spec = FAULTS.get(name)
+    if spec is None:
+        raise UsageError(f"--fault: unknown fault {name!r} (choose one of {', '.join(FAULTS)})")
+    return spec
+
+
+def runs_on_nodes(pattern: Pattern, agent: str) -> bool:
+    """Whether the pattern runs this agent once per node (a DaemonSet) rather than per pod."""
+    return pattern is Pattern.DAEMONSET or (pattern is Pattern.HYBRID and agent == "logging")
+
+
+def check_fault(name: str, pattern: Pattern, agent: str | None, supported: frozenset[str], provider: str) -> FaultSpec:
+    """The fault if this case can run it; a one-line UsageError naming why not otherwise."""
+    spec = fault_spec(name)
+    if spec.name not in supported:
+        raise UsageError(f"--fault {name}: the {provider} provider cannot inject it (it can: {', '.join(sorted(supported)) or 'none'})")
+    if spec.target == "agent" or spec.during_upgrade:
+        if agent is None or pattern is Pattern.NONE:
+            raise UsageError(f"--fault {name} needs an agent, and the {pattern.value} pattern runs none: choose --pattern sidecar, daemonset or hybrid")
+        if agent not in AGENT_KINDS:
+            raise UsageError(f"--fault {name}: unknown agent {agent!r}")
+    if spec.name == "agent-kill-during-upgrade" and agent is not None and not runs_on_nodes(pattern, agent):
+        raise UsageError(f"--fault {name} kills a node agent during its DaemonSet rollout: the {pattern.value} pattern runs the {agent} agent per pod")
+    return spec
+
+
+def parse_duration(raw: object) -> float:
+    """--fault-duration: a positive number of seconds; a one-line UsageError otherwise."""
+    try:
+        value = float(str(raw))
+    except ValueError:
+        raise UsageError(f"--fault-duration {raw!r}: give a number of seconds") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise UsageError(f"--fault-duration must be a positive number of seconds, got {raw}")
+    return value
