@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sweep", default=None, metavar="R1,R2,...", help="per pattern, rising offered rates until errors or saturation")
     run.add_argument("--fault", action="append", metavar="KIND", help="inject this fault instead of the upgrade matrix (repeatable): " + ", ".join(FAULT_NAMES))
     run.add_argument("--fault-duration", default=None, metavar="S", help="seconds a timed fault (hang, API server outage) lasts (default: the fault's own)")
-    run.add_argument("--faults", action="store_true", help="add the fault family to the upgrade matrix")
+    run.add_argument("--faults", action="store_true", help="add the fault family to the upgrade matrix (each fault case once, whatever --repeat)")
     report = sub.add_parser("report", help="rebuild summary.json, report.md and plots from a run's raw records")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--slo-ms", default=None, metavar="MS", help="re-measure downtime with this deadline instead of the run's")
@@ -329,7 +329,8 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
         provider.create()
         brought_up = True
     try:
-        run_dir = run_matrix(provider, topology, cases, profile, args.results, progress, repeat=args.repeat)
+        # The fault family runs once per fault even with --repeat (its own window is measured).
+        run_dir = run_matrix(provider, topology, cases, profile, args.results, progress, repeat=args.repeat, fault_repeat=1 if args.faults else None)
     finally:
         if brought_up and not args.keep_cluster:
             with progress.step("take the local cluster down"):

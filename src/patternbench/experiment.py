@@ -166,12 +166,14 @@ class Trial:
         return self.case.id if self.repeat == 1 else f"{self.case.id}.t{self.k}"
 
 
-def interleave(cases: list[Case], repeat: int) -> list[Trial]:
+def interleave(cases: list[Case], repeat: int, fault_repeat: int | None = None) -> list[Trial]:
     """Every case `repeat` times in interleaved order (a b c a b c), so slow drift of the
-    machine spreads over every case instead of landing on whichever ran last."""
+    machine spreads over every case instead of landing on whichever ran last. Fault cases
+    run `fault_repeat` times (default: `repeat`)."""
     if repeat < 1:
         raise UsageError(f"--repeat must be at least 1, got {repeat}")
-    return [Trial(case, k, repeat) for k in range(1, repeat + 1) for case in cases]
+    times = {case.id: (fault_repeat if case.fault and fault_repeat is not None else repeat) for case in cases}
+    return [Trial(case, k, times[case.id]) for k in range(1, max(times.values(), default=0) + 1) for case in cases if k <= times[case.id]]
 
 
 class Timeline:
@@ -332,6 +334,7 @@ def run_matrix(
     run_id: str | None = None,
     on_case: Callable[[Case, Path], None] | None = None,
     repeat: int = 1,
+    fault_repeat: int | None = None,
 ) -> Path:
     """Every case in turn into results/<run-id>/<case>/ (with --repeat N, N interleaved
     trials into <case>.t<k>/); summary.json and report.md at the end, and also when
@@ -349,13 +352,13 @@ def run_matrix(
         probe.unlink()
     except OSError as exc:
         raise UsageError(f"cannot write results to {results_root}: {exc.strerror}") from None
-    trials = interleave(cases, repeat)
+    trials = interleave(cases, repeat, fault_repeat)
     meta = {"profile": asdict(profile), "cases_planned": [c.id for c in cases], "repeat": repeat, "provider": provider.name, "started_wall": time.time()}
     copy_latest_calibration(results_root, run_dir)
     (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
     try:
         for i, trial in enumerate(trials, 1):
-            label = trial.case.id + (f" (trial {trial.k}/{repeat})" if repeat > 1 else "")
+            label = trial.case.id + (f" (trial {trial.k}/{trial.repeat})" if trial.repeat > 1 else "")
             with progress.step(f"case {i}/{len(trials)}: {label}"):
                 run_case(provider, topology, trial.case, profile, run_dir / trial.dir_name, progress, trial=trial.k)
             if on_case:

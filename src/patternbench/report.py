@@ -98,7 +98,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"| {_fmt(e['app_pods_recreated'])} | {_fmt(e['app_container_restarts'])} | {_fmt(e['agent_cpu_m_total'])} | {_fmt(e['agent_memory_mib_total'])} "
             f"| {_fmt(e['log_lines_lost'])} / {_fmt(e['log_lines_duplicated'])} | {_fmt(e['upgrade_duration_s'])} |"
         )
-    lines += ["", *claims_text(cases), "", *nodes_text(cases), ""]
+    lines += ["", *claims_text(cases), "", *nodes_text(cases), "", *faults_text(cases), ""]
     lines += [*trials_text(summary), *differences_text(summary), *calibration_text(summary)]
     lines += ["## Claims checked", ""]
     if summary["failed_claims"]:
@@ -254,6 +254,48 @@ def nodes_text(cases: dict[str, Any]) -> list[str]:
     return out
 
 
+def faults_text(cases: dict[str, Any]) -> list[str]:
+    """The blast-radius section: what each injected fault cost, beside what the model says
+    it may cost. Empty when the run injected no fault."""
+    faulted = {n: e for n, e in cases.items() if e.get("fault")}
+    if not faulted:
+        return []
+    out = [
+        "## Blast radius: what a failed agent costs", "",
+        "Each fault was injected under load with a real mechanism (signals to the agent's own process on the local provider) "
+        "and measured in its window: from the injection until the faulted agent served again (pod watch), its timed end, "
+        "or the last failed request, whichever came last. *Through it* is the share of requests before the fault whose "
+        "Via trail passed the faulted proxy instance: a dead instance can fail at most those (the model's bound, asserted "
+        "with 10 points of slack). A sidecar carries one pod's traffic; a node proxy carries every call that starts or ends "
+        "on its node, which with calls spread over 3 nodes is most requests.", "",
+        "| case | fault | hit | failed in window | blast radius | through it before | window s | first failure s | agent serving again s | affected pods / nodes | log lost / repeated | rollout completed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in faulted.items():
+        f = e["fault"]
+        hit = f"{f['target']['container']} of {f['target']['pod']} on {f['target']['node']}" if f.get("target") else "the API server"
+        duration = f" ({_fmt(f['duration_s'], 0)} s)" if f.get("duration_s") else ""
+        completed = "–" if f.get("upgrade_completed") is None else ("yes" if f["upgrade_completed"] else f"**no** ({e.get('upgrade_error')})")
+        out.append(
+            f"| {name} | {f['kind']}{duration} | {hit} | {f['failed_in_window']} of {f['requests_in_window']} | {_pct(f['blast_radius'])} "
+            f"| {_pct(f.get('expected_blast_radius'))} | {_fmt(f['window_s'])} | {_fmt(f.get('detect_s'))} | {_fmt(f.get('recovery_s'))} "
+            f"| {len(f['affected_pods'])} / {len(f['affected_nodes'])} | {_fmt(e.get('log_lines_lost'))} / {_fmt(e.get('log_lines_duplicated'))} | {completed} |"
+        )
+    out += ["", "Failed share of the requests in the fault window by the node their entry pod ran on:", ""]
+    for name, e in faulted.items():
+        rows = e["fault"].get("blast_radius_by_node") or {}
+        if rows:
+            parts = ", ".join(f"{node} {r['failed']}/{r['requests']} ({_pct(r['share_failed'])})" for node, r in rows.items())
+            unattributed = e["fault"].get("unattributed_failures")
+            out.append(f"- {name}: {parts}" + (f"; {unattributed} failed before reaching any app" if unattributed else ""))
+    hangs = [e for e in faulted.values() if e["fault"]["kind"] == "agent-hang"]
+    if hangs:
+        out += ["", "A hung mesh proxy (alive, answering nothing) is taken out of its Service by its readiness probe (1 s period) "
+                "and restarted by its liveness probe after 3 missed probes 2 s apart (about 6 s); the log agent has no probe, "
+                "so a hung log agent stays hung until it is let go."]
+    return out
+
+
 def _pick(cases: dict[str, Any], pattern: str, agent: str | None, naive: bool = False) -> dict[str, Any] | None:
     return next((e for e in cases.values() if e["pattern"] == pattern and e["agent"] == agent and e["naive"] == naive), None)
 
@@ -352,6 +394,36 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
         fig.savefig(run_dir / "grouping.png", dpi=90)
         plt.close(fig)
         made.append(run_dir / "grouping.png")
+
+    faulted = [d for d in dirs if (summary["cases"].get(d.name) or {}).get("fault")]
+    if faulted:
+        # Errors over time per entry node around each fault: what a node agent's failure
+        # costs against a sidecar's, at a glance.
+        fig, axes = plt.subplots(len(faulted), 1, figsize=(10, 2.2 * len(faulted)), squeeze=False)
+        for ax, d in zip(axes[:, 0], faulted):
+            marks = {m["phase"]: m["t"] for m in read_jsonl(d / "timeline.jsonl")}
+            t0 = marks["fault_start"]
+            users = [r for r in read_jsonl(d / "requests.jsonl") if r.get("kind") == "user"]
+            per_node: dict[str, dict[int, list[int]]] = {}
+            for r in users:
+                node = (r.get("entry") or [None, None])[1] or "no answer"
+                b = per_node.setdefault(node, {}).setdefault(int((r["t"] - t0) * 4), [0, 0])
+                b[0] += 1
+                b[1] += 0 if 200 <= int(r.get("status") or 0) < 400 and not r.get("error") else 1
+            for node, bins in sorted(per_node.items()):
+                keys = sorted(bins)
+                ax.step([k / 4 for k in keys], [100 * bins[k][1] / bins[k][0] for k in keys], where="post", lw=0.9, label=node)
+            ax.axvspan(0, max(marks.get("fault_end", t0) - t0, 0.1), color="red", alpha=0.15)
+            ax.set_xlim(-3, 8)
+            ax.set_ylim(-2, 102)
+            ax.set_ylabel("failed %", fontsize=7)
+            ax.set_title(f"{d.name} (by entry node)", fontsize=9)
+            ax.legend(fontsize=6, loc="upper right")
+        axes[-1, 0].set_xlabel("seconds from the fault's injection")
+        fig.tight_layout()
+        fig.savefig(run_dir / "faults.png", dpi=90)
+        plt.close(fig)
+        made.append(run_dir / "faults.png")
 
     # Containers vs number of services (R = 2 replicas, k' = 2 agents, on the run's nodes),
     # measured points on top.
