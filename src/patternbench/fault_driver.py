@@ -78,6 +78,18 @@ def new_node_agent(core: client.CoreV1Api, agents_ns: str, agent: str, image: st
     return found
 
 
+def apply(provider: FaultInjector, spec: FaultSpec, target: ContainerRef | None) -> Callable[[], None] | None:
+    """Put the fault in place with the provider's mechanism; returns its undo, if any."""
+    if spec.action == "stop-apiserver":
+        return provider.stop_apiserver()
+    if target is None:
+        raise UsageError(f"{spec.name} needs a target")
+    if spec.action == "freeze":
+        return provider.freeze_container(target)
+    provider.kill_container(target)
+    return None
+
+
 def hold(spec: FaultSpec, undo: Callable[[], None] | None, duration_s: float) -> None:
     """Keep a timed fault in place for its duration; undo it whatever happens."""
     try:
@@ -93,18 +105,11 @@ def inject_steady(
 ) -> None:
     """A fault during steady load: mark, inject, hold, undo, mark."""
     mark("fault_start", fault=spec.name, target=asdict(target) if target else None, duration_s=duration_s if spec.timed else 0.0)
+    if spec.during_upgrade:
+        raise UsageError(f"{spec.name} is injected during an upgrade")
     undo: Callable[[], None] | None = None
     try:
-        if spec.name == "agent-kill":
-            assert target is not None
-            provider.kill_container(target)
-        elif spec.name == "agent-hang":
-            assert target is not None
-            undo = provider.freeze_container(target)
-        elif spec.name == "apiserver-down":
-            undo = provider.stop_apiserver()
-        else:
-            raise UsageError(f"{spec.name} is injected during an upgrade")
+        undo = apply(provider, spec, target)
     finally:
         hold(spec, undo, duration_s)
         mark("fault_end", fault=spec.name)
@@ -116,6 +121,8 @@ def inject_during_upgrade(
 ) -> tuple[UpgradeResult | None, str]:
     """Start the rollout, inject the fault in its middle, wait for the rollout. Returns the
     upgrade's result (None if it failed) and its error."""
+    if not spec.during_upgrade:
+        raise UsageError(f"{spec.name} is not injected during an upgrade")
     outcome: dict[str, Any] = {"result": None, "error": ""}
 
     def roll() -> None:
@@ -129,16 +136,13 @@ def inject_during_upgrade(
     thread.start()
     undo: Callable[[], None] | None = None
     try:
-        if spec.name == "agent-kill-during-upgrade":
-            target = find_target()
-            mark("fault_start", fault=spec.name, target=asdict(target), duration_s=0.0)
-            provider.kill_container(target)
-        elif spec.name == "apiserver-down-during-upgrade":
-            time.sleep(1.0)  # the rollout is under way: its first pods are being replaced
-            mark("fault_start", fault=spec.name, target=None, duration_s=duration_s)
-            undo = provider.stop_apiserver()
+        target = None
+        if spec.target == "agent":
+            target = find_target()  # a new instance, as soon as the rollout has one running
         else:
-            raise UsageError(f"{spec.name} is not injected during an upgrade")
+            time.sleep(1.0)  # the rollout is under way: its first pods are being replaced
+        mark("fault_start", fault=spec.name, target=asdict(target) if target else None, duration_s=duration_s if spec.timed else 0.0)
+        undo = apply(provider, spec, target)
     finally:
         hold(spec, undo, duration_s)
         mark("fault_end", fault=spec.name)

@@ -25,15 +25,16 @@ class FaultSpec:
     during_upgrade: bool  # injected while the agent's rollout runs
     timed: bool  # lasts `duration` (a hang, an outage); else an instant (a kill)
     default_duration_s: float = 0.0
+    action: str = "kill"  # the provider's mechanism: kill, freeze or stop-apiserver
 
 
 FAULTS: dict[str, FaultSpec] = {
     spec.name: spec
     for spec in (
         FaultSpec("agent-kill", "SIGKILL of one agent instance (one pod's sidecar, or one node's agent); the kubelet restarts it", "agent", False, False),
-        FaultSpec("agent-hang", "one agent instance frozen (SIGSTOP) for the fault's duration, then let go (SIGCONT), unless its liveness probe has it restarted first", "agent", False, True, 8.0),
-        FaultSpec("apiserver-down", "the API server stopped for the fault's duration during steady load, then started again", "apiserver", False, True, 10.0),
-        FaultSpec("apiserver-down-during-upgrade", "the API server stopped for the fault's duration in the middle of the agent's rollout", "apiserver", True, True, 5.0),
+        FaultSpec("agent-hang", "one agent instance frozen (SIGSTOP) for the fault's duration, then let go (SIGCONT), unless its liveness probe has it restarted first", "agent", False, True, 8.0, "freeze"),
+        FaultSpec("apiserver-down", "the API server stopped for the fault's duration during steady load, then started again", "apiserver", False, True, 10.0, "stop-apiserver"),
+        FaultSpec("apiserver-down-during-upgrade", "the API server stopped for the fault's duration in the middle of the agent's rollout", "apiserver", True, True, 5.0, "stop-apiserver"),
         FaultSpec("agent-kill-during-upgrade", "SIGKILL of a new node agent while its DaemonSet rolls", "agent", True, False),
     )
 }
