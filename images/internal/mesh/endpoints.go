@@ -97,6 +97,18 @@ func (s *Store) Endpoints(service string) []Endpoint {
 	return append([]Endpoint(nil), s.merged[service]...)
 }
 
+// OnNode returns the endpoint of service that runs on node, without copying the list.
+func (s *Store) OnNode(service, node string) (Endpoint, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, ep := range s.merged[service] {
+		if ep.NodeName == node {
+			return ep, true
+		}
+	}
+	return Endpoint{}, false
+}
+
 // Count is the number of ready endpoints known, over all services (a metric).
 func (s *Store) Count() int {
 	s.mu.RLock()

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"patternbench.local/images/internal/serve"
 )
 
@@ -112,10 +114,16 @@ func hostPort(t *testing.T, rawURL string) (string, int) {
 	return h, n
 }
 
-func serveHandler(t *testing.T, h http.Handler) string {
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv.Listener.Addr().String()
+// serveHandler serves a proxy handler the way meshproxy does, on a free loopback port.
+func serveHandler(t *testing.T, h fasthttp.RequestHandler) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serve.NewFast(h)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return ln.Addr().String()
 }
 
 func proxyClient(proxyAddr string) *http.Client {
@@ -204,9 +212,9 @@ func TestNodeModeRoutesThroughTheDestinationNodesProxy(t *testing.T) {
 		if err != nil {
 			t.Skipf("cannot listen on %s: %v", ip, err)
 		}
-		srv := &http.Server{Handler: p.Inbound()}
+		srv := serve.NewFast(p.Inbound())
 		go srv.Serve(ln)
-		t.Cleanup(func() { srv.Close() })
+		t.Cleanup(func() { srv.Shutdown(context.Background()) })
 		store.SetSlice("agents/meshproxy", "mp-"+node, []Endpoint{{IP: ip, Port: inboundPort, NodeName: node}})
 		if node == "n2" {
 			n2Inbound = ip
@@ -351,8 +359,8 @@ func startProxyGroup(t *testing.T, store *Store, addr string, reuse bool, drain 
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: p.Outbound()}
-	g := &serve.Group{Servers: []*http.Server{srv}, Drain: drain, Grace: 5 * time.Second, Draining: &serve.Draining{}}
+	srv := serve.NewFast(p.Outbound())
+	g := &serve.Group{Servers: []serve.Server{srv}, Drain: drain, Grace: 5 * time.Second, Draining: &serve.Draining{}}
 	go srv.Serve(ln)
 	return g
 }

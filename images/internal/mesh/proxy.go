@@ -1,16 +1,18 @@
 package mesh
 
 import (
-	"context"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
-	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Mode is where the proxy runs: in the pod (sidecar) or once per node (node).
@@ -25,6 +27,12 @@ const (
 const DestinationHeader = "X-Mesh-Destination"
 
 // Proxy routes outbound calls to Services and delivers inbound calls to pods.
+//
+// The HTTP path is fasthttp's: the request read from the client is the request written
+// upstream and the upstream's response is the one written back (no copies, pooled
+// buffers, one write per message), over a keep-alive pool per upstream address. That
+// keeps a hop's cost to the syscalls it needs; net/http's per-request allocations and
+// goroutine hand-offs made it cost twice nginx's CPU.
 type Proxy struct {
 	Mode Mode
 	// Name goes into Via: the pod name (sidecar) or the node name (node).
@@ -45,14 +53,12 @@ type Proxy struct {
 	Retries     int
 	Metrics     *Metrics
 
-	transport *http.Transport
-	outbound  *httputil.ReverseProxy
-	inbound   *httputil.ReverseProxy
+	via   []byte
+	mu    sync.RWMutex
+	pools map[string]*fasthttp.HostClient // upstream address -> keep-alive pool
 }
 
-type targetKey struct{}
-
-// Init builds the keep-alive pool and the two reverse proxies.
+// Init prepares the proxy; call it once before serving.
 func (p *Proxy) Init() {
 	if p.Metrics == nil {
 		p.Metrics = NewMetrics()
@@ -60,132 +66,211 @@ func (p *Proxy) Init() {
 	if p.Timeout == 0 {
 		p.Timeout = 10 * time.Second
 	}
+	p.via = []byte(p.ViaEntry())
+	p.pools = map[string]*fasthttp.HostClient{}
+}
+
+// Close drops idle upstream connections.
+func (p *Proxy) Close() {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	for _, hc := range p.pools {
+		hc.CloseIdleConnections()
+	}
+}
+
+// pool returns the keep-alive pool to addr, creating it on first use.
+func (p *Proxy) pool(addr string) *fasthttp.HostClient {
+	p.mu.RLock()
+	hc := p.pools[addr]
+	p.mu.RUnlock()
+	if hc != nil {
+		return hc
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if hc = p.pools[addr]; hc != nil {
+		return hc
+	}
 	dialer := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
-	p.transport = &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			conn, err := dialer.DialContext(ctx, network, addr)
+	hc = &fasthttp.HostClient{
+		Addr: addr,
+		Dial: func(addr string) (net.Conn, error) {
+			conn, err := dialer.Dial("tcp", addr)
 			if err != nil {
 				return nil, err
 			}
 			p.Metrics.Upstreams.Add(1)
 			return &countedConn{Conn: conn, gauge: &p.Metrics.Upstreams}, nil
 		},
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       60 * time.Second,
-		ResponseHeaderTimeout: p.Timeout,
+		MaxConns:                 1 << 16,
+		MaxIdleConnDuration:      60 * time.Second,
+		ReadTimeout:              p.Timeout,
+		WriteTimeout:             p.Timeout,
+		NoDefaultUserAgentHeader: true,
+		DisablePathNormalizing:   true,
+		// Only what net/http's transport also does: a request on a kept-alive connection the
+		// upstream had already closed goes again, once, on a fresh one. Anything else is a
+		// retry on another endpoint, and those happen only when RETRIES asks for them.
+		MaxIdemponentCallAttempts: 2,
+		RetryIfErr: func(req *fasthttp.Request, attempts int, err error) (bool, bool) {
+			return false, staleConnection(err) && replayable(req)
+		},
 	}
-	via := p.ViaEntry()
-	rewrite := func(pr *httputil.ProxyRequest) {
-		target := pr.In.Context().Value(targetKey{}).(*url.URL)
-		pr.SetURL(target)
-		pr.Out.Host = pr.In.Host
-		pr.Out.Header.Del("Proxy-Connection")
-		AppendVia(pr.Out.Header, via)
-	}
-	modify := func(resp *http.Response) error {
-		AppendVia(resp.Header, via)
-		return nil
-	}
-	// A draining app answers "Connection: close". Inbound, pass that on to whoever holds a
-	// keep-alive connection to this pod (a client through a NodePort, another pod's proxy):
-	// its next request then opens a new connection, which lands on a Ready pod, instead of
-	// arriving here after the app has gone.
-	modifyInbound := func(resp *http.Response) error {
-		AppendVia(resp.Header, via)
-		if resp.Close {
-			resp.Header.Set("Connection", "close")
-		}
-		return nil
-	}
-	fail := func(w http.ResponseWriter, r *http.Request, err error) {
-		w.Header().Set("Via", via)
-		status := http.StatusBadGateway
-		if errors.Is(err, context.DeadlineExceeded) {
-			status = http.StatusGatewayTimeout
-		}
-		http.Error(w, "meshproxy: "+err.Error(), status)
-	}
-	p.outbound = &httputil.ReverseProxy{Rewrite: rewrite, ModifyResponse: modify, ErrorHandler: fail, Transport: &retrying{p: p}}
-	p.inbound = &httputil.ReverseProxy{Rewrite: rewrite, ModifyResponse: modifyInbound, ErrorHandler: fail, Transport: p.transport}
+	p.pools[addr] = hc
+	return hc
 }
 
-// Close drops idle upstream connections.
-func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
+// staleConnection: the upstream closed a kept-alive connection before answering.
+func staleConnection(err error) bool {
+	return errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// replayable: idempotent and without a body, so sending it twice is harmless.
+func replayable(req *fasthttp.Request) bool {
+	h := &req.Header
+	return (h.IsGet() || h.IsHead() || h.IsOptions()) && len(req.Body()) == 0
+}
 
 // pick chooses where an outbound request goes: the destination pod (sidecar), or the node
 // proxy of the destination pod's node with the pod in DestinationHeader (node).
-func (p *Proxy) pick(dest Destination) (target *url.URL, podAddr string, err error) {
+func (p *Proxy) pick(dest Destination) (target, podAddr string, err error) {
 	ep, ok := p.Store.Pick(dest.Key())
 	if !ok {
-		return nil, "", fmt.Errorf("no ready endpoint for service %s", dest.Key())
+		return "", "", fmt.Errorf("no ready endpoint for service %s", dest.Key())
 	}
 	podAddr = net.JoinHostPort(ep.IP, strconv.Itoa(ep.Port))
 	if p.Mode == Sidecar {
-		return &url.URL{Scheme: "http", Host: podAddr}, podAddr, nil
+		return podAddr, podAddr, nil
 	}
-	for _, proxy := range p.Store.Endpoints(p.NodeProxies) {
-		if proxy.NodeName == ep.NodeName {
-			return &url.URL{Scheme: "http", Host: net.JoinHostPort(proxy.IP, strconv.Itoa(p.InboundPort))}, podAddr, nil
-		}
+	if proxy, ok := p.Store.OnNode(p.NodeProxies, ep.NodeName); ok {
+		return net.JoinHostPort(proxy.IP, strconv.Itoa(p.InboundPort)), podAddr, nil
 	}
-	return nil, "", fmt.Errorf("no node proxy on node %q (for %s)", ep.NodeName, dest.Key())
+	return "", "", fmt.Errorf("no node proxy on node %q (for %s)", ep.NodeName, dest.Key())
 }
 
+var httpScheme = []byte("http://")
+
 // Outbound handles forward-proxy requests from apps: GET http://svc.ns/path.
-func (p *Proxy) Outbound() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) Outbound() fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: 200}
-		defer func() { p.Metrics.Observe("outbound", time.Since(start), rec.status >= 500) }()
-		if r.URL.Host == "" {
-			rec.status = http.StatusBadRequest
-			http.Error(rec, "meshproxy: outbound requests must use the absolute (forward-proxy) form", http.StatusBadRequest)
+		defer func() { p.observe("outbound", start, ctx) }()
+		raw := ctx.Request.Header.RequestURI()
+		if len(raw) < len(httpScheme) || !bytes.EqualFold(raw[:len(httpScheme)], httpScheme) {
+			p.fail(ctx, fasthttp.StatusBadRequest, "outbound requests must use the absolute (forward-proxy) form", false)
 			return
 		}
-		dest, err := ParseHost(r.URL.Host, p.DefaultNamespace)
+		dest, err := ParseHost(string(ctx.Request.URI().Host()), p.DefaultNamespace)
 		if err != nil {
-			rec.status = http.StatusBadRequest
-			http.Error(rec, "meshproxy: "+err.Error(), http.StatusBadRequest)
+			p.fail(ctx, fasthttp.StatusBadRequest, err.Error(), false)
 			return
 		}
 		target, podAddr, err := p.pick(dest)
 		if err != nil {
-			rec.status = http.StatusServiceUnavailable
-			rec.Header().Set("Via", p.ViaEntry())
-			http.Error(rec, "meshproxy: "+err.Error(), http.StatusServiceUnavailable)
+			p.fail(ctx, fasthttp.StatusServiceUnavailable, err.Error(), true)
 			return
 		}
-		r.Host = r.URL.Host
-		r.Header.Del(DestinationHeader)
+		req := &ctx.Request
+		req.Header.Del(DestinationHeader)
 		if p.Mode == Node {
-			r.Header.Set(DestinationHeader, podAddr)
+			req.Header.Set(DestinationHeader, podAddr)
 		}
-		ctx := context.WithValue(r.Context(), targetKey{}, target)
-		ctx = context.WithValue(ctx, destKey{}, dest)
-		p.outbound.ServeHTTP(rec, r.WithContext(ctx))
-	})
+		err = p.forward(ctx, target, false)
+		for attempt := 0; err != nil && attempt < p.Retries && replayable(req); attempt++ {
+			if target, podAddr, err = p.pick(dest); err != nil {
+				break
+			}
+			if p.Mode == Node {
+				req.Header.Set(DestinationHeader, podAddr)
+			}
+			err = p.forward(ctx, target, false)
+		}
+		if err != nil {
+			p.upstreamFailed(ctx, err)
+		}
+	}
 }
 
 // Inbound delivers a request to the app (sidecar) or to the pod named in DestinationHeader (node).
-func (p *Proxy) Inbound() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) Inbound() fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: 200}
-		defer func() { p.Metrics.Observe("inbound", time.Since(start), rec.status >= 500) }()
+		defer func() { p.observe("inbound", start, ctx) }()
 		addr := p.AppAddr
 		if p.Mode == Node {
-			addr = r.Header.Get(DestinationHeader)
-			r.Header.Del(DestinationHeader)
+			addr = string(ctx.Request.Header.Peek(DestinationHeader))
+			ctx.Request.Header.Del(DestinationHeader)
 			if !p.knownEndpoint(addr) {
-				rec.status = http.StatusForbidden
-				http.Error(rec, fmt.Sprintf("meshproxy: %q is not a known endpoint", addr), http.StatusForbidden)
+				p.fail(ctx, fasthttp.StatusForbidden, fmt.Sprintf("%q is not a known endpoint", addr), false)
 				return
 			}
 		}
-		ctx := context.WithValue(r.Context(), targetKey{}, &url.URL{Scheme: "http", Host: addr})
-		p.inbound.ServeHTTP(rec, r.WithContext(ctx))
-	})
+		if err := p.forward(ctx, addr, true); err != nil {
+			p.upstreamFailed(ctx, err)
+		}
+	}
+}
+
+// forward sends the client's request to addr over its keep-alive pool and leaves the
+// answer in ctx.Response, Via appended both ways and hop-by-hop headers dropped.
+//
+// A draining app answers "Connection: close". Inbound (passClose), that is passed on to
+// whoever holds a keep-alive connection to this pod (a client through a NodePort, another
+// pod's proxy): its next request then opens a new connection, which lands on a Ready pod,
+// instead of arriving here after the app has gone. Outbound, the app's own connection to
+// its sidecar stays open.
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, addr string, passClose bool) error {
+	req, resp := &ctx.Request, &ctx.Response
+	clientClose := req.Header.ConnectionClose()
+	req.Header.ResetConnectionClose() // the upstream connection is the pool's to keep
+	dropHopByHop(&req.Header)
+	appendVia(&req.Header, p.via)
+	req.URI() // parsed: written upstream in origin form, Host from the request's authority
+	err := p.pool(addr).Do(req, resp)
+	if clientClose {
+		req.Header.SetConnectionClose()
+	}
+	if err != nil {
+		return err
+	}
+	upstreamClose := resp.ConnectionClose()
+	resp.Header.ResetConnectionClose()
+	dropHopByHop(&resp.Header)
+	appendVia(&resp.Header, p.via)
+	if clientClose || (passClose && upstreamClose) {
+		resp.SetConnectionClose()
+	}
+	return nil
+}
+
+func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, err error) {
+	status := fasthttp.StatusBadGateway
+	var timeout interface{ Timeout() bool }
+	if errors.Is(err, fasthttp.ErrTimeout) || (errors.As(err, &timeout) && timeout.Timeout()) {
+		status = fasthttp.StatusGatewayTimeout
+	}
+	p.fail(ctx, status, err.Error(), true)
+}
+
+// fail answers with a one-line error of the proxy's own (Via on it when withVia).
+func (p *Proxy) fail(ctx *fasthttp.RequestCtx, status int, msg string, withVia bool) {
+	keepClose := ctx.Request.Header.ConnectionClose()
+	ctx.Response.Reset()
+	ctx.Response.SetStatusCode(status)
+	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	if withVia {
+		ctx.Response.Header.SetBytesV("Via", p.via)
+	}
+	ctx.Response.SetBodyString("meshproxy: " + msg + "\n")
+	if keepClose {
+		ctx.Response.SetConnectionClose()
+	}
+}
+
+func (p *Proxy) observe(direction string, start time.Time, ctx *fasthttp.RequestCtx) {
+	p.Metrics.Observe(direction, time.Since(start), ctx.Response.StatusCode() >= 500)
 }
 
 // knownEndpoint: a node proxy delivers only to pods it knows from EndpointSlices, so it is
@@ -198,47 +283,47 @@ func (p *Proxy) knownEndpoint(addr string) bool {
 	return p.Store.HasEndpoint(host, port)
 }
 
-type destKey struct{}
+// hopByHop are the headers that describe one connection, not the message (RFC 9110 7.6.1);
+// Connection itself, Transfer-Encoding and Content-Length are fasthttp's to write.
+var hopByHop = []string{"Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Upgrade"}
 
-// retrying retries idempotent requests without a body on another endpoint, when enabled.
-type retrying struct{ p *Proxy }
+type header interface {
+	Peek(key string) []byte
+	Del(key string)
+}
 
-func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.p.transport.RoundTrip(req)
-	idempotent := req.Method == http.MethodGet || req.Method == http.MethodHead || req.Method == http.MethodOptions
-	for attempt := 0; err != nil && attempt < t.p.Retries && idempotent && (req.Body == nil || req.Body == http.NoBody); attempt++ {
-		dest, ok := req.Context().Value(destKey{}).(Destination)
-		if !ok {
-			break
+// dropHopByHop removes the hop-by-hop headers and any header the Connection header names.
+func dropHopByHop(h header) {
+	if conn := h.Peek("Connection"); len(conn) > 0 {
+		for _, name := range strings.Split(string(conn), ",") {
+			if name = strings.TrimSpace(name); name != "" && !strings.EqualFold(name, "close") {
+				h.Del(name)
+			}
 		}
-		target, podAddr, perr := t.p.pick(dest)
-		if perr != nil {
-			break
-		}
-		retry := req.Clone(req.Context())
-		retry.URL.Host = target.Host
-		if t.p.Mode == Node {
-			retry.Header.Set(DestinationHeader, podAddr)
-		}
-		resp, err = t.p.transport.RoundTrip(retry)
+		h.Del("Connection")
 	}
-	return resp, err
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
+	for _, name := range hopByHop {
+		if len(h.Peek(name)) > 0 {
+			h.Del(name)
+		}
 	}
+}
+
+type viaHeader interface {
+	Peek(key string) []byte
+	SetBytesV(key string, value []byte)
+}
+
+// appendVia adds one entry to a header's Via list (RFC 9110 7.6.3: comma-separated, in order).
+func appendVia(h viaHeader, entry []byte) {
+	existing := bytes.TrimSpace(h.Peek("Via"))
+	if len(existing) == 0 {
+		h.SetBytesV("Via", entry)
+		return
+	}
+	var buf [256]byte
+	v := append(append(append(buf[:0], existing...), ", "...), entry...)
+	h.SetBytesV("Via", v)
 }
 
 // ViaEntry is this proxy's entry in a Via trail: "1.1 <mode>/<name> (<node>)" (RFC 9110
@@ -249,11 +334,6 @@ func (p *Proxy) ViaEntry() string {
 		entry += " (" + p.NodeName + ")"
 	}
 	return entry
-}
-
-// AppendVia adds one entry to a header's Via list (RFC 9110 7.6.3: comma-separated, in order).
-func AppendVia(h http.Header, entry string) {
-	h.Set("Via", JoinVia(h.Get("Via"), entry))
 }
 
 // JoinVia appends entry to an existing Via value.
