@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"net"
 	"sort"
 	"strconv"
 	"sync"
@@ -21,12 +22,13 @@ type Store struct {
 	mu     sync.RWMutex
 	slices map[string]map[string][]Endpoint // service key -> slice name -> endpoints
 	merged map[string][]Endpoint
+	addrs  map[string][]string // service key -> "ip:port" of each merged endpoint, made once
 	next   map[string]*atomic.Uint64
 }
 
 // NewStore returns an empty store.
 func NewStore() *Store {
-	return &Store{slices: map[string]map[string][]Endpoint{}, merged: map[string][]Endpoint{}, next: map[string]*atomic.Uint64{}}
+	return &Store{slices: map[string]map[string][]Endpoint{}, merged: map[string][]Endpoint{}, addrs: map[string][]string{}, next: map[string]*atomic.Uint64{}}
 }
 
 // SetSlice replaces one slice's endpoints (an ADDED or MODIFIED event).
@@ -54,6 +56,7 @@ func (s *Store) Replace(all map[string]map[string][]Endpoint) {
 	defer s.mu.Unlock()
 	s.slices = all
 	s.merged = map[string][]Endpoint{}
+	s.addrs = map[string][]string{}
 	for service := range all {
 		s.remerge(service)
 	}
@@ -69,10 +72,16 @@ func (s *Store) remerge(service string) {
 	})
 	if len(eps) == 0 {
 		delete(s.merged, service)
+		delete(s.addrs, service)
 		delete(s.slices, service)
 		return
 	}
 	s.merged[service] = eps
+	addrs := make([]string, len(eps))
+	for i, ep := range eps {
+		addrs[i] = net.JoinHostPort(ep.IP, strconv.Itoa(ep.Port))
+	}
+	s.addrs[service] = addrs
 	if s.next[service] == nil {
 		s.next[service] = &atomic.Uint64{}
 	}
@@ -88,6 +97,18 @@ func (s *Store) Pick(service string) (Endpoint, bool) {
 	}
 	n := s.next[service].Add(1) - 1
 	return eps[n%uint64(len(eps))], true
+}
+
+// PickAddr is Pick with the endpoint's "ip:port", made when the endpoint was stored.
+func (s *Store) PickAddr(service string) (Endpoint, string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	eps := s.merged[service]
+	if len(eps) == 0 {
+		return Endpoint{}, "", false
+	}
+	i := (s.next[service].Add(1) - 1) % uint64(len(eps))
+	return eps[i], s.addrs[service][i], true
 }
 
 // Endpoints returns a copy of a service's ready endpoints.

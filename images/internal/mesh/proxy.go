@@ -9,10 +9,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"patternbench.local/images/internal/serve"
 )
 
 // Mode is where the proxy runs: in the pod (sidecar) or once per node (node).
@@ -56,7 +59,18 @@ type Proxy struct {
 	via   []byte
 	mu    sync.RWMutex
 	pools map[string]*fasthttp.HostClient // upstream address -> keep-alive pool
+	dests map[string]destination          // request host -> parsed Service (bounded)
+	nodes map[string]string               // node proxy IP -> its inbound address
 }
+
+// destination is a parsed request host and its Store key, kept so a host is parsed once.
+type destination struct {
+	Destination
+	key string
+}
+
+// maxCachedHosts bounds the parsed-host cache: hosts come from clients.
+const maxCachedHosts = 4096
 
 // Init prepares the proxy; call it once before serving.
 func (p *Proxy) Init() {
@@ -68,6 +82,46 @@ func (p *Proxy) Init() {
 	}
 	p.via = []byte(p.ViaEntry())
 	p.pools = map[string]*fasthttp.HostClient{}
+	p.dests = map[string]destination{}
+	p.nodes = map[string]string{}
+}
+
+// parseHost is ParseHost, remembered per host.
+func (p *Proxy) parseHost(host []byte) (destination, error) {
+	p.mu.RLock()
+	d, ok := p.dests[string(host)]
+	p.mu.RUnlock()
+	if ok {
+		return d, nil
+	}
+	parsed, err := ParseHost(string(host), p.DefaultNamespace)
+	if err != nil {
+		return destination{}, err
+	}
+	d = destination{parsed, parsed.Key()}
+	p.mu.Lock()
+	if len(p.dests) < maxCachedHosts {
+		p.dests[string(host)] = d
+	}
+	p.mu.Unlock()
+	return d, nil
+}
+
+// nodeProxyAddr is a node proxy's inbound address.
+func (p *Proxy) nodeProxyAddr(ip string) string {
+	p.mu.RLock()
+	addr, ok := p.nodes[ip]
+	p.mu.RUnlock()
+	if ok {
+		return addr
+	}
+	addr = net.JoinHostPort(ip, strconv.Itoa(p.InboundPort))
+	p.mu.Lock()
+	if len(p.nodes) < maxCachedHosts {
+		p.nodes[ip] = addr
+	}
+	p.mu.Unlock()
+	return addr
 }
 
 // Close drops idle upstream connections.
@@ -101,7 +155,12 @@ func (p *Proxy) pool(addr string) *fasthttp.HostClient {
 				return nil, err
 			}
 			p.Metrics.Upstreams.Add(1)
-			return &countedConn{Conn: conn, gauge: &p.Metrics.Upstreams}, nil
+			raw := serve.Raw(conn)
+			if rc, ok := raw.(*serve.RawConn); ok {
+				rc.OnClose = func() { p.Metrics.Upstreams.Add(-1) }
+				return rc, nil
+			}
+			return &countedConn{Conn: raw, gauge: &p.Metrics.Upstreams}, nil
 		},
 		MaxConns:                 1 << 16,
 		MaxIdleConnDuration:      60 * time.Second,
@@ -135,19 +194,18 @@ func replayable(req *fasthttp.Request) bool {
 
 // pick chooses where an outbound request goes: the destination pod (sidecar), or the node
 // proxy of the destination pod's node with the pod in DestinationHeader (node).
-func (p *Proxy) pick(dest Destination) (target, podAddr string, err error) {
-	ep, ok := p.Store.Pick(dest.Key())
+func (p *Proxy) pick(key string) (target, podAddr string, err error) {
+	ep, podAddr, ok := p.Store.PickAddr(key)
 	if !ok {
-		return "", "", fmt.Errorf("no ready endpoint for service %s", dest.Key())
+		return "", "", fmt.Errorf("no ready endpoint for service %s", key)
 	}
-	podAddr = net.JoinHostPort(ep.IP, strconv.Itoa(ep.Port))
 	if p.Mode == Sidecar {
 		return podAddr, podAddr, nil
 	}
 	if proxy, ok := p.Store.OnNode(p.NodeProxies, ep.NodeName); ok {
-		return net.JoinHostPort(proxy.IP, strconv.Itoa(p.InboundPort)), podAddr, nil
+		return p.nodeProxyAddr(proxy.IP), podAddr, nil
 	}
-	return "", "", fmt.Errorf("no node proxy on node %q (for %s)", ep.NodeName, dest.Key())
+	return "", "", fmt.Errorf("no node proxy on node %q (for %s)", ep.NodeName, key)
 }
 
 var httpScheme = []byte("http://")
@@ -162,12 +220,12 @@ func (p *Proxy) Outbound() fasthttp.RequestHandler {
 			p.fail(ctx, fasthttp.StatusBadRequest, "outbound requests must use the absolute (forward-proxy) form", false)
 			return
 		}
-		dest, err := ParseHost(string(ctx.Request.URI().Host()), p.DefaultNamespace)
+		dest, err := p.parseHost(ctx.Request.URI().Host())
 		if err != nil {
 			p.fail(ctx, fasthttp.StatusBadRequest, err.Error(), false)
 			return
 		}
-		target, podAddr, err := p.pick(dest)
+		target, podAddr, err := p.pick(dest.key)
 		if err != nil {
 			p.fail(ctx, fasthttp.StatusServiceUnavailable, err.Error(), true)
 			return
@@ -179,7 +237,7 @@ func (p *Proxy) Outbound() fasthttp.RequestHandler {
 		}
 		err = p.forward(ctx, target, false)
 		for attempt := 0; err != nil && attempt < p.Retries && replayable(req); attempt++ {
-			if target, podAddr, err = p.pick(dest); err != nil {
+			if target, podAddr, err = p.pick(dest.key); err != nil {
 				break
 			}
 			if p.Mode == Node {
@@ -225,8 +283,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, addr string, passClose bool) e
 	req, resp := &ctx.Request, &ctx.Response
 	clientClose := req.Header.ConnectionClose()
 	req.Header.ResetConnectionClose() // the upstream connection is the pool's to keep
-	dropHopByHop(&req.Header)
-	appendVia(&req.Header, p.via)
+	if requestHasHopByHop(&req.Header) {
+		dropHopByHop(&req.Header)
+	}
+	var buf [256]byte
+	req.Header.SetBytesV("Via", joinVia(buf[:0], req.Header.Peek("Via"), p.via))
 	req.URI() // parsed: written upstream in origin form, Host from the request's authority
 	err := p.pool(addr).Do(req, resp)
 	if clientClose {
@@ -237,8 +298,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, addr string, passClose bool) e
 	}
 	upstreamClose := resp.ConnectionClose()
 	resp.Header.ResetConnectionClose()
-	dropHopByHop(&resp.Header)
-	appendVia(&resp.Header, p.via)
+	if responseHasHopByHop(&resp.Header) {
+		dropHopByHop(&resp.Header)
+	}
+	resp.Header.SetBytesV("Via", joinVia(buf[:0], resp.Header.Peek("Via"), p.via))
 	if clientClose || (passClose && upstreamClose) {
 		resp.SetConnectionClose()
 	}
@@ -292,6 +355,36 @@ type header interface {
 	Del(key string)
 }
 
+// isHopByHop: is this header name one dropHopByHop removes (or Connection)?
+func isHopByHop(key []byte) bool {
+	switch len(key) {
+	case 2, 7, 10, 16, 18, 19: // the lengths of "Te" ... "Proxy-Authorization", "Connection"
+		if bytes.EqualFold(key, []byte("Connection")) {
+			return true
+		}
+		for _, name := range hopByHop {
+			if len(name) == len(key) && bytes.EqualFold(key, []byte(name)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// requestHasHopByHop and responseHasHopByHop tell in one pass over the headers whether
+// dropHopByHop has work to do (usually not).
+func requestHasHopByHop(h *fasthttp.RequestHeader) bool {
+	found := false
+	h.VisitAll(func(key, _ []byte) { found = found || isHopByHop(key) })
+	return found
+}
+
+func responseHasHopByHop(h *fasthttp.ResponseHeader) bool {
+	found := false
+	h.VisitAll(func(key, _ []byte) { found = found || isHopByHop(key) })
+	return found
+}
+
 // dropHopByHop removes the hop-by-hop headers and any header the Connection header names.
 func dropHopByHop(h header) {
 	if conn := h.Peek("Connection"); len(conn) > 0 {
@@ -309,21 +402,14 @@ func dropHopByHop(h header) {
 	}
 }
 
-type viaHeader interface {
-	Peek(key string) []byte
-	SetBytesV(key string, value []byte)
-}
-
-// appendVia adds one entry to a header's Via list (RFC 9110 7.6.3: comma-separated, in order).
-func appendVia(h viaHeader, entry []byte) {
-	existing := bytes.TrimSpace(h.Peek("Via"))
+// joinVia appends entry to an existing Via value (RFC 9110 7.6.3: comma-separated, in
+// order), into buf.
+func joinVia(buf, existing, entry []byte) []byte {
+	existing = bytes.TrimSpace(existing)
 	if len(existing) == 0 {
-		h.SetBytesV("Via", entry)
-		return
+		return entry
 	}
-	var buf [256]byte
-	v := append(append(append(buf[:0], existing...), ", "...), entry...)
-	h.SetBytesV("Via", v)
+	return append(append(append(buf, existing...), ", "...), entry...)
 }
 
 // ViaEntry is this proxy's entry in a Via trail: "1.1 <mode>/<name> (<node>)" (RFC 9110
@@ -343,4 +429,17 @@ func JoinVia(existing, entry string) string {
 		return entry
 	}
 	return existing + ", " + entry
+}
+
+// countedConn decrements the open-connection gauge once, when closed (for a connection
+// that is not a serve.RawConn).
+type countedConn struct {
+	net.Conn
+	gauge *atomic.Int64
+	once  sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.gauge.Add(-1) })
+	return c.Conn.Close()
 }

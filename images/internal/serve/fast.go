@@ -39,7 +39,7 @@ func NewFast(handler fasthttp.RequestHandler) *FastServer {
 	return f
 }
 
-func (f *FastServer) Serve(ln net.Listener) error { return f.srv.Serve(ln) }
+func (f *FastServer) Serve(ln net.Listener) error { return f.srv.Serve(rawListener{ln}) }
 
 func (f *FastServer) SetKeepAlivesEnabled(on bool) { f.closing.Store(!on) }
 

@@ -1,0 +1,132 @@
+package serve
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// RawConn is a TCP connection whose reads and writes are raw syscalls on its non-blocking
+// socket, made through the runtime's poller (so deadlines, closing and waiting for
+// readiness work as for any net.Conn).
+//
+// Why: a proxy's write on a loopback socket runs the receiver's side of TCP and wakes the
+// receiver, and when both share a core the writer is often switched out inside the
+// syscall. The Go runtime then sees its only P "in a syscall" for more than 20 µs, hands
+// the P to another thread and keeps its monitor thread polling every 20 µs: measured
+// (strace -c), 1.6 futex calls and 2.9 nanosleeps per proxied request on top of the I/O.
+// A raw syscall on a non-blocking socket never blocks, so nothing needs handing off.
+type RawConn struct {
+	net.Conn
+	rc syscall.RawConn
+	// OnClose, if set, runs once when the connection is closed.
+	OnClose func()
+	closed  sync.Once
+
+	// The poller calls these with the socket; bound once, so a read or write allocates nothing.
+	// Reads and writes keep separate state: one goroutine may read while another writes.
+	readFn, writeFn func(fd uintptr) bool
+	rbuf, wbuf      []byte
+	rn, wn          int
+	rerrno, werrno  syscall.Errno
+}
+
+// Raw wraps a *net.TCPConn; any other connection is returned as it is.
+func Raw(c net.Conn) net.Conn {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return c
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	r := &RawConn{Conn: c, rc: rc}
+	r.readFn, r.writeFn = r.read, r.write
+	return r
+}
+
+func (c *RawConn) read(fd uintptr) bool {
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // wait in the poller until readable
+		}
+		c.rn, c.rerrno = int(r), e
+		return true
+	}
+}
+
+func (c *RawConn) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	c.rbuf, c.rn, c.rerrno = b, 0, 0
+	err := c.rc.Read(c.readFn)
+	c.rbuf = nil
+	switch {
+	case err != nil:
+		return 0, err
+	case c.rerrno != 0:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", c.rerrno)}
+	case c.rn == 0:
+		return 0, io.EOF
+	}
+	return c.rn, nil
+}
+
+func (c *RawConn) write(fd uintptr) bool {
+	for c.wn < len(c.wbuf) {
+		// send with MSG_NOSIGNAL: a closed peer is EPIPE, not a SIGPIPE.
+		r, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&c.wbuf[c.wn])), uintptr(len(c.wbuf)-c.wn),
+			syscall.MSG_NOSIGNAL, 0, 0)
+		switch e {
+		case 0:
+			c.wn += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // wait in the poller until writable
+		default:
+			c.werrno = e
+			return true
+		}
+	}
+	return true
+}
+
+func (c *RawConn) Write(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	c.wbuf, c.wn, c.werrno = b, 0, 0
+	err := c.rc.Write(c.writeFn)
+	c.wbuf = nil
+	if err == nil && c.werrno != 0 {
+		err = &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("write", c.werrno)}
+	}
+	return c.wn, err
+}
+
+func (c *RawConn) Close() error {
+	if c.OnClose != nil {
+		c.closed.Do(c.OnClose)
+	}
+	return c.Conn.Close()
+}
+
+// rawListener hands out RawConns.
+type rawListener struct{ net.Listener }
+
+func (l rawListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return Raw(c), nil
+}
