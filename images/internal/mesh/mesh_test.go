@@ -497,3 +497,61 @@ func TestInboundPassesOnADrainingAppsConnectionClose(t *testing.T) {
 		t.Fatal("a healthy app's connection was closed")
 	}
 }
+
+func TestSlowUpstreamTimesOutWith504(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Second)
+	}))
+	defer slow.Close()
+	ip, port := hostPort(t, slow.URL)
+	store := NewStore()
+	store.SetSlice("demo/web", "s", []Endpoint{{IP: ip, Port: port}})
+	p := &Proxy{Mode: Sidecar, Name: "p", DefaultNamespace: "demo", Store: store, Timeout: 100 * time.Millisecond}
+	p.Init()
+	start := time.Now()
+	resp, err := proxyClient(serveHandler(t, p.Outbound())).Get("http://web/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get("Via") != "1.1 sidecar/p" {
+		t.Fatalf("slow upstream: %d via %q, want 504 with Via", resp.StatusCode, resp.Header.Get("Via"))
+	}
+	if waited := time.Since(start); waited > 800*time.Millisecond {
+		t.Fatalf("the timeout took %v", waited)
+	}
+}
+
+func TestClientConnectionCloseIsHonouredAndHopByHopHeadersDropped(t *testing.T) {
+	var seen http.Header
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.Header.Clone()
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer be.Close()
+	ip, port := hostPort(t, be.URL)
+	store := NewStore()
+	store.SetSlice("demo/web", "s", []Endpoint{{IP: ip, Port: port}})
+	p := &Proxy{Mode: Sidecar, Name: "p", DefaultNamespace: "demo", Store: store}
+	p.Init()
+	conn, err := net.Dial("tcp", serveHandler(t, p.Outbound()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(conn, "GET http://web/ HTTP/1.1\r\nHost: web\r\nProxy-Connection: keep-alive\r\nX-Secret: 1\r\nConnection: close, X-Secret\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	raw, err := io.ReadAll(conn) // the proxy closes the connection after the answer
+	if err != nil {
+		t.Fatalf("reading until the proxy closed: %v", err)
+	}
+	text := string(raw)
+	if !strings.HasPrefix(text, "HTTP/1.1 200") || !strings.Contains(strings.ToLower(text), "connection: close") ||
+		strings.Contains(strings.ToLower(text), "keep-alive: timeout") {
+		t.Fatalf("answer:\n%s", text)
+	}
+	if seen.Get("X-Secret") != "" || seen.Get("Proxy-Connection") != "" || seen.Get("Via") != "1.1 sidecar/p" {
+		t.Fatalf("the app saw %v", seen)
+	}
+}

@@ -284,6 +284,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, addr string, passClose bool) e
 	clientClose := req.Header.ConnectionClose()
 	req.Header.ResetConnectionClose() // the upstream connection is the pool's to keep
 	if requestHasHopByHop(&req.Header) {
+		clientClose = clientClose || hasCloseToken(req.Header.Peek("Connection"))
 		dropHopByHop(&req.Header)
 	}
 	var buf [256]byte
@@ -299,6 +300,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, addr string, passClose bool) e
 	upstreamClose := resp.ConnectionClose()
 	resp.Header.ResetConnectionClose()
 	if responseHasHopByHop(&resp.Header) {
+		upstreamClose = upstreamClose || hasCloseToken(resp.Header.Peek("Connection"))
 		dropHopByHop(&resp.Header)
 	}
 	resp.Header.SetBytesV("Via", joinVia(buf[:0], resp.Header.Peek("Via"), p.via))
@@ -383,6 +385,17 @@ func responseHasHopByHop(h *fasthttp.ResponseHeader) bool {
 	found := false
 	h.VisitAll(func(key, _ []byte) { found = found || isHopByHop(key) })
 	return found
+}
+
+// hasCloseToken: a Connection value that lists "close" among other tokens (fasthttp
+// recognises only a bare "close").
+func hasCloseToken(v []byte) bool {
+	for _, token := range bytes.Split(v, []byte(",")) {
+		if bytes.EqualFold(bytes.TrimSpace(token), []byte("close")) {
+			return true
+		}
+	}
+	return false
 }
 
 // dropHopByHop removes the hop-by-hop headers and any header the Connection header names.
