@@ -122,8 +122,8 @@ func main() {
 		listeners = append(listeners, ln)
 	}
 	servers := []serve.Server{
-		serve.NewFast(proxy.Outbound()),
-		serve.NewFast(proxy.Inbound()),
+		mesh.NewServer(proxy.Outbound()),
+		mesh.NewServer(proxy.Inbound()),
 		&http.Server{Handler: admin, ReadHeaderTimeout: 5 * time.Second},
 	}
 	fmt.Fprintf(os.Stderr, "meshproxy %s: mode=%s name=%s outbound=%s inbound=%s reuseport=%v\n", version, mode, name, outboundAddr, inboundAddr, reusePort)

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"patternbench.local/images/internal/serve"
 )
 
@@ -115,12 +113,12 @@ func hostPort(t *testing.T, rawURL string) (string, int) {
 }
 
 // serveHandler serves a proxy handler the way meshproxy does, on a free loopback port.
-func serveHandler(t *testing.T, h fasthttp.RequestHandler) string {
+func serveHandler(t *testing.T, h Handler) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := serve.NewFast(h)
+	srv := NewServer(h)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	return ln.Addr().String()
@@ -212,7 +210,7 @@ func TestNodeModeRoutesThroughTheDestinationNodesProxy(t *testing.T) {
 		if err != nil {
 			t.Skipf("cannot listen on %s: %v", ip, err)
 		}
-		srv := serve.NewFast(p.Inbound())
+		srv := NewServer(p.Inbound())
 		go srv.Serve(ln)
 		t.Cleanup(func() { srv.Shutdown(context.Background()) })
 		store.SetSlice("agents/meshproxy", "mp-"+node, []Endpoint{{IP: ip, Port: inboundPort, NodeName: node}})
@@ -359,7 +357,7 @@ func startProxyGroup(t *testing.T, store *Store, addr string, reuse bool, drain 
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := serve.NewFast(p.Outbound())
+	srv := NewServer(p.Outbound())
 	g := &serve.Group{Servers: []serve.Server{srv}, Drain: drain, Grace: 5 * time.Second, Draining: &serve.Draining{}}
 	go srv.Serve(ln)
 	return g

@@ -1,0 +1,254 @@
+package mesh
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"patternbench.local/images/internal/serve"
+)
+
+// Handler answers one exchange: it writes the whole response to x.w.
+type Handler func(x *exchange)
+
+// exchange is one request on a client connection and what the handler needs to answer it.
+type exchange struct {
+	req    head
+	resp   head // the upstream's answer, parsed
+	method []byte
+	target []byte
+	// close: the client connection ends after this exchange (the client asked, the server
+	// drains, or the answer can only end by closing).
+	close  bool
+	status int // what was answered, for metrics
+
+	br       *bufio.Reader // the client's side
+	w        *bufio.Writer
+	headDone bool // the request head was discarded from br (its slices are gone)
+}
+
+// consumeHead discards the request head from the read buffer, before its body is read.
+func (x *exchange) consumeHead() {
+	if !x.headDone {
+		x.br.Discard(x.req.size)
+		x.headDone = true
+	}
+}
+
+// replayable: idempotent and without a body, so sending it twice is harmless.
+func (x *exchange) replayable() bool {
+	m := x.method
+	get := bytes.Equal(m, []byte("GET")) || bytes.Equal(m, []byte("HEAD")) || bytes.Equal(m, []byte("OPTIONS"))
+	return get && !x.req.chunked && x.req.contentLength <= 0
+}
+
+// Server serves a Handler on HTTP/1.1 keep-alive connections, one goroutine each; it is a
+// serve.Server, so it drains like the others.
+type Server struct {
+	handler     Handler
+	IdleTimeout time.Duration
+
+	keepAlive atomic.Bool
+	closing   atomic.Bool
+	mu        sync.Mutex
+	listeners []net.Listener
+	idle      map[net.Conn]bool // open connections -> waiting for a request
+	done      sync.WaitGroup
+}
+
+// NewServer returns a server for h; connections idle for 60 s are closed.
+func NewServer(h Handler) *Server {
+	s := &Server{handler: h, IdleTimeout: 60 * time.Second, idle: map[net.Conn]bool{}}
+	s.keepAlive.Store(true)
+	return s
+}
+
+// Serve accepts connections until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return http.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
+		}
+		c = serve.Raw(c)
+		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			c.Close()
+			continue
+		}
+		s.idle[c] = true
+		s.done.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(c)
+	}
+}
+
+// setIdle marks a connection as waiting for a request (Shutdown may close it) or busy; it
+// reports false once the server is closing and the connection should end.
+func (s *Server) setIdle(c net.Conn, idle bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.idle[c] = idle
+	return !s.closing.Load()
+}
+
+func (s *Server) serveConn(c net.Conn) {
+	defer func() {
+		c.Close()
+		s.mu.Lock()
+		delete(s.idle, c)
+		s.mu.Unlock()
+		s.done.Done()
+	}()
+	x := &exchange{br: bufio.NewReaderSize(c, maxHead), w: bufio.NewWriterSize(c, 8<<10)}
+	for {
+		if !s.setIdle(c, true) {
+			return
+		}
+		c.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+		err := readHead(x.br, &x.req)
+		if !s.setIdle(c, false) && err != nil {
+			return
+		}
+		if err != nil {
+			if errors.Is(err, errHeadTooLarge) {
+				writeError(x, http.StatusRequestHeaderFieldsTooLarge, err.Error(), nil)
+			} else if errors.Is(err, errMalformed) {
+				writeError(x, http.StatusBadRequest, err.Error(), nil)
+			}
+			x.w.Flush()
+			return
+		}
+		if !x.parseRequestLine() {
+			writeError(x, http.StatusBadRequest, "malformed request line", nil)
+			x.w.Flush()
+			return
+		}
+		x.close = x.req.close || !s.keepAlive.Load() || s.closing.Load()
+		if x.req.expect100 {
+			x.w.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			x.w.Flush()
+		}
+		x.status, x.headDone = 0, false
+		s.handler(x)
+		x.consumeHead()
+		if x.w.Flush() != nil || x.close {
+			return
+		}
+	}
+}
+
+// parseRequestLine splits "METHOD target HTTP/1.x".
+func (x *exchange) parseRequestLine() bool {
+	line := x.req.line
+	sp1 := bytes.IndexByte(line, ' ')
+	sp2 := bytes.LastIndexByte(line, ' ')
+	if sp1 <= 0 || sp2 <= sp1+1 {
+		return false
+	}
+	x.method, x.target = line[:sp1], line[sp1+1:sp2]
+	switch string(line[sp2+1:]) {
+	case "HTTP/1.1":
+		x.req.finish(false)
+	case "HTTP/1.0":
+		x.req.finish(true)
+	default:
+		return false
+	}
+	return true
+}
+
+// SetKeepAlivesEnabled(false): every answer from now on closes its connection.
+func (s *Server) SetKeepAlivesEnabled(on bool) { s.keepAlive.Store(on) }
+
+// Shutdown stops accepting, closes idle connections at once and waits for the busy ones
+// to finish their exchange, until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	for c, idle := range s.idle {
+		if idle {
+			c.Close()
+		}
+	}
+	s.mu.Unlock()
+	finished := make(chan struct{})
+	go func() { s.done.Wait(); close(finished) }()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// writeError answers with a one-line error of the proxy's own (Via on it if via is set).
+func writeError(x *exchange, status int, msg string, via []byte) {
+	x.status = status
+	body := len("meshproxy: ") + len(msg) + 1
+	w := x.w
+	w.WriteString("HTTP/1.1 ")
+	w.WriteString(itoa3(status))
+	w.WriteString(" ")
+	w.WriteString(http.StatusText(status))
+	w.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
+	w.WriteString(itoa(body))
+	w.WriteString("\r\n")
+	if via != nil {
+		writeVia(w, nil, via)
+	}
+	if x.close || x.req.contentLength > 0 || x.req.chunked { // an unread body: the connection cannot go on
+		x.close = true
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\nmeshproxy: ")
+	w.WriteString(msg)
+	w.WriteString("\n")
+}
+
+func itoa3(n int) string { return string([]byte{byte('0' + n/100%10), byte('0' + n/10%10), byte('0' + n%10)}) }
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}
