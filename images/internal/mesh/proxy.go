@@ -148,10 +148,6 @@ func (p *Proxy) dial(addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
-		tc.SetKeepAlivePeriod(30 * time.Second)
-	}
 	p.Metrics.Upstreams.Add(1)
 	raw := serve.Raw(conn)
 	if rc, ok := raw.(*serve.RawConn); ok {

@@ -59,13 +59,20 @@ type Server struct {
 	closing   atomic.Bool
 	mu        sync.Mutex
 	listeners []net.Listener
-	idle      map[net.Conn]bool // open connections -> waiting for a request
+	conns     map[*clientConn]struct{}
 	done      sync.WaitGroup
+}
+
+// clientConn is an open client connection and whether it waits for a request (so
+// Shutdown may close it).
+type clientConn struct {
+	net.Conn
+	idle atomic.Bool
 }
 
 // NewServer returns a server for h; connections idle for 60 s are closed.
 func NewServer(h Handler) *Server {
-	s := &Server{handler: h, IdleTimeout: 60 * time.Second, idle: map[net.Conn]bool{}}
+	s := &Server{handler: h, IdleTimeout: 60 * time.Second, conns: map[*clientConn]struct{}{}}
 	s.keepAlive.Store(true)
 	return s
 }
@@ -95,37 +102,33 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetNoDelay(true)
-		}
-		c = serve.Raw(c)
+		cc := &clientConn{Conn: serve.Raw(c)}
+		cc.idle.Store(true)
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
 			c.Close()
 			continue
 		}
-		s.idle[c] = true
+		s.conns[cc] = struct{}{}
 		s.done.Add(1)
 		s.mu.Unlock()
-		go s.serveConn(c)
+		go s.serveConn(cc)
 	}
 }
 
 // setIdle marks a connection as waiting for a request (Shutdown may close it) or busy; it
 // reports false once the server is closing and the connection should end.
-func (s *Server) setIdle(c net.Conn, idle bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.idle[c] = idle
+func (s *Server) setIdle(c *clientConn, idle bool) bool {
+	c.idle.Store(idle)
 	return !s.closing.Load()
 }
 
-func (s *Server) serveConn(c net.Conn) {
+func (s *Server) serveConn(c *clientConn) {
 	defer func() {
 		c.Close()
 		s.mu.Lock()
-		delete(s.idle, c)
+		delete(s.conns, c)
 		s.mu.Unlock()
 		s.done.Done()
 	}()
@@ -198,8 +201,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
-	for c, idle := range s.idle {
-		if idle {
+	for c := range s.conns {
+		if c.idle.Load() {
 			c.Close()
 		}
 	}
