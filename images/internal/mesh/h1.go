@@ -15,10 +15,16 @@ import (
 // through as framed (Content-Length, chunked, or until close). No per-request allocation,
 // and a code path small enough to stay in cache between requests.
 
-const maxHead = 16 << 10 // request or response line plus headers; larger is refused
+// maxHead bounds a request or response line plus headers (nginx's default for a request
+// line or header is also 8 KiB); larger is refused. Every connection's read buffer is this
+// size, its write buffer half.
+const (
+	maxHead     = 8 << 10
+	writeBuffer = 4 << 10
+)
 
 var (
-	errHeadTooLarge = errors.New("message head larger than 16 KiB")
+	errHeadTooLarge = errors.New("message head larger than 8 KiB")
 	errMalformed    = errors.New("malformed message head")
 )
 

@@ -49,7 +49,7 @@ func (p *pool) fresh() (*upstreamConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &upstreamConn{conn: c, br: bufio.NewReaderSize(c, maxHead), bw: bufio.NewWriterSize(c, 8<<10)}, nil
+	return &upstreamConn{conn: c, br: bufio.NewReaderSize(c, maxHead), bw: bufio.NewWriterSize(c, writeBuffer)}, nil
 }
 
 // put returns a connection whose exchange completed cleanly.

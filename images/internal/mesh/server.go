@@ -132,7 +132,7 @@ func (s *Server) serveConn(c *clientConn) {
 		s.mu.Unlock()
 		s.done.Done()
 	}()
-	x := &exchange{br: bufio.NewReaderSize(c, maxHead), w: bufio.NewWriterSize(c, 8<<10)}
+	x := &exchange{br: bufio.NewReaderSize(c, maxHead), w: bufio.NewWriterSize(c, writeBuffer)}
 	for {
 		if !s.setIdle(c, true) {
 			return

@@ -107,7 +107,9 @@ func Raw(c net.Conn) net.Conn {
 
 func (c *RawConn) read(fd uintptr) bool {
 	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
+		// recvfrom, not read: a socket read through the VFS layer pays for file-position
+		// locking it does not need.
+		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)), 0, 0, 0)
 		switch e {
 		case syscall.EINTR:
 			continue
