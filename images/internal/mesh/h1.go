@@ -101,6 +101,9 @@ func parseHead(buf []byte, h *head) error {
 		}
 	}
 	if h.chunked {
+		if h.contentLength >= 0 {
+			h.hopByHop = true // Content-Length is dropped: chunked frames the body (RFC 9112 6.3)
+		}
 		h.contentLength = -1
 	}
 	return nil
@@ -207,6 +210,9 @@ func (h *head) dropped(f field, skip ...string) bool {
 	}
 	if !h.hopByHop {
 		return false
+	}
+	if h.chunked && len(f.name) == 14 && bytes.EqualFold(f.name, []byte("Content-Length")) {
+		return true
 	}
 	return isHopByHop(f.name) || (h.connection != nil && hasToken(h.connection, string(f.name)))
 }

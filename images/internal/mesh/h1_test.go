@@ -192,3 +192,25 @@ func mustURL(raw string) *url.URL {
 	}
 	return u
 }
+
+func TestChunkedBodyWinsOverContentLength(t *testing.T) {
+	var seenLength, seenBody string
+	addr, _ := throughSidecar(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		seenLength, seenBody = r.Header.Get("Content-Length"), string(b)
+	}))
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "POST http://web/ HTTP/1.1\r\nHost: web\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || seenLength != "" || seenBody != "hello" {
+		t.Fatalf("status %d; the app saw Content-Length %q and body %q", resp.StatusCode, seenLength, seenBody)
+	}
+}

@@ -316,10 +316,13 @@ func (p *Proxy) roundTrip(x *exchange, addr string, out outgoing, passClose bool
 	for attempt := 0; ; attempt++ {
 		err = p.send(x, u, out)
 		if err == nil {
+			// TIMEOUT bounds the wait for the answer's head, as net/http's
+			// ResponseHeaderTimeout did; a body then takes as long as it takes.
 			u.conn.SetReadDeadline(time.Now().Add(p.Timeout))
 			err = readHead(u.br, &x.resp)
 		}
 		if err == nil {
+			u.conn.SetReadDeadline(time.Time{})
 			break
 		}
 		u.close()

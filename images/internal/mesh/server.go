@@ -29,6 +29,8 @@ type exchange struct {
 	close  bool
 	status int // what was answered, for metrics
 
+	methodBuf [16]byte // the method outlives the head (read buffer) once a body is read
+
 	br       *bufio.Reader // the client's side
 	w        *bufio.Writer
 	headDone bool // the request head was discarded from br (its slices are gone)
@@ -178,7 +180,7 @@ func (x *exchange) parseRequestLine() bool {
 	if sp1 <= 0 || sp2 <= sp1+1 {
 		return false
 	}
-	x.method, x.target = line[:sp1], line[sp1+1:sp2]
+	x.method, x.target = append(x.methodBuf[:0], line[:sp1]...), line[sp1+1:sp2]
 	switch string(line[sp2+1:]) {
 	case "HTTP/1.1":
 		x.req.finish(false)
