@@ -2,12 +2,43 @@ package mesh
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"sync"
 	"time"
 )
 
-// upstreamConn is one keep-alive connection to an upstream, with its buffers.
+// Buffers are lent per exchange, not owned per connection: an idle connection (client
+// waiting between requests aside) holds none, so memory follows the requests in progress
+// rather than the connections open.
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxHead) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBuffer) }}
+)
+
+func getReader(r io.Reader) *bufio.Reader {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readers.Put(br)
+}
+
+func getWriter(w io.Writer) *bufio.Writer {
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return bw
+}
+
+func putWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	writers.Put(bw)
+}
+
+// upstreamConn is one keep-alive connection to an upstream, with buffers while in use.
 type upstreamConn struct {
 	conn      net.Conn
 	br        *bufio.Reader
@@ -16,7 +47,22 @@ type upstreamConn struct {
 	idleSince time.Time
 }
 
-func (u *upstreamConn) close() { u.conn.Close() }
+func (u *upstreamConn) attach() {
+	u.br, u.bw = getReader(u.conn), getWriter(u.conn)
+}
+
+func (u *upstreamConn) detach() {
+	if u.br != nil {
+		putReader(u.br)
+		putWriter(u.bw)
+		u.br, u.bw = nil, nil
+	}
+}
+
+func (u *upstreamConn) close() {
+	u.detach()
+	u.conn.Close()
+}
 
 // pool keeps idle connections to one upstream address, most recently used first (a hot
 // connection stays hot; the cold ones age out).
@@ -37,6 +83,7 @@ func (p *pool) get() (*upstreamConn, error) {
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
 		u.reused = true
+		u.attach()
 		return u, nil
 	}
 	p.mu.Unlock()
@@ -49,11 +96,18 @@ func (p *pool) fresh() (*upstreamConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &upstreamConn{conn: c, br: bufio.NewReaderSize(c, maxHead), bw: bufio.NewWriterSize(c, writeBuffer)}, nil
+	u := &upstreamConn{conn: c}
+	u.attach()
+	return u, nil
 }
 
 // put returns a connection whose exchange completed cleanly.
 func (p *pool) put(u *upstreamConn) {
+	if u.br.Buffered() > 0 { // bytes nobody asked for: the connection is out of step
+		u.close()
+		return
+	}
+	u.detach()
 	u.idleSince = time.Now()
 	p.mu.Lock()
 	p.idle = append(p.idle, u)

@@ -127,15 +127,23 @@ func (s *Server) setIdle(c *clientConn, idle bool) bool {
 }
 
 func (s *Server) serveConn(c *clientConn) {
+	var x *exchange
 	defer func() {
+		if x != nil && x.w != nil {
+			putWriter(x.w)
+		}
 		c.Close()
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
 		s.done.Done()
 	}()
-	x := &exchange{br: bufio.NewReaderSize(c, maxHead), w: bufio.NewWriterSize(c, writeBuffer)}
+	x = &exchange{br: bufio.NewReaderSize(c, maxHead)}
 	for {
+		if x.w != nil {
+			putWriter(x.w)
+			x.w = nil
+		}
 		if !s.setIdle(c, true) {
 			return
 		}
@@ -144,6 +152,7 @@ func (s *Server) serveConn(c *clientConn) {
 		if !s.setIdle(c, false) && err != nil {
 			return
 		}
+		x.w = getWriter(c)
 		if err != nil {
 			if errors.Is(err, errHeadTooLarge) {
 				writeError(x, http.StatusRequestHeaderFieldsTooLarge, err.Error(), nil)
