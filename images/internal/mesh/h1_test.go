@@ -214,3 +214,34 @@ func TestChunkedBodyWinsOverContentLength(t *testing.T) {
 		t.Fatalf("status %d; the app saw Content-Length %q and body %q", resp.StatusCode, seenLength, seenBody)
 	}
 }
+
+func TestManyConnectionsWaitWithoutBuffers(t *testing.T) {
+	addr, _ := throughSidecar(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.URL.Path)
+	}))
+	conns := make([]net.Conn, lendReadersAbove+16)
+	readers := make([]*bufio.Reader, len(conns))
+	for i := range conns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i], readers[i] = c, bufio.NewReader(c)
+	}
+	for round := 0; round < 2; round++ { // the second round finds every connection waiting
+		for i, c := range conns {
+			path := fmt.Sprintf("/%d-%d", round, i)
+			fmt.Fprintf(c, "GET http://web%s HTTP/1.1\r\nHost: web\r\n\r\n", path)
+			resp, err := http.ReadResponse(readers[i], nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != path {
+				t.Fatalf("answer %q, want %q", body, path)
+			}
+		}
+	}
+}

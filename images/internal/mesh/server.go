@@ -59,6 +59,7 @@ type Server struct {
 
 	keepAlive atomic.Bool
 	closing   atomic.Bool
+	open      atomic.Int64 // client connections
 	mu        sync.Mutex
 	listeners []net.Listener
 	conns     map[*clientConn]struct{}
@@ -71,6 +72,10 @@ type clientConn struct {
 	net.Conn
 	idle atomic.Bool
 }
+
+// lendReadersAbove: with more open client connections than this, a connection waiting for
+// its next request gives its read buffer back.
+const lendReadersAbove = 64
 
 // NewServer returns a server for h; connections idle for 60 s are closed.
 func NewServer(h Handler) *Server {
@@ -113,6 +118,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		s.conns[cc] = struct{}{}
+		s.open.Add(1)
 		s.done.Add(1)
 		s.mu.Unlock()
 		go s.serveConn(cc)
@@ -132,13 +138,18 @@ func (s *Server) serveConn(c *clientConn) {
 		if x != nil && x.w != nil {
 			putWriter(x.w)
 		}
+		if x != nil && x.br != nil {
+			putReader(x.br)
+		}
 		c.Close()
+		s.open.Add(-1)
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
 		s.done.Done()
 	}()
-	x = &exchange{br: bufio.NewReaderSize(c, maxHead)}
+	x = &exchange{br: getReader(c)}
+	waiter, _ := c.Conn.(interface{ WaitReadable() error })
 	for {
 		if x.w != nil {
 			putWriter(x.w)
@@ -148,6 +159,14 @@ func (s *Server) serveConn(c *clientConn) {
 			return
 		}
 		c.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+		if waiter != nil && x.br.Buffered() == 0 && s.open.Load() > lendReadersAbove {
+			// Many connections: wait for the next request without a buffer (one more
+			// syscall per request), so memory follows requests in progress.
+			putReader(x.br)
+			x.br = nil
+			waiter.WaitReadable()
+			x.br = getReader(c)
+		}
 		err := readHead(x.br, &x.req)
 		if !s.setIdle(c, false) && err != nil {
 			return

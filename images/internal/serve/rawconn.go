@@ -145,6 +145,30 @@ func (c *RawConn) Read(b []byte) (int, error) {
 	return c.rn, nil
 }
 
+// WaitReadable blocks until the connection has bytes to read or was closed by the peer,
+// without reading any (a one-byte MSG_PEEK), so a caller can wait without holding a buffer.
+func (c *RawConn) WaitReadable() error {
+	if c.rd.stale() {
+		c.rd.apply(c.Conn.SetReadDeadline)
+	}
+	var b [1]byte
+	return c.rc.Read(func(fd uintptr) bool {
+		for {
+			_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK, 0, 0)
+			switch e {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				if !c.rd.covered() {
+					c.rd.apply(c.Conn.SetReadDeadline)
+				}
+				return false
+			}
+			return true // data, end of stream or an error: the next Read tells which
+		}
+	})
+}
+
 func (c *RawConn) write(fd uintptr) bool {
 	for c.wn < len(c.wbuf) {
 		// send with MSG_NOSIGNAL: a closed peer is EPIPE, not a SIGPIPE.
