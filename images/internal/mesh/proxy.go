@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -468,15 +467,6 @@ func (p *Proxy) ViaEntry() string {
 		entry += " (" + p.NodeName + ")"
 	}
 	return entry
-}
-
-// JoinVia appends entry to an existing Via value.
-func JoinVia(existing, entry string) string {
-	existing = strings.TrimSpace(existing)
-	if existing == "" {
-		return entry
-	}
-	return existing + ", " + entry
 }
 
 // countedConn decrements the open-connection gauge once, when closed (for a connection
