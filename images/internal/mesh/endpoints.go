@@ -22,13 +22,20 @@ type Store struct {
 	mu     sync.RWMutex
 	slices map[string]map[string][]Endpoint // service key -> slice name -> endpoints
 	merged map[string][]Endpoint
-	addrs  map[string][]string // service key -> "ip:port" of each merged endpoint, made once
+	picks  map[string]*pickable // service key -> what PickAddr needs, in one lookup
 	next   map[string]*atomic.Uint64
+}
+
+// pickable is a service's endpoints with their "ip:port", made once, and its round-robin.
+type pickable struct {
+	eps   []Endpoint
+	addrs []string
+	next  *atomic.Uint64
 }
 
 // NewStore returns an empty store.
 func NewStore() *Store {
-	return &Store{slices: map[string]map[string][]Endpoint{}, merged: map[string][]Endpoint{}, addrs: map[string][]string{}, next: map[string]*atomic.Uint64{}}
+	return &Store{slices: map[string]map[string][]Endpoint{}, merged: map[string][]Endpoint{}, picks: map[string]*pickable{}, next: map[string]*atomic.Uint64{}}
 }
 
 // SetSlice replaces one slice's endpoints (an ADDED or MODIFIED event).
@@ -56,7 +63,7 @@ func (s *Store) Replace(all map[string]map[string][]Endpoint) {
 	defer s.mu.Unlock()
 	s.slices = all
 	s.merged = map[string][]Endpoint{}
-	s.addrs = map[string][]string{}
+	s.picks = map[string]*pickable{}
 	for service := range all {
 		s.remerge(service)
 	}
@@ -72,7 +79,7 @@ func (s *Store) remerge(service string) {
 	})
 	if len(eps) == 0 {
 		delete(s.merged, service)
-		delete(s.addrs, service)
+		delete(s.picks, service)
 		delete(s.slices, service)
 		return
 	}
@@ -81,10 +88,10 @@ func (s *Store) remerge(service string) {
 	for i, ep := range eps {
 		addrs[i] = net.JoinHostPort(ep.IP, strconv.Itoa(ep.Port))
 	}
-	s.addrs[service] = addrs
 	if s.next[service] == nil {
 		s.next[service] = &atomic.Uint64{}
 	}
+	s.picks[service] = &pickable{eps: eps, addrs: addrs, next: s.next[service]}
 }
 
 // Pick returns the next ready endpoint of a service, round-robin; false if it has none.
@@ -103,12 +110,12 @@ func (s *Store) Pick(service string) (Endpoint, bool) {
 func (s *Store) PickAddr(service string) (Endpoint, string, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	eps := s.merged[service]
-	if len(eps) == 0 {
+	pk := s.picks[service]
+	if pk == nil {
 		return Endpoint{}, "", false
 	}
-	i := (s.next[service].Add(1) - 1) % uint64(len(eps))
-	return eps[i], s.addrs[service][i], true
+	i := (pk.next.Add(1) - 1) % uint64(len(pk.eps))
+	return pk.eps[i], pk.addrs[i], true
 }
 
 // Endpoints returns a copy of a service's ready endpoints.

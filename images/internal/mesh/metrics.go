@@ -51,14 +51,17 @@ func (m *Metrics) dir(direction string) *dirStats {
 
 // Observe records one request in a direction (outbound, inbound).
 func (m *Metrics) Observe(direction string, d time.Duration, failed bool) {
-	st := m.dir(direction)
+	m.dir(direction).observe(m.buckets, d, failed)
+}
+
+func (st *dirStats) observe(buckets []float64, d time.Duration, failed bool) {
 	st.requests.Add(1)
 	if failed {
 		st.errors.Add(1)
 	}
 	s := d.Seconds()
 	i := 0
-	for i < len(m.buckets) && s > m.buckets[i] {
+	for i < len(buckets) && s > buckets[i] {
 		i++
 	}
 	st.counts[i].Add(1)

@@ -224,8 +224,11 @@ func splitAbsolute(target []byte) (authority, path []byte, ok bool) {
 		return nil, nil, false
 	}
 	rest := target[len(scheme):]
-	i := bytes.IndexAny(rest, "/?")
-	if i < 0 {
+	i := 0
+	for i < len(rest) && rest[i] != '/' && rest[i] != '?' {
+		i++
+	}
+	if i == len(rest) {
 		return rest, []byte("/"), len(rest) > 0
 	}
 	authority, path = rest[:i], rest[i:]
@@ -237,9 +240,10 @@ func splitAbsolute(target []byte) (authority, path []byte, ok bool) {
 
 // Outbound handles forward-proxy requests from apps: GET http://svc.ns/path.
 func (p *Proxy) Outbound() Handler {
+	stats := p.Metrics.dir("outbound")
 	return func(x *exchange) {
 		start := time.Now()
-		defer func() { p.Metrics.Observe("outbound", time.Since(start), x.status >= 500) }()
+		defer func() { stats.observe(p.Metrics.buckets, time.Since(start), x.status >= 500) }()
 		authority, path, ok := splitAbsolute(x.target)
 		if !ok {
 			writeError(x, http.StatusBadRequest, "outbound requests must use the absolute (forward-proxy) form", nil)
@@ -277,9 +281,10 @@ func (p *Proxy) Outbound() Handler {
 
 // Inbound delivers a request to the app (sidecar) or to the pod named in DestinationHeader (node).
 func (p *Proxy) Inbound() Handler {
+	stats := p.Metrics.dir("inbound")
 	return func(x *exchange) {
 		start := time.Now()
-		defer func() { p.Metrics.Observe("inbound", time.Since(start), x.status >= 500) }()
+		defer func() { stats.observe(p.Metrics.buckets, time.Since(start), x.status >= 500) }()
 		addr := p.AppAddr
 		if p.Mode == Node {
 			addr = string(x.req.get(DestinationHeader))

@@ -74,7 +74,7 @@ type clientConn struct {
 }
 
 // lendReadersAbove: with more open client connections than this, a connection waiting for
-// its next request gives its read buffer back.
+// its next request gives its read and write buffers back.
 const lendReadersAbove = 64
 
 // NewServer returns a server for h; connections idle for 60 s are closed.
@@ -151,7 +151,7 @@ func (s *Server) serveConn(c *clientConn) {
 	x = &exchange{br: getReader(c)}
 	waiter, _ := c.Conn.(interface{ WaitReadable() error })
 	for {
-		if x.w != nil {
+		if x.w != nil && s.open.Load() > lendReadersAbove {
 			putWriter(x.w)
 			x.w = nil
 		}
@@ -171,7 +171,9 @@ func (s *Server) serveConn(c *clientConn) {
 		if !s.setIdle(c, false) && err != nil {
 			return
 		}
-		x.w = getWriter(c)
+		if x.w == nil {
+			x.w = getWriter(c)
+		}
 		if err != nil {
 			if errors.Is(err, errHeadTooLarge) {
 				writeError(x, http.StatusRequestHeaderFieldsTooLarge, err.Error(), nil)
