@@ -38,24 +38,34 @@ func putWriter(bw *bufio.Writer) {
 	writers.Put(bw)
 }
 
-// upstreamConn is one keep-alive connection to an upstream, with buffers while in use.
+// upstreamConn is one keep-alive connection to an upstream, with a read buffer while an
+// answer is read (the request is written through a buffer lent for the write alone).
 type upstreamConn struct {
 	conn      net.Conn
 	br        *bufio.Reader
-	bw        *bufio.Writer
 	reused    bool // it served a request before this one
 	idleSince time.Time
 }
 
-func (u *upstreamConn) attach() {
-	u.br, u.bw = getReader(u.conn), getWriter(u.conn)
+// ready takes the read buffer for the answer; with lend, only once the answer has begun
+// to arrive (waiting holds no buffer).
+func (u *upstreamConn) ready(lend bool) error {
+	if u.br != nil {
+		return nil
+	}
+	if w, ok := u.conn.(interface{ WaitReadable() error }); ok && lend {
+		if err := w.WaitReadable(); err != nil {
+			return err
+		}
+	}
+	u.br = getReader(u.conn)
+	return nil
 }
 
 func (u *upstreamConn) detach() {
 	if u.br != nil {
 		putReader(u.br)
-		putWriter(u.bw)
-		u.br, u.bw = nil, nil
+		u.br = nil
 	}
 }
 
@@ -83,27 +93,36 @@ func (p *pool) get() (*upstreamConn, error) {
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
 		u.reused = true
-		u.attach()
 		return u, nil
 	}
 	p.mu.Unlock()
 	return p.fresh()
 }
 
-// fresh dials a new connection.
+// fresh dials a new connection. The dial runs on a goroutine of its own: net.Dial's call
+// path is deep, and the stack it grows would otherwise stay with the client connection's
+// goroutine (memory per open connection).
 func (p *pool) fresh() (*upstreamConn, error) {
-	c, err := p.dial(p.addr)
+	type dialed struct {
+		c   net.Conn
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		c, err := p.dial(p.addr)
+		done <- dialed{c, err}
+	}()
+	d := <-done
+	c, err := d.c, d.err
 	if err != nil {
 		return nil, err
 	}
-	u := &upstreamConn{conn: c}
-	u.attach()
-	return u, nil
+	return &upstreamConn{conn: c}, nil
 }
 
 // put returns a connection whose exchange completed cleanly.
 func (p *pool) put(u *upstreamConn) {
-	if u.br.Buffered() > 0 { // bytes nobody asked for: the connection is out of step
+	if u.br != nil && u.br.Buffered() > 0 { // bytes nobody asked for: the connection is out of step
 		u.close()
 		return
 	}

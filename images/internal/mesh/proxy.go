@@ -323,7 +323,9 @@ func (p *Proxy) roundTrip(x *exchange, addr string, out outgoing, passClose bool
 			// TIMEOUT bounds the wait for the answer's head, as net/http's
 			// ResponseHeaderTimeout did; a body then takes as long as it takes.
 			u.conn.SetReadDeadline(time.Now().Add(p.Timeout))
-			err = readHead(u.br, &x.resp)
+			if err = u.ready(x.lend); err == nil {
+				err = readHead(u.br, &x.resp)
+			}
 		}
 		if err == nil {
 			u.conn.SetReadDeadline(time.Time{})
@@ -350,10 +352,11 @@ func (p *Proxy) roundTrip(x *exchange, addr string, out outgoing, passClose bool
 		if code/100 != 1 || code == http.StatusSwitchingProtocols {
 			return p.relay(x, u, pl, code, passClose)
 		}
-		x.w.Write(x.resp.line)
-		x.w.WriteString("\r\n")
-		x.resp.writeFields(x.w)
-		x.w.WriteString("\r\n")
+		w := x.out()
+		w.Write(x.resp.line)
+		w.WriteString("\r\n")
+		x.resp.writeFields(w)
+		w.WriteString("\r\n")
 		u.br.Discard(x.resp.size)
 		if err := readHead(u.br, &x.resp); err != nil {
 			u.close()
@@ -365,7 +368,8 @@ func (p *Proxy) roundTrip(x *exchange, addr string, out outgoing, passClose bool
 
 // send writes the request head, rewritten, and its body to the upstream.
 func (p *Proxy) send(x *exchange, u *upstreamConn, out outgoing) error {
-	w := u.bw
+	w := getWriter(u.conn)
+	defer putWriter(w)
 	w.Write(x.method)
 	w.WriteString(" ")
 	w.Write(out.path)
@@ -390,15 +394,10 @@ func (p *Proxy) send(x *exchange, u *upstreamConn, out outgoing) error {
 		x.consumeHead()
 		if err := copyBody(w, x.br, &x.req, false); err != nil {
 			x.close = true // the client's body is half read: its connection cannot go on
-			w.Reset(u.conn)
 			return err
 		}
 	}
-	if err := w.Flush(); err != nil {
-		w.Reset(u.conn)
-		return err
-	}
-	return nil
+	return w.Flush()
 }
 
 // relay writes the upstream's final answer to the client and returns the upstream
@@ -409,7 +408,7 @@ func (p *Proxy) relay(x *exchange, u *upstreamConn, pl *pool, code int, passClos
 	if (passClose && resp.close) || untilClose {
 		x.close = true
 	}
-	w := x.w
+	w := x.out()
 	w.WriteString("HTTP/1.1")
 	w.Write(resp.line[8:])
 	w.WriteString("\r\n")

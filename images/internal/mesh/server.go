@@ -15,7 +15,7 @@ import (
 	"patternbench.local/images/internal/serve"
 )
 
-// Handler answers one exchange: it writes the whole response to x.w.
+// Handler answers one exchange: it writes the whole response to x.out().
 type Handler func(x *exchange)
 
 // exchange is one request on a client connection and what the handler needs to answer it.
@@ -31,9 +31,28 @@ type exchange struct {
 
 	methodBuf [16]byte // the method outlives the head (read buffer) once a body is read
 
+	conn     net.Conn
 	br       *bufio.Reader // the client's side
-	w        *bufio.Writer
-	headDone bool // the request head was discarded from br (its slices are gone)
+	w        *bufio.Writer // taken when the first byte of the answer is written: see out
+	headDone bool          // the request head was discarded from br (its slices are gone)
+	// lend: connections are many; buffers are taken only for as long as they are used.
+	lend bool
+}
+
+// out is the client's write buffer, taken on first use: an exchange waiting for its
+// upstream holds none.
+func (x *exchange) out() *bufio.Writer {
+	if x.w == nil {
+		x.w = getWriter(x.conn)
+	}
+	return x.w
+}
+
+func (x *exchange) flush() error {
+	if x.w == nil {
+		return nil
+	}
+	return x.w.Flush()
 }
 
 // consumeHead discards the request head from the read buffer, before its body is read.
@@ -148,7 +167,7 @@ func (s *Server) serveConn(c *clientConn) {
 		s.mu.Unlock()
 		s.done.Done()
 	}()
-	x = &exchange{br: getReader(c)}
+	x = &exchange{conn: c, br: getReader(c)}
 	waiter, _ := c.Conn.(interface{ WaitReadable() error })
 	for {
 		if x.w != nil && s.open.Load() > lendReadersAbove {
@@ -171,32 +190,30 @@ func (s *Server) serveConn(c *clientConn) {
 		if !s.setIdle(c, false) && err != nil {
 			return
 		}
-		if x.w == nil {
-			x.w = getWriter(c)
-		}
+		x.lend = waiter != nil && s.open.Load() > lendReadersAbove
 		if err != nil {
 			if errors.Is(err, errHeadTooLarge) {
 				writeError(x, http.StatusRequestHeaderFieldsTooLarge, err.Error(), nil)
 			} else if errors.Is(err, errMalformed) {
 				writeError(x, http.StatusBadRequest, err.Error(), nil)
 			}
-			x.w.Flush()
+			x.flush()
 			return
 		}
 		if !x.parseRequestLine() {
 			writeError(x, http.StatusBadRequest, "malformed request line", nil)
-			x.w.Flush()
+			x.flush()
 			return
 		}
 		x.close = x.req.close || !s.keepAlive.Load() || s.closing.Load()
 		if x.req.expect100 {
-			x.w.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			x.w.Flush()
+			x.out().WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			x.flush()
 		}
 		x.status, x.headDone = 0, false
 		s.handler(x)
 		x.consumeHead()
-		if x.w.Flush() != nil || x.close {
+		if x.flush() != nil || x.close {
 			return
 		}
 	}
@@ -253,7 +270,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func writeError(x *exchange, status int, msg string, via []byte) {
 	x.status = status
 	body := len("meshproxy: ") + len(msg) + 1
-	w := x.w
+	w := x.out()
 	w.WriteString("HTTP/1.1 ")
 	w.WriteString(itoa3(status))
 	w.WriteString(" ")
