@@ -14,6 +14,7 @@ command -v python3 >/dev/null || die "python3 (3.11+) is needed"
 declare -A need=(
   [containerd]=containerd [runc]=runc [ctr]=containerd [iptables]=iptables
   [conntrack]=conntrack [ip]=iproute2
+  [haproxy]=haproxy [nginx]=nginx [taskset]=util-linux  # make bench: the proxies meshproxy is compared with
 )
 missing=()
 for cmd in "${!need[@]}"; do command -v "$cmd" >/dev/null || missing+=("${need[$cmd]}"); done
@@ -26,6 +27,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+  # The bench runs haproxy and nginx as its own processes; the services the packages start
+  # (nginx on port 80) are not wanted. Only the ones installed just now are stopped.
+  for svc in haproxy nginx; do
+    if [[ " $pkgs " == *" $svc "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+      systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 if [ ! -x "$venv/bin/python" ]; then

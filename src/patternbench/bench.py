@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -91,20 +92,33 @@ def bench_cluster(runs: int) -> dict[str, float]:
     }
 
 
+# The proxies meshproxy is compared with: command -> Debian package (scripts/setup-host.sh).
+PROXY_PEERS = {"haproxy": "haproxy", "nginx": "nginx"}
+
+
 def bench_proxy(runs: int) -> dict[str, float]:
-    """The mesh proxy's cost per hop, direct vs through a two-proxy chain, side by side in
-    one run (cmd/proxybench), and every image's size."""
+    """One proxy hop, meshproxy side by side with HAProxy and nginx in one run
+    (cmd/proxybench): pinned cores, `runs` interleaved rounds, open loop at 1000 and 5000
+    req/s, closed-loop maximum; and every image's size."""
+    import shutil
+
     from patternbench.components import cache_root
     from patternbench.images import build_data_plane, build_go_binaries
 
+    for command, package in PROXY_PEERS.items():
+        if shutil.which(command) is None:
+            raise UsageError(f"{command} is not installed: apt-get install {package} (or run scripts/setup-host.sh)")
+    if shutil.which("taskset") is None:
+        raise UsageError("taskset is not installed: apt-get install util-linux")
+    if (os.cpu_count() or 1) < 2:
+        raise UsageError("the proxy bench needs 2 cores: one for the app and the proxies, one for the load generator")
     bin_dir = cache_root() / "images" / "bench" / "bin"
     build_go_binaries(("app", "meshproxy", "proxybench"), "bench", bin_dir)
-    result = subprocess.run(
-        [str(bin_dir / "proxybench"), "-bin", str(bin_dir), "-rounds", str(max(runs, 1)), "-seconds", "5"],
-        capture_output=True, text=True,
-    )
+    cmd = [str(bin_dir / "proxybench"), "-bin", str(bin_dir), "-rounds", str(max(runs, 1)), "-seconds", "10", "-max-seconds", "5"]
+    # proxybench stops every proxy it started on SIGINT/SIGTERM, and they die with it if it is killed.
+    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True)
     if result.returncode != 0:
-        raise UsageError(f"proxybench failed: {result.stderr.strip()[-300:]}")
+        raise UsageError(f"proxybench failed (exit {result.returncode}); its messages are above")
     figures = {k: round(v, 4) if isinstance(v, float) else v for k, v in json.loads(result.stdout).items()}
     for archive in build_data_plane():
         name = archive.ref.rsplit("/", 1)[-1].replace(":", "_").replace("-", "_")
@@ -285,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
     print(f"wrote {out}")
     return 0
 

@@ -202,7 +202,7 @@ func main() {
 		config.Fail("app", &config.Error{Setting: "LISTEN", Problem: err.Error()})
 	}
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
-	group := &serve.Group{Servers: []*http.Server{server}, Drain: s.Drain, Grace: s.Grace, Draining: &a.drain}
+	group := &serve.Group{Servers: []serve.Server{server}, Drain: s.Drain, Grace: s.Grace, Draining: &a.drain}
 	if err := group.Serve([]net.Listener{ln}); err != nil {
 		fmt.Fprintf(os.Stderr, "app: %v\n", err)
 		os.Exit(1)

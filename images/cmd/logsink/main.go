@@ -58,7 +58,7 @@ func main() {
 		config.Fail("logsink", &config.Error{Setting: "LISTEN", Problem: err.Error()})
 	}
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	group := &serve.Group{Servers: []*http.Server{server}, Drain: 0, Grace: 5 * time.Second}
+	group := &serve.Group{Servers: []serve.Server{server}, Drain: 0, Grace: 5 * time.Second}
 	if err := group.Serve([]net.Listener{ln}); err != nil {
 		fmt.Fprintf(os.Stderr, "logsink: %v\n", err)
 		os.Exit(1)

@@ -121,10 +121,10 @@ func main() {
 		}
 		listeners = append(listeners, ln)
 	}
-	servers := []*http.Server{
-		{Handler: proxy.Outbound(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second},
-		{Handler: proxy.Inbound(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second},
-		{Handler: admin, ReadHeaderTimeout: 5 * time.Second},
+	servers := []serve.Server{
+		mesh.NewServer(proxy.Outbound()),
+		mesh.NewServer(proxy.Inbound()),
+		&http.Server{Handler: admin, ReadHeaderTimeout: 5 * time.Second},
 	}
 	fmt.Fprintf(os.Stderr, "meshproxy %s: mode=%s name=%s outbound=%s inbound=%s reuseport=%v\n", version, mode, name, outboundAddr, inboundAddr, reusePort)
 	group := &serve.Group{Servers: servers, Drain: drain, Grace: grace, Draining: &draining}

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"net"
 	"sort"
 	"strconv"
 	"sync"
@@ -21,12 +22,20 @@ type Store struct {
 	mu     sync.RWMutex
 	slices map[string]map[string][]Endpoint // service key -> slice name -> endpoints
 	merged map[string][]Endpoint
+	picks  map[string]*pickable // service key -> what PickAddr needs, in one lookup
 	next   map[string]*atomic.Uint64
+}
+
+// pickable is a service's endpoints with their "ip:port", made once, and its round-robin.
+type pickable struct {
+	eps   []Endpoint
+	addrs []string
+	next  *atomic.Uint64
 }
 
 // NewStore returns an empty store.
 func NewStore() *Store {
-	return &Store{slices: map[string]map[string][]Endpoint{}, merged: map[string][]Endpoint{}, next: map[string]*atomic.Uint64{}}
+	return &Store{slices: map[string]map[string][]Endpoint{}, merged: map[string][]Endpoint{}, picks: map[string]*pickable{}, next: map[string]*atomic.Uint64{}}
 }
 
 // SetSlice replaces one slice's endpoints (an ADDED or MODIFIED event).
@@ -54,6 +63,7 @@ func (s *Store) Replace(all map[string]map[string][]Endpoint) {
 	defer s.mu.Unlock()
 	s.slices = all
 	s.merged = map[string][]Endpoint{}
+	s.picks = map[string]*pickable{}
 	for service := range all {
 		s.remerge(service)
 	}
@@ -69,13 +79,19 @@ func (s *Store) remerge(service string) {
 	})
 	if len(eps) == 0 {
 		delete(s.merged, service)
+		delete(s.picks, service)
 		delete(s.slices, service)
 		return
 	}
 	s.merged[service] = eps
+	addrs := make([]string, len(eps))
+	for i, ep := range eps {
+		addrs[i] = net.JoinHostPort(ep.IP, strconv.Itoa(ep.Port))
+	}
 	if s.next[service] == nil {
 		s.next[service] = &atomic.Uint64{}
 	}
+	s.picks[service] = &pickable{eps: eps, addrs: addrs, next: s.next[service]}
 }
 
 // Pick returns the next ready endpoint of a service, round-robin; false if it has none.
@@ -90,11 +106,35 @@ func (s *Store) Pick(service string) (Endpoint, bool) {
 	return eps[n%uint64(len(eps))], true
 }
 
+// PickAddr is Pick with the endpoint's "ip:port", made when the endpoint was stored.
+func (s *Store) PickAddr(service string) (Endpoint, string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	pk := s.picks[service]
+	if pk == nil {
+		return Endpoint{}, "", false
+	}
+	i := (pk.next.Add(1) - 1) % uint64(len(pk.eps))
+	return pk.eps[i], pk.addrs[i], true
+}
+
 // Endpoints returns a copy of a service's ready endpoints.
 func (s *Store) Endpoints(service string) []Endpoint {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return append([]Endpoint(nil), s.merged[service]...)
+}
+
+// OnNode returns the endpoint of service that runs on node, without copying the list.
+func (s *Store) OnNode(service, node string) (Endpoint, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, ep := range s.merged[service] {
+		if ep.NodeName == node {
+			return ep, true
+		}
+	}
+	return Endpoint{}, false
 }
 
 // Count is the number of ready endpoints known, over all services (a metric).

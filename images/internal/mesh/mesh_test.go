@@ -112,10 +112,16 @@ func hostPort(t *testing.T, rawURL string) (string, int) {
 	return h, n
 }
 
-func serveHandler(t *testing.T, h http.Handler) string {
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv.Listener.Addr().String()
+// serveHandler serves a proxy handler the way meshproxy does, on a free loopback port.
+func serveHandler(t *testing.T, h Handler) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(h)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return ln.Addr().String()
 }
 
 func proxyClient(proxyAddr string) *http.Client {
@@ -204,9 +210,9 @@ func TestNodeModeRoutesThroughTheDestinationNodesProxy(t *testing.T) {
 		if err != nil {
 			t.Skipf("cannot listen on %s: %v", ip, err)
 		}
-		srv := &http.Server{Handler: p.Inbound()}
+		srv := NewServer(p.Inbound())
 		go srv.Serve(ln)
-		t.Cleanup(func() { srv.Close() })
+		t.Cleanup(func() { srv.Shutdown(context.Background()) })
 		store.SetSlice("agents/meshproxy", "mp-"+node, []Endpoint{{IP: ip, Port: inboundPort, NodeName: node}})
 		if node == "n2" {
 			n2Inbound = ip
@@ -351,8 +357,8 @@ func startProxyGroup(t *testing.T, store *Store, addr string, reuse bool, drain 
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: p.Outbound()}
-	g := &serve.Group{Servers: []*http.Server{srv}, Drain: drain, Grace: 5 * time.Second, Draining: &serve.Draining{}}
+	srv := NewServer(p.Outbound())
+	g := &serve.Group{Servers: []serve.Server{srv}, Drain: drain, Grace: 5 * time.Second, Draining: &serve.Draining{}}
 	go srv.Serve(ln)
 	return g
 }
@@ -487,5 +493,63 @@ func TestInboundPassesOnADrainingAppsConnectionClose(t *testing.T) {
 	resp.Body.Close()
 	if resp.Close {
 		t.Fatal("a healthy app's connection was closed")
+	}
+}
+
+func TestSlowUpstreamTimesOutWith504(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Second)
+	}))
+	defer slow.Close()
+	ip, port := hostPort(t, slow.URL)
+	store := NewStore()
+	store.SetSlice("demo/web", "s", []Endpoint{{IP: ip, Port: port}})
+	p := &Proxy{Mode: Sidecar, Name: "p", DefaultNamespace: "demo", Store: store, Timeout: 100 * time.Millisecond}
+	p.Init()
+	start := time.Now()
+	resp, err := proxyClient(serveHandler(t, p.Outbound())).Get("http://web/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get("Via") != "1.1 sidecar/p" {
+		t.Fatalf("slow upstream: %d via %q, want 504 with Via", resp.StatusCode, resp.Header.Get("Via"))
+	}
+	if waited := time.Since(start); waited > 800*time.Millisecond {
+		t.Fatalf("the timeout took %v", waited)
+	}
+}
+
+func TestClientConnectionCloseIsHonouredAndHopByHopHeadersDropped(t *testing.T) {
+	var seen http.Header
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.Header.Clone()
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer be.Close()
+	ip, port := hostPort(t, be.URL)
+	store := NewStore()
+	store.SetSlice("demo/web", "s", []Endpoint{{IP: ip, Port: port}})
+	p := &Proxy{Mode: Sidecar, Name: "p", DefaultNamespace: "demo", Store: store}
+	p.Init()
+	conn, err := net.Dial("tcp", serveHandler(t, p.Outbound()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(conn, "GET http://web/ HTTP/1.1\r\nHost: web\r\nProxy-Connection: keep-alive\r\nX-Secret: 1\r\nConnection: close, X-Secret\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	raw, err := io.ReadAll(conn) // the proxy closes the connection after the answer
+	if err != nil {
+		t.Fatalf("reading until the proxy closed: %v", err)
+	}
+	text := string(raw)
+	if !strings.HasPrefix(text, "HTTP/1.1 200") || !strings.Contains(strings.ToLower(text), "connection: close") ||
+		strings.Contains(strings.ToLower(text), "keep-alive: timeout") {
+		t.Fatalf("answer:\n%s", text)
+	}
+	if seen.Get("X-Secret") != "" || seen.Get("Proxy-Connection") != "" || seen.Get("Via") != "1.1 sidecar/p" {
+		t.Fatalf("the app saw %v", seen)
 	}
 }

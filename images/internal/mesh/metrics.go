@@ -3,7 +3,6 @@ package mesh
 import (
 	"fmt"
 	"io"
-	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -11,86 +10,96 @@ import (
 )
 
 // Metrics are the proxy's counters, written in the Prometheus text format by hand: the
-// official client library would more than double the binary for five series.
+// official client library would more than double the binary for five series. Observing a
+// request is a few atomic adds (it happens on every request; a scrape is rare).
 type Metrics struct {
-	mu        sync.Mutex
-	requests  map[string]uint64 // direction -> count
-	errors    map[string]uint64
-	buckets   []float64 // seconds, upper bounds
-	counts    map[string][]uint64
-	sums      map[string]float64
-	Upstreams atomic.Int64 // open upstream connections
+	mu        sync.RWMutex
+	dirs      map[string]*dirStats // direction -> its counters
+	buckets   []float64            // seconds, upper bounds
+	Upstreams atomic.Int64         // open upstream connections
+}
+
+type dirStats struct {
+	requests, errors atomic.Uint64
+	counts           []atomic.Uint64 // per bucket, not cumulative; the last one is +Inf
+	sumNanos         atomic.Int64
 }
 
 // NewMetrics returns empty metrics with latency buckets from 0.5 ms to 5 s.
 func NewMetrics() *Metrics {
 	return &Metrics{
-		requests: map[string]uint64{}, errors: map[string]uint64{},
+		dirs:    map[string]*dirStats{},
 		buckets: []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
-		counts:  map[string][]uint64{}, sums: map[string]float64{},
 	}
+}
+
+func (m *Metrics) dir(direction string) *dirStats {
+	m.mu.RLock()
+	d := m.dirs[direction]
+	m.mu.RUnlock()
+	if d != nil {
+		return d
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if d = m.dirs[direction]; d == nil {
+		d = &dirStats{counts: make([]atomic.Uint64, len(m.buckets)+1)}
+		m.dirs[direction] = d
+	}
+	return d
 }
 
 // Observe records one request in a direction (outbound, inbound).
 func (m *Metrics) Observe(direction string, d time.Duration, failed bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.requests[direction]++
+	m.dir(direction).observe(m.buckets, d, failed)
+}
+
+func (st *dirStats) observe(buckets []float64, d time.Duration, failed bool) {
+	st.requests.Add(1)
 	if failed {
-		m.errors[direction]++
-	}
-	if m.counts[direction] == nil {
-		m.counts[direction] = make([]uint64, len(m.buckets))
+		st.errors.Add(1)
 	}
 	s := d.Seconds()
-	for i, upper := range m.buckets {
-		if s <= upper {
-			m.counts[direction][i]++
-		}
+	i := 0
+	for i < len(buckets) && s > buckets[i] {
+		i++
 	}
-	m.sums[direction] += s
+	st.counts[i].Add(1)
+	st.sumNanos.Add(int64(d))
 }
 
 // Write prints the metrics in the Prometheus text exposition format.
 func (m *Metrics) Write(w io.Writer, endpoints int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	dirs := make([]string, 0, len(m.requests))
-	for d := range m.requests {
-		dirs = append(dirs, d)
+	m.mu.RLock()
+	names := make([]string, 0, len(m.dirs))
+	for d := range m.dirs {
+		names = append(names, d)
 	}
-	sort.Strings(dirs)
+	m.mu.RUnlock()
+	sort.Strings(names)
 	fmt.Fprintln(w, "# TYPE meshproxy_requests_total counter")
-	for _, d := range dirs {
-		fmt.Fprintf(w, "meshproxy_requests_total{direction=%q} %d\n", d, m.requests[d])
+	for _, d := range names {
+		fmt.Fprintf(w, "meshproxy_requests_total{direction=%q} %d\n", d, m.dir(d).requests.Load())
 	}
 	fmt.Fprintln(w, "# TYPE meshproxy_errors_total counter")
-	for _, d := range dirs {
-		fmt.Fprintf(w, "meshproxy_errors_total{direction=%q} %d\n", d, m.errors[d])
+	for _, d := range names {
+		fmt.Fprintf(w, "meshproxy_errors_total{direction=%q} %d\n", d, m.dir(d).errors.Load())
 	}
 	fmt.Fprintln(w, "# TYPE meshproxy_request_duration_seconds histogram")
-	for _, d := range dirs {
+	for _, d := range names {
+		st := m.dir(d)
+		var cumulative uint64
 		for i, upper := range m.buckets {
-			fmt.Fprintf(w, "meshproxy_request_duration_seconds_bucket{direction=%q,le=\"%g\"} %d\n", d, upper, m.counts[d][i])
+			cumulative += st.counts[i].Load()
+			fmt.Fprintf(w, "meshproxy_request_duration_seconds_bucket{direction=%q,le=\"%g\"} %d\n", d, upper, cumulative)
 		}
-		fmt.Fprintf(w, "meshproxy_request_duration_seconds_bucket{direction=%q,le=\"+Inf\"} %d\n", d, m.requests[d])
-		fmt.Fprintf(w, "meshproxy_request_duration_seconds_sum{direction=%q} %g\n", d, m.sums[d])
-		fmt.Fprintf(w, "meshproxy_request_duration_seconds_count{direction=%q} %d\n", d, m.requests[d])
+		cumulative += st.counts[len(m.buckets)].Load()
+		fmt.Fprintf(w, "meshproxy_request_duration_seconds_bucket{direction=%q,le=\"+Inf\"} %d\n", d, cumulative)
+		fmt.Fprintf(w, "meshproxy_request_duration_seconds_sum{direction=%q} %g\n", d, time.Duration(st.sumNanos.Load()).Seconds())
+		fmt.Fprintf(w, "meshproxy_request_duration_seconds_count{direction=%q} %d\n", d, cumulative)
 	}
 	fmt.Fprintln(w, "# TYPE meshproxy_upstream_connections gauge")
 	fmt.Fprintf(w, "meshproxy_upstream_connections %d\n", m.Upstreams.Load())
 	fmt.Fprintln(w, "# TYPE meshproxy_endpoints gauge")
 	fmt.Fprintf(w, "meshproxy_endpoints %d\n", endpoints)
-}
-
-// countedConn decrements the open-connection gauge once, when closed.
-type countedConn struct {
-	net.Conn
-	gauge *atomic.Int64
-	once  sync.Once
-}
-
-func (c *countedConn) Close() error {
-	c.once.Do(func() { c.gauge.Add(-1) })
-	return c.Conn.Close()
 }

@@ -42,9 +42,17 @@ func (d *Draining) Set() { d.flag.Store(true) }
 // Is reports whether the process is draining.
 func (d *Draining) Is() bool { return d.flag.Load() }
 
+// Server is what a Group runs: *http.Server, or a FastServer.
+type Server interface {
+	Serve(net.Listener) error
+	// SetKeepAlivesEnabled(false): answers from now on close their connection.
+	SetKeepAlivesEnabled(bool)
+	Shutdown(context.Context) error
+}
+
 // Group is a set of servers shut down together.
 type Group struct {
-	Servers []*http.Server
+	Servers []Server
 	// Drain: how long to keep serving after the signal (endpoints take time to drop the pod).
 	Drain time.Duration
 	// Grace: how long in-flight requests get once the listeners are closed.
