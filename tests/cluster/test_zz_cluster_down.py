@@ -37,7 +37,7 @@ def test_cluster_down_leaves_nothing(cluster: object) -> None:
     if cluster.name != "local":  # type: ignore[attr-defined]
         pytest.skip("only the local provider runs on this host")
     saved_before = cluster.settings.state_dir.joinpath("saved-sysctls.json").read_text()  # type: ignore[attr-defined]
-    created_points = json.loads(cluster.settings.state_dir.joinpath("mount-points.json").read_text())  # type: ignore[attr-defined]
+    created_points = json.loads(cluster.settings.mount_points_record.read_text())  # type: ignore[attr-defined]
     cluster.delete()  # type: ignore[attr-defined]
     assert processes() == []
     mounts = [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if any(o in line for o in OWNED)]

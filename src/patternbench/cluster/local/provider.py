@@ -372,7 +372,7 @@ class LocalProvider:
         for top in nodens.owned_cgroups():
             nodens.remove_cgroup_tree(top)
         hostnet.restore_sysctls(s.state_dir / "saved-sysctls.json")
-        nodens.remove_mount_points(s.state_dir / "mount-points.json")
+        nodens.remove_mount_points(s.mount_points_record)
         for directory in s.owned_dirs:
             shutil.rmtree(directory, ignore_errors=True)
         for cached in Path("/var/lib/cni/results").glob(f"{s.cni_network}-*"):

@@ -222,6 +222,11 @@ class LocalSettings:
         return self.mount_ns_dir / f"{node.name}.uts"
 
     @property
+    def mount_points_record(self) -> Path:
+        """The host mount points `up` made for the nodes' views (removed again by `down`)."""
+        return self.state_dir / "mount-points.json"
+
+    @property
     def owned_dirs(self) -> tuple[Path, ...]:
         """Directories whose mounts and contents belong to this cluster alone."""
         return (self.state_dir, self.run_dir)

@@ -6,6 +6,7 @@ shows the tail of the log of the component that step started.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -174,9 +175,7 @@ def node_namespaces(ctx: Context) -> None:
         nodens.create_network(s, node)
         nodens.create_mount_namespace(s, node, ctx.mount_points)
         nodens.create_cgroup(node)
-    record = s.state_dir / "mount-points.json"
-    import json
-
+    record = s.mount_points_record
     known = json.loads(record.read_text()) if record.exists() else []
     record.write_text(json.dumps(sorted(set(known) | set(ctx.mount_points))))
 
@@ -352,8 +351,6 @@ def start_host_kube_proxy(ctx: Context) -> None:
 
 
 def deploy_coredns(ctx: Context) -> None:
-    import json
-
     s = ctx.settings
     image = next((i.ref for i in ctx.images if "coredns" in i.ref), None)
     if image is None:
