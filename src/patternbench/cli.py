@@ -161,6 +161,9 @@ def cmd_cluster(args: argparse.Namespace, progress: Progress) -> int:
 
 def print_local_status(provider: object) -> int:
     """Each node with Ready or not (and why), then every daemon; exit 1 if anything is unwell."""
+    if not provider.daemons():  # type: ignore[attr-defined]
+        print("no local cluster is up (`patternbench cluster up` makes one)")
+        return 1
     rows = provider.status()  # type: ignore[attr-defined]
     nodes = provider.node_status(rows)  # type: ignore[attr-defined]
     for node in nodes:
