@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from patternbench.plots import save
 from patternbench.errors import UsageError
 from patternbench.load.runner import read_jsonl
 from patternbench.summary import SCHEMA_VERSION, Thresholds, check_claims, summarize_case
@@ -220,10 +221,7 @@ def render_interval_plots(run_dir: Path, summary: dict[str, Any]) -> Path | None
         ax.set_xticklabels(names, rotation=40, fontsize=7, ha="right")
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("medians, 95 % bootstrap intervals (bars), trials (dots)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(run_dir / "intervals.png", dpi=90)
-    plt.close(fig)
-    return run_dir / "intervals.png"
+    return save(fig, run_dir / "intervals.png")
 
 
 def _pct(share: float | None) -> str:
@@ -361,10 +359,7 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
             ax.set_yscale("log")
         ax.legend(fontsize=7, loc="upper left")
     axes[-1, 0].set_xlabel("seconds since the measured phase began")
-    fig.tight_layout()
-    fig.savefig(run_dir / "latency.png", dpi=90)
-    plt.close(fig)
-    made.append(run_dir / "latency.png")
+    made.append(save(fig, run_dir / "latency.png"))
 
     cases = summary["cases"]
     names = [n for n, e in cases.items() if e["agent_cpu_m_total"] is not None]
@@ -376,10 +371,7 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
         a2.set_ylabel("agent memory (MiB, total)")
         for ax in (a1, a2):
             ax.tick_params(axis="x", rotation=60, labelsize=7)
-        fig.tight_layout()
-        fig.savefig(run_dir / "agents.png", dpi=90)
-        plt.close(fig)
-        made.append(run_dir / "agents.png")
+        made.append(save(fig, run_dir / "agents.png"))
 
     grouped = [(n, e["requests_per_agent"]) for n, e in cases.items() if e.get("requests_per_agent")]
     if grouped:
@@ -390,10 +382,7 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
             ax.plot([i] * len(per), list(per.values()), "k.", ms=4)
         ax.set_xticks(range(1, len(grouped) + 1), [n for n, _ in grouped], rotation=60, fontsize=7)
         ax.set_ylabel("requests carried per proxy instance")
-        fig.tight_layout()
-        fig.savefig(run_dir / "grouping.png", dpi=90)
-        plt.close(fig)
-        made.append(run_dir / "grouping.png")
+        made.append(save(fig, run_dir / "grouping.png"))
 
     faulted = [d for d in dirs if (summary["cases"].get(d.name) or {}).get("fault")]
     if faulted:
@@ -420,10 +409,7 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
             ax.set_title(f"{d.name} (by entry node)", fontsize=9)
             ax.legend(fontsize=6, loc="upper right")
         axes[-1, 0].set_xlabel("seconds from the fault's injection")
-        fig.tight_layout()
-        fig.savefig(run_dir / "faults.png", dpi=90)
-        plt.close(fig)
-        made.append(run_dir / "faults.png")
+        made.append(save(fig, run_dir / "faults.png"))
 
     # Containers vs number of services (R = 2 replicas, k' = 2 agents, on the run's nodes),
     # measured points on top.
@@ -439,10 +425,7 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
     ax.set_xlabel(f"services (2 replicas each, {nodes} nodes)")
     ax.set_ylabel("containers")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(run_dir / "containers.png", dpi=90)
-    plt.close(fig)
-    made.append(run_dir / "containers.png")
+    made.append(save(fig, run_dir / "containers.png"))
     return made
 
 

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from patternbench.plots import save
 from patternbench.errors import UsageError
 from patternbench.load.runner import LoadConfig, LoadProcess, read_jsonl
 
@@ -179,10 +180,7 @@ def render_sweep_plots(out_dir: Path, sweeps: dict[str, list[dict[str, Any]]]) -
     ax.set_ylabel("latency from the intended start (ms)")
     ax.set_yscale("log")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "latency-vs-load.png", dpi=90)
-    plt.close(fig)
-    made.append(out_dir / "latency-vs-load.png")
+    made.append(save(fig, out_dir / "latency-vs-load.png"))
     if any(r.get("agent_vcpu_per_1k_rps") is not None for rows in sweeps.values() for r in rows):
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
         for name, rows in sweeps.items():
@@ -194,10 +192,7 @@ def render_sweep_plots(out_dir: Path, sweeps: dict[str, list[dict[str, Any]]]) -
         for ax in (a1, a2):
             ax.set_xlabel("offered rate (requests/s)")
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out_dir / "cost-per-1k-rps.png", dpi=90)
-        plt.close(fig)
-        made.append(out_dir / "cost-per-1k-rps.png")
+        made.append(save(fig, out_dir / "cost-per-1k-rps.png"))
     return made
 
 
