@@ -330,25 +330,36 @@ def deploy_run(
         node = deployer.core.read_node(nodes[0].name, _request_timeout=REQUEST_TIMEOUT)
         host = next(a.address for a in node.status.addresses if a.type == "InternalIP")
     entry_url = f"http://{host}:{live.spec.ports[0].node_port}/"
-    with progress.step(f"wait until the entry answers at {entry_url}"):
-        # /readyz, not /: a readiness check must not write log lines that a test then counts.
-        wait_answers(entry_url + "readyz", timeout_s=60)
+    with progress.step(f"wait until the whole chain answers at {entry_url}"):
+        # /readyz?chain=1, not /: it follows every call of the chain but writes no log line
+        # that a test then counts. Several in a row: each node's kube-proxy programs a new
+        # Service a moment after its pods are Ready, and one answer covers one path only.
+        wait_answers(entry_url + "readyz?chain=1", timeout_s=60, in_a_row=CHAIN_ANSWERS_IN_A_ROW)
     return DeployedRun(
         run_id=run_id, pattern=pattern.value, objects=objs, app_namespace=opts.app_namespace,
         agents_namespace=opts.agents_namespace, entry_url=entry_url, nodes=len(nodes),
     )
 
 
-def wait_answers(url: str, timeout_s: float) -> None:
-    """Until `url` answers 200: kube-proxy programs a new Service a moment after its pods are Ready."""
+CHAIN_ANSWERS_IN_A_ROW = 10
+
+
+def wait_answers(url: str, timeout_s: float, in_a_row: int = 1) -> None:
+    """Until `url` answers 200 `in_a_row` times running: kube-proxy programs a new Service a
+    moment after its pods are Ready, on each node in its own time."""
     import urllib.error
     import urllib.request
 
+    streak = 0
+
     def answers() -> bool:
+        nonlocal streak
         try:
             with urllib.request.urlopen(url, timeout=3) as resp:
-                return resp.status == 200
+                ok = resp.status == 200
         except (OSError, urllib.error.URLError):
-            return False
+            ok = False
+        streak = streak + 1 if ok else 0
+        return streak >= in_a_row
 
-    _poll(f"{url} to answer", answers, timeout_s, interval_s=0.2)
+    _poll(f"{url} to answer {in_a_row} times in a row", answers, timeout_s, interval_s=0.1)

@@ -164,6 +164,46 @@ func (a *app) root(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(ans)
 }
 
+// readyz answers 200 while the pod serves. With ?chain=1 it also asks every downstream's
+// /readyz?chain=1 along the path a real call takes (proxy, Service), so a deploy can wait
+// until the whole chain answers from this pod's node without writing a request log line.
+func (a *app) readyz(w http.ResponseWriter, r *http.Request) {
+	if a.drain.Is() {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	if r.URL.Query().Get("chain") != "1" {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.s.Timeout)
+	defer cancel()
+	for _, svc := range a.s.Downstreams {
+		if problem := a.chainReady(ctx, svc); problem != "" {
+			http.Error(w, svc+": "+problem, http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (a *app) chainReady(ctx context.Context, service string) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.downstreamURL(service)+"readyz?chain=1", nil)
+	if err != nil {
+		return err.Error()
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != http.StatusOK {
+		return resp.Status
+	}
+	return ""
+}
+
 func main() {
 	if config.VersionRequested("app", version) {
 		return
@@ -190,13 +230,7 @@ func main() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", a.root)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if a.drain.Is() {
-			http.Error(w, "draining", http.StatusServiceUnavailable)
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-	})
+	mux.HandleFunc("GET /readyz", a.readyz)
 	ln, err := serve.Listen(s.Listen, false)
 	if err != nil {
 		config.Fail("app", &config.Error{Setting: "LISTEN", Problem: err.Error()})
