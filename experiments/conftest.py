@@ -77,11 +77,11 @@ def experiment_run(request: pytest.FixtureRequest, cluster: object, profile: Pro
     planned = [c.id for c in selected_cases(request.config)]
     repeat = request.config.stash[MEASUREMENT].repeat
     (run_dir / "run.json").write_text(json.dumps({"profile": asdict(profile), "cases_planned": planned, "repeat": repeat, "provider": cluster.name}, indent=1))  # type: ignore[attr-defined]
-    state: dict[str, Any] = {"dir": run_dir, "entries": {}}
+    state: dict[str, Any] = {"dir": run_dir, "entries": {}, "sweeps": []}
     try:
         yield state
     finally:
-        if state["entries"]:
+        if state["entries"] or state["sweeps"]:
             write_report(run_dir, Thresholds(max_failed_requests=request.config.getoption("--max-failed-requests")))
             print(f"\nexperiment report: {run_dir / 'report.md'}")
 

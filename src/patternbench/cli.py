@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--repeat", default="1", metavar="N", help="run every case N times, interleaved (a b c a b c); medians and 95 %% intervals (default 1)")
     run.add_argument("--slo-ms", default=None, metavar="MS", help="a probe slower than this is unavailable (default 1000)")
     run.add_argument("--rps", default=None, metavar="R", help="open-loop load: R requests/s on schedule, latency from the intended start (instead of --users)")
-    run.add_argument("--sweep", default=None, metavar="R1,R2,...", help="per pattern, rising offered rates until errors or saturation")
+    run.add_argument("--sweep", default=None, metavar="R1,R2,...", help="after the cases, per pattern (--pattern, default all): open-loop load at these rising rates until errors or saturation; latency and agent cost against load")
     run.add_argument("--fault", action="append", metavar="KIND", help="inject this fault instead of the upgrade matrix (repeatable): " + ", ".join(FAULT_NAMES))
     run.add_argument("--fault-duration", default=None, metavar="S", help="seconds a timed fault (hang, API server outage) lasts (default: the fault's own)")
     run.add_argument("--faults", action="store_true", help="add the fault family to the upgrade matrix (each fault case once, whatever --repeat)")
@@ -270,10 +270,8 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
         cases += fault_cases(args, patterns)
     if not cases:
         raise UsageError("no case to run for that --pattern/--agent selection")
-    if sweep is not None:
-        # TODO(cluster): deploy each pattern once, sample its agents, and drive
-        # load.sweep.run_sweep() against its entry; the sweep itself runs and is tested locally.
-        raise UsageError("--sweep is validated but not yet wired into the cluster run: see `python -m patternbench.load.sweep` for the local sweep")
+    args.sweep_rates = sweep
+    args.sweep_patterns = patterns or list(Pattern)
     return cases, profile
 
 
@@ -334,6 +332,8 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
     try:
         # The fault family runs once per fault even with --repeat (its own window is measured).
         run_dir = run_matrix(provider, topology, cases, profile, args.results, progress, repeat=args.repeat, fault_repeat=1 if args.faults else None)
+        if args.sweep_rates:
+            sweep_after(provider, topology, args.sweep_patterns, args.sweep_rates, run_dir, progress)
     finally:
         if brought_up and not args.keep_cluster:
             with progress.step("take the local cluster down"):
@@ -347,6 +347,28 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
         progress.say(f"   claim failed in {case}: {'; '.join(problems)}")
     print(run_dir / "report.md")
     return 1 if summary["failed_claims"] else 0
+
+
+def sweep_after(provider: object, topology: object, patterns: list, rates: list[float], run_dir: Path, progress: Progress) -> None:
+    """--sweep: latency and cost against load per pattern, into the run's own directory; an
+    interrupted sweep still leaves the report of everything measured so far."""
+    import json
+
+    from patternbench.pattern_sweep import run_sweeps
+    from patternbench.report import write_report
+
+    meta_path = run_dir / "run.json"
+    meta = json.loads(meta_path.read_text())
+    meta["sweep_rates"] = rates
+    meta_path.write_text(json.dumps(meta, indent=1))
+    try:
+        run_sweeps(provider, topology, patterns, rates, run_dir, progress)
+    except BaseException:
+        meta["interrupted"] = True
+        meta_path.write_text(json.dumps(meta, indent=1))
+        write_report(run_dir)
+        progress.say(f" partial report (interrupted in the sweeps): {run_dir / 'report.md'}")
+        raise
 
 
 def cmd_report(args: argparse.Namespace, progress: Progress) -> int:

@@ -513,13 +513,15 @@ def agent_resources(samples: list[Record], is_agent: Any) -> dict[str, Any]:
     """CPU (millicores) and memory (MiB) of the agent containers: totals over the instances
     alive at each sample, and per instance. Instances replaced during an upgrade are not
     double-counted: CPU is the agents' CPU time over the sampled span, memory the mean of
-    each sampling round's sum. `is_agent(record)` says which containers are agents."""
+    each sampling round's sum. `is_agent(record)` says which containers are agents.
+    A round is every node's answer to one sampling pass (`round`; records written before
+    rounds were stamped fall back to their own time, one node per round)."""
     agents = [s for s in samples if is_agent(s)]
     if not agents:
         return {"agent_instances": 0, "agent_cpu_m_total": None, "agent_memory_mib_total": None, "agent_cpu_m_per_instance": None, "agent_memory_mib_per_instance": None}
     rounds: dict[float, list[Record]] = {}
     for s in agents:
-        rounds.setdefault(s["t"], []).append(s)
+        rounds.setdefault(s.get("round", s["t"]), []).append(s)
     instances = statistics.fmean(len(rs) for rs in rounds.values())
     memory = statistics.fmean(sum(r["memory_mib"] for r in rs) for rs in rounds.values())
     per_instance: dict[tuple[str, str], list[Record]] = {}

@@ -37,7 +37,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--repeat", default=None, help="experiments: run every case N times, interleaved (default 1)")
     group.addoption("--slo-ms", default=None, help="experiments: a probe slower than this is unavailable (default 1000)")
     group.addoption("--rps", default=None, help="experiments: open-loop load at R requests/s instead of Locust users")
-    group.addoption("--sweep", default=None, help="experiments: rising offered rates R1,R2,... per pattern (not wired yet)")
+    group.addoption("--sweep", default=None, help="experiments: latency and cost against load per pattern (--pattern, default all) at rising offered rates R1,R2,... (default: a short smoke on one pattern)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -78,9 +78,6 @@ def measurement_options(config: pytest.Config) -> Measurement:
     )
     if m.rps is not None and get("--users") is not None:
         raise UsageError("--rps and --users are two load modes: give one")
-    if m.sweep is not None:
-        # TODO(cluster): a sweep test per pattern (deploy once, load.sweep.run_sweep at each rate).
-        raise UsageError("--sweep is validated but not yet wired into the experiments")
     return m
 
 

@@ -13,6 +13,8 @@ from patternbench.load.runner import read_jsonl
 from patternbench.summary import SCHEMA_VERSION, Thresholds, check_claims, summarize_case
 from patternbench.topology import Agents, Pattern, Service, Topology, containers_formula
 from patternbench.calibration import load_calibration
+from patternbench.load.sweep import render_sweep_plots
+from patternbench.pattern_sweep import load_sweeps
 from patternbench.trials import aggregate, differences
 
 
@@ -24,8 +26,8 @@ def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: 
     """Every case's entry from its trials' raw records; the claims are checked on each trial.
     `slo_ms` re-measures downtime with another deadline than the run's."""
     dirs = case_dirs(run_dir)
-    if not dirs:
-        raise UsageError(f"{run_dir} holds no experiment case (no */case.json)")
+    if not dirs and not load_sweeps(run_dir):
+        raise UsageError(f"{run_dir} holds no experiment case (no */case.json) and no sweep")
     by_case: dict[str, list[dict[str, Any]]] = {}
     problems_by_case: dict[str, list[str]] = {}
     for d in dirs:
@@ -61,6 +63,7 @@ def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: 
         "cases_not_run": [c for c in planned if c not in cases],
         "differences": differences(cases),
         "calibration": load_calibration(run_dir),
+        "sweeps": load_sweeps(run_dir),
     }
 
 
@@ -100,7 +103,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"| {_fmt(e['log_lines_lost'])} / {_fmt(e['log_lines_duplicated'])} | {_fmt(e['upgrade_duration_s'])} |"
         )
     lines += ["", *claims_text(cases), "", *nodes_text(cases), "", *faults_text(cases), ""]
-    lines += [*trials_text(summary), *differences_text(summary), *calibration_text(summary)]
+    lines += [*trials_text(summary), *differences_text(summary), *sweeps_text(summary), *calibration_text(summary)]
     lines += ["## Claims checked", ""]
     if summary["failed_claims"]:
         for case, problems in summary["failed_claims"].items():
@@ -165,6 +168,29 @@ def differences_text(summary: dict[str, Any]) -> list[str]:
         verdict = "–" if r["excludes_zero"] is None else ("**yes**" if r["excludes_zero"] else "no")
         out.append(f"| {r['metric']} | {r['a']} | {r['b']} | {_fmt(r['difference'])} | {ci} | {verdict} |")
     return out + [""]
+
+
+def sweeps_text(summary: dict[str, Any]) -> list[str]:
+    """Latency and agent cost against offered load, per pattern (run --sweep)."""
+    sweeps = summary.get("sweeps") or {}
+    if not sweeps:
+        return []
+    out = [
+        "## Latency and cost against load", "",
+        "Open-loop load at rising offered rates, latency from each request's intended start; agent CPU and memory from the kubelet over each step. "
+        "A sweep stops at the first step not sustained (errors above 1 %, under 97 % of the rate achieved, the sender behind schedule, or p99 above 100 ms). "
+        "Plots: latency-vs-load.png, cost-per-1k-rps.png.", "",
+        "| pattern | offered /s | achieved /s | p50 ms | p99 ms | agent vCPU per 1000 req/s | agent MiB per instance | agent instances | sustained |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for pattern, doc in sweeps.items():
+        for r in doc["steps"]:
+            out.append(
+                f"| {pattern} | {_fmt(r['offered_rps'], 0)} | {_fmt(r['achieved_rps'], 1)} | {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} "
+                f"| {_fmt(r['agent_vcpu_per_1k_rps'], 3)} | {_fmt(r['agent_memory_mib_per_instance'], 1)} | {_fmt(r['agent_instances'], 1)} | {'no: ' + r['saturated'] if r['saturated'] else 'yes'} |"
+            )
+    out += ["", "Highest rate sustained: " + ", ".join(f"{p} {_fmt(d['max_sustained_rps'], 0)}/s" for p, d in sweeps.items()) + ".", ""]
+    return out
 
 
 def calibration_text(summary: dict[str, Any]) -> list[str]:
@@ -334,6 +360,8 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
     # Latency and errors over time, upgrade window marked, one panel per case.
     firsts = {e["trials"][0]["dir"] for e in summary["cases"].values() if e.get("trials")}
     dirs = [d for d in case_dirs(run_dir) if not firsts or d.name in firsts]
+    if not dirs:
+        return []
     fig, axes = plt.subplots(len(dirs), 1, figsize=(10, 2.2 * len(dirs)), squeeze=False)
     for ax, d in zip(axes[:, 0], dirs):
         marks = {m["phase"]: m["t"] for m in read_jsonl(d / "timeline.jsonl")}
@@ -438,4 +466,6 @@ def write_report(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: f
     (run_dir / "report.md").write_text(render_markdown(summary))
     render_plots(run_dir, summary)
     render_interval_plots(run_dir, summary)
+    if summary["sweeps"]:
+        render_sweep_plots(run_dir, {p: d["steps"] for p, d in summary["sweeps"].items()})
     return summary

@@ -92,6 +92,20 @@ def test_cpu_from_cumulative_time_and_memory_means() -> None:
     assert out["agent_memory_mib_total"] == pytest.approx(11.0)
 
 
+def test_a_round_adds_up_every_node() -> None:
+    """Three nodes answer one sampling round a few ms apart: one round of six agents, not
+    three rounds of two (what the per-node times alone would give)."""
+    samples = [
+        {"t": r + n * 0.01, "round": r, "pod": f"agent-{n}", "container": c, "cpu_ns": r * 1e7, "memory_mib": 10.0}
+        for r in (0.0, 2.0) for n in range(3) for c in ("meshproxy", "logagent")
+    ]
+    out = measure.agent_resources(samples, lambda s: True)
+    assert out["agent_instances"] == 6
+    assert out["agent_memory_mib_total"] == pytest.approx(60.0)
+    assert out["agent_memory_mib_per_instance"] == pytest.approx(10.0)
+    assert out["agent_cpu_m_total"] == pytest.approx(60.0)  # six instances, 10 m each
+
+
 def test_an_instance_replaced_mid_run_is_not_counted_twice() -> None:
     old = [{"t": t, "pod": "a", "container": "meshproxy", "cpu_ns": t * 1e7, "memory_mib": 10.0} for t in (0.0, 1.0, 2.0)]
     new = [{"t": t, "pod": "b", "container": "meshproxy", "cpu_ns": (t - 2) * 1e7, "memory_mib": 10.0} for t in (3.0, 4.0)]

@@ -37,7 +37,7 @@ def no_provider(monkeypatch: pytest.MonkeyPatch) -> None:
     (["run", "--slo-ms", "0"], "--slo-ms must be above 0"),
     (["run", "--slo-ms", "soon"], "--slo-ms: 'soon' is not a number"),
     (["run", "--rps", "100", "--users", "5"], "two load modes"),
-    (["run", "--slo-ms", "5000", "--repeat", "1", "--sweep", "100"], "not yet wired"),
+    (["run", "--sweep", "100", "--rps", "50"], "--sweep sets the rates itself"),
     (["run", "--bogus"], "unrecognized arguments: --bogus"),
     (["report", "/nonexistent", "--slo-ms", "-5"], "--slo-ms must be above 0"),
     (["calibrate", "--kinds", "smoke"], "unknown outage kind 'smoke'"),

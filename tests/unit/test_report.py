@@ -33,3 +33,21 @@ def test_report_of_a_directory_without_cases(tmp_path: Path) -> None:
         write_report(tmp_path)
     with pytest.raises(UsageError, match="not a run directory"):
         write_report(tmp_path / "nope")
+
+
+def test_report_shows_latency_and_cost_against_load(tmp_path: Path) -> None:
+    """A run's sweeps (run --sweep) reach summary.json, a table in report.md and both plots."""
+    rows = [
+        {"offered_rps": 100.0, "achieved_rps": 99.6, "p50_ms": 4.0, "p99_ms": 9.5, "agent_vcpu_per_1k_rps": 0.41,
+         "agent_memory_mib_per_instance": 12.0, "agent_instances": 6.0, "saturated": None},
+        {"offered_rps": 400.0, "achieved_rps": 301.0, "p50_ms": 40.0, "p99_ms": 900.0, "agent_vcpu_per_1k_rps": 0.38,
+         "agent_memory_mib_per_instance": 14.0, "agent_instances": 6.0, "saturated": "achieved 301/s of 400/s offered"},
+    ]
+    (tmp_path / "sweeps" / "daemonset").mkdir(parents=True)
+    (tmp_path / "sweeps" / "daemonset" / "cost.json").write_text(json.dumps({"pattern": "daemonset", "max_sustained_rps": 100.0, "steps": rows}))
+    summary = write_report(tmp_path)
+    assert summary["cases"] == {} and summary["sweeps"]["daemonset"]["steps"] == rows
+    text = (tmp_path / "report.md").read_text()
+    assert "| daemonset | 100 | 99.6 | 4.00 | 9.50 | 0.410 | 12.0 | 6.0 | yes |" in text
+    assert "no: achieved 301/s of 400/s offered" in text and "daemonset 100/s" in text
+    assert (tmp_path / "latency-vs-load.png").exists() and (tmp_path / "cost-per-1k-rps.png").exists()

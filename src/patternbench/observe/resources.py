@@ -12,8 +12,10 @@ from typing import Any
 from kubernetes import client
 
 
-def summary_records(summary: dict[str, Any], namespaces: set[str], t: float) -> list[dict[str, Any]]:
-    """One record per container of the given namespaces: millicores and MiB."""
+def summary_records(summary: dict[str, Any], namespaces: set[str], t: float, round_t: float | None = None) -> list[dict[str, Any]]:
+    """One record per container of the given namespaces: millicores and MiB. `t` is when this
+    node answered (CPU rates come from it); `round_t` names the sampling round over every
+    node, so totals add up the whole cluster at one moment."""
     out = []
     for pod in summary.get("pods", []):
         ref = pod.get("podRef", {})
@@ -25,7 +27,7 @@ def summary_records(summary: dict[str, Any], namespaces: set[str], t: float) -> 
             if not cpu and mem is None:
                 continue
             out.append({
-                "t": t, "namespace": ref.get("namespace"), "pod": ref.get("name"), "container": container.get("name"),
+                "t": t, "round": t if round_t is None else round_t, "namespace": ref.get("namespace"), "pod": ref.get("name"), "container": container.get("name"),
                 # Cumulative CPU time: rates come from its differences (the kubelet's own
                 # usageNanoCores is a rate over its last two scrapes and can be garbage right
                 # after a container starts).
@@ -48,9 +50,10 @@ class ResourceSampler:
 
     def sample(self) -> list[dict[str, Any]]:
         records = []
+        round_t = time.monotonic()
         for node in self.core.list_node(_request_timeout=10).items:
             resp = self.core.connect_get_node_proxy_with_path(node.metadata.name, "stats/summary", _preload_content=False, _request_timeout=10)
-            records += summary_records(json.loads(resp.data), self.namespaces, time.monotonic())
+            records += summary_records(json.loads(resp.data), self.namespaces, time.monotonic(), round_t)
         return records
 
     def _run(self) -> None:
