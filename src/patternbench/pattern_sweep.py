@@ -64,8 +64,7 @@ def run_sweeps(
 
 def load_sweeps(run_dir: Path) -> dict[str, dict[str, Any]]:
     """pattern -> its cost.json, for every pattern swept in this run."""
-    out = {}
-    for path in sorted((run_dir / SWEEPS_DIR).glob("*/cost.json")):
-        doc = json.loads(path.read_text())
-        out[doc["pattern"]] = doc
-    return out
+    order = [p.value for p in Pattern]
+    docs = [json.loads(path.read_text()) for path in (run_dir / SWEEPS_DIR).glob("*/cost.json")]
+    docs.sort(key=lambda d: (order.index(d["pattern"]) if d["pattern"] in order else len(order), d["pattern"]))
+    return {d["pattern"]: d for d in docs}
