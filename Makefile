@@ -24,7 +24,7 @@ test-unit:
 
 ## experiment: the main job: the whole default matrix on the local cluster, a report at the end
 experiment: setup
-	$(PB) run --profile full --repeat 3 --faults --sweep 100,200,400,800,1600 --results $(RESULTS)
+	$(PB) run --profile full --calibrate --repeat 3 --faults --sweep 100,200,400,800,1600 --results $(RESULTS)
 
 ## nightly: what the nightly workflow does, on the local provider: the matrix (short profile),
 ## then every figure against baselines/local.json (exit 1 on a regression)

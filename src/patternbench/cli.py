@@ -98,14 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sweep", default=None, metavar="R1,R2,...", help="after the cases, per pattern (--pattern, default all): open-loop load at these rising rates until errors or saturation; latency and agent cost against load")
     run.add_argument("--fault", action="append", metavar="KIND", help="inject this fault instead of the upgrade matrix (repeatable): " + ", ".join(FAULT_NAMES))
     run.add_argument("--fault-duration", default=None, metavar="S", help="seconds a timed fault (hang, API server outage) lasts (default: the fault's own)")
+    run.add_argument("--calibrate", action="store_true", help="first calibrate the outage measurement at the cluster's entry (local provider), so the report carries this run's own error bar")
     run.add_argument("--faults", action="store_true", help="add the fault family to the upgrade matrix (each fault case once, whatever --repeat)")
     report = sub.add_parser("report", help="rebuild summary.json, report.md and plots from a run's raw records")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--slo-ms", default=None, metavar="MS", help="re-measure downtime with this deadline instead of the run's")
 
     cal = sub.add_parser("calibrate", help="inject outages of known kind and length, measure them with the probe stream, report the error")
-    cal.add_argument("--target", default="local", choices=["local", "cluster"], help="local: a plain TCP server on 127.0.0.1 (no cluster); cluster: a pod (not wired yet)")
-    cal.add_argument("--kinds", default="refused,reset,dropped,hang", help="outage kinds (refused, reset, dropped, hang)")
+    cal.add_argument("--target", default="local", choices=["local", "cluster"], help="local: a plain HTTP server on 127.0.0.1 (no cluster); cluster: the local cluster's entry, through kube-proxy into the app chain (brings the cluster up if needed)")
+    cal.add_argument("--kinds", default=None, help="outage kinds: refused, reset, dropped, hang (default all) locally; refused, dropped on the cluster")
+    cal.add_argument("--keep-cluster", action="store_true", help="--target cluster: leave a cluster this command brought up running")
+    _provider_args(cal)
     cal.add_argument("--lengths", default="0.5,2", help="outage lengths in seconds")
     cal.add_argument("--slo-ms", default="1000", metavar="MS", help="the deadline the probes are judged by (default 1000)")
     cal.add_argument("--results", type=Path, default=Path("results"), help="where calibration.json goes")
@@ -313,6 +316,8 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
 
     cases, profile = experiment_options(args)
     topology = load_topology(args.topology)
+    if args.calibrate and args.provider != "local":
+        raise UsageError("--calibrate injects outages with iptables on this machine: it needs --provider local")
     try:
         args.results.mkdir(parents=True, exist_ok=True)
         probe = args.results / ".patternbench-write-test"
@@ -330,6 +335,13 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
         provider.create()
         brought_up = True
     try:
+        if args.calibrate:
+            from patternbench import calibration
+            from patternbench.cluster_calibration import CLUSTER_KINDS
+
+            doc = calibrate_on_cluster(provider, list(CLUSTER_KINDS), RUN_CALIBRATION_LENGTHS_S, profile.slo_ms, progress)
+            calibration.write(args.results, doc)  # the run copies the latest in as it starts
+            progress.say(f"   calibration: max error {doc['max_error_ms']:.1f} ms over {len(doc['rows'])} injected outages")
         # The fault family runs once per fault even with --repeat (its own window is measured).
         run_dir = run_matrix(provider, topology, cases, profile, args.results, progress, repeat=args.repeat, fault_repeat=1 if args.faults else None)
         if args.sweep_rates:
@@ -388,23 +400,53 @@ def cmd_calibrate(args: argparse.Namespace, progress: Progress) -> int:
     from patternbench import calibration
     from patternbench.options import parse_slo_ms
 
-    kinds = calibration.parse_kinds(args.kinds)
     lengths = calibration.parse_lengths(args.lengths)
     slo_ms = parse_slo_ms(args.slo_ms)
     if args.target == "cluster":
-        # TODO(cluster): the same injections against a pod behind the entry (refuse: scale the
-        # listener away; drop: iptables in the node's netns; hang: SIGSTOP the app).
-        raise UsageError("calibrate --target cluster is not wired yet: use --target local (a TCP server on 127.0.0.1)")
-    from patternbench.inject import calibrate_local
+        from patternbench.cluster_calibration import CLUSTER_KINDS, check_kinds
 
-    rows = calibrate_local(kinds, lengths, slo_ms, progress=progress)
-    doc = calibration.document(rows, "local 127.0.0.1", slo_ms, calibration.PROBE_INTERVAL_S)
+        kinds = calibration.parse_kinds(args.kinds) if args.kinds else list(CLUSTER_KINDS)
+        check_kinds(kinds)
+        if args.provider != "local":
+            raise UsageError("calibrate --target cluster injects with iptables on this machine: it needs --provider local")
+        provider = get_provider("local", _options(args), progress)
+        brought_up = False
+        if not provider.is_up():  # type: ignore[attr-defined]
+            provider.create()
+            brought_up = True
+        try:
+            doc = calibrate_on_cluster(provider, kinds, lengths, slo_ms, progress)
+        finally:
+            if brought_up and not args.keep_cluster:
+                with progress.step("take the local cluster down"):
+                    provider.delete()
+    else:
+        from patternbench.inject import calibrate_local
+
+        kinds = calibration.parse_kinds(args.kinds or ",".join(calibration.KINDS))
+        rows = calibrate_local(kinds, lengths, slo_ms, progress=progress)
+        doc = calibration.document(rows, "local 127.0.0.1", slo_ms, calibration.PROBE_INTERVAL_S)
     path = calibration.write(args.results, doc)
-    for r in rows:
+    for r in doc["rows"]:
+        r = calibration.Comparison(**r)
         progress.say(f"   {r.kind:<8} injected {r.injected_s:6.3f}s  measured {r.measured_s:6.3f}s  error {r.error_ms:+7.1f} ms")
     progress.say(f"max error {doc['max_error_ms']} ms; wrote {path}")
     print(path)
     return 1 if (doc["max_error_ms"] or 0) > calibration.PROMISED_ERROR_MS else 0
+
+
+RUN_CALIBRATION_LENGTHS_S = [0.5, 2.0]
+
+
+def calibrate_on_cluster(provider: object, kinds: list[str], lengths: list[float], slo_ms: float, progress: Progress) -> dict:
+    """The calibration document of outages injected at the local cluster's entry."""
+    from patternbench import calibration
+    from patternbench.cluster_calibration import calibrate_cluster
+    from patternbench.topology import load_topology
+
+    with progress.step(f"calibrate at the cluster's entry: {', '.join(kinds)} x {', '.join(f'{x:g}s' for x in lengths)}"):
+        rows = calibrate_cluster(provider, load_topology(), kinds, lengths, slo_ms, progress=progress)
+    return calibration.document(rows, "local cluster entry (NodePort via kube-proxy, control pattern)", slo_ms, calibration.PROBE_INTERVAL_S)
 
 
 def cmd_compare(args: argparse.Namespace, progress: Progress) -> int:

@@ -117,7 +117,8 @@ class LocalTarget:
 # ---- iptables: a DROP rule on one loopback port, never left behind --------------------------
 
 
-def _rule(port: int) -> list[str]:
+def drop_rule(port: int) -> list[str]:
+    """SYNs to 127.0.0.1:`port` vanish: the local target's dropped outage."""
     return ["INPUT", "-i", "lo", "-p", "tcp", "--dport", str(port), "-j", "DROP", "-m", "comment", "--comment", IPTABLES_COMMENT]
 
 
@@ -125,19 +126,18 @@ def _iptables(*args: str) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(["iptables", "-w", "5", *args], capture_output=True, text=True, timeout=15)
     except FileNotFoundError:
-        raise UsageError("the dropped outage needs iptables (apt-get install iptables) and root") from None
+        raise UsageError("the dropped and refused outages need iptables (apt-get install iptables) and root") from None
 
 
 def sweep_drop_rules() -> int:
-    """Remove every calibration DROP rule (a crashed calibration's leftovers); how many."""
-    listing = _iptables("-S", "INPUT")
+    """Remove every calibration rule (a crashed calibration's leftovers); how many."""
     removed = 0
-    for line in listing.stdout.splitlines():
-        if IPTABLES_COMMENT in line and line.startswith("-A INPUT"):
-            spec = line.split()[1:]  # drop "-A"
-            spec = [s.strip('"') for s in spec]
-            if _iptables("-D", *spec).returncode == 0:
-                removed += 1
+    for chain in ("INPUT", "OUTPUT"):
+        for line in _iptables("-S", chain).stdout.splitlines():
+            if IPTABLES_COMMENT in line and line.startswith(f"-A {chain}"):
+                spec = [s.strip('"') for s in line.split()[1:]]  # drop "-A"
+                if _iptables("-D", *spec).returncode == 0:
+                    removed += 1
     return removed
 
 
@@ -151,26 +151,43 @@ class DropWindow:
 
 
 @contextlib.contextmanager
-def dropped(port: int) -> Iterator[DropWindow]:
-    """SYNs to 127.0.0.1:`port` are dropped inside the block; the rule goes whatever happens
+def rule_in_place(rule: list[str], port: int) -> Iterator[DropWindow]:
+    """`rule` (for traffic to `port`) is in place inside the block; it goes whatever happens
     (finally, and atexit if the interpreter is stopped in between). The yielded window is
     filled in as the rule goes in and comes out."""
     if port < 1024:
-        raise UsageError(f"refusing to drop traffic to a system port ({port})")
+        raise UsageError(f"refusing to block traffic to a system port ({port})")
+    assert IPTABLES_COMMENT in rule, "every calibration rule carries the comment its sweep looks for"
     before = time.monotonic()
-    added = _iptables("-I", *_rule(port))
+    added = _iptables("-I", *rule)
     after = time.monotonic()
     if added.returncode != 0:
-        raise UsageError(f"iptables could not add the DROP rule: {(added.stderr.strip().splitlines() or ['?'])[-1]} (needs root)")
+        raise UsageError(f"iptables could not add the calibration rule: {(added.stderr.strip().splitlines() or ['?'])[-1]} (needs root)")
     window = DropWindow(added=(before, after))
     atexit.register(sweep_drop_rules)
     try:
         yield window
     finally:
         before = time.monotonic()
-        _iptables("-D", *_rule(port))
+        _iptables("-D", *rule)
         window.removed = (before, time.monotonic())
         atexit.unregister(sweep_drop_rules)
+
+
+def dropped(port: int) -> contextlib.AbstractContextManager[DropWindow]:
+    """SYNs to 127.0.0.1:`port` are dropped inside the block."""
+    return rule_in_place(drop_rule(port), port)
+
+
+def ruled_outage(kind: str, rule: list[str], port: int, length_s: float) -> Injection:
+    """An outage made by an iptables rule held for `length_s`. The rule takes effect somewhere
+    inside each iptables call: date each change at its call's midpoint, and keep half the
+    calls' durations as the truth's own uncertainty."""
+    with rule_in_place(rule, port) as window:
+        time.sleep(max(0.0, length_s - (time.monotonic() - sum(window.added) / 2)))
+    start, end = sum(window.added) / 2, sum(window.removed) / 2
+    uncertainty = (window.added[1] - window.added[0] + window.removed[1] - window.removed[0]) / 2
+    return Injection(kind, start, end, uncertainty)
 
 
 # ---- injecting one outage and the probe stream ------------------------------------------------
@@ -199,13 +216,7 @@ def inject(target: LocalTarget, kind: str, length_s: float) -> Injection:
         target.gate.set()
         return Injection(kind, start, time.monotonic())
     if kind == "dropped":
-        # The rule takes effect somewhere inside each iptables call: date each change at its
-        # call's midpoint, and keep half the calls' durations as the truth's own uncertainty.
-        with dropped(target.port) as window:
-            time.sleep(max(0.0, length_s - (time.monotonic() - sum(window.added) / 2)))
-        start, end = sum(window.added) / 2, sum(window.removed) / 2
-        uncertainty = (window.added[1] - window.added[0] + window.removed[1] - window.removed[0]) / 2
-        return Injection(kind, start, end, uncertainty)
+        return ruled_outage(kind, drop_rule(target.port), target.port, length_s)
     raise UsageError(f"unknown outage kind {kind!r} (choose from {', '.join(KINDS)})")
 
 

@@ -104,3 +104,17 @@ def test_calibrate_a_dropped_outage_and_leave_no_rule() -> None:
     assert row.slow_downtime_s == pytest.approx(row.measured_s)
     rules = subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, text=True).stdout
     assert IPTABLES_COMMENT not in rules
+
+
+def test_cluster_entry_rules() -> None:
+    """The cluster's outages match the entry by conntrack's original destination (the filter
+    table sees the packet after kube-proxy's DNAT); a kind it cannot inject is an error."""
+    from patternbench.cluster_calibration import CLUSTER_KINDS, entry_rule
+    from patternbench.inject import IPTABLES_COMMENT
+
+    refused, dropped = (entry_rule(k, 31234) for k in CLUSTER_KINDS)
+    for rule in (refused, dropped):
+        assert rule[0] == "OUTPUT" and "--ctorigdstport" in rule and "31234" in rule and IPTABLES_COMMENT in rule
+    assert refused[-3:] == ["REJECT", "--reject-with", "tcp-reset"] and dropped[-1] == "DROP"
+    with pytest.raises(UsageError, match="not 'hang'"):
+        entry_rule("hang", 31234)

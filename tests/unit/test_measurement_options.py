@@ -43,7 +43,9 @@ def no_provider(monkeypatch: pytest.MonkeyPatch) -> None:
     (["calibrate", "--kinds", "smoke"], "unknown outage kind 'smoke'"),
     (["calibrate", "--lengths", "0"], "outside 0..30 s"),
     (["calibrate", "--slo-ms", "0"], "--slo-ms must be above 0"),
-    (["calibrate", "--target", "cluster"], "not wired yet"),
+    (["calibrate", "--target", "cluster", "--kinds", "hang"], "the cluster calibration injects refused, dropped, not 'hang'"),
+    (["calibrate", "--target", "cluster", "--provider", "kind"], "needs --provider local"),
+    (["run", "--calibrate", "--provider", "kind"], "--calibrate injects outages with iptables on this machine"),
 ])
 def test_bad_measurement_input_exits_2_with_one_line(argv: list[str], message: str, no_provider: None, capsys: pytest.CaptureFixture[str]) -> None:
     try:
