@@ -139,7 +139,7 @@ PATTERNS: dict[Pattern, PatternSpec] = {
 def pattern_spec(pattern: Pattern | str) -> PatternSpec:
     """The registered spec of a pattern (or its name); a one-line UsageError otherwise."""
     key = Pattern.parse(pattern) if isinstance(pattern, str) and not isinstance(pattern, Pattern) else pattern
-    spec = PATTERNS.get(key)
+    spec = PATTERNS.get(key)  # type: ignore[arg-type]
     if spec is None:
-        raise UsageError(f"pattern {key.value!r} has no registered spec (registered: {', '.join(p.value for p in PATTERNS)})")
+        raise UsageError(f"pattern {pattern!r} has no registered spec (registered: {', '.join(p.value for p in PATTERNS)})")
     return spec
