@@ -141,5 +141,6 @@ def pattern_spec(pattern: Pattern | str) -> PatternSpec:
     key = Pattern.parse(pattern) if isinstance(pattern, str) and not isinstance(pattern, Pattern) else pattern
     spec = PATTERNS.get(key)  # type: ignore[arg-type]
     if spec is None:
-        raise UsageError(f"pattern {pattern!r} has no registered spec (registered: {', '.join(p.value for p in PATTERNS)})")
+        name = pattern.value if isinstance(pattern, Pattern) else pattern
+        raise UsageError(f"pattern {name!r} has no registered spec (registered: {', '.join(p.value for p in PATTERNS)})")
     return spec
