@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from patternbench.agents import UPGRADABLE
+from patternbench.cluster.provider import KnowsIfUp, ReportsDaemons, abilities
 from patternbench.cluster.registry import PROVIDER_NAMES, ProviderOptions, get_provider, parse_node_count
 from patternbench.errors import StepFailed, UsageError
 from patternbench.faults import FAULTS
@@ -84,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the experiments: every pattern x agent under load, upgraded; a report at the end")
     _provider_args(run)
     run.add_argument("--pattern", action="append", help="only this pattern (repeatable)")
-    run.add_argument("--agent", action="append", help="only this agent: mesh or logging (repeatable)")
+    run.add_argument("--agent", action="append", help=f"only this agent: {' or '.join(UPGRADABLE)} (repeatable)")
     run.add_argument("--profile", default="full", choices=["short", "full"], help="phase lengths and load (default: full)")
     run.add_argument("--duration", type=float, help="seconds of load before and after the upgrade (overrides the profile)")
     run.add_argument("--users", type=int, help="Locust users (overrides the profile)")
@@ -153,8 +155,7 @@ def cmd_cluster(args: argparse.Namespace, progress: Progress) -> int:
     elif args.action == "kubeconfig":
         print(provider.kubeconfig())
     elif args.action == "status":
-        status = getattr(provider, "status", None)
-        if status is None:
+        if not isinstance(provider, ReportsDaemons):
             for node in provider.nodes():
                 print(f"{node.name:<30} {node.internal_ip:<16} {'Ready' if node.ready else 'NotReady'}")
             return 0
@@ -162,13 +163,13 @@ def cmd_cluster(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-def print_local_status(provider: object) -> int:
+def print_local_status(provider: ReportsDaemons) -> int:
     """Each node with Ready or not (and why), then every daemon; exit 1 if anything is unwell."""
-    if not provider.daemons():  # type: ignore[attr-defined]
+    if not provider.daemons():
         print("no local cluster is up (`patternbench cluster up` makes one)")
         return 1
-    rows = provider.status()  # type: ignore[attr-defined]
-    nodes = provider.node_status(rows)  # type: ignore[attr-defined]
+    rows = provider.status()
+    nodes = provider.node_status(rows)
     for node in nodes:
         if node.ready:
             state = "Ready"
@@ -238,6 +239,7 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
     from dataclasses import replace
 
     from patternbench.experiment import PROFILES, default_matrix
+    from patternbench.agents import upgradable_spec
     from patternbench.topology import Pattern
 
     from patternbench.options import parse_repeat, parse_rps, parse_slo_ms, parse_sweep
@@ -252,8 +254,7 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
         raise UsageError("--sweep sets the rates itself: drop --rps")
     patterns = [Pattern.parse(p, "--pattern") for p in args.pattern] if args.pattern else None
     for agent in args.agent or []:
-        if agent not in ("mesh", "logging"):
-            raise UsageError(f"--agent: unknown agent {agent!r} (choose mesh or logging)")
+        upgradable_spec(agent, "--agent")
     profile = PROFILES[args.profile]
     if args.duration is not None:
         if args.duration <= 0:
@@ -300,7 +301,7 @@ def check_provider_faults(cases: list, provider: object) -> None:
     """Every fault of the run is one the provider can inject (before anything is deployed)."""
     from patternbench.faults import check_fault
 
-    kinds = getattr(provider, "fault_kinds", frozenset())
+    kinds = abilities(provider).fault_kinds
     for case in cases:
         if case.fault:
             check_fault(case.fault, case.pattern, case.agent, kinds, provider.name)  # type: ignore[attr-defined]
@@ -329,7 +330,7 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
     check_provider_faults(cases, provider)
     started = time.monotonic()
     brought_up = False
-    if provider.capabilities.creates_cluster and not (getattr(provider, "is_up", None) and provider.is_up()):
+    if provider.capabilities.creates_cluster and not (isinstance(provider, KnowsIfUp) and provider.is_up()):
         if args.provider != "local":
             raise UsageError(f"the {args.provider} cluster is not up: run `patternbench cluster up --provider {args.provider}` first")
         provider.create()

@@ -284,17 +284,16 @@ def deploy_run(
     from kubernetes import config as kube_config
 
     from patternbench.images import build_data_plane
-    from patternbench.render import RenderOptions, render, to_yaml
+    from patternbench.cluster.provider import abilities
+    from patternbench.render import Images, RenderOptions, render, to_yaml
     from patternbench.topology import check_capacity
 
     progress = progress or Progress()
     run_id = run_id or new_run_id()
-    paths = getattr(provider, "node_paths", None)
-    pod_logs_dir, agent_state_dir = paths() if paths else ("/var/log/pods", "/var/lib/patternbench-agents")
-    from patternbench.render import Images
-
-    images = Images.under(getattr(provider, "registry", None))
-    opts = RenderOptions(run_id=run_id, images=images, pod_logs_dir=str(pod_logs_dir), agent_state_dir=str(agent_state_dir), naive=naive)
+    able = abilities(provider)
+    pod_logs_dir, agent_state_dir = able.node_paths
+    images = Images.under(able.registry)
+    opts = RenderOptions(run_id=run_id, images=images, pod_logs_dir=pod_logs_dir, agent_state_dir=agent_state_dir, naive=naive)
     objs = render(topology, pattern, opts)
     try:
         api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
@@ -324,8 +323,8 @@ def deploy_run(
         deployer.wait_rolled_out(objs, timeout_s)
     entry = next(o for o in objs if o["kind"] == "Service" and o["spec"].get("type") == "NodePort")
     live = deployer.core.read_namespaced_service(entry["metadata"]["name"], opts.app_namespace, _request_timeout=REQUEST_TIMEOUT)
-    if hasattr(provider, "entry_host"):
-        host = provider.entry_host()
+    if able.entry_host is not None:
+        host = able.entry_host
     else:  # a NodePort answers on every node's address
         node = deployer.core.read_node(nodes[0].name, _request_timeout=REQUEST_TIMEOUT)
         host = next(a.address for a in node.status.addresses if a.type == "InternalIP")

@@ -21,6 +21,8 @@ from patternbench.observe.logsink import sink_stats
 from patternbench.observe.pods import PodWatcher
 from patternbench.observe.resources import ResourceSampler
 from patternbench.progress import Progress
+from patternbench.agents import UPGRADABLE, agent_spec
+from patternbench.patterns import PATTERNS, pattern_spec
 from patternbench.topology import Pattern, Topology, containers_formula
 from patternbench.upgrade import upgrade_agent
 
@@ -92,20 +94,26 @@ class Case:
         }
 
 
+# Where naive drains and no socket handover cost most: the node proxy, the sidecar proxy.
+NAIVE_PATTERNS = (Pattern.DAEMONSET, Pattern.SIDECAR)
+
+
 def default_matrix(patterns: list[Pattern] | None = None, agents: list[str] | None = None) -> list[Case]:
     """The control, every pattern x agent, and the naive variants where the handover and
     drains matter most (node mesh proxy, sidecar mesh proxy)."""
-    patterns = patterns or [Pattern.NONE, Pattern.SIDECAR, Pattern.DAEMONSET, Pattern.HYBRID]
-    agents = agents or ["mesh", "logging"]
+    patterns = patterns or list(PATTERNS)
+    agents = agents or list(UPGRADABLE)
     cases = []
     for pattern in patterns:
-        if pattern is Pattern.NONE:
-            cases.append(Case(pattern, None))
+        spec = pattern_spec(pattern)
+        if not spec.placement:
+            cases.append(Case(pattern, None))  # the control
             continue
-        cases += [Case(pattern, agent) for agent in agents]
-    for pattern in (Pattern.DAEMONSET, Pattern.SIDECAR):
-        if pattern in patterns and "mesh" in agents:
-            cases.append(Case(pattern, "mesh", naive=True))
+        cases += [Case(pattern, agent) for agent in agents if spec.runs(agent)]
+    for pattern in NAIVE_PATTERNS:
+        for agent in agents:
+            if pattern in patterns and agent_spec(agent).on_request_path:
+                cases.append(Case(pattern, agent, naive=True))
     return cases
 
 
@@ -120,21 +128,22 @@ def fault_matrix(
     names = faults or list(FAULTS)
     # Sidecar against DaemonSet; hybrid repeats one of the two for each agent.
     patterns = patterns or [Pattern.SIDECAR, Pattern.DAEMONSET]
-    agents = agents or ["mesh", "logging"]
+    agents = agents or list(UPGRADABLE)
     cases = []
     for name in names:
         spec = fault_spec(name)
         for pattern in patterns:
-            if pattern is Pattern.NONE and spec.target == "agent":
+            control = not pattern_spec(pattern).placement
+            if control and spec.target == "agent":
                 continue
             for agent in agents:
                 if name == "agent-kill-during-upgrade" and not runs_on_nodes(pattern, agent):
                     continue
-                if name == "agent-hang" and agent != "mesh":
+                if name == "agent-hang" and not agent_spec(agent).on_request_path:
                     continue  # a frozen log agent only delays lines; the checkpoint covers a kill
                 if spec.target == "apiserver" and agent != agents[0]:
                     continue  # one outage per pattern is enough
-                if pattern is Pattern.NONE:
+                if control:
                     cases.append(Case(pattern, None, fault=name, fault_duration_s=duration_s))
                     break
                 cases.append(Case(pattern, agent, fault=name, fault_duration_s=duration_s))
@@ -281,7 +290,7 @@ def run_case(
         (out_dir / "pods-after.json").write_text(json.dumps(app_pods(core, run.app_namespace)))
         load_summary = load.stop()
         timeline.mark("end")
-        if topology.agents.logging and case.pattern is not Pattern.NONE:
+        if pattern_spec(case.pattern).needs_sink(topology.agents):
             (out_dir / "sink.json").write_text(json.dumps(settled_sink_stats(api, run.agents_namespace)))
         (out_dir / "load-summary.json").write_text(json.dumps(load_summary))
     finally:

@@ -16,11 +16,12 @@ from typing import Any, Callable
 from kubernetes import client
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from patternbench.agents import upgradable_spec
 from patternbench.cluster.provider import ContainerRef, FaultInjector
 from patternbench.errors import UsageError
 from patternbench.faults import FaultSpec, runs_on_nodes
 from patternbench.topology import Pattern, Topology
-from patternbench.upgrade import AGENT_CONTAINERS, UpgradeResult
+from patternbench.upgrade import UpgradeResult
 
 Mark = Callable[..., float]
 
@@ -42,7 +43,7 @@ def victim_service(topology: Topology) -> str:
 
 def agent_target(core: client.CoreV1Api, topology: Topology, pattern: Pattern, agent: str, app_ns: str, agents_ns: str) -> ContainerRef:
     """The agent instance a fault hits: the victim pod's sidecar, or its node's agent."""
-    container = AGENT_CONTAINERS[agent]
+    container = upgradable_spec(agent).container
     service = victim_service(topology)
     pods = core.list_namespaced_pod(app_ns, label_selector=f"app.kubernetes.io/name={service}", _request_timeout=15).items
     pods = sorted((p for p in pods if p.metadata.deletion_timestamp is None), key=lambda p: p.metadata.name)
@@ -62,7 +63,7 @@ def agent_target(core: client.CoreV1Api, topology: Topology, pattern: Pattern, a
 
 def new_node_agent(core: client.CoreV1Api, agents_ns: str, agent: str, image: str, timeout_s: float) -> ContainerRef:
     """The first agent pod of the new version that is running, as the DaemonSet rolls."""
-    container = AGENT_CONTAINERS[agent]
+    container = upgradable_spec(agent).container
 
     def find() -> ContainerRef | None:
         for pod in core.list_namespaced_pod(agents_ns, label_selector=f"app.kubernetes.io/name={container}", _request_timeout=10).items:

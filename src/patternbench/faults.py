@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from patternbench.agents import AGENTS
 from patternbench.errors import UsageError
-from patternbench.topology import Pattern
-
-AGENT_KINDS = ("mesh", "logging")
+from patternbench.patterns import PATTERNS, Pattern, pattern_spec
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ def fault_spec(name: str) -> FaultSpec:
 
 def runs_on_nodes(pattern: Pattern, agent: str) -> bool:
     """Whether the pattern runs this agent once per node (a DaemonSet) rather than per pod."""
-    return pattern is Pattern.DAEMONSET or (pattern is Pattern.HYBRID and agent == "logging")
+    return pattern_spec(pattern).runs_on_nodes(agent)
 
 
 def check_fault(name: str, pattern: Pattern, agent: str | None, supported: frozenset[str], provider: str) -> FaultSpec:
@@ -58,10 +57,13 @@ def check_fault(name: str, pattern: Pattern, agent: str | None, supported: froze
     if spec.name not in supported:
         raise UsageError(f"--fault {name}: the {provider} provider cannot inject it (it can: {', '.join(sorted(supported)) or 'none'})")
     if spec.target == "agent" or spec.during_upgrade:
-        if agent is None or pattern is Pattern.NONE:
-            raise UsageError(f"--fault {name} needs an agent, and the {pattern.value} pattern runs none: choose --pattern sidecar, daemonset or hybrid")
-        if agent not in AGENT_KINDS:
+        runs_agents = [p.value for p, s in PATTERNS.items() if s.placement]
+        if agent is None or not pattern_spec(pattern).placement:
+            raise UsageError(f"--fault {name} needs an agent, and the {pattern.value} pattern runs none: choose --pattern {', '.join(runs_agents[:-1])} or {runs_agents[-1]}")
+        if agent not in AGENTS:
             raise UsageError(f"--fault {name}: unknown agent {agent!r}")
+        if not pattern_spec(pattern).runs(agent):
+            raise UsageError(f"--fault {name}: the {pattern.value} pattern does not run the {agent} agent")
     if spec.name == "agent-kill-during-upgrade" and agent is not None and not runs_on_nodes(pattern, agent):
         raise UsageError(f"--fault {name} kills a node agent during its DaemonSet rollout: the {pattern.value} pattern runs the {agent} agent per pod")
     return spec

@@ -9,6 +9,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from patternbench.agents import proxy_mode
+
 
 @dataclass(frozen=True)
 class ViaEntry:
@@ -24,8 +26,9 @@ class ViaEntry:
 
     @property
     def location(self) -> Location:
-        """A sidecar runs inside its pod; a node proxy in its node's own network (hostNetwork)."""
-        if self.mode == "sidecar":
+        """A sidecar runs inside its pod; a node proxy in its node's own network (hostNetwork).
+        A mode no agent spec knows is an error: guessing its place would misclassify hops."""
+        if proxy_mode(self.mode).in_pod:
             return Location(pod=self.name, node=self.node)
         return Location(pod=None, node=self.node or self.name)
 

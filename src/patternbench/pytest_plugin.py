@@ -12,6 +12,7 @@ from typing import Iterator
 
 import pytest
 
+from patternbench.agents import UPGRADABLE
 from patternbench.cluster.registry import PROVIDER_NAMES, ProviderOptions, get_provider
 from patternbench.errors import StepFailed, UsageError
 from patternbench.progress import Progress
@@ -25,7 +26,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--nodes", default="3", help="cluster tests: nodes of the cluster (default 3)")
     group.addoption("--kubeconfig-file", type=Path, default=None, help="kubeconfig provider: the file to use")
     group.addoption("--pattern", action="append", help="experiments: only this pattern (repeatable)")
-    group.addoption("--agent", action="append", choices=["mesh", "logging"], help="experiments: only this agent (repeatable)")
+    group.addoption("--agent", action="append", choices=list(UPGRADABLE), help="experiments: only this agent (repeatable)")
     group.addoption("--profile", default="short", choices=["short", "full"], help="experiments: phase lengths and load (default short)")
     group.addoption("--duration", type=float, default=None, help="experiments: seconds of load before and after the upgrade")
     group.addoption("--users", type=int, default=None, help="experiments: Locust users")

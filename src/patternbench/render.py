@@ -2,20 +2,22 @@
 
 The application objects come from the same templates for every pattern; a pattern is a
 transformation of them, as client-side sidecar injection is (`linkerd inject`): add sidecar
-containers and volumes, or point the app at node agents and add DaemonSets.
+containers and volumes, or point the app at node agents and add DaemonSets. What each
+pattern and agent adds is in their specs (patterns.py, agents.py); this module holds the
+templates and the helpers they share.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import yaml
 
-from patternbench.topology import Pattern, Topology
+if TYPE_CHECKING:
+    from patternbench.topology import Pattern, Topology
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 REGISTRY = "patternbench.local"
@@ -74,7 +76,7 @@ def load_template(name: str, values: dict[str, Any]) -> list[Any]:
     return [doc for doc in yaml.safe_load_all(text) if doc is not None]
 
 
-def _values(opts: RenderOptions, **extra: Any) -> dict[str, Any]:
+def values(opts: RenderOptions, **extra: Any) -> dict[str, Any]:
     images = opts.images
     return {
         "run_id": opts.run_id,
@@ -99,7 +101,7 @@ def find(objs: Iterable[Obj], kind: str, name: str | None = None) -> list[Obj]:
     return [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
 
 
-def _set_env(container: Obj, name: str, value: str) -> None:
+def set_env(container: Obj, name: str, value: str) -> None:
     env = container.setdefault("env", [])
     env[:] = [e for e in env if e["name"] != name]
     env.append({"name": name, "value": value})
@@ -111,7 +113,7 @@ def app_objects(topology: Topology, opts: RenderOptions) -> list[Obj]:
     objs: list[Obj] = []
     for svc in topology.services:
         docs = load_template(
-            "app.yaml", _values(opts, service=svc.name, replicas=svc.replicas, downstreams=",".join(svc.calls))
+            "app.yaml", values(opts, service=svc.name, replicas=svc.replicas, downstreams=",".join(svc.calls))
         )
         if svc.name == topology.entry:
             find(docs, "Service")[0]["spec"]["type"] = "NodePort"
@@ -123,89 +125,17 @@ def app_container(deployment: Obj) -> Obj:
     return next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "app")
 
 
-def inject_sidecars(objs: list[Obj], opts: RenderOptions, mesh: bool, logging: bool, extra: int) -> None:
-    """The sidecar transformation: every app pod gets the agents as native sidecars."""
-    snippets = load_template("sidecars.yaml", _values(opts))[0]
-    for deployment in find(objs, "Deployment"):
-        if deployment["metadata"]["namespace"] != opts.app_namespace:
-            continue
-        pod = deployment["spec"]["template"]["spec"]
-        app = app_container(deployment)
-        init = pod.setdefault("initContainers", [])
-        volumes = pod.setdefault("volumes", [])
-        if mesh:
-            init.append(copy.deepcopy(snippets["meshproxy"]))
-            volumes.append(copy.deepcopy(snippets["volumes"]["mesh_token"]))
-            _set_env(app, "MESH_PROXY", f"127.0.0.1:{MESH_OUTBOUND_PORT}")
-        if logging:
-            init.append(copy.deepcopy(snippets["logagent"]))
-            volumes.append(copy.deepcopy(snippets["volumes"]["app_logs"]))
-            app.setdefault("volumeMounts", []).append({"name": "app-logs", "mountPath": "/var/log/app"})
-            _set_env(app, "LOG_PATH", "/var/log/app/app.log")
-        for i in range(extra):
-            agent = copy.deepcopy(snippets["extra_agent"])
-            agent["name"] = f"agent-omega-{i}"
-            init.append(agent)
-    if mesh:
-        # Traffic for a Service enters the pod through its sidecar's inbound port.
-        for service in find(objs, "Service"):
-            if service["metadata"]["namespace"] == opts.app_namespace:
-                service["spec"]["ports"][0]["targetPort"] = MESH_INBOUND_PORT
-        objs += _sidecar_rbac(objs, opts)
-
-
-def _sidecar_rbac(objs: list[Obj], opts: RenderOptions) -> list[Obj]:
-    role = next(o for o in load_template("rbac.yaml", _values(opts)) if o["kind"] == "Role")
-    subjects = [
-        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": opts.app_namespace}
-        for sa in find(objs, "ServiceAccount")
-        if sa["metadata"]["namespace"] == opts.app_namespace
-    ]
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": "meshproxy-endpointslices", "namespace": opts.app_namespace, "labels": {"patternbench.dev/run": opts.run_id}},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]},
-        "subjects": subjects,
-    }
-    return [role, binding]
-
-
-def add_node_agents(objs: list[Obj], opts: RenderOptions, mesh: bool, logging: bool, extra: int) -> None:
-    """The DaemonSet transformation: agents once per node, the app pointed at the node proxy."""
-    docs = load_template("node-agents.yaml", _values(opts))
-    if mesh:
-        objs += [d for d in docs if d["metadata"]["name"] == "meshproxy"]
-        objs += [o for o in load_template("rbac.yaml", _values(opts)) if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
-        for deployment in find(objs, "Deployment"):
-            if deployment["metadata"]["namespace"] == opts.app_namespace:
-                _set_env(app_container(deployment), "MESH_PROXY", f"$(NODE_IP):{MESH_OUTBOUND_PORT}")
-        if opts.naive:
-            proxy = find(objs, "DaemonSet", "meshproxy")[0]
-            proxy["spec"]["updateStrategy"]["rollingUpdate"] = {"maxSurge": 0, "maxUnavailable": 1}
-            _set_env(proxy["spec"]["template"]["spec"]["containers"][0], "REUSE_PORT", "false")
-    if logging:
-        objs += find(docs, "DaemonSet", "logagent")
-    for i in range(extra):
-        objs += find(load_template("node-agents.yaml", _values(opts, index=i)), "DaemonSet", f"agent-omega-{i}")
-
-
 def render(topology: Topology, pattern: Pattern, opts: RenderOptions) -> list[Obj]:
-    """Every object of a run, in apply order: namespaces, RBAC, sink, agents, application."""
-    agents = topology.agents
-    objs = load_template("namespaces.yaml", _values(opts))
+    """Every object of a run, in apply order: namespaces, RBAC, sink, agents, application.
+    The pattern's spec transforms the application's objects (patterns.PatternSpec.transform)."""
+    from patternbench.patterns import pattern_spec  # patterns build on this module's helpers
+
+    objs = load_template("namespaces.yaml", values(opts))
     objs += app_objects(topology, opts)
-    if pattern is Pattern.NONE:
-        return objs
-    if agents.logging:
-        objs += load_template("sink.yaml", _values(opts))
-    if pattern is Pattern.SIDECAR:
-        inject_sidecars(objs, opts, agents.mesh, agents.logging, agents.extra_agents)
-    elif pattern is Pattern.DAEMONSET:
-        add_node_agents(objs, opts, agents.mesh, agents.logging, agents.extra_agents)
-    elif pattern is Pattern.HYBRID:
-        inject_sidecars(objs, opts, agents.mesh, False, 0)
-        add_node_agents(objs, opts, False, agents.logging, agents.extra_agents)
+    spec = pattern_spec(pattern)
+    if not spec.placement:
+        return objs  # no agent: the application as it is
+    spec.transform(objs, topology, opts)
     return sorted(objs, key=_apply_rank)
 
 

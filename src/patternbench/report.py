@@ -11,7 +11,8 @@ from patternbench.plots import save
 from patternbench.errors import UsageError
 from patternbench.load.runner import read_jsonl
 from patternbench.summary import SCHEMA_VERSION, Thresholds, check_claims, summarize_case
-from patternbench.topology import Agents, Pattern, Service, Topology, containers_formula
+from patternbench.agents import AgentKind, agent_spec
+from patternbench.topology import Agents, Pattern, Service, Topology, containers_formula, parse_agents
 from patternbench.calibration import load_calibration
 from patternbench.load.sweep import render_sweep_plots
 from patternbench.pattern_sweep import load_sweeps
@@ -35,7 +36,8 @@ def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: 
         entry["trial"] = int((json.loads((d / "case.json").read_text()) or {}).get("trial", 1))
         entry["dir"] = d.name
         deployment = json.loads((d / "deployment.json").read_text()) if (d / "deployment.json").exists() else {}
-        problems = check_claims(entry, deployment.get("calls_per_request", 0), thresholds)
+        agents = parse_agents(deployment["agents"]) if "agents" in deployment else Agents()
+        problems = check_claims(entry, deployment.get("calls_per_request", 0), thresholds, agents)
         entry["claims_failed"] = problems
         by_case.setdefault(entry["case"], []).append(entry)
     cases, failures = {}, {}
@@ -336,7 +338,7 @@ def claims_text(cases: dict[str, Any]) -> list[str]:
     out += ["", "**2. Lifecycle.** Upgrading a sidecar recreates every app pod; upgrading a DaemonSet agent touches none, but interrupts its node unless it hands its sockets over."]
     for e in cases.values():
         if e["agent"]:
-            out.append(f"- {e['case']}: {e['app_pods_recreated']} app pods recreated, {e['app_container_restarts']} restarts, {e['failed_requests']} failed requests, {_fmt(e['downtime_s'])} s downtime, upgrade took {_fmt(e['upgrade_duration_s'])} s" + (f", log lines lost {e['log_lines_lost']}" if e['agent'] == 'logging' else "") + ".")
+            out.append(f"- {e['case']}: {e['app_pods_recreated']} app pods recreated, {e['app_container_restarts']} restarts, {e['failed_requests']} failed requests, {_fmt(e['downtime_s'])} s downtime, upgrade took {_fmt(e['upgrade_duration_s'])} s" + (f", log lines lost {e['log_lines_lost']}" if agent_spec(e['agent']).kind is AgentKind.LOG else "") + ".")
     out += ["", "**3. Network distance.** A sidecar is a loopback hop from its app; a node agent a network hop away, shared by the node's pods."]
     for e in (ctl, side, node):
         if e:

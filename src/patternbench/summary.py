@@ -13,12 +13,14 @@ from typing import Any
 
 from patternbench import measure
 from patternbench.load.runner import read_jsonl
-from patternbench.faults import fault_spec, runs_on_nodes
-from patternbench.topology import Pattern, expected_hop_counts
-from patternbench.upgrade import AGENT_CONTAINERS
+from patternbench.agents import AGENTS, AgentKind, Placement, agent_by_container, agent_spec
+from patternbench.faults import fault_spec
+from patternbench.patterns import pattern_spec
+from patternbench.topology import Agents
 
 SCHEMA_VERSION = 1
-AGENT_CONTAINER_PREFIXES = ("meshproxy", "logagent", "agent-omega", "agent")
+# Every agent's container names: resource samples of these are the agents'.
+AGENT_CONTAINER_PREFIXES = tuple(name for a in AGENTS.values() for name in a.container_names)
 
 # The keys of every summary entry (documented in the README; stable).
 KEYS = (
@@ -62,11 +64,14 @@ def _fault_entry(case: dict[str, Any], marks: dict[str, Any], users: list, probe
     if not start_mark:
         return {"fault": None, **{k: None for k in FAULT_KEYS}}
     target = start_mark.get("target") or {}
-    pattern, agent = Pattern(case["pattern"]), case.get("agent")
     instance = None
-    if target.get("container") == AGENT_CONTAINERS["mesh"]:
-        # The proxy instance the fault hit, as Via names it.
-        instance = f"node/{target['node']}" if agent and runs_on_nodes(pattern, agent) else f"sidecar/{target['pod']}"
+    hit = agent_by_container(target.get("container") or "")
+    if hit is not None and hit.kind is AgentKind.MESH:
+        # The proxy instance the fault hit, as Via names it: '<mode>/<pod>' or '<mode>/<node>'.
+        spec = pattern_spec(case["pattern"])
+        placement = Placement.NODE if spec.runs_on_nodes(hit.name) else Placement.POD
+        mode = hit.proxy_mode(placement)
+        instance = f"{mode.name}/{target['pod'] if mode.in_pod else target['node']}"
     fault_end = marks.get("fault_end", {}).get("t", end)
     impact = measure.fault_impact(
         users, probes, pods, start_mark["t"], fault_end, end, instance, target.get("pod"), target.get("container"),
@@ -174,27 +179,28 @@ class Thresholds:
 def expected_proxies(pattern: str, calls_per_request: int, mesh: bool = True) -> int:
     """Proxy hops per request the pattern implies: each call passes two proxies; with mesh
     sidecars the entry request also passes the entry pod's inbound sidecar."""
-    if not mesh or pattern == "none":
-        return 0
-    if pattern in ("sidecar", "hybrid"):
-        return 1 + 2 * calls_per_request
-    return 2 * calls_per_request
+    return pattern_spec(pattern).expected_proxies(calls_per_request, mesh)
 
 
-def check_claims(entry: dict[str, Any], calls_per_request: int, thresholds: Thresholds = Thresholds()) -> list[str]:
-    """The seed's claims for one case; returns what did not hold (empty: all held)."""
+def check_claims(
+    entry: dict[str, Any], calls_per_request: int, thresholds: Thresholds = Thresholds(), agents: Agents = Agents(),
+) -> list[str]:
+    """The seed's claims for one case; returns what did not hold (empty: all held). `agents`
+    are the ones the case's topology ran (deployment.json): without the mesh no proxy is expected."""
     failures: list[str] = []
     pattern, agent, naive = entry["pattern"], entry["agent"], entry["naive"]
+    spec = pattern_spec(pattern)
+    mesh = any(agents.instances(a) for a in AGENTS.values() if a.kind is AgentKind.MESH)
     if entry.get("missing"):
         failures.append(f"the case is incomplete: missing {', '.join(entry['missing'])}")
     if entry["containers_total"] != entry["containers_formula"]:
         failures.append(f"live containers {entry['containers_total']} != formula {entry['containers_formula']}")
-    want = expected_proxies(pattern, calls_per_request)
+    want = spec.expected_proxies(calls_per_request, mesh)
     if entry.get("proxies_per_request") is not None and entry["proxies_per_request"] != want:
         failures.append(f"proxies per request {entry['proxies_per_request']} != {want} that the {pattern} pattern implies")
     hops = entry.get("hops") or {}
     if hops:
-        want_hops = expected_hop_counts(Pattern(pattern), calls_per_request)
+        want_hops = spec.hop_counts(calls_per_request, mesh)
         if hops.get("unknown"):
             failures.append(f"{hops['unknown']} hops per request could not be placed on a node")
         total = round(sum(hops.values()), 3)
@@ -206,14 +212,15 @@ def check_claims(entry: dict[str, Any], calls_per_request: int, thresholds: Thre
     if fault:
         failures += fault_claims(entry, fault, thresholds)
     if agent and (fault is None or fault["upgrade_completed"] is not None):
-        node_agent = pattern == "daemonset" or (pattern == "hybrid" and agent == "logging")
+        node_agent = spec.runs_on_nodes(agent)
         if node_agent and (entry["app_pods_recreated"] or entry["app_container_restarts"]):
             failures.append(f"a node-agent upgrade touched the app: {entry['app_pods_recreated']} pods recreated, {entry['app_container_restarts']} containers restarted")
         if not node_agent and entry["app_pods_recreated"] != entry.get("app_pods"):
             failures.append(f"a sidecar upgrade recreated {entry['app_pods_recreated']} of {entry.get('app_pods')} app pods")
         if not naive and not fault and entry["failed_requests"] > thresholds.max_failed_requests:
             failures.append(f"{entry['failed_requests']} requests failed during the upgrade (threshold {thresholds.max_failed_requests}); downtime {entry['downtime_s']}s")
-        if agent == "logging" and pattern == "daemonset" and (entry["log_lines_lost"] or 0) > thresholds.max_log_lines_lost:
+        log_agent = agent_spec(agent).kind is AgentKind.LOG
+        if log_agent and spec.lossless_log_upgrade and (entry["log_lines_lost"] or 0) > thresholds.max_log_lines_lost:
             failures.append(f"{entry['log_lines_lost']} log lines lost in a DaemonSet log-agent upgrade")
     return failures
 
@@ -241,10 +248,10 @@ def fault_claims(entry: dict[str, Any], fault: dict[str, Any], thresholds: Thres
     expected = fault.get("expected_blast_radius")
     if expected is not None and fault["blast_radius"] > expected + BLAST_RADIUS_SLACK:
         out.append(f"{kind}: {fault['blast_radius']:.0%} of requests failed in the fault window, more than the {expected:.0%} that passed {fault['instance']}")
-    if agent == "logging" and kind in ("agent-kill", "agent-kill-during-upgrade"):
+    if agent and agent_spec(agent).kind is AgentKind.LOG and kind in ("agent-kill", "agent-kill-during-upgrade"):
         if fault["failed_in_window"] > thresholds.max_failed_requests:
             out.append(f"{kind} of a log agent failed {fault['failed_in_window']} requests")
-        node_agent = runs_on_nodes(Pattern(entry["pattern"]), agent)
+        node_agent = pattern_spec(entry["pattern"]).runs_on_nodes(agent)
         if node_agent and (entry.get("log_lines_lost") or 0) > thresholds.max_log_lines_lost:
             out.append(f"{kind} of a node log agent lost {entry.get('log_lines_lost')} log lines")
         repeated, batch = entry.get("log_lines_duplicated") or 0, entry.get("log_max_batch_lines") or 0

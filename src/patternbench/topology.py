@@ -1,4 +1,4 @@
-"""Services, replicas and the call graph; the agent patterns; the seed's container formulas.
+"""Services, replicas and the call graph; which agents run; the seed's container formulas.
 
 Everything here is validated before anything touches a cluster, and every error is one line
 that names the field at fault.
@@ -7,14 +7,18 @@ that names the field at fault.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from patternbench.errors import UsageError
+from patternbench.agents import Placement
+from patternbench.patterns import Pattern, pattern_spec  # Pattern: re-exported, the public handle
+
+if TYPE_CHECKING:
+    from patternbench.agents import AgentSpec
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Service names end up in object names with suffixes; leave room under the 63-char limit.
@@ -22,29 +26,11 @@ MAX_NAME = 40
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
 
 
-class Pattern(str, Enum):
-    """Where the agents run. `none` is the control: the app without agents."""
-
-    NONE = "none"
-    SIDECAR = "sidecar"
-    DAEMONSET = "daemonset"
-    HYBRID = "hybrid"
-
-    @classmethod
-    def parse(cls, value: str, field_name: str = "pattern") -> Pattern:
-        try:
-            return cls(value)
-        except ValueError:
-            choices = ", ".join(p.value for p in cls)
-            raise UsageError(f"{field_name}: unknown pattern {value!r} (choose one of {choices})") from None
-
-
-AGENT_NAMES = ("mesh", "logging")
-
-
 @dataclass(frozen=True)
 class Agents:
-    """Which agents run: the mesh proxy, the log agent, and k generic agents ("agent Ω")."""
+    """Which agents run: the mesh proxy, the log agent, and k generic agents ("agent Ω").
+    Each field is the switch (AgentSpec.switch) of a registered agent and a key of the
+    topology's `agents:`; a bool runs 0 or 1 instance, an int k."""
 
     mesh: bool = True
     logging: bool = True
@@ -53,7 +39,11 @@ class Agents:
     @property
     def count(self) -> int:
         """k': every agent that runs, named or generic."""
-        return int(self.mesh) + int(self.logging) + self.extra_agents
+        return sum(int(getattr(self, f.name)) for f in fields(self))
+
+    def instances(self, agent: AgentSpec) -> int:
+        """How many instances of this agent run per pod or node (its switch: 0/1 or k)."""
+        return int(getattr(self, agent.switch))
 
 
 @dataclass(frozen=True)
@@ -83,16 +73,8 @@ class Topology:
 
 def containers_formula(topology: Topology, pattern: Pattern, nodes: int) -> int:
     """The seed's container counts: sidecar S·R·(1+k'), daemonset S·R + nodes·k',
-    hybrid per pod for the mesh and per node for the rest, none S·R."""
-    pods, agents = topology.app_pods, topology.agents
-    if pattern is Pattern.NONE:
-        return pods
-    if pattern is Pattern.SIDECAR:
-        return pods * (1 + agents.count)
-    if pattern is Pattern.DAEMONSET:
-        return pods + nodes * agents.count
-    per_node = int(agents.logging) + agents.extra_agents
-    return pods * (1 + int(agents.mesh)) + nodes * per_node
+    hybrid per pod for the mesh and per node for the rest, none S·R (PatternSpec.containers)."""
+    return pattern_spec(pattern).containers(topology, nodes)
 
 
 # ---- loading and validation ----------------------------------------------------------
@@ -137,15 +119,18 @@ def parse_topology(doc: Any, source: str = "topology") -> Topology:
 
 def parse_agents(raw: Any) -> Agents:
     _expect(raw, dict, "agents")
-    unknown = set(raw) - {*AGENT_NAMES, "extra_agents"}
+    switches = fields(Agents)
+    unknown = set(raw) - {f.name for f in switches}
     if unknown:
-        raise UsageError(f"agents: unknown agent {sorted(unknown)[0]!r} (known: {', '.join(AGENT_NAMES)}, extra_agents)")
-    mesh = _expect(raw.get("mesh", True), bool, "agents.mesh")
-    logging = _expect(raw.get("logging", True), bool, "agents.logging")
-    extra = _expect(raw.get("extra_agents", 0), int, "agents.extra_agents")
-    if extra < 0 or extra > 20:
-        raise UsageError(f"agents.extra_agents: {extra} is outside 0..20")
-    return Agents(mesh=mesh, logging=logging, extra_agents=extra)
+        names = ", ".join(f.name for f in switches)
+        raise UsageError(f"agents: unknown agent {sorted(unknown)[0]!r} (known: {names})")
+    found: dict[str, Any] = {}
+    for f in switches:
+        kind = type(f.default)
+        found[f.name] = _expect(raw.get(f.name, f.default), kind, f"agents.{f.name}")
+        if kind is int and not 0 <= found[f.name] <= 20:
+            raise UsageError(f"agents.{f.name}: {found[f.name]} is outside 0..20")
+    return Agents(**found)
 
 
 def validate(topology: Topology) -> None:
@@ -233,12 +218,7 @@ def load_topology(path: Path | None = None) -> Topology:
 
 def expected_hops(topology: Topology, pattern: Pattern) -> list[str]:
     """The Via kinds every downstream call shows: per call, the proxy modes it passes."""
-    mesh = topology.agents.mesh
-    if pattern in (Pattern.SIDECAR, Pattern.HYBRID) and mesh:
-        return ["sidecar", "sidecar"]
-    if pattern is Pattern.DAEMONSET and mesh:
-        return ["node", "node"]
-    return []
+    return pattern_spec(pattern).expected_hops(topology.agents)
 
 
 def expected_hop_counts(pattern: Pattern, calls_per_request: int, mesh: bool = True) -> dict[str, int]:
@@ -247,11 +227,7 @@ def expected_hop_counts(pattern: Pattern, calls_per_request: int, mesh: bool = T
     app -> [proxies] -> app: through sidecars 2 loopback hops and 1 between pods, through node
     proxies 3 hops between network namespaces, direct 1; the entry's inbound sidecar adds one
     loopback hop. Whether the hops between pods stay on a node is up to the scheduler."""
-    if not mesh or pattern is Pattern.NONE:
-        return {"total": calls_per_request, "loopback": 0}
-    if pattern in (Pattern.SIDECAR, Pattern.HYBRID):
-        return {"total": 3 * calls_per_request + 1, "loopback": 2 * calls_per_request + 1}
-    return {"total": 3 * calls_per_request, "loopback": 0}
+    return pattern_spec(pattern).hop_counts(calls_per_request, mesh)
 
 
 # ---- capacity ------------------------------------------------------------------------
@@ -273,7 +249,8 @@ def requested(topology: Topology, pattern: Pattern, nodes: int) -> tuple[int, in
     containers = containers_formula(topology, pattern, nodes)
     app = topology.app_pods
     agent_containers = containers - app
-    per_node_pods = 0 if pattern in (Pattern.NONE, Pattern.SIDECAR) else agent_containers
+    # Counts every agent container as a pod once the pattern has node agents (hybrid's sidecars too).
+    per_node_pods = agent_containers if pattern_spec(pattern).agents_at(Placement.NODE) else 0
     pods = app + per_node_pods + 1  # + the log sink
     cpu = app * APP_CPU_M + agent_containers * AGENT_CPU_M + 10
     mem = app * APP_MEM_MI + agent_containers * AGENT_MEM_MI + 16

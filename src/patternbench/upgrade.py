@@ -11,10 +11,9 @@ from typing import Any
 
 from kubernetes import client
 
+from patternbench.agents import upgradable_spec
 from patternbench.deploy import REQUEST_TIMEOUT, Deployer
 from patternbench.errors import UsageError
-
-AGENT_CONTAINERS = {"mesh": "meshproxy", "logging": "logagent"}
 
 
 @dataclass(frozen=True)
@@ -29,9 +28,7 @@ class Target:
 
 def upgrade_targets(objects: list[dict[str, Any]], agent: str) -> list[Target]:
     """Every workload that runs the agent's container, from the rendered objects."""
-    container = AGENT_CONTAINERS.get(agent)
-    if container is None:
-        raise UsageError(f"unknown agent {agent!r} (choose one of {', '.join(AGENT_CONTAINERS)})")
+    container = upgradable_spec(agent).container
     targets = []
     for obj in objects:
         if obj["kind"] not in ("Deployment", "DaemonSet"):

@@ -60,6 +60,73 @@ class FaultInjector(Protocol):
 
 
 @runtime_checkable
+class HasNodePaths(Protocol):
+    """An optional ability: the node paths of pod logs and of agent state differ from a
+    kubelet's defaults (DEFAULT_NODE_PATHS) or are bound there per node."""
+
+    def node_paths(self) -> tuple[str, str]: ...
+
+
+@runtime_checkable
+class HasEntryHost(Protocol):
+    """An optional ability: the host a NodePort answers on from here; without it, the first
+    node's InternalIP."""
+
+    def entry_host(self) -> str: ...
+
+
+@runtime_checkable
+class UsesRegistry(Protocol):
+    """An optional ability: images are pushed to `registry` and pulled from there (None:
+    not given; a provider whose capabilities need one refuses to run without it)."""
+
+    registry: str | None
+
+
+@runtime_checkable
+class KnowsIfUp(Protocol):
+    """An optional ability: whether the cluster this provider makes is up right now."""
+
+    def is_up(self) -> bool: ...
+
+
+@runtime_checkable
+class ReportsDaemons(Protocol):
+    """An optional ability: the cluster's own daemons and per-node health (`cluster status`)."""
+
+    def daemons(self) -> list: ...
+
+    def status(self) -> list: ...
+
+    def node_status(self, components: list) -> list: ...
+
+
+DEFAULT_NODE_PATHS = ("/var/log/pods", "/var/lib/patternbench-agents")
+
+
+@dataclass(frozen=True)
+class Abilities:
+    """A provider's optional abilities, resolved once before a run instead of probed for
+    during it."""
+
+    node_paths: tuple[str, str]
+    entry_host: str | None  # None: the first node's InternalIP
+    registry: str | None
+    fault_kinds: frozenset[str]
+
+
+def abilities(provider: object) -> Abilities:
+    """What the provider offers beyond the ClusterProvider protocol."""
+    paths = provider.node_paths() if isinstance(provider, HasNodePaths) else DEFAULT_NODE_PATHS
+    return Abilities(
+        node_paths=(str(paths[0]), str(paths[1])),
+        entry_host=provider.entry_host() if isinstance(provider, HasEntryHost) else None,
+        registry=provider.registry if isinstance(provider, UsesRegistry) else None,
+        fault_kinds=provider.fault_kinds if isinstance(provider, FaultInjector) else frozenset(),
+    )
+
+
+@runtime_checkable
 class ClusterProvider(Protocol):
     name: str
     capabilities: Capabilities

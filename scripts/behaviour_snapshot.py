@@ -1,0 +1,99 @@
+"""Print, deterministically, everything the patterns and agents decide without a cluster:
+every pattern's rendered objects (naive and not, several agent sets), its container formula,
+hops, proxies, requests, upgrade targets, node placement, fault checks and the case matrices.
+
+Run it before and after a refactor of patterns or agents and diff the two outputs:
+`python scripts/behaviour_snapshot.py > before.txt` ... `diff before.txt after.txt`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from itertools import product
+
+from patternbench import measure, summary
+from patternbench.errors import UsageError
+from patternbench.experiment import default_matrix, fault_matrix, fault_smoke
+from patternbench.faults import FAULTS, check_fault, runs_on_nodes
+from patternbench.render import Images, RenderOptions, render, to_yaml
+from patternbench.topology import (
+    Agents, Pattern, expected_hop_counts, expected_hops, containers_formula, load_topology, requested,
+)
+from patternbench.upgrade import upgrade_targets
+
+RUN_ID = "pb-snapshot"
+AGENT_SETS = [Agents(), Agents(mesh=False), Agents(logging=False), Agents(extra_agents=2), Agents(mesh=False, logging=False, extra_agents=1)]
+AGENTS = ("mesh", "logging")
+
+
+def out(*parts: object) -> None:
+    print(*parts)
+
+
+def main() -> int:
+    base = load_topology()
+    for agents, pattern in product(AGENT_SETS, Pattern):
+        topology = base.with_agents(agents)
+        tag = f"{pattern.value} {agents}"
+        for naive, registry in ((False, None), (True, None), (False, "reg.example/pb")):
+            opts = RenderOptions(run_id=RUN_ID, images=Images.under(registry), naive=naive)
+            objs = render(topology, pattern, opts)
+            out(f"=== render {tag} naive={naive} registry={registry}")
+            out(to_yaml(objs))
+            if not naive and registry is None:
+                for agent in AGENTS:
+                    out(f"--- upgrade_targets {tag} {agent}: {upgrade_targets(objs, agent)}")
+        for nodes in range(1, 5):
+            out(f"--- {tag} nodes={nodes} containers_formula={containers_formula(topology, pattern, nodes)} requested={requested(topology, pattern, nodes)}")
+        out(f"--- {tag} expected_hops={expected_hops(topology, pattern)}")
+    for pattern, calls, mesh in product(Pattern, range(0, 4), (True, False)):
+        out(f"--- hop_counts {pattern.value} calls={calls} mesh={mesh} {expected_hop_counts(pattern, calls, mesh)}"
+            f" proxies={summary.expected_proxies(pattern.value, calls, mesh)}")
+    for pattern, agent in product(Pattern, AGENTS):
+        out(f"--- runs_on_nodes {pattern.value} {agent} {runs_on_nodes(pattern, agent)}")
+        for fault in FAULTS:
+            try:
+                result = check_fault(fault, pattern, agent, frozenset(FAULTS), "local").name
+            except UsageError as exc:
+                result = f"UsageError: {exc}"
+            out(f"--- check_fault {fault} {pattern.value} {agent}: {result}")
+    for pattern in Pattern:
+        try:
+            result = check_fault("apiserver-down", pattern, None, frozenset(FAULTS), "local").name
+        except UsageError as exc:
+            result = f"UsageError: {exc}"
+        out(f"--- check_fault apiserver-down {pattern.value} None: {result}")
+    out("--- default_matrix", [c.id for c in default_matrix()])
+    for patterns in ([Pattern.SIDECAR], [Pattern.HYBRID, Pattern.NONE], list(Pattern)):
+        for agents_sel in (None, ["logging"], ["mesh"]):
+            out("--- default_matrix", [p.value for p in patterns], agents_sel, [c.id for c in default_matrix(patterns, agents_sel)])
+            out("--- fault_matrix", [p.value for p in patterns], agents_sel, [c.id for c in fault_matrix(None, patterns, agents_sel)])
+    out("--- fault_matrix default", [c.id for c in fault_matrix()])
+    out("--- fault_smoke", [c.id for c in fault_smoke()])
+    # Hop classification of a few Via trails (sidecar, node).
+    record = {
+        "kind": "user", "status": 200, "via": "1.1 sidecar/fe-1 (n1)", "entry": ["fe-1", "n1"],
+        "calls": [
+            {"src": ["fe-1", "n1"], "dst": ["or-1", "n2"], "via": "1.1 sidecar/or-1 (n2), 1.1 sidecar/fe-1 (n1)"},
+            {"src": ["or-1", "n2"], "dst": ["pa-1", "n2"], "via": "1.1 node/n2 (n2), 1.1 node/n2 (n2)"},
+        ],
+    }
+    out("--- hop_summary", json.dumps(measure.hop_summary([record]), sort_keys=True))
+    # The claims on synthetic entries: every pattern x agent, with and without fault.
+    for pattern, agent in product(Pattern, (*AGENTS, None)):
+        entry = {
+            "pattern": pattern.value, "agent": agent, "naive": False, "missing": [], "containers_total": 9, "containers_formula": 9,
+            "proxies_per_request": 5, "hops": {"loopback": 5, "same_node": 1, "cross_node": 1}, "max_nodes_down_at_once": 2,
+            "fault": None, "app_pods_recreated": 6, "app_container_restarts": 0, "app_pods": 6, "failed_requests": 0,
+            "downtime_s": 0.0, "log_lines_lost": 3, "log_lines_duplicated": 0, "log_max_batch_lines": 0,
+        }
+        out(f"--- check_claims {pattern.value} {agent}: {summary.check_claims(entry, 2)}")
+        if agent:
+            fault = {"kind": "agent-kill", "expected_blast_radius": None, "blast_radius": 0.0, "failed_in_window": 1, "upgrade_completed": None, "instance": None}
+            out(f"--- check_claims fault {pattern.value} {agent}: {summary.check_claims({**entry, 'fault': fault}, 2)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

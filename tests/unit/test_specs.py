@@ -1,0 +1,152 @@
+"""The agent and pattern registries: every name is registered, and what used to fall back
+silently (an unknown pattern's formula, an unknown proxy mode, claims ignoring agents.mesh)
+is now an error or honoured."""
+
+from __future__ import annotations
+
+import pytest
+
+from patternbench import images, measure
+from patternbench.agents import AGENTS, UPGRADABLE, AgentKind, Placement, agent_spec, proxy_mode, upgradable_spec
+from patternbench.cluster.provider import DEFAULT_NODE_PATHS, FaultInjector, HasEntryHost, HasNodePaths, UsesRegistry, abilities
+from patternbench.errors import UsageError
+from patternbench.faults import check_fault
+from patternbench.patterns import PATTERNS, PatternSpec, pattern_spec
+from patternbench.render import RenderOptions, render
+from patternbench.summary import check_claims
+from patternbench.topology import Agents, Pattern, containers_formula, expected_hop_counts, load_topology, requested
+from patternbench.upgrade import upgrade_targets
+
+TOPO = load_topology()
+OPTS = RenderOptions(run_id="pb-test")
+
+
+def test_every_pattern_has_a_spec() -> None:
+    assert list(PATTERNS) == list(Pattern)
+    for pattern in Pattern:
+        assert pattern_spec(pattern).name == pattern.value
+        assert pattern_spec(pattern.value) is PATTERNS[pattern]
+
+
+def test_unknown_pattern_name_is_an_error() -> None:
+    with pytest.raises(UsageError, match="unknown pattern 'ambient'"):
+        pattern_spec("ambient")
+
+
+def test_a_pattern_without_spec_is_an_error_not_the_hybrid_formula(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(PATTERNS, Pattern.HYBRID)
+    for call in (
+        lambda: containers_formula(TOPO, Pattern.HYBRID, 3),
+        lambda: requested(TOPO, Pattern.HYBRID, 3),
+        lambda: expected_hop_counts(Pattern.HYBRID, 2),
+        lambda: render(TOPO, Pattern.HYBRID, OPTS),
+    ):
+        with pytest.raises(UsageError, match="'?hybrid'? has no registered spec"):
+            call()
+
+
+def test_a_pattern_placing_an_unknown_agent_is_an_error() -> None:
+    with pytest.raises(UsageError, match="unknown agent 'tracing'"):
+        PatternSpec(Pattern.SIDECAR, {"tracing": Placement.POD})
+
+
+def test_unknown_agent_is_an_error() -> None:
+    with pytest.raises(UsageError, match="unknown agent 'tracing'"):
+        agent_spec("tracing")
+    with pytest.raises(UsageError, match="never upgraded"):
+        upgradable_spec("agent-omega")
+    with pytest.raises(UsageError, match="never upgraded"):
+        upgrade_targets(render(TOPO, Pattern.SIDECAR, OPTS), "agent-omega")
+
+
+def test_agents_say_what_is_measured_for_them() -> None:
+    assert AGENTS["mesh"].kind is AgentKind.MESH and "hops" in AGENTS["mesh"].measured
+    assert AGENTS["logging"].kind is AgentKind.LOG and "log_lines_lost" in AGENTS["logging"].measured
+    assert UPGRADABLE == ("mesh", "logging")
+    # Every upgradable agent's image is built in every version it is deployed or upgraded to.
+    assert {AGENTS[name].image for name in UPGRADABLE} == set(images.AGENTS)
+    assert {v for name in UPGRADABLE for v in AGENTS[name].versions} == set(images.VERSIONS)
+
+
+def test_placements_give_the_seed_formulas() -> None:
+    pods, nodes = TOPO.app_pods, 3
+    k = TOPO.agents.count
+    assert containers_formula(TOPO, Pattern.NONE, nodes) == pods
+    assert containers_formula(TOPO, Pattern.SIDECAR, nodes) == pods * (1 + k)
+    assert containers_formula(TOPO, Pattern.DAEMONSET, nodes) == pods + nodes * k
+    assert containers_formula(TOPO, Pattern.HYBRID, nodes) == pods * 2 + nodes * (k - 1)
+    assert pattern_spec(Pattern.HYBRID).runs_on_nodes("logging") and not pattern_spec(Pattern.HYBRID).runs_on_nodes("mesh")
+
+
+def test_unknown_proxy_mode_is_an_error_not_a_network_hop() -> None:
+    assert proxy_mode("sidecar").in_pod and not proxy_mode("node").in_pod
+    call = {"src": ["a-1", "n1"], "dst": ["b-1", "n1"], "via": "1.1 waypoint/w-1 (n1)"}
+    with pytest.raises(UsageError, match="unknown proxy mode 'waypoint'"):
+        measure.call_hops(call)
+    record = {"kind": "user", "status": 200, "via": "", "entry": ["a-1", "n1"], "calls": [call]}
+    with pytest.raises(UsageError, match="unknown proxy mode"):
+        measure.hop_summary([record])
+
+
+def _entry(pattern: str, proxies: int, hops: dict[str, float]) -> dict:
+    return {
+        "pattern": pattern, "agent": None, "naive": False, "missing": [], "containers_total": 6, "containers_formula": 6,
+        "proxies_per_request": proxies, "hops": hops, "max_nodes_down_at_once": None, "fault": None,
+    }
+
+
+def test_check_claims_honours_agents_mesh() -> None:
+    # Without the mesh, a sidecar case's requests pass no proxy: 2 calls, 2 direct hops.
+    direct = _entry("sidecar", 0, {"same_node": 1.0, "cross_node": 1.0})
+    assert check_claims(direct, 2, agents=Agents(mesh=False)) == []
+    assert any("proxies per request 0 != 5" in p for p in check_claims(direct, 2))
+    # With it, the proxies are expected, and their absence is a failure.
+    proxied = _entry("sidecar", 5, {"loopback": 5.0, "same_node": 1.0, "cross_node": 1.0})
+    assert check_claims(proxied, 2) == []
+    assert any("proxies per request 5 != 0" in p for p in check_claims(proxied, 2, agents=Agents(mesh=False)))
+
+
+def test_check_fault_refuses_an_agent_the_pattern_does_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PATTERNS, Pattern.HYBRID, PatternSpec(Pattern.HYBRID, {"mesh": Placement.POD}))
+    with pytest.raises(UsageError, match="does not run the logging agent"):
+        check_fault("agent-kill", Pattern.HYBRID, "logging", frozenset({"agent-kill"}), "local")
+
+
+class _Bare:
+    """A provider with no optional ability."""
+
+
+class _Able:
+    registry = "reg.example/pb"
+    fault_kinds = frozenset({"agent-kill"})
+
+    def node_paths(self) -> tuple[str, str]:
+        return ("/logs", "/state")
+
+    def entry_host(self) -> str:
+        return "127.0.0.1"
+
+    def kill_container(self, target: object) -> None: ...
+
+    def freeze_container(self, target: object) -> None: ...
+
+    def stop_apiserver(self) -> None: ...
+
+
+def test_provider_abilities_are_typed_protocols_resolved_once() -> None:
+    bare, able = _Bare(), _Able()
+    assert not isinstance(bare, (HasNodePaths, HasEntryHost, UsesRegistry, FaultInjector))
+    assert isinstance(able, HasNodePaths) and isinstance(able, HasEntryHost) and isinstance(able, UsesRegistry) and isinstance(able, FaultInjector)
+    got = abilities(bare)
+    assert (got.node_paths, got.entry_host, got.registry, got.fault_kinds) == (DEFAULT_NODE_PATHS, None, None, frozenset())
+    got = abilities(able)
+    assert (got.node_paths, got.entry_host, got.registry, got.fault_kinds) == (("/logs", "/state"), "127.0.0.1", "reg.example/pb", frozenset({"agent-kill"}))
+
+
+def test_real_providers_declare_their_abilities() -> None:
+    from patternbench.cluster.local.provider import LocalProvider
+    from patternbench.cluster.remote import GkeProvider, KindProvider, KubeconfigProvider
+
+    assert all(hasattr(LocalProvider, m) for m in ("node_paths", "entry_host", "is_up", "daemons", "status", "node_status"))
+    assert "registry" in GkeProvider.__dataclass_fields__ and "registry" in KubeconfigProvider.__dataclass_fields__
+    assert not hasattr(KindProvider, "registry")
