@@ -74,6 +74,10 @@ def experiment_run(request: pytest.FixtureRequest, cluster: object, profile: Pro
     run_dir = Path(request.config.getoption("--results-dir")) / new_run_id()
     run_dir.mkdir(parents=True, exist_ok=True)
     copy_latest_calibration(Path(request.config.getoption("--results-dir")), run_dir)
+    from patternbench.agent_file import keep_with_run
+    from patternbench.agents import file_agents
+
+    keep_with_run(file_agents(), run_dir)
     planned = [c.id for c in selected_cases(request.config)]
     repeat = request.config.stash[MEASUREMENT].repeat
     (run_dir / "run.json").write_text(json.dumps({"profile": asdict(profile), "cases_planned": planned, "repeat": repeat, "provider": cluster.name}, indent=1))  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Callable
 
 from patternbench.errors import UsageError
@@ -82,6 +83,13 @@ class AgentSpec:
     proxy: dict[Placement, ProxyMode] | None = None  # mesh agents: the proxy mode per placement
     # Container names its instances run under (resource samples are attributed by them).
     container_names: tuple[str, ...] = ()
+    # An agent from an agent file (agent_file.py) takes a built-in agent's place: every
+    # pattern puts it where it puts that one, in the placements it gives a container for.
+    stands_in_for: str | None = None
+    placements: frozenset[Placement] = frozenset(Placement)
+    images_by_version: dict[str, str] | None = None  # full refs per version (else image:version)
+    source: str | None = None  # the agent file it came from; None: patternbench's own
+    archives: tuple[Path, ...] = ()  # OCI archives a provider that loads images imports
 
     @property
     def measured(self) -> tuple[str, ...]:
@@ -96,6 +104,19 @@ class AgentSpec:
     def on_request_path(self) -> bool:
         """Whether requests pass the agent (a hung one stalls them; a hung log agent only delays lines)."""
         return self.kind is AgentKind.MESH
+
+    @property
+    def slot(self) -> str:
+        """The built-in agent whose place it takes in a pattern (its own name if none)."""
+        return self.stands_in_for or self.name
+
+    def image_for(self, version: str, current: str) -> str:
+        """The image of `version`, given the one running now (whose registry it keeps)."""
+        if self.images_by_version is not None:
+            if version not in self.images_by_version:
+                raise UsageError(f"the {self.name} agent has no image for {version}")
+            return self.images_by_version[version]
+        return current.rsplit(":", 1)[0] + ":" + version
 
     def proxy_mode(self, placement: Placement) -> ProxyMode:
         if self.proxy is None:
@@ -247,6 +268,22 @@ def upgradable_spec(name: str, field: str = "agent") -> AgentSpec:
     if not spec.upgradable:
         raise UsageError(f"{field}: the {name} agent is never upgraded (choose one of {', '.join(UPGRADABLE)})")
     return spec
+
+
+def register(spec: AgentSpec) -> AgentSpec:
+    """Add an agent from an agent file; its name must be new (the same file again is fine)."""
+    known = AGENTS.get(spec.name)
+    if known is not None and known.source != spec.source:
+        raise UsageError(f"agent {spec.name!r} is defined twice ({known.source or 'patternbench'} and {spec.source})")
+    if spec.stands_in_for is not None and AGENTS.get(spec.stands_in_for, spec).source is not None:
+        raise UsageError(f"agent {spec.name!r} stands in for {spec.stands_in_for!r}, which is not patternbench's own agent")
+    AGENTS[spec.name] = spec
+    return spec
+
+
+def file_agents() -> list[AgentSpec]:
+    """The agents registered from agent files in this process."""
+    return [a for a in AGENTS.values() if a.source is not None]
 
 
 def agent_by_container(container: str) -> AgentSpec | None:

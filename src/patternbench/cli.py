@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     _provider_args(run)
     run.add_argument("--pattern", action="append", help="only this pattern (repeatable)")
     run.add_argument("--agent", action="append", help=f"only this agent: {' or '.join(UPGRADABLE)} (repeatable)")
+    run.add_argument("--agent-file", action="append", type=Path, metavar="FILE", help="bring your own agent (YAML, see agent_file.py and agents/): it runs beside the built-in agent of its kind in every pattern it supports (repeatable)")
     run.add_argument("--profile", default="full", choices=["short", "full"], help="phase lengths and load (default: full)")
     run.add_argument("--duration", type=float, help="seconds of load before and after the upgrade (overrides the profile)")
     run.add_argument("--users", type=int, help="Locust users (overrides the profile)")
@@ -255,6 +256,7 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
     patterns = [Pattern.parse(p, "--pattern") for p in args.pattern] if args.pattern else None
     for agent in args.agent or []:
         upgradable_spec(agent, "--agent")
+    load_agent_files(args.agent_file or [], patterns)
     profile = PROFILES[args.profile]
     if args.duration is not None:
         if args.duration <= 0:
@@ -277,6 +279,22 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
     args.sweep_rates = sweep
     args.sweep_patterns = patterns or list(Pattern)
     return cases, profile
+
+
+def load_agent_files(paths: list[Path], patterns: list | None) -> list:
+    """--agent-file: each file validated and registered before anything is deployed; a
+    pattern chosen explicitly that the agent cannot run in is an error, not a skip."""
+    from patternbench.agent_file import load_agent_file
+    from patternbench.patterns import pattern_spec
+
+    specs = [load_agent_file(Path(p)) for p in paths]
+    for spec in specs:
+        for pattern in patterns or []:
+            ps = pattern_spec(pattern)
+            if ps.placement and not ps.runs(spec.name):
+                where = ps.placement.get(spec.slot)
+                raise UsageError(f"--agent-file {spec.source}: the {pattern.value} pattern runs it per {where.value if where else '?'}, and the file gives no container for that")
+    return specs
 
 
 def fault_cases(args: argparse.Namespace, patterns: list | None) -> list:

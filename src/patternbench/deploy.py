@@ -277,13 +277,15 @@ def deploy_run(
     results_dir: Any = None,
     progress: Progress | None = None,
     timeout_s: float = 180,
+    agent: str | None = None,
 ) -> DeployedRun:
     """Render, check, load images, apply and wait: the pattern's objects, rolled out and Ready."""
     from pathlib import Path
 
     from kubernetes import config as kube_config
 
-    from patternbench.images import build_data_plane
+    from patternbench.agents import agent_spec
+    from patternbench.images import ImageArchive, build_data_plane
     from patternbench.cluster.provider import abilities
     from patternbench.render import Images, RenderOptions, render, to_yaml
     from patternbench.topology import check_capacity
@@ -293,7 +295,9 @@ def deploy_run(
     able = abilities(provider)
     pod_logs_dir, agent_state_dir = able.node_paths
     images = Images.under(able.registry)
-    opts = RenderOptions(run_id=run_id, images=images, pod_logs_dir=pod_logs_dir, agent_state_dir=agent_state_dir, naive=naive)
+    # An agent from an agent file takes its built-in agent's place in this run.
+    stand_ins = (agent,) if agent is not None and agent_spec(agent).stands_in_for else ()
+    opts = RenderOptions(run_id=run_id, images=images, pod_logs_dir=pod_logs_dir, agent_state_dir=agent_state_dir, naive=naive, stand_ins=stand_ins)
     objs = render(topology, pattern, opts)
     try:
         api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
@@ -313,6 +317,11 @@ def deploy_run(
         with progress.step("build and load images"):
             provider.load_images(build_data_plane())
         _IMAGES_LOADED.add(id(provider))
+    archives = [a for name in stand_ins for a in agent_spec(name).archives if (id(provider), a) not in _IMAGES_LOADED]
+    if provider.capabilities.can_load_images and archives:
+        with progress.step(f"load the {', '.join(stand_ins)} agent's images"):
+            provider.load_images([ImageArchive(ref=str(a), path=a, digest="", size_bytes=a.stat().st_size) for a in archives])
+        _IMAGES_LOADED.update((id(provider), a) for a in archives)
     if results_dir is not None:
         out = Path(results_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,8 @@ from patternbench.observe.logsink import sink_stats
 from patternbench.observe.pods import PodWatcher
 from patternbench.observe.resources import ResourceSampler
 from patternbench.progress import Progress
-from patternbench.agents import UPGRADABLE, agent_spec
+from patternbench.agent_file import keep_with_run
+from patternbench.agents import UPGRADABLE, agent_spec, file_agents
 from patternbench.patterns import PATTERNS, pattern_spec
 from patternbench.topology import Pattern, Topology, containers_formula
 from patternbench.upgrade import upgrade_agent
@@ -103,6 +104,8 @@ def default_matrix(patterns: list[Pattern] | None = None, agents: list[str] | No
     drains matter most (node mesh proxy, sidecar mesh proxy)."""
     patterns = patterns or list(PATTERNS)
     agents = agents or list(UPGRADABLE)
+    # Agents from agent files run beside the built-in agent they stand in for.
+    agents = agents + [a.name for a in file_agents() if a.slot in agents and a.name not in agents]
     cases = []
     for pattern in patterns:
         spec = pattern_spec(pattern)
@@ -112,7 +115,7 @@ def default_matrix(patterns: list[Pattern] | None = None, agents: list[str] | No
         cases += [Case(pattern, agent) for agent in agents if spec.runs(agent)]
     for pattern in NAIVE_PATTERNS:
         for agent in agents:
-            if pattern in patterns and agent_spec(agent).on_request_path:
+            if pattern in patterns and agent_spec(agent).on_request_path and agent_spec(agent).source is None:
                 cases.append(Case(pattern, agent, naive=True))
     return cases
 
@@ -244,7 +247,7 @@ def run_case(
     (out_dir / "case.json").write_text(json.dumps({**case.to_json(), "trial": trial, "profile": asdict(profile)}, indent=1))
     timeline = Timeline(out_dir / "timeline.jsonl")
     timeline.mark("setup")
-    run = deploy_run(provider, topology, case.pattern, naive=case.naive, results_dir=out_dir, progress=progress)
+    run = deploy_run(provider, topology, case.pattern, naive=case.naive, results_dir=out_dir, progress=progress, agent=case.agent)
     api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
     core = client.CoreV1Api(api)
     namespaces = list(run.namespaces)
@@ -309,7 +312,8 @@ def run_case(
 def run_fault(provider: Any, api: client.ApiClient, topology: Topology, case: Case, run: Any, profile: Profile, out_dir: Path, mark: Any) -> None:
     """The case's fault, steady or in the middle of its agent's upgrade."""
     from patternbench import fault_driver
-    from patternbench.upgrade import retag, upgrade_targets
+    from patternbench.agents import upgradable_spec
+    from patternbench.upgrade import upgrade_targets
 
     assert case.fault is not None
     spec = fault_spec(case.fault)
@@ -324,7 +328,7 @@ def run_fault(provider: Any, api: client.ApiClient, topology: Topology, case: Ca
         return
     assert case.agent is not None
     agent = case.agent
-    new_image = retag(upgrade_targets(run.objects, agent)[0].image, "v2")
+    new_image = upgradable_spec(agent).image_for("v2", upgrade_targets(run.objects, agent)[0].image)
     fault_driver.inject_during_upgrade(
         provider, spec, duration,
         upgrade=lambda: upgrade_agent(api, run.objects, agent, timeout_s=profile.upgrade_timeout_s, progress_log=out_dir / "rollouts.jsonl"),
@@ -364,6 +368,7 @@ def run_matrix(
     trials = interleave(cases, repeat, fault_repeat)
     meta = {"profile": asdict(profile), "cases_planned": [c.id for c in cases], "repeat": repeat, "provider": provider.name, "started_wall": time.time()}
     copy_latest_calibration(results_root, run_dir)
+    keep_with_run(file_agents(), run_dir)
     (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
     try:
         for i, trial in enumerate(trials, 1):

@@ -59,12 +59,19 @@ class PatternSpec:
         """The agents run per pod (POD) or per node (NODE), in the registry's order."""
         return [a for name, a in AGENTS.items() if self.placement.get(name) is placement]
 
+    def placement_of(self, agent: str) -> Placement | None:
+        """Where this pattern runs the agent (an agent file's where it runs the one it stands
+        in for, if the file gives a container for that placement); None: it does not."""
+        spec = agent_spec(agent)
+        placement = self.placement.get(spec.slot)
+        return placement if placement in spec.placements else None
+
     def runs(self, agent: str) -> bool:
-        return agent_spec(agent).name in self.placement
+        return self.placement_of(agent) is not None
 
     def runs_on_nodes(self, agent: str) -> bool:
         """Whether the agent runs once per node (a DaemonSet) rather than per pod."""
-        return self.placement.get(agent_spec(agent).name) is Placement.NODE
+        return self.placement_of(agent) is Placement.NODE
 
     def instances(self, agents: Agents, placement: Placement) -> int:
         """Agent containers per pod (POD) or per node (NODE) with this topology's agents."""
@@ -119,9 +126,18 @@ class PatternSpec:
                     pod.setdefault("initContainers", [])  # native sidecars live there
                     pod.setdefault("volumes", [])
         for agent in pod_agents:
-            agent.sidecar(objs, opts, agents.instances(agent))
+            stand_in(agent, opts).sidecar(objs, opts, agents.instances(agent))
         for agent in self.agents_at(Placement.NODE):
-            agent.node(objs, opts, agents.instances(agent))
+            stand_in(agent, opts).node(objs, opts, agents.instances(agent))
+
+
+def stand_in(agent: AgentSpec, opts: RenderOptions) -> AgentSpec:
+    """The agent that takes `agent`'s place in this run (an agent file's), else `agent`."""
+    for name in opts.stand_ins:
+        other = agent_spec(name)
+        if other.stands_in_for == agent.name:
+            return other
+    return agent
 
 
 PATTERNS: dict[Pattern, PatternSpec] = {

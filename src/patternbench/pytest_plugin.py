@@ -38,6 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--repeat", default=None, help="experiments: run every case N times, interleaved (default 1)")
     group.addoption("--slo-ms", default=None, help="experiments: a probe slower than this is unavailable (default 1000)")
     group.addoption("--rps", default=None, help="experiments: open-loop load at R requests/s instead of Locust users")
+    group.addoption("--agent-file", action="append", default=None, help="experiments: bring your own agent (YAML); it runs beside the built-in agent of its kind (repeatable)")
     group.addoption("--sweep", default=None, help="experiments: latency and cost against load per pattern (--pattern, default all) at rising offered rates R1,R2,... (default: a short smoke on one pattern)")
 
 
@@ -47,6 +48,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster_down: takes the session's cluster down; runs after every other test")
     try:
         config.stash[MEASUREMENT] = measurement_options(config)
+        from patternbench.cli import load_agent_files
+        from patternbench.patterns import Pattern
+
+        chosen = [Pattern.parse(p, "--pattern") for p in config.getoption("--pattern", default=None) or []] or None
+        load_agent_files(config.getoption("--agent-file", default=None) or [], chosen)
     except UsageError as exc:
         pytest.exit(f"patternbench: {exc}", returncode=2)
 

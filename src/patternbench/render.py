@@ -56,6 +56,8 @@ class RenderOptions:
     agent_state_dir: str = "/var/lib/patternbench-agents"
     # naive: no drain in app and proxies, no socket handover for node proxies.
     naive: bool = False
+    # Agents from agent files that take their built-in agent's place in this run (by name).
+    stand_ins: tuple[str, ...] = ()
 
     @property
     def app_namespace(self) -> str:

@@ -26,6 +26,9 @@ def case_dirs(run_dir: Path) -> list[Path]:
 def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: float | None = None) -> dict[str, Any]:
     """Every case's entry from its trials' raw records; the claims are checked on each trial.
     `slo_ms` re-measures downtime with another deadline than the run's."""
+    from patternbench.agent_file import register_run_agents
+
+    register_run_agents(run_dir)  # the run's own agent files, so its agents are known
     dirs = case_dirs(run_dir)
     if not dirs and not load_sweeps(run_dir):
         raise UsageError(f"{run_dir} holds no experiment case (no */case.json) and no sweep")

@@ -20,7 +20,6 @@ from patternbench.topology import Agents
 
 SCHEMA_VERSION = 1
 # Every agent's container names: resource samples of these are the agents'.
-AGENT_CONTAINER_PREFIXES = tuple(name for a in AGENTS.values() for name in a.container_names)
 
 # The keys of every summary entry (documented in the README; stable).
 KEYS = (
@@ -86,7 +85,9 @@ def _fault_entry(case: dict[str, Any], marks: dict[str, Any], users: list, probe
 
 
 def is_agent_sample(sample: dict[str, Any]) -> bool:
-    return sample.get("container", "").startswith(AGENT_CONTAINER_PREFIXES) and sample.get("container") != "logsink"
+    """A resource sample of an agent's container (any registered agent, agent files' too)."""
+    prefixes = tuple(name for a in AGENTS.values() for name in a.container_names)
+    return sample.get("container", "").startswith(prefixes) and sample.get("container") != "logsink"
 
 
 def case_slo_ms(case: dict[str, Any], override: float | None = None) -> float:

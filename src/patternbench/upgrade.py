@@ -71,8 +71,9 @@ def upgrade_agent(
         raise UsageError(f"no workload runs the {agent} agent in this pattern")
     apps = client.AppsV1Api(api)
     start = time.monotonic()
+    spec = upgradable_spec(agent)
     for target in targets:
-        body = image_patch(target, retag(target.image, version))
+        body = image_patch(target, spec.image_for(version, target.image))
         patch = apps.patch_namespaced_deployment if target.kind == "Deployment" else apps.patch_namespaced_daemon_set
         patch(target.name, target.namespace, body, _request_timeout=REQUEST_TIMEOUT)
     deployer = Deployer(api)

@@ -115,6 +115,6 @@ def test_cluster_entry_rules() -> None:
     refused, dropped = (entry_rule(k, 31234) for k in CLUSTER_KINDS)
     for rule in (refused, dropped):
         assert rule[0] == "OUTPUT" and "--ctorigdstport" in rule and "31234" in rule and IPTABLES_COMMENT in rule
-    assert refused[-3:] == ["REJECT", "--reject-with", "tcp-reset"] and dropped[-1] == "DROP"
+    assert refused[-3:] == ["REJECT", "--reject-with", "icmp-port-unreachable"] and dropped[-1] == "DROP"
     with pytest.raises(UsageError, match="not 'hang'"):
         entry_rule("hang", 31234)

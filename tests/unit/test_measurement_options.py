@@ -15,15 +15,6 @@ from patternbench.options import parse_repeat, parse_sweep
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def no_provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if the command gets as far as choosing a cluster."""
-    def refuse(*_: object, **__: object) -> None:
-        raise AssertionError("bad input reached the provider")
-
-    monkeypatch.setattr(cli, "get_provider", refuse)
-
-
 @pytest.mark.parametrize("argv,message", [
     (["run", "--repeat", "0"], "--repeat must be a whole number from 1 to 50, got 0"),
     (["run", "--repeat", "2.5"], "--repeat must be a whole number"),

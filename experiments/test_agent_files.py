@@ -1,0 +1,62 @@
+"""Agents brought in by agent files (agents/*.yaml), upgraded v1 -> v2 under load in every
+pattern they support, beside the built-in agent they stand in for. Each case must hold the
+claims of its kind (a DaemonSet log-agent upgrade loses no line, a node-agent upgrade leaves
+the app alone, a sidecar upgrade recreates every app pod), and the agent's own containers
+must be the ones measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from patternbench.agent_file import load_agent_file
+from patternbench.agents import AGENTS
+from patternbench.experiment import Case, Profile, run_case
+from patternbench.patterns import PATTERNS, Pattern, pattern_spec
+from patternbench.summary import Thresholds, check_claims, summarize_case
+from patternbench.topology import load_topology
+
+pytestmark = pytest.mark.cluster
+
+AGENT_FILES = sorted((Path(__file__).resolve().parents[1] / "agents").glob("*.yaml"))
+
+
+def file_cases(config: pytest.Config) -> list[Case]:
+    """Per agent file, one upgrade case per pattern it can run in (--pattern narrows them)."""
+    chosen = {Pattern.parse(p, "--pattern") for p in config.getoption("--pattern") or []}
+    cases = []
+    for path in AGENT_FILES:
+        spec = AGENTS.get(path.stem) or load_agent_file(path)
+        for pattern in PATTERNS:
+            # Hybrid places log agents as the DaemonSet does: one case per placement is enough.
+            if pattern is Pattern.HYBRID or (chosen and pattern not in chosen):
+                continue
+            if pattern_spec(pattern).placement and pattern_spec(pattern).runs(spec.name):
+                cases.append(Case(pattern, spec.name))
+    return cases
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "file_case" in metafunc.fixturenames:
+        cases = file_cases(metafunc.config)
+        metafunc.parametrize("file_case", cases, ids=[c.id for c in cases])
+
+
+def test_agent_file_upgrade(file_case: Case, cluster: Any, experiment_run: dict[str, Any], profile: Profile, thresholds: Thresholds) -> None:
+    topology = load_topology()
+    case_dir = run_case(cluster, topology, file_case, profile, experiment_run["dir"] / file_case.id)
+    entry = summarize_case(case_dir)
+    experiment_run["entries"][file_case.id] = entry
+    assert not entry["missing"], f"incomplete case: {entry['missing']}"
+    assert entry["upgrade_duration_s"] is not None
+    assert entry["containers_total"] == entry["containers_formula"]
+    # The agent's containers are what the kubelet reported as agents: as many as the
+    # pattern's formula has agent containers, give or take the rollout (old and new
+    # instances overlap or are missing for a sample or two of the ~10 taken).
+    agents = pattern_spec(file_case.pattern).containers(topology, entry["nodes"]) - topology.app_pods
+    assert entry["agent_instances"] == pytest.approx(agents, rel=0.25), entry["agent_instances"]
+    assert entry["agent_cpu_m_total"] and entry["agent_memory_mib_total"]
+    calls = sum(len(s.calls) for s in topology.services)
+    assert check_claims(entry, calls, thresholds) == []

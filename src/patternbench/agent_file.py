@@ -1,0 +1,333 @@
+"""Bring your own agent: an agent file (YAML) turned into a registered AgentSpec that stands
+in for patternbench's own agent of its kind (a log agent for `logging`, a mesh proxy for
+`mesh`, a generic agent for the extra agents' slot), so every pattern places it where it
+places that agent and every measurement of that kind applies to it.
+
+    name: otelcol                      # DNS label, not a built-in agent's name
+    kind: log                          # log | mesh | generic
+    images: {v1: REF, v2: REF}         # deployed at v1, upgraded to v2 (two different images)
+    archives: {v1: FILE, v2: FILE}     # optional: OCI archives the local provider imports
+    config: {FILE_NAME: TEXT, ...}     # optional: a ConfigMap mounted read-only at /etc/<name>
+    proxy: {outbound_port: P, inbound_port: P}   # mesh only: where apps send, where pods receive
+    sidecar:                           # optional: the container beside every app pod
+      container: {...}                 # a Kubernetes container without name and image
+      volumes: [...]                   # no hostPath here
+    node:                              # optional: the container of its DaemonSet
+      container: {...}
+      volumes: [...]
+      host_network: false
+
+Every agent container gets NODE_NAME, POD_NAME, POD_NAMESPACE, SINK_URL (the log sink,
+our own batch format at /ingest, OTLP/HTTP JSON at /v1/logs), SINK_ENDPOINT (host:port);
+a log sidecar also APP_LOG_DIR (the app writes APP_LOG_DIR/app.log, shared through an
+emptyDir), a node agent POD_LOGS_DIR (the node's pod logs) and APP_NAMESPACE. Every error
+is one line naming the file and the field, raised before anything is deployed.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from patternbench.agents import AGENTS, AgentKind, AgentSpec, Placement, register
+from patternbench.errors import UsageError
+from patternbench.render import Obj, RenderOptions, app_container, find, set_env
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
+TOP_KEYS = {"name", "kind", "images", "archives", "config", "proxy", "sidecar", "node"}
+PART_KEYS = {"container": True, "volumes": False, "host_network": False}
+# The slot each kind stands in for: the built-in agent whose place it takes.
+SLOTS = {"log": "logging", "mesh": "mesh", "generic": "agent-omega"}
+KINDS = {"log": AgentKind.LOG, "mesh": AgentKind.MESH, "generic": AgentKind.IDLE}
+VERSIONS = ("v1", "v2")
+APP_LOG_DIR = "/var/log/app"
+# Fields of a container patternbench sets itself.
+OWNED_CONTAINER_FIELDS = ("name", "image", "restartPolicy")
+
+
+@dataclass(frozen=True)
+class Part:
+    """The agent's container and volumes in one placement."""
+
+    container: dict[str, Any]
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    host_network: bool = False
+
+
+@dataclass(frozen=True)
+class AgentFile:
+    """An agent file, validated."""
+
+    source: Path
+    name: str
+    kind: str
+    images: dict[str, str]
+    archives: dict[str, Path]
+    config: dict[str, str]
+    parts: dict[Placement, Part]
+    proxy_ports: tuple[int, int] | None = None  # mesh: (outbound, inbound)
+
+    @property
+    def config_map(self) -> str:
+        return f"{self.name}-config"
+
+
+def _fail(path: Path, where: str, problem: str) -> UsageError:
+    return UsageError(f"agent file {path}: {where}: {problem}")
+
+
+def _mapping(path: Path, value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(path, where, f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _port(path: Path, value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1024 <= value <= 65535:
+        raise _fail(path, where, f"expected a port from 1024 to 65535, got {value!r}")
+    return value
+
+
+def parse_part(path: Path, raw: Any, placement: Placement) -> Part:
+    where = placement.value if placement is Placement.NODE else "sidecar"
+    doc = _mapping(path, raw, where)
+    unknown = set(doc) - set(PART_KEYS)
+    if unknown:
+        raise _fail(path, where, f"unknown key {sorted(unknown)[0]!r} (known: {', '.join(PART_KEYS)})")
+    container = _mapping(path, doc.get("container"), f"{where}.container")
+    for owned in OWNED_CONTAINER_FIELDS:
+        if owned in container:
+            raise _fail(path, f"{where}.container.{owned}", "set by patternbench (the name is the agent's, the image comes from `images`)")
+    volumes = doc.get("volumes", [])
+    if not isinstance(volumes, list) or not all(isinstance(v, dict) and isinstance(v.get("name"), str) for v in volumes):
+        raise _fail(path, f"{where}.volumes", "expected a list of volumes, each with a name")
+    names = [v["name"] for v in volumes]
+    if len(set(names)) != len(names):
+        raise _fail(path, f"{where}.volumes", "two volumes share a name")
+    if placement is Placement.POD:
+        for v in volumes:
+            if "hostPath" in v:
+                raise _fail(path, f"sidecar.volumes.{v['name']}", "hostPath is not allowed in a sidecar (app pods run under the restricted Pod Security level)")
+        if doc.get("host_network"):
+            raise _fail(path, "sidecar.host_network", "a sidecar shares its app pod's network")
+    provided = set(names) | {"app-logs", "agent-config"}
+    for mount in container.get("volumeMounts", []) or []:
+        if not isinstance(mount, dict) or mount.get("name") not in provided:
+            raise _fail(path, f"{where}.container.volumeMounts", f"mounts {mount.get('name') if isinstance(mount, dict) else mount!r}, which is not among its volumes")
+    host_network = doc.get("host_network", False)
+    if not isinstance(host_network, bool):
+        raise _fail(path, f"{where}.host_network", f"expected true or false, got {host_network!r}")
+    return Part(container=copy.deepcopy(container), volumes=copy.deepcopy(volumes), host_network=host_network)
+
+
+def parse_agent_file(path: Path, check_archives: bool = True) -> AgentFile:
+    """The file, validated; a one-line UsageError for the first problem found. A run's own
+    copy is read back without `check_archives` (its archives were imported already)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"agent file {path}: cannot read it ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UsageError(f"agent file {path}: not valid YAML{at}") from None
+    doc = _mapping(path, raw, "the file")
+    unknown = set(doc) - TOP_KEYS
+    if unknown:
+        raise _fail(path, sorted(unknown)[0], f"unknown key (known: {', '.join(sorted(TOP_KEYS))})")
+    name = doc.get("name")
+    if not isinstance(name, str) or not DNS_LABEL.match(name):
+        raise _fail(path, "name", f"expected a DNS label of at most 32 characters, got {name!r}")
+    if name in AGENTS and AGENTS[name].source is None:
+        raise _fail(path, "name", f"{name!r} is patternbench's own agent; give yours another name")
+    kind = doc.get("kind")
+    if kind not in KINDS:
+        raise _fail(path, "kind", f"unknown kind {kind!r} (choose one of {', '.join(KINDS)})")
+    images = _mapping(path, doc.get("images"), "images")
+    for version in VERSIONS:
+        if not isinstance(images.get(version), str) or not images[version].strip():
+            raise _fail(path, f"images.{version}", "missing: an agent file gives an image for v1 (deployed) and v2 (the upgrade)")
+    if set(images) - set(VERSIONS):
+        raise _fail(path, "images", f"only {' and '.join(VERSIONS)} are used, not {sorted(set(images) - set(VERSIONS))[0]!r}")
+    if images["v1"] == images["v2"]:
+        raise _fail(path, "images", "v1 and v2 are the same image: the upgrade would change nothing")
+    archives: dict[str, Path] = {}
+    for version, file in _mapping(path, doc.get("archives", {}), "archives").items():
+        if version not in VERSIONS:
+            raise _fail(path, f"archives.{version}", f"only {' and '.join(VERSIONS)} are used")
+        archive = (path.parent / str(file)).resolve()
+        if check_archives and not archive.is_file():
+            raise _fail(path, f"archives.{version}", f"{archive} does not exist")
+        archives[version] = archive
+    config = _mapping(path, doc.get("config", {}), "config")
+    for file_name, content in config.items():
+        if not isinstance(file_name, str) or not re.match(r"^[-._a-zA-Z0-9]+$", file_name) or not isinstance(content, str):
+            raise _fail(path, f"config.{file_name}", "expected a file name mapped to the file's text")
+    parts = {p: parse_part(path, doc[key], p) for p, key in ((Placement.POD, "sidecar"), (Placement.NODE, "node")) if key in doc}
+    if not parts:
+        raise _fail(path, "sidecar/node", "give at least one: the container beside every app pod, or the one per node")
+    ports = None
+    if kind == "mesh":
+        proxy = _mapping(path, doc.get("proxy"), "proxy")
+        ports = (_port(path, proxy.get("outbound_port"), "proxy.outbound_port"), _port(path, proxy.get("inbound_port"), "proxy.inbound_port"))
+    elif "proxy" in doc:
+        raise _fail(path, "proxy", f"only a mesh agent has proxy ports, this one is a {kind} agent")
+    return AgentFile(path, name, kind, {v: images[v] for v in VERSIONS}, archives, dict(config), parts, ports)
+
+
+# ---- rendering ----------------------------------------------------------------------------
+
+
+def _env(opts: RenderOptions, placement: Placement) -> list[dict[str, Any]]:
+    env = [
+        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "SINK_URL", "value": opts.sink_url},
+        {"name": "SINK_ENDPOINT", "value": opts.sink_url.split("://", 1)[-1].split("/", 1)[0]},
+    ]
+    if placement is Placement.POD:
+        env.append({"name": "APP_LOG_DIR", "value": APP_LOG_DIR})
+    else:
+        env += [{"name": "POD_LOGS_DIR", "value": opts.pod_logs_dir}, {"name": "APP_NAMESPACE", "value": opts.app_namespace}]
+    return env
+
+
+def _container(agent: AgentFile, part: Part, opts: RenderOptions, placement: Placement) -> Obj:
+    container = copy.deepcopy(part.container)
+    container.update({"name": agent.name, "image": agent.images["v1"]})
+    container.setdefault("imagePullPolicy", "IfNotPresent")
+    own = {e["name"] for e in container.get("env", []) or []}
+    container["env"] = [e for e in _env(opts, placement) if e["name"] not in own] + list(container.get("env", []) or [])
+    if agent.config:
+        container.setdefault("volumeMounts", []).append({"name": "agent-config", "mountPath": f"/etc/{agent.name}", "readOnly": True})
+    return container
+
+
+def _config_map(agent: AgentFile, namespace: str, opts: RenderOptions) -> Obj:
+    return {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": agent.config_map, "namespace": namespace, "labels": {"patternbench.dev/run": opts.run_id}},
+        "data": dict(agent.config),
+    }
+
+
+def _volumes(agent: AgentFile, part: Part) -> list[Obj]:
+    volumes = copy.deepcopy(part.volumes)
+    if agent.config:
+        volumes.append({"name": "agent-config", "configMap": {"name": agent.config_map}})
+    return volumes
+
+
+def sidecar_transform(agent: AgentFile) -> Any:
+    def add(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
+        if not instances:
+            return
+        part = agent.parts[Placement.POD]
+        if agent.config:
+            objs.append(_config_map(agent, opts.app_namespace, opts))
+        for deployment in find(objs, "Deployment"):
+            if deployment["metadata"]["namespace"] != opts.app_namespace:
+                continue
+            pod = deployment["spec"]["template"]["spec"]
+            container = _container(agent, part, opts, Placement.POD)
+            container["restartPolicy"] = "Always"  # a native sidecar: up before the app, down after it
+            pod.setdefault("initContainers", []).append(container)
+            pod.setdefault("volumes", []).extend(_volumes(agent, part))
+            app = app_container(deployment)
+            if agent.kind == "log":
+                pod["volumes"].append({"name": "app-logs", "emptyDir": {}})
+                app.setdefault("volumeMounts", []).append({"name": "app-logs", "mountPath": APP_LOG_DIR})
+                if not any(m["name"] == "app-logs" for m in container.get("volumeMounts", [])):
+                    container.setdefault("volumeMounts", []).append({"name": "app-logs", "mountPath": APP_LOG_DIR, "readOnly": True})
+                set_env(app, "LOG_PATH", f"{APP_LOG_DIR}/app.log")
+            if agent.kind == "mesh" and agent.proxy_ports:
+                set_env(app, "MESH_PROXY", f"127.0.0.1:{agent.proxy_ports[0]}")
+        if agent.kind == "mesh" and agent.proxy_ports:
+            for service in find(objs, "Service"):
+                if service["metadata"]["namespace"] == opts.app_namespace:
+                    service["spec"]["ports"][0]["targetPort"] = agent.proxy_ports[1]
+
+    return add
+
+
+def node_transform(agent: AgentFile) -> Any:
+    def add(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
+        if not instances:
+            return
+        part = agent.parts[Placement.NODE]
+        ns = opts.agents_namespace
+        labels = {"app.kubernetes.io/name": agent.name, "patternbench.dev/run": opts.run_id}
+        pod: dict[str, Any] = {
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 30,
+            "containers": [_container(agent, part, opts, Placement.NODE)],
+            "volumes": _volumes(agent, part),
+        }
+        if part.host_network:
+            pod.update({"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"})
+        if agent.config:
+            objs.append(_config_map(agent, ns, opts))
+        objs.append({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": agent.name, "namespace": ns, "labels": labels},
+            "spec": {
+                "selector": {"matchLabels": {"app.kubernetes.io/name": agent.name}},
+                # Never two on a node at once: a successor takes over its predecessor's files.
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+                "template": {"metadata": {"labels": {**labels, "patternbench.dev/role": "agent"}}, "spec": pod},
+            },
+        })
+        if agent.kind == "mesh" and agent.proxy_ports:
+            for deployment in find(objs, "Deployment"):
+                if deployment["metadata"]["namespace"] == opts.app_namespace:
+                    set_env(app_container(deployment), "MESH_PROXY", f"$(NODE_IP):{agent.proxy_ports[0]}")
+
+    return add
+
+
+def spec_of(agent: AgentFile) -> AgentSpec:
+    """The AgentSpec of an agent file: it stands in for the built-in agent of its kind."""
+    slot = AGENTS[SLOTS[agent.kind]]
+    return AgentSpec(
+        agent.name, KINDS[agent.kind], image=agent.name, container=agent.name, switch=slot.switch,
+        sidecar=sidecar_transform(agent) if Placement.POD in agent.parts else _unsupported,
+        node=node_transform(agent) if Placement.NODE in agent.parts else _unsupported,
+        versions=VERSIONS, upgradable=True, proxy=slot.proxy if agent.kind == "mesh" else None,
+        container_names=(agent.name,), stands_in_for=slot.name, placements=frozenset(agent.parts),
+        images_by_version=dict(agent.images), source=str(agent.source),
+        archives=tuple(agent.archives[v] for v in VERSIONS if v in agent.archives),
+    )
+
+
+def _unsupported(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
+    raise UsageError("this agent file gives no container for that placement")
+
+
+def load_agent_file(path: Path, check_archives: bool = True) -> AgentSpec:
+    """Parse, validate and register the agent of `path`; its spec."""
+    return register(spec_of(parse_agent_file(path, check_archives)))
+
+
+def register_run_agents(run_dir: Path) -> list[AgentSpec]:
+    """The agent files a run carried (run_dir/agents/*.yaml), registered so its records can
+    be summarized again later."""
+    return [load_agent_file(p, check_archives=False) for p in sorted((run_dir / "agents").glob("*.yaml"))]
+
+
+def keep_with_run(specs: list[AgentSpec], run_dir: Path) -> None:
+    """Copy each file agent's file into the run, so `patternbench report` can rebuild it."""
+    if not specs:
+        return
+    (run_dir / "agents").mkdir(parents=True, exist_ok=True)
+    for spec in specs:
+        assert spec.source is not None
+        (run_dir / "agents" / f"{spec.name}.yaml").write_text(Path(spec.source).read_text())
+

@@ -1,0 +1,130 @@
+"""Bring your own agent: agent files validated before anything is deployed (one line, exit
+2), rendered where the built-in agent of their kind would run, upgraded to their own v2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from patternbench import cli
+from patternbench.agent_file import load_agent_file, parse_agent_file
+from patternbench.agents import AGENTS, Placement
+from patternbench.experiment import default_matrix
+from patternbench.patterns import Pattern, pattern_spec
+from patternbench.render import RenderOptions, render
+from patternbench.topology import load_topology
+from patternbench.upgrade import upgrade_targets
+
+OWN = Path(__file__).resolve().parents[2] / "agents" / "own-logagent.yaml"
+
+GOOD = {
+    "name": "shipper", "kind": "log",
+    "images": {"v1": "example.org/shipper:1.0", "v2": "example.org/shipper:1.1"},
+    "sidecar": {"container": {"args": ["--tail", "/var/log/app/app.log"]}},
+    "node": {"container": {"volumeMounts": [{"name": "logs", "mountPath": "/var/log/pods"}]},
+             "volumes": [{"name": "logs", "hostPath": {"path": "/var/log/pods"}}]},
+}
+
+
+def write(tmp_path: Path, doc: object, name: str = "agent.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    return path
+
+
+def changed(**edits: object) -> dict:
+    doc = yaml.safe_load(yaml.safe_dump(GOOD))
+    for dotted, value in edits.items():
+        *parents, last = dotted.split("__")
+        target = doc
+        for key in parents:
+            target = target[key]
+        if value is None:
+            target.pop(last, None)
+        else:
+            target[last] = value
+    return doc
+
+
+MALFORMED = [
+    ("bad yaml", "name: [unclosed\n", "not valid YAML"),
+    ("not a mapping", "- a\n- b\n", "expected a mapping"),
+    ("unknown key", changed(colour="blue"), "colour: unknown key"),
+    ("bad name", changed(name="Not_A_Label"), "name: expected a DNS label"),
+    ("built-in name", changed(name="logging"), "is patternbench's own agent"),
+    ("unknown kind", changed(kind="metrics"), "unknown kind 'metrics'"),
+    ("missing versions", changed(images={"v1": "a:1"}), "images.v2: missing"),
+    ("no images", changed(images=None), "images: expected a mapping"),
+    ("same image twice", changed(images={"v1": "a:1", "v2": "a:1"}), "v1 and v2 are the same image"),
+    ("hostPath in a sidecar", changed(sidecar__volumes=[{"name": "h", "hostPath": {"path": "/"}}]), "hostPath is not allowed in a sidecar"),
+    ("image in the container", changed(sidecar__container={"image": "x:1"}), "sidecar.container.image: set by patternbench"),
+    ("mount of no volume", changed(node__container={"volumeMounts": [{"name": "nope", "mountPath": "/x"}]}), "mounts 'nope', which is not among its volumes"),
+    ("no placement", changed(sidecar=None, node=None), "give at least one"),
+    ("mesh without ports", changed(kind="mesh"), "proxy: expected a mapping"),
+    ("proxy on a log agent", changed(proxy={"outbound_port": 15001, "inbound_port": 15006}), "only a mesh agent has proxy ports"),
+    ("missing archive", changed(archives={"v1": "nowhere.tar"}), "nowhere.tar does not exist"),
+    ("config not text", changed(config={"a.yaml": {"nested": 1}}), "config.a.yaml: expected a file name mapped"),
+]
+
+
+@pytest.mark.parametrize("doc,message", [(d, m) for _, d, m in MALFORMED], ids=[i for i, _, _ in MALFORMED])
+def test_malformed_agent_files_exit_2_with_one_line(doc: object, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_provider: None) -> None:
+    path = write(tmp_path, doc)
+    assert cli.main(["run", "--agent-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err, err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+
+
+def test_a_missing_file_and_a_pattern_it_cannot_run_in(tmp_path: Path, capsys: pytest.CaptureFixture[str], no_provider: None) -> None:
+    assert cli.main(["run", "--agent-file", str(tmp_path / "none.yaml")]) == 2
+    assert "cannot read it" in capsys.readouterr().err
+    sidecar_only = write(tmp_path, changed(node=None))
+    assert cli.main(["run", "--agent-file", str(sidecar_only), "--pattern", "daemonset"]) == 2
+    assert "the daemonset pattern runs it per node, and the file gives no container for that" in capsys.readouterr().err
+
+
+def test_it_stands_in_for_the_built_in_agent_of_its_kind(tmp_path: Path) -> None:
+    spec = load_agent_file(write(tmp_path, changed(node=None)))
+    assert spec.stands_in_for == "logging" and spec.placements == frozenset({Placement.POD})
+    assert pattern_spec(Pattern.SIDECAR).runs("shipper") and not pattern_spec(Pattern.DAEMONSET).runs("shipper")
+    assert not pattern_spec(Pattern.HYBRID).runs("shipper")  # hybrid runs the log agent per node
+    ids = [c.id for c in default_matrix(agents=["logging"])]
+    assert "sidecar-shipper" in ids and "daemonset-shipper" not in ids and "sidecar-logging" in ids
+    assert not any(i.startswith("sidecar-shipper") and i.endswith("naive") for i in ids)
+
+
+@pytest.mark.parametrize("pattern", [Pattern.SIDECAR, Pattern.DAEMONSET, Pattern.HYBRID])
+def test_own_log_agent_renders_where_the_built_in_one_does(pattern: Pattern) -> None:
+    """The agent file of our own log agent takes the built-in's place, container for
+    container: same images, same placement, the app's log shared the same way."""
+    spec = load_agent_file(OWN)
+    topology = load_topology()
+    builtin = render(topology, pattern, RenderOptions(run_id="pb-x"))
+    mine = render(topology, pattern, RenderOptions(run_id="pb-x", stand_ins=(spec.name,)))
+    ours = upgrade_targets(builtin, "logging")
+    theirs = upgrade_targets(mine, spec.name)
+    assert [(t.kind, t.namespace, t.init, t.image) for t in ours] == [(t.kind, t.namespace, t.init, t.image) for t in theirs]
+    assert upgrade_targets(mine, "logging") == []  # it took the place, it did not join it
+    assert spec.image_for("v2", theirs[0].image) == "patternbench.local/logagent:v2"
+    for d in (o for o in mine if o["kind"] == "Deployment" and o["metadata"]["namespace"] == "pb-x"):
+        app = next(c for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "app")
+        env = {e["name"]: e.get("value") for e in app.get("env", [])}
+        assert (env.get("LOG_PATH") == "/var/log/app/app.log") == (pattern is Pattern.SIDECAR)
+
+
+def test_a_run_keeps_its_agent_files_and_reads_them_back(tmp_path: Path) -> None:
+    from patternbench.agent_file import keep_with_run, register_run_agents
+
+    spec = load_agent_file(write(tmp_path, GOOD))
+    keep_with_run([spec], tmp_path / "run")
+    del AGENTS[spec.name]
+    [again] = register_run_agents(tmp_path / "run")
+    assert again.name == "shipper" and again.images_by_version == GOOD["images"]
+
+
+def test_parse_keeps_what_the_file_says(tmp_path: Path) -> None:
+    agent = parse_agent_file(write(tmp_path, changed(config={"c.yaml": "x: 1\n"})))
+    assert agent.config == {"c.yaml": "x: 1\n"} and set(agent.parts) == {Placement.POD, Placement.NODE}
