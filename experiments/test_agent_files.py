@@ -15,7 +15,9 @@ from patternbench.agent_file import load_agent_file
 from patternbench.agents import AGENTS
 from patternbench.experiment import Case, Profile, run_case
 from patternbench.patterns import PATTERNS, Pattern, pattern_spec
-from patternbench.summary import Thresholds, check_claims, summarize_case
+from patternbench.load.runner import read_jsonl
+from patternbench.measure import agent_resources
+from patternbench.summary import Thresholds, check_claims, is_agent_sample, summarize_case
 from patternbench.topology import load_topology
 
 pytestmark = pytest.mark.cluster
@@ -52,11 +54,13 @@ def test_agent_file_upgrade(file_case: Case, cluster: Any, experiment_run: dict[
     assert not entry["missing"], f"incomplete case: {entry['missing']}"
     assert entry["upgrade_duration_s"] is not None
     assert entry["containers_total"] == entry["containers_formula"]
-    # The agent's containers are what the kubelet reported as agents: as many as the
-    # pattern's formula has agent containers, give or take the rollout (old and new
-    # instances overlap or are missing for a sample or two of the ~10 taken).
+    # Before the upgrade (no rollout mixing old and new instances), the agent containers the
+    # kubelet reported are exactly the pattern's formula's, the file's agent among them.
     agents = pattern_spec(file_case.pattern).containers(topology, entry["nodes"]) - topology.app_pods
-    assert entry["agent_instances"] == pytest.approx(agents, rel=0.25), entry["agent_instances"]
+    marks = {m["phase"]: m["t"] for m in read_jsonl(case_dir / "timeline.jsonl")}
+    before = [r for r in read_jsonl(case_dir / "resources.jsonl") if r["t"] < marks["upgrade_start"]]
+    assert agent_resources(before, is_agent_sample)["agent_instances"] == agents
+    assert {r["container"] for r in before if is_agent_sample(r)} >= {file_case.agent}
     assert entry["agent_cpu_m_total"] and entry["agent_memory_mib_total"]
     calls = sum(len(s.calls) for s in topology.services)
     assert check_claims(entry, calls, thresholds) == []

@@ -27,6 +27,7 @@ is one line naming the file and the field, raised before anything is deployed.
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,7 @@ class AgentFile:
     config: dict[str, str]
     parts: dict[Placement, Part]
     proxy_ports: tuple[int, int] | None = None  # mesh: (outbound, inbound)
+    digest: str = ""  # sha256 of the file's text
 
     @property
     def config_map(self) -> str:
@@ -179,7 +181,7 @@ def parse_agent_file(path: Path, check_archives: bool = True) -> AgentFile:
         ports = (_port(path, proxy.get("outbound_port"), "proxy.outbound_port"), _port(path, proxy.get("inbound_port"), "proxy.inbound_port"))
     elif "proxy" in doc:
         raise _fail(path, "proxy", f"only a mesh agent has proxy ports, this one is a {kind} agent")
-    return AgentFile(path, name, kind, {v: images[v] for v in VERSIONS}, archives, dict(config), parts, ports)
+    return AgentFile(path, name, kind, {v: images[v] for v in VERSIONS}, archives, dict(config), parts, ports, hashlib.sha256(text.encode()).hexdigest())
 
 
 # ---- rendering ----------------------------------------------------------------------------
@@ -302,7 +304,7 @@ def spec_of(agent: AgentFile) -> AgentSpec:
         node=node_transform(agent) if Placement.NODE in agent.parts else _unsupported,
         versions=VERSIONS, upgradable=True, proxy=slot.proxy if agent.kind == "mesh" else None,
         container_names=(agent.name,), stands_in_for=slot.name, placements=frozenset(agent.parts),
-        images_by_version=dict(agent.images), source=str(agent.source),
+        images_by_version=dict(agent.images), source=str(agent.source), digest=agent.digest,
         archives=tuple(agent.archives[v] for v in VERSIONS if v in agent.archives),
     )
 

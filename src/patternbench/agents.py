@@ -89,6 +89,7 @@ class AgentSpec:
     placements: frozenset[Placement] = frozenset(Placement)
     images_by_version: dict[str, str] | None = None  # full refs per version (else image:version)
     source: str | None = None  # the agent file it came from; None: patternbench's own
+    digest: str | None = None  # sha256 of that file: the same agent read again (a run's copy) is no conflict
     archives: tuple[Path, ...] = ()  # OCI archives a provider that loads images imports
 
     @property
@@ -271,9 +272,9 @@ def upgradable_spec(name: str, field: str = "agent") -> AgentSpec:
 
 
 def register(spec: AgentSpec) -> AgentSpec:
-    """Add an agent from an agent file; its name must be new (the same file again is fine)."""
+    """Add an agent from an agent file; its name must be new (the same file's text again is fine)."""
     known = AGENTS.get(spec.name)
-    if known is not None and known.source != spec.source:
+    if known is not None and known.digest != spec.digest:
         raise UsageError(f"agent {spec.name!r} is defined twice ({known.source or 'patternbench'} and {spec.source})")
     if spec.stands_in_for is not None and AGENTS.get(spec.stands_in_for, spec).source is not None:
         raise UsageError(f"agent {spec.name!r} stands in for {spec.stands_in_for!r}, which is not patternbench's own agent")

@@ -128,3 +128,12 @@ def test_a_run_keeps_its_agent_files_and_reads_them_back(tmp_path: Path) -> None
 def test_parse_keeps_what_the_file_says(tmp_path: Path) -> None:
     agent = parse_agent_file(write(tmp_path, changed(config={"c.yaml": "x: 1\n"})))
     assert agent.config == {"c.yaml": "x: 1\n"} and set(agent.parts) == {Placement.POD, Placement.NODE}
+
+
+def test_the_same_name_from_another_file_is_an_error(tmp_path: Path) -> None:
+    from patternbench.errors import UsageError
+
+    load_agent_file(write(tmp_path, GOOD, "a.yaml"))
+    load_agent_file(write(tmp_path, GOOD, "copy.yaml"))  # the same text (a run's copy): fine
+    with pytest.raises(UsageError, match="defined twice"):
+        load_agent_file(write(tmp_path, changed(images={"v1": "x:1", "v2": "x:2"}), "other.yaml"))
