@@ -29,14 +29,19 @@ def file_cases(config: pytest.Config) -> list[Case]:
     """Per agent file, one upgrade case per pattern it can run in (--pattern narrows them)."""
     chosen = {Pattern.parse(p, "--pattern") for p in config.getoption("--pattern") or []}
     cases = []
+    known = dict(AGENTS)
     for path in AGENT_FILES:
-        spec = AGENTS.get(path.stem) or load_agent_file(path)
+        spec = load_agent_file(path)
         for pattern in PATTERNS:
             # Hybrid places log agents as the DaemonSet does: one case per placement is enough.
             if pattern is Pattern.HYBRID or (chosen and pattern not in chosen):
                 continue
             if pattern_spec(pattern).placement and pattern_spec(pattern).runs(spec.name):
                 cases.append(Case(pattern, spec.name))
+    # Registered for the test that runs the case only: the upgrade matrix (collected
+    # after this file) must not pick the shipped agent files up.
+    AGENTS.clear()
+    AGENTS.update(known)
     return cases
 
 
@@ -47,6 +52,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def test_agent_file_upgrade(file_case: Case, cluster: Any, experiment_run: dict[str, Any], profile: Profile, thresholds: Thresholds) -> None:
+    load_agent_file(next(p for p in AGENT_FILES if p.stem == file_case.agent))
     topology = load_topology()
     case_dir = run_case(cluster, topology, file_case, profile, experiment_run["dir"] / file_case.id)
     entry = summarize_case(case_dir)

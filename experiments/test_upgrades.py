@@ -52,8 +52,12 @@ def test_case(case: Case, result: dict[str, Any], claims: list[str], thresholds:
         # A DaemonSet agent upgrade recreates no app pod and restarts no app container.
         assert result["app_pods_recreated"] == 0
         assert result["app_container_restarts"] == 0
+    elif case.upgrade == "in-place":
+        # In place: no app pod recreated, exactly one container (the sidecar) restarted per pod.
+        assert result["app_pods_recreated"] == 0
+        assert result["app_container_restarts"] == result["app_pods"]
     else:
-        # A sidecar agent upgrade recreates every app pod.
+        # A rolling sidecar agent upgrade recreates every app pod.
         assert result["app_pods_recreated"] == result["app_pods"]
     if not case.naive:
         # Zero-downtime settings: failed requests during the upgrade within the threshold.

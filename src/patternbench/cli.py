@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     _provider_args(run)
     run.add_argument("--pattern", action="append", help="only this pattern (repeatable)")
     run.add_argument("--agent", action="append", help=f"only this agent: {' or '.join(UPGRADABLE)} (repeatable)")
+    run.add_argument("--upgrade", action="append", metavar="STRATEGY", help="rolling (new template: sidecar pods recreated, DaemonSets node by node) and/or in-place (each pod's sidecar image patched, one pod at a time with a drain); default both (repeatable)")
     run.add_argument("--agent-file", action="append", type=Path, metavar="FILE", help="bring your own agent (YAML, see agent_file.py and agents/): it runs beside the built-in agent of its kind in every pattern it supports (repeatable)")
     run.add_argument("--profile", default="full", choices=["short", "full"], help="phase lengths and load (default: full)")
     run.add_argument("--duration", type=float, help="seconds of load before and after the upgrade (overrides the profile)")
@@ -257,6 +258,7 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
     for agent in args.agent or []:
         upgradable_spec(agent, "--agent")
     load_agent_files(args.agent_file or [], patterns)
+    strategies = check_strategies(args.upgrade, patterns, args.agent)
     profile = PROFILES[args.profile]
     if args.duration is not None:
         if args.duration <= 0:
@@ -271,7 +273,7 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
         timeout_s = max(profile.load.probe_timeout_s, 2 * slo_ms / 1000)
         profile = replace(profile, slo_ms=slo_ms, load=replace(profile.load, probe_timeout_s=timeout_s))
     profile.validate()
-    cases = fault_cases(args, patterns) if args.fault else default_matrix(patterns, args.agent)
+    cases = fault_cases(args, patterns) if args.fault else default_matrix(patterns, args.agent, strategies)
     if args.faults and not args.fault:
         cases += fault_cases(args, patterns)
     if not cases:
@@ -279,6 +281,24 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
     args.sweep_rates = sweep
     args.sweep_patterns = patterns or list(Pattern)
     return cases, profile
+
+
+def check_strategies(chosen: list[str] | None, patterns: list | None, agents: list[str] | None) -> list[str] | None:
+    """--upgrade: known strategies; in-place only with a pattern chosen that runs a sidecar."""
+    from patternbench.agents import UPGRADABLE
+    from patternbench.patterns import pattern_spec
+    from patternbench.upgrade import check_strategy
+
+    for strategy in chosen or []:
+        check_strategy(strategy, patterns[0] if patterns else "none", None)
+    if chosen and "rolling" not in chosen:
+        for pattern in patterns or []:
+            if not pattern_spec(pattern).placement:
+                continue
+            runnable = [a for a in agents or UPGRADABLE if pattern_spec(pattern).runs(a)]
+            if runnable and not any(pattern_spec(pattern).placement_of(a).value == "pod" for a in runnable):  # type: ignore[union-attr]
+                check_strategy("in-place", pattern, runnable[0])
+    return chosen
 
 
 def load_agent_files(paths: list[Path], patterns: list | None) -> list:

@@ -278,6 +278,7 @@ def deploy_run(
     progress: Progress | None = None,
     timeout_s: float = 180,
     agent: str | None = None,
+    serving_label: bool = False,
 ) -> DeployedRun:
     """Render, check, load images, apply and wait: the pattern's objects, rolled out and Ready."""
     from pathlib import Path
@@ -297,7 +298,7 @@ def deploy_run(
     images = Images.under(able.registry)
     # An agent from an agent file takes its built-in agent's place in this run.
     stand_ins = (agent,) if agent is not None and agent_spec(agent).stands_in_for else ()
-    opts = RenderOptions(run_id=run_id, images=images, pod_logs_dir=pod_logs_dir, agent_state_dir=agent_state_dir, naive=naive, stand_ins=stand_ins)
+    opts = RenderOptions(run_id=run_id, images=images, pod_logs_dir=pod_logs_dir, agent_state_dir=agent_state_dir, naive=naive, stand_ins=stand_ins, serving_label=serving_label)
     objs = render(topology, pattern, opts)
     try:
         api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))

@@ -22,10 +22,11 @@ from patternbench.observe.pods import PodWatcher
 from patternbench.observe.resources import ResourceSampler
 from patternbench.progress import Progress
 from patternbench.agent_file import keep_with_run
-from patternbench.agents import UPGRADABLE, agent_spec, file_agents
+from patternbench.agents import UPGRADABLE, Placement, agent_spec, file_agents, upgradable_spec
 from patternbench.patterns import PATTERNS, pattern_spec
 from patternbench.topology import Pattern, Topology, containers_formula
-from patternbench.upgrade import upgrade_agent
+from patternbench.inplace import upgrade_in_place
+from patternbench.upgrade import STRATEGIES, upgrade_agent, upgrade_targets
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,14 @@ class Case:
     # A fault instead of (or, for the *-during-upgrade faults, in the middle of) the upgrade.
     fault: str | None = None
     fault_duration_s: float | None = None  # None: the fault's default
+    upgrade: str = "rolling"  # upgrade.STRATEGIES
 
     @property
     def id(self) -> str:
-        return f"{self.pattern.value}-{self.agent or 'control'}" + (f"-{self.fault}" if self.fault else "") + ("-naive" if self.naive else "")
+        return (
+            f"{self.pattern.value}-{self.agent or 'control'}" + (f"-{self.fault}" if self.fault else "")
+            + ("-in-place" if self.upgrade == "in-place" else "") + ("-naive" if self.naive else "")
+        )
 
     @property
     def upgrades(self) -> bool:
@@ -91,7 +96,7 @@ class Case:
     def to_json(self) -> dict[str, Any]:
         return {
             "pattern": self.pattern.value, "agent": self.agent, "naive": self.naive, "id": self.id,
-            "fault": self.fault, "fault_duration_s": self.duration() if self.fault else None,
+            "fault": self.fault, "fault_duration_s": self.duration() if self.fault else None, "upgrade": self.upgrade,
         }
 
 
@@ -99,9 +104,15 @@ class Case:
 NAIVE_PATTERNS = (Pattern.DAEMONSET, Pattern.SIDECAR)
 
 
-def default_matrix(patterns: list[Pattern] | None = None, agents: list[str] | None = None) -> list[Case]:
+# In-place sidecar upgrades without their drain: measured on the sidecar mesh proxy.
+IN_PLACE_NAIVE = ((Pattern.SIDECAR, "mesh"),)
+
+
+def default_matrix(patterns: list[Pattern] | None = None, agents: list[str] | None = None, strategies: list[str] | None = None) -> list[Case]:
     """The control, every pattern x agent, and the naive variants where the handover and
-    drains matter most (node mesh proxy, sidecar mesh proxy)."""
+    drains matter most (node mesh proxy, sidecar mesh proxy); with the in-place strategy,
+    every built-in sidecar upgraded in place too (and the sidecar proxy without a drain)."""
+    strategies = strategies or list(STRATEGIES)
     patterns = patterns or list(PATTERNS)
     agents = agents or list(UPGRADABLE)
     # Agents from agent files run beside the built-in agent they stand in for.
@@ -117,6 +128,14 @@ def default_matrix(patterns: list[Pattern] | None = None, agents: list[str] | No
         for agent in agents:
             if pattern in patterns and agent_spec(agent).on_request_path and agent_spec(agent).source is None:
                 cases.append(Case(pattern, agent, naive=True))
+    if "in-place" in strategies:
+        for pattern in patterns:
+            for agent in agents:
+                if agent_spec(agent).source is None and pattern_spec(pattern).placement_of(agent) is Placement.POD:
+                    cases.append(Case(pattern, agent, upgrade="in-place"))
+        cases += [Case(p, a, naive=True, upgrade="in-place") for p, a in IN_PLACE_NAIVE if p in patterns and a in agents]
+    if "rolling" not in strategies:
+        cases = [c for c in cases if c.agent is None or c.upgrade != "rolling"]
     return cases
 
 
@@ -247,7 +266,10 @@ def run_case(
     (out_dir / "case.json").write_text(json.dumps({**case.to_json(), "trial": trial, "profile": asdict(profile)}, indent=1))
     timeline = Timeline(out_dir / "timeline.jsonl")
     timeline.mark("setup")
-    run = deploy_run(provider, topology, case.pattern, naive=case.naive, results_dir=out_dir, progress=progress, agent=case.agent)
+    run = deploy_run(
+        provider, topology, case.pattern, naive=case.naive, results_dir=out_dir, progress=progress, agent=case.agent,
+        serving_label=case.upgrade == "in-place",
+    )
     api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
     core = client.CoreV1Api(api)
     namespaces = list(run.namespaces)
@@ -284,9 +306,15 @@ def run_case(
         elif case.agent:
             phase["name"] = "upgrade"
             timeline.mark("upgrade_start", agent=case.agent)
-            with progress.step(f"[{case.id}] upgrade the {case.agent} agent v1 -> v2"):
-                result = upgrade_agent(api, run.objects, case.agent, timeout_s=profile.upgrade_timeout_s, progress_log=out_dir / "rollouts.jsonl")
-            timeline.mark("upgrade_end", targets=[asdict(t) for t in result.targets])
+            with progress.step(f"[{case.id}] upgrade the {case.agent} agent v1 -> v2" + (" in place" if case.upgrade == "in-place" else "")):
+                if case.upgrade == "in-place":
+                    targets = upgrade_targets(run.objects, case.agent)
+                    image = upgradable_spec(case.agent).image_for("v2", targets[0].image)
+                    pods = upgrade_in_place(api, run.app_namespace, case.agent, image, drain=not case.naive, progress_log=out_dir / "rollouts.jsonl")
+                    timeline.mark("upgrade_end", targets=[asdict(t) for t in targets], pods=[asdict(p) for p in pods])
+                else:
+                    result = upgrade_agent(api, run.objects, case.agent, timeout_s=profile.upgrade_timeout_s, progress_log=out_dir / "rollouts.jsonl")
+                    timeline.mark("upgrade_end", targets=[asdict(t) for t in result.targets])
         phase["name"] = "after"
         timeline.mark("after")
         time.sleep(profile.after_s)

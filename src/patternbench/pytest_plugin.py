@@ -38,6 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--repeat", default=None, help="experiments: run every case N times, interleaved (default 1)")
     group.addoption("--slo-ms", default=None, help="experiments: a probe slower than this is unavailable (default 1000)")
     group.addoption("--rps", default=None, help="experiments: open-loop load at R requests/s instead of Locust users")
+    group.addoption("--upgrade", action="append", default=None, help="experiments: upgrade strategy rolling and/or in-place (default both; repeatable)")
     group.addoption("--agent-file", action="append", default=None, help="experiments: bring your own agent (YAML); it runs beside the built-in agent of its kind (repeatable)")
     group.addoption("--sweep", default=None, help="experiments: latency and cost against load per pattern (--pattern, default all) at rising offered rates R1,R2,... (default: a short smoke on one pattern)")
 
@@ -53,6 +54,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
         chosen = [Pattern.parse(p, "--pattern") for p in config.getoption("--pattern", default=None) or []] or None
         load_agent_files(config.getoption("--agent-file", default=None) or [], chosen)
+        from patternbench.cli import check_strategies
+
+        check_strategies(config.getoption("--upgrade", default=None), chosen, config.getoption("--agent", default=None))
     except UsageError as exc:
         pytest.exit(f"patternbench: {exc}", returncode=2)
 

@@ -58,6 +58,8 @@ class RenderOptions:
     naive: bool = False
     # Agents from agent files that take their built-in agent's place in this run (by name).
     stand_ins: tuple[str, ...] = ()
+    # In-place upgrades (inplace.py) take a pod out of its Services by this label.
+    serving_label: bool = False
 
     @property
     def app_namespace(self) -> str:
@@ -109,6 +111,11 @@ def set_env(container: Obj, name: str, value: str) -> None:
     env.append({"name": name, "value": value})
 
 
+# Every app Service selects on it when a run upgrades sidecars in place: "no" takes a pod
+# out of the endpoints without touching it (inplace.py).
+SERVING_LABEL = "patternbench.dev/serving"
+
+
 def app_objects(topology: Topology, opts: RenderOptions) -> list[Obj]:
     """The application: ServiceAccount, Service and Deployment per service; the entry's
     Service is a NodePort so load can reach it from the host."""
@@ -119,6 +126,9 @@ def app_objects(topology: Topology, opts: RenderOptions) -> list[Obj]:
         )
         if svc.name == topology.entry:
             find(docs, "Service")[0]["spec"]["type"] = "NodePort"
+        if opts.serving_label:
+            find(docs, "Service")[0]["spec"]["selector"][SERVING_LABEL] = "yes"
+            find(docs, "Deployment")[0]["spec"]["template"]["metadata"]["labels"][SERVING_LABEL] = "yes"
         objs += docs
     return objs
 

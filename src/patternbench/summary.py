@@ -111,7 +111,10 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     sink = _read_json(case_dir / "sink.json")
     missing = [name for name in ("deployment.json", "requests.jsonl", "pods-after.json", "load-summary.json") if not (case_dir / name).exists()]
 
-    entry: dict[str, Any] = {"case": case.get("id", case_dir.name), "pattern": case.get("pattern"), "agent": case.get("agent"), "naive": case.get("naive", False)}
+    entry: dict[str, Any] = {
+        "case": case.get("id", case_dir.name), "pattern": case.get("pattern"), "agent": case.get("agent"), "naive": case.get("naive", False),
+        "upgrade_strategy": case.get("upgrade", "rolling") if case.get("agent") else None,
+    }
     last_t = max((r["t"] for r in requests), default=0.0)
     start = marks.get("before", {}).get("t", marks.get("warmup", {}).get("t", 0.0))
     end = marks.get("end", {}).get("t", last_t)
@@ -214,9 +217,12 @@ def check_claims(
         failures += fault_claims(entry, fault, thresholds)
     if agent and (fault is None or fault["upgrade_completed"] is not None):
         node_agent = spec.runs_on_nodes(agent)
+        in_place = entry.get("upgrade_strategy") == "in-place"
         if node_agent and (entry["app_pods_recreated"] or entry["app_container_restarts"]):
             failures.append(f"a node-agent upgrade touched the app: {entry['app_pods_recreated']} pods recreated, {entry['app_container_restarts']} containers restarted")
-        if not node_agent and entry["app_pods_recreated"] != entry.get("app_pods"):
+        if in_place and (entry["app_pods_recreated"] or entry["app_container_restarts"] != entry.get("app_pods")):
+            failures.append(f"an in-place sidecar upgrade recreated {entry['app_pods_recreated']} app pods and restarted {entry['app_container_restarts']} containers (want 0 and exactly one per pod, {entry.get('app_pods')})")
+        if not node_agent and not in_place and entry["app_pods_recreated"] != entry.get("app_pods"):
             failures.append(f"a sidecar upgrade recreated {entry['app_pods_recreated']} of {entry.get('app_pods')} app pods")
         if not naive and not fault and entry["failed_requests"] > thresholds.max_failed_requests:
             failures.append(f"{entry['failed_requests']} requests failed during the upgrade (threshold {thresholds.max_failed_requests}); downtime {entry['downtime_s']}s")

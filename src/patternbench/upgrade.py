@@ -26,6 +26,23 @@ class Target:
     image: str  # what it runs now
 
 
+# How an agent is upgraded: `rolling` changes the workload's template (sidecars: every app
+# pod recreated; DaemonSets: node by node); `in-place` patches each running pod's sidecar
+# image, one pod at a time with a drain (inplace.py), and recreates nothing.
+STRATEGIES = ("rolling", "in-place")
+
+
+def check_strategy(strategy: str, pattern: Any, agent: str | None, field: str = "--upgrade") -> None:
+    """An unknown strategy, or in-place where the agent is no sidecar, is an error."""
+    from patternbench.agents import Placement
+    from patternbench.patterns import pattern_spec
+
+    if strategy not in STRATEGIES:
+        raise UsageError(f"{field}: unknown upgrade strategy {strategy!r} (choose one of {', '.join(STRATEGIES)})")
+    if strategy == "in-place" and agent is not None and pattern_spec(pattern).placement_of(agent) is not Placement.POD:
+        raise UsageError(f"{field} in-place upgrades a sidecar: the {pattern_spec(pattern).name} pattern runs no {agent} sidecar")
+
+
 def upgrade_targets(objects: list[dict[str, Any]], agent: str) -> list[Target]:
     """Every workload that runs the agent's container, from the rendered objects."""
     container = upgradable_spec(agent).container

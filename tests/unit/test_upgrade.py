@@ -26,3 +26,20 @@ def test_node_agent_target_is_its_daemonset() -> None:
 def test_unknown_agent() -> None:
     with pytest.raises(UsageError, match="unknown agent"):
         upgrade_targets([], "tracing")
+
+
+def test_in_place_cases_and_the_serving_label() -> None:
+    """In place only where the agent is a sidecar; its runs' Services select on the serving
+    label that takes a pod out of the endpoints, and their pods carry it."""
+    from patternbench.experiment import default_matrix
+    from patternbench.render import SERVING_LABEL, RenderOptions, render
+    from patternbench.topology import Pattern, load_topology
+
+    ids = [c.id for c in default_matrix(strategies=["in-place"])]
+    assert ids == ["none-control", "sidecar-mesh-in-place", "sidecar-logging-in-place", "hybrid-mesh-in-place", "sidecar-mesh-in-place-naive"]
+    for serving in (False, True):
+        objs = render(load_topology(), Pattern.SIDECAR, RenderOptions(run_id="pb-x", serving_label=serving))
+        services = [o for o in objs if o["kind"] == "Service" and o["metadata"]["namespace"] == "pb-x"]
+        pods = [o["spec"]["template"]["metadata"]["labels"] for o in objs if o["kind"] == "Deployment" and o["metadata"]["namespace"] == "pb-x"]
+        assert services and all((SERVING_LABEL in s["spec"]["selector"]) == serving for s in services)
+        assert all((labels.get(SERVING_LABEL) == "yes") == serving for labels in pods)
