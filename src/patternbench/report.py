@@ -107,7 +107,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"| {_fmt(e['app_pods_recreated'])} | {_fmt(e['app_container_restarts'])} | {_fmt(e['agent_cpu_m_total'])} | {_fmt(e['agent_memory_mib_total'])} "
             f"| {_fmt(e['log_lines_lost'])} / {_fmt(e['log_lines_duplicated'])} | {_fmt(e['upgrade_duration_s'])} |"
         )
-    lines += ["", *claims_text(cases), "", *nodes_text(cases), "", *faults_text(cases), ""]
+    lines += ["", *claims_text(cases), "", *lifecycle_text(cases), *nodes_text(cases), "", *faults_text(cases), ""]
     lines += [*trials_text(summary), *differences_text(summary), *sweeps_text(summary), *calibration_text(summary)]
     lines += ["## Claims checked", ""]
     if summary["failed_claims"]:
@@ -325,8 +325,44 @@ def faults_text(cases: dict[str, Any]) -> list[str]:
     return out
 
 
-def _pick(cases: dict[str, Any], pattern: str, agent: str | None, naive: bool = False) -> dict[str, Any] | None:
-    return next((e for e in cases.values() if e["pattern"] == pattern and e["agent"] == agent and e["naive"] == naive), None)
+def _pick(cases: dict[str, Any], pattern: str, agent: str | None, naive: bool = False, strategy: str = "rolling") -> dict[str, Any] | None:
+    return next((
+        e for e in cases.values()
+        if e["pattern"] == pattern and e["agent"] == agent and e["naive"] == naive and (e.get("upgrade_strategy") or "rolling") == strategy and not e.get("fault")
+    ), None)
+
+
+def lifecycle_text(cases: dict[str, Any]) -> list[str]:
+    """Rolling vs in-place sidecar upgrades beside the DaemonSet's, per agent, and the answer
+    to whether the sidecar still loses on lifecycle, from the measured numbers."""
+    out: list[str] = []
+    for agent in ("mesh", "logging"):
+        rows = [("sidecar, rolling", _pick(cases, "sidecar", agent)), ("sidecar, in place", _pick(cases, "sidecar", agent, strategy="in-place")),
+                ("sidecar, in place, no drain", _pick(cases, "sidecar", agent, naive=True, strategy="in-place")), ("DaemonSet", _pick(cases, "daemonset", agent))]
+        rows = [(label, e) for label, e in rows if e]
+        if not any(label.startswith("sidecar, in place") for label, _ in rows):
+            continue
+        if not out:
+            out = ["## Lifecycle: rolling and in-place sidecar upgrades against the DaemonSet", ""]
+        out += [f"**{agent} agent**", "", "| upgrade | duration s | app pods recreated | container restarts | failed requests | downtime s | log lines lost / dup |", "|---|---|---|---|---|---|---|"]
+        for label, e in rows:
+            out.append(f"| {label} | {_fmt(e['upgrade_duration_s'])} | {e['app_pods_recreated']} | {e['app_container_restarts']} | {e['failed_requests']} | {_fmt(e['downtime_s'])} | {_fmt(e['log_lines_lost'])} / {_fmt(e['log_lines_duplicated'])} |")
+        in_place, node = dict(rows).get("sidecar, in place"), dict(rows).get("DaemonSet")
+        if in_place and node:
+            worse = []
+            if (in_place["upgrade_duration_s"] or 0) > (node["upgrade_duration_s"] or 0):
+                worse.append(f"it takes {in_place['upgrade_duration_s'] / max(node['upgrade_duration_s'] or 1e-9, 1e-9):.1f}x as long ({_fmt(in_place['upgrade_duration_s'])} s against {_fmt(node['upgrade_duration_s'])} s)")
+            if in_place["app_container_restarts"] > node["app_container_restarts"]:
+                worse.append(f"it restarts {in_place['app_container_restarts']} containers inside app pods against {node['app_container_restarts']}")
+            if in_place["failed_requests"] > node["failed_requests"]:
+                worse.append(f"{in_place['failed_requests']} requests failed against {node['failed_requests']}")
+            if (in_place["log_lines_duplicated"] or 0) > (node["log_lines_duplicated"] or 0):
+                worse.append(f"{in_place['log_lines_duplicated']} log lines were shipped twice against {node['log_lines_duplicated'] or 0}")
+            verdict = (f"With in-place upgrades the sidecar recreates {in_place['app_pods_recreated']} app pods, but it still loses to the DaemonSet on lifecycle: " + "; ".join(worse) + "."
+                       if worse else f"With in-place upgrades the sidecar no longer loses to the DaemonSet on lifecycle in this run ({in_place['app_pods_recreated']} pods recreated, as fast, as few failures).")
+            out += ["", verdict]
+        out.append("")
+    return out
 
 
 def claims_text(cases: dict[str, Any]) -> list[str]:

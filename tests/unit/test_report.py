@@ -51,3 +51,20 @@ def test_report_shows_latency_and_cost_against_load(tmp_path: Path) -> None:
     assert "| daemonset | 100 | 99.6 | 4.00 | 9.50 | 0.410 | 12.0 | 6.0 | yes |" in text
     assert "no: achieved 301/s of 400/s offered" in text and "daemonset 100/s" in text
     assert (tmp_path / "latency-vs-load.png").exists() and (tmp_path / "cost-per-1k-rps.png").exists()
+
+
+def test_lifecycle_section_answers_from_the_numbers() -> None:
+    from patternbench.report import lifecycle_text
+
+    def entry(pattern: str, strategy: str, duration: float, recreated: int, restarts: int, failed: int, naive: bool = False) -> dict:
+        return {"pattern": pattern, "agent": "mesh", "naive": naive, "upgrade_strategy": strategy, "upgrade_duration_s": duration,
+                "app_pods_recreated": recreated, "app_container_restarts": restarts, "failed_requests": failed, "downtime_s": 0.0,
+                "log_lines_lost": None, "log_lines_duplicated": None}
+
+    cases = {"a": entry("sidecar", "rolling", 8.0, 6, 0, 0), "b": entry("sidecar", "in-place", 36.0, 0, 6, 0), "c": entry("daemonset", "rolling", 4.5, 0, 0, 0)}
+    text = "\n".join(lifecycle_text(cases))
+    assert "| sidecar, in place | 36.00 | 0 | 6 | 0 |" in text and "| DaemonSet | 4.50 | 0 | 0 | 0 |" in text
+    assert "still loses to the DaemonSet on lifecycle: it takes 8.0x as long" in text and "restarts 6 containers" in text
+    cases["b"] = entry("sidecar", "in-place", 4.0, 0, 0, 0)
+    assert "no longer loses" in "\n".join(lifecycle_text(cases))
+    assert lifecycle_text({"a": cases["a"], "c": cases["c"]}) == []  # no in-place case, no section
