@@ -21,7 +21,7 @@ from patternbench.injection import (
     render_with, serving_certificate, skip_reason, without_pod_agents,
 )
 from patternbench.patterns import PATTERNS, pattern_spec
-from patternbench.render import RenderOptions, find, render
+from patternbench.render import Images, RenderOptions, find, render
 from patternbench.topology import Agents, Pattern, load_topology
 
 REPO = Path(__file__).resolve().parents[2]
@@ -214,6 +214,14 @@ def test_serving_certificate_is_for_the_service_and_signed_by_the_bundle() -> No
     leaf.verify_directly_issued_by(ca)
     ca2, leaf2 = serving_certificate(OPTS)
     assert ca2.cert.subject != leaf2.cert.subject
+
+
+def test_the_injector_image_is_built_with_the_data_plane_in_v1_only() -> None:
+    from patternbench import images
+
+    assert "injector" in images.DATA_PLANE and "injector" not in images.AGENTS
+    assert injection.injector_image(OPTS) == "patternbench.local/injector:v1"
+    assert injection.injector_image(RenderOptions(run_id="r", images=Images.under("registry.example/pb"))) == "registry.example/pb/injector:v1"
 
 
 def test_without_pod_agents_keeps_node_agents() -> None:

@@ -46,15 +46,15 @@ func main() {
 
 	// The first load happens before listening: a pod that cannot read its template or its
 	// certificate exits with one line naming the setting instead of serving refusals.
-	templates := &inject.Templates{Log: logger}
-	templateWatch := &inject.Watch{Paths: []string{templateFile}, Every: every, Load: templates.Load, Log: logger}
-	if _, err := templateWatch.Once(); err != nil {
-		config.Fail("injector", &config.Error{Setting: "TEMPLATE", Problem: err.Error()})
-	}
 	certs := &inject.Certificates{}
 	certWatch := &inject.Watch{Paths: []string{certFile, keyFile}, Every: every, Load: certs.Load, Log: logger}
 	if _, err := certWatch.Once(); err != nil {
 		config.Fail("injector", &config.Error{Setting: "TLS_CERT/TLS_KEY", Problem: err.Error()})
+	}
+	templates := &inject.Templates{Log: logger}
+	templateWatch := &inject.Watch{Paths: []string{templateFile}, Every: every, Load: templates.Load, Log: logger}
+	if _, err := templateWatch.Once(); err != nil {
+		config.Fail("injector", &config.Error{Setting: "TEMPLATE", Problem: err.Error()})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -123,7 +123,9 @@ func (s *Templates) Status() TemplateStatus {
 }
 
 // Certificates holds the serving certificate; a renewed Secret is picked up like a template.
-type Certificates struct{ current atomic.Pointer[tls.Certificate] }
+type Certificates struct {
+	current atomic.Pointer[tls.Certificate]
+}
 
 // Load parses a certificate and its key (PEM) and puts them in use.
 func (c *Certificates) Load(contents [][]byte) error {
