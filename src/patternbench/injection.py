@@ -380,11 +380,15 @@ def injector_objects(opts: RenderOptions, template: dict[str, Any], certs: tuple
 
 def webhook_configuration(opts: RenderOptions, ca: KeyPair) -> Obj:
     """The MutatingWebhookConfiguration of this run (cluster-scoped, so named and labelled
-    by the run, for the sweep of a crashed run's leftovers)."""
+    by the run and the owner like the ClusterRoles, for undeploy and the sweep of a crashed
+    run's leftovers)."""
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": f"patternbench-injector-{opts.run_id}", "labels": {"patternbench.dev/run": opts.run_id}},
+        "metadata": {
+            "name": f"patternbench-injector-{opts.run_id}",
+            "labels": {"patternbench.dev/run": opts.run_id, "patternbench.dev/owner": "patternbench"},
+        },
         "webhooks": [{
             "name": WEBHOOK_NAME,
             "clientConfig": {
