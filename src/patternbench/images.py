@@ -170,15 +170,16 @@ def build_project_images(names: tuple[str, ...], tag: str, out_dir: Path | None 
     ]
 
 
-# The data plane: the app and the sink exist in v1 only; the agents in v1 and v2, whose
-# binaries (and so image digests) differ, so an upgrade is a real image change.
-DATA_PLANE = ("app", "logsink", "meshproxy", "logagent")
+# The data plane: the app, the sink and the sidecar injector (--injection webhook) exist in
+# v1 only (the injector's upgrade is a template switch, not an image change); the agents in
+# v1 and v2, whose binaries (and so image digests) differ, so an upgrade is a real image change.
+DATA_PLANE = ("app", "logsink", "meshproxy", "logagent", "injector")
 AGENTS = ("meshproxy", "logagent")
 VERSIONS = ("v1", "v2")
 
 
 def build_data_plane(out_dir: Path | None = None) -> list[ImageArchive]:
-    """Every image the experiments use, as OCI archives: app/logsink v1, agents v1 and v2."""
+    """Every image the experiments use, as OCI archives: app/logsink/injector v1, agents v1 and v2."""
     out_dir = out_dir or cache_root() / "images"
     archives = build_project_images(DATA_PLANE, "v1", out_dir / "v1")
     archives += build_project_images(AGENTS, "v2", out_dir / "v2")
