@@ -29,7 +29,7 @@ def selected_cases(config: pytest.Config) -> list[Case]:
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
     smoke = [c for c in fault_smoke() if (not patterns or c.pattern in patterns) and (not agents or c.agent in (None, *agents))]
-    return default_matrix(patterns, agents, config.getoption("--upgrade") or None) + smoke
+    return default_matrix(patterns, agents, config.getoption("--upgrade") or None, config.getoption("--injection")) + smoke
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pattern", action="append", help="only this pattern (repeatable)")
     run.add_argument("--agent", action="append", help=f"only this agent: {' or '.join(UPGRADABLE)} (repeatable)")
     run.add_argument("--upgrade", action="append", metavar="STRATEGY", help="rolling (new template: sidecar pods recreated, DaemonSets node by node) and/or in-place (each pod's sidecar image patched, one pod at a time with a drain); default both (repeatable)")
+    run.add_argument("--injection", default=None, metavar="HOW", help="client (sidecars rendered into the Deployments) or webhook (a mutating admission webhook adds them); default: client, plus the sidecar proxy's upgrades with the webhook")
     run.add_argument("--agent-file", action="append", type=Path, metavar="FILE", help="bring your own agent (YAML, see agent_file.py and agents/): it runs beside the built-in agent of its kind in every pattern it supports (repeatable)")
     run.add_argument("--profile", default="full", choices=["short", "full"], help="phase lengths and load (default: full)")
     run.add_argument("--duration", type=float, help="seconds of load before and after the upgrade (overrides the profile)")
@@ -259,6 +260,7 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
         upgradable_spec(agent, "--agent")
     load_agent_files(args.agent_file or [], patterns)
     strategies = check_strategies(args.upgrade, patterns, args.agent)
+    injection = check_injection(args.injection) if args.injection is not None else None
     profile = PROFILES[args.profile]
     if args.duration is not None:
         if args.duration <= 0:
@@ -273,7 +275,7 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
         timeout_s = max(profile.load.probe_timeout_s, 2 * slo_ms / 1000)
         profile = replace(profile, slo_ms=slo_ms, load=replace(profile.load, probe_timeout_s=timeout_s))
     profile.validate()
-    cases = fault_cases(args, patterns) if args.fault else default_matrix(patterns, args.agent, strategies)
+    cases = fault_cases(args, patterns) if args.fault else default_matrix(patterns, args.agent, strategies, injection)
     if args.faults and not args.fault:
         cases += fault_cases(args, patterns)
     if not cases:
@@ -281,6 +283,12 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
     args.sweep_rates = sweep
     args.sweep_patterns = patterns or list(Pattern)
     return cases, profile
+
+
+def check_injection(injection: str) -> str:
+    from patternbench.webhook_run import check_injection as check
+
+    return check(injection)
 
 
 def check_strategies(chosen: list[str] | None, patterns: list | None, agents: list[str] | None) -> list[str] | None:

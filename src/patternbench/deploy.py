@@ -53,6 +53,7 @@ class Deployer:
     def __post_init__(self) -> None:
         self.core = client.CoreV1Api(self.api)
         self.rbac = client.RbacAuthorizationV1Api(self.api)
+        self.admission = client.AdmissionregistrationV1Api(self.api)
         self._dynamic: DynamicClient | None = None
 
     @property
@@ -158,6 +159,8 @@ class Deployer:
         """Delete a run's (or every run's) namespaces and cluster-wide objects. graceful=False
         kills the pods at once (grace period 0): for teardown after the measurements."""
         selector = f"{RUN_LABEL}={run_id}" if run_id else f"{OWNER_LABEL}=patternbench"
+        # The injector's webhook first: with failurePolicy Fail it must not outlive its injector.
+        self.admission.delete_collection_mutating_webhook_configuration(label_selector=selector, _request_timeout=REQUEST_TIMEOUT)
         for ns in self.core.list_namespace(label_selector=selector, _request_timeout=REQUEST_TIMEOUT).items:
             if not graceful:
                 self.core.delete_collection_namespaced_pod(ns.metadata.name, grace_period_seconds=0, _request_timeout=REQUEST_TIMEOUT)
@@ -187,6 +190,7 @@ class Deployer:
         found = [f"namespace/{n.metadata.name}" for n in self.core.list_namespace(label_selector=selector).items]
         found += [f"clusterrole/{r.metadata.name}" for r in self.rbac.list_cluster_role(label_selector=selector).items]
         found += [f"clusterrolebinding/{b.metadata.name}" for b in self.rbac.list_cluster_role_binding(label_selector=selector).items]
+        found += [f"mutatingwebhookconfiguration/{w.metadata.name}" for w in self.admission.list_mutating_webhook_configuration(label_selector=selector).items]
         return found
 
 
@@ -232,6 +236,8 @@ class DeployedRun:
     agents_namespace: str
     entry_url: str
     nodes: int
+    injection: str = "client"
+    render_options: Any = None  # the RenderOptions it was rendered with (webhook upgrades re-derive the template)
 
     @property
     def namespaces(self) -> tuple[str, str]:
@@ -279,6 +285,7 @@ def deploy_run(
     timeout_s: float = 180,
     agent: str | None = None,
     serving_label: bool = False,
+    injection: str = "client",
 ) -> DeployedRun:
     """Render, check, load images, apply and wait: the pattern's objects, rolled out and Ready."""
     from pathlib import Path
@@ -299,7 +306,14 @@ def deploy_run(
     # An agent from an agent file takes its built-in agent's place in this run.
     stand_ins = (agent,) if agent is not None and agent_spec(agent).stands_in_for else ()
     opts = RenderOptions(run_id=run_id, images=images, pod_logs_dir=pod_logs_dir, agent_state_dir=agent_state_dir, naive=naive, stand_ins=stand_ins, serving_label=serving_label)
-    objs = render(topology, pattern, opts)
+    injector: list[Obj] = []
+    if injection == "webhook":
+        from patternbench.injection import injection_template, injector_objects, render_webhook
+
+        objs = render_webhook(topology, pattern, opts)
+        injector = injector_objects(opts, injection_template(topology, pattern, opts, "v1"))
+    else:
+        objs = render(topology, pattern, opts)
     try:
         api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
         deployer = Deployer(api, progress)
@@ -326,11 +340,17 @@ def deploy_run(
     if results_dir is not None:
         out = Path(results_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "manifests.yaml").write_text(to_yaml(objs))
-    with progress.step(f"apply {len(objs)} objects ({pattern.value} pattern, run {run_id})"):
-        deployer.apply(objs)
+        from patternbench.webhook_run import redacted
+
+        (out / "manifests.yaml").write_text(to_yaml(redacted(objs + injector)))
+    if injector:
+        apply_with_injector(deployer, objs, injector, opts.app_namespace, opts.agents_namespace, progress, timeout_s)
+    else:
+        with progress.step(f"apply {len(objs)} objects ({pattern.value} pattern, run {run_id})"):
+            deployer.apply(objs)
     with progress.step("wait until every Deployment and DaemonSet is rolled out"):
         deployer.wait_rolled_out(objs, timeout_s)
+    objs = objs + injector
     entry = next(o for o in objs if o["kind"] == "Service" and o["spec"].get("type") == "NodePort")
     live = deployer.core.read_namespaced_service(entry["metadata"]["name"], opts.app_namespace, _request_timeout=REQUEST_TIMEOUT)
     if able.entry_host is not None:
@@ -346,8 +366,28 @@ def deploy_run(
         wait_answers(entry_url + "readyz?chain=1", timeout_s=60, in_a_row=CHAIN_ANSWERS_IN_A_ROW)
     return DeployedRun(
         run_id=run_id, pattern=pattern.value, objects=objs, app_namespace=opts.app_namespace,
-        agents_namespace=opts.agents_namespace, entry_url=entry_url, nodes=len(nodes),
+        agents_namespace=opts.agents_namespace, entry_url=entry_url, nodes=len(nodes), injection=injection, render_options=opts,
     )
+
+
+def apply_with_injector(deployer: Deployer, objs: list[Obj], injector: list[Obj], app_ns: str, agents_ns: str, progress: Progress, timeout_s: float) -> None:
+    """The injector first, Ready, its webhook in force (a dry-run app pod comes back
+    injected), and only then the app Deployments: with failurePolicy Fail an app pod created
+    earlier would be refused, and one admitted before the API server saw the webhook would
+    run without its sidecars."""
+    from patternbench.webhook_run import wait_injecting
+
+    apps = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["namespace"] == app_ns]
+    rest = [o for o in objs if o not in apps]
+    webhook = [o for o in injector if o["kind"] == "MutatingWebhookConfiguration"]
+    with progress.step(f"apply {len(rest) + len(injector) - len(webhook)} objects and the sidecar injector"):
+        deployer.apply(rest + [o for o in injector if o not in webhook])
+        deployer.wait_one("Deployment", agents_ns, "injector", timeout_s)
+    with progress.step("register the injection webhook and wait until new app pods are injected"):
+        deployer.apply(webhook)
+        wait_injecting(deployer.core, app_ns, apps[0], "v1")
+    with progress.step(f"apply {len(apps)} app Deployments (sidecars injected at admission)"):
+        deployer.apply(apps)
 
 
 CHAIN_ANSWERS_IN_A_ROW = 10

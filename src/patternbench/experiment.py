@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -68,18 +68,20 @@ PROFILES = {
 @dataclass(frozen=True)
 class Case:
     pattern: Pattern
-    agent: str | None  # "mesh" or "logging"; None for the control (no upgrade)
+    agent: str | None  # a registered agent (agents.AGENTS, agent files too); None for the control (no upgrade)
     naive: bool = False
     # A fault instead of (or, for the *-during-upgrade faults, in the middle of) the upgrade.
     fault: str | None = None
     fault_duration_s: float | None = None  # None: the fault's default
     upgrade: str = "rolling"  # upgrade.STRATEGIES
+    injection: str = "client"  # webhook_run.INJECTIONS: how sidecars get into app pods
 
     @property
     def id(self) -> str:
         return (
             f"{self.pattern.value}-{self.agent or 'control'}" + (f"-{self.fault}" if self.fault else "")
-            + ("-in-place" if self.upgrade == "in-place" else "") + ("-naive" if self.naive else "")
+            + ("-in-place" if self.upgrade == "in-place" else "") + ("-webhook" if self.injection == "webhook" else "")
+            + ("-naive" if self.naive else "")
         )
 
     @property
@@ -97,6 +99,7 @@ class Case:
         return {
             "pattern": self.pattern.value, "agent": self.agent, "naive": self.naive, "id": self.id,
             "fault": self.fault, "fault_duration_s": self.duration() if self.fault else None, "upgrade": self.upgrade,
+            "injection": self.injection,
         }
 
 
@@ -108,7 +111,14 @@ NAIVE_PATTERNS = (Pattern.DAEMONSET, Pattern.SIDECAR)
 IN_PLACE_NAIVE = ((Pattern.SIDECAR, "mesh"),)
 
 
-def default_matrix(patterns: list[Pattern] | None = None, agents: list[str] | None = None, strategies: list[str] | None = None) -> list[Case]:
+# Webhook injection beside client-side injection by default: the sidecar proxy, both ways up.
+WEBHOOK_DEFAULT = ((Pattern.SIDECAR, "mesh", "rolling"), (Pattern.SIDECAR, "mesh", "in-place"))
+
+
+def default_matrix(
+    patterns: list[Pattern] | None = None, agents: list[str] | None = None, strategies: list[str] | None = None,
+    injection: str | None = None,
+) -> list[Case]:
     """The control, every pattern x agent, and the naive variants where the handover and
     drains matter most (node mesh proxy, sidecar mesh proxy); with the in-place strategy,
     every built-in sidecar upgraded in place too (and the sidecar proxy without a drain)."""
@@ -136,6 +146,14 @@ def default_matrix(patterns: list[Pattern] | None = None, agents: list[str] | No
         cases += [Case(p, a, naive=True, upgrade="in-place") for p, a in IN_PLACE_NAIVE if p in patterns and a in agents]
     if "rolling" not in strategies:
         cases = [c for c in cases if c.agent is None or c.upgrade != "rolling"]
+    if injection == "webhook":
+        # Every case whose pattern has sidecars gets them from the injector.
+        return [replace(c, injection="webhook") if c.agent and pattern_spec(c.pattern).agents_at(Placement.POD) else c for c in cases]
+    if injection is None:
+        cases += [
+            Case(p, a, upgrade=u, injection="webhook") for p, a, u in WEBHOOK_DEFAULT
+            if p in patterns and a in agents and u in strategies
+        ]
     return cases
 
 
@@ -268,7 +286,7 @@ def run_case(
     timeline.mark("setup")
     run = deploy_run(
         provider, topology, case.pattern, naive=case.naive, results_dir=out_dir, progress=progress, agent=case.agent,
-        serving_label=case.upgrade == "in-place",
+        serving_label=case.upgrade == "in-place", injection=case.injection,
     )
     api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
     core = client.CoreV1Api(api)
@@ -307,7 +325,9 @@ def run_case(
             phase["name"] = "upgrade"
             timeline.mark("upgrade_start", agent=case.agent)
             with progress.step(f"[{case.id}] upgrade the {case.agent} agent v1 -> v2" + (" in place" if case.upgrade == "in-place" else "")):
-                if case.upgrade == "in-place":
+                if case.injection == "webhook":
+                    webhook_upgrade(api, topology, case, run, profile, out_dir, timeline.mark)
+                elif case.upgrade == "in-place":
                     targets = upgrade_targets(run.objects, case.agent)
                     image = upgradable_spec(case.agent).image_for("v2", targets[0].image)
                     pods = upgrade_in_place(api, run.app_namespace, case.agent, image, drain=not case.naive, progress_log=out_dir / "rollouts.jsonl")
@@ -335,6 +355,36 @@ def run_case(
             with progress.step(f"[{case.id}] undeploy"):
                 Deployer(api, Progress(quiet=True)).undeploy(run.run_id, graceful=False, wait=False)
     return out_dir
+
+
+def webhook_upgrade(api: client.ApiClient, topology: Topology, case: Case, run: Any, profile: Profile, out_dir: Path, mark: Any) -> None:
+    """A webhook-injected sidecar's upgrade: the injector's template switched to v2 (new pods
+    get it), then either every app Deployment restarted (rolling, as Istio upgrades) or every
+    running pod's sidecar patched in place (SidecarSet-style)."""
+    from patternbench.injection import injection_template
+    from patternbench.webhook_run import restart_deployments, switch_template
+
+    assert case.agent is not None
+    template = injection_template(topology, case.pattern, run.render_options, "v2", upgraded=[case.agent])
+    switch_template(api, run.agents_namespace, template)
+    mark("template_switched", version="v2")
+    apps = [o for o in run.objects if o["kind"] == "Deployment" and o["metadata"]["namespace"] == run.app_namespace]
+    if case.upgrade == "in-place":
+        container = upgradable_spec(case.agent).container
+        image = next(c["image"] for c in template["initContainers"] if c["name"] == container)
+        pods = upgrade_in_place(api, run.app_namespace, case.agent, image, drain=not case.naive, progress_log=out_dir / "rollouts.jsonl")
+        mark("upgrade_end", pods=[asdict(p) for p in pods])
+        return
+    restart_deployments(api, apps)
+    deployer = Deployer(api, Progress(quiet=True))
+
+    def record(kind: str, name: str, status: Any) -> None:
+        with (out_dir / "rollouts.jsonl").open("a") as handle:
+            handle.write(json.dumps({"t": time.monotonic(), "kind": kind, "name": name, "done": status.done, "message": status.message}) + "\n")
+
+    for d in apps:
+        deployer.wait_one("Deployment", d["metadata"]["namespace"], d["metadata"]["name"], profile.upgrade_timeout_s, on_status=record)
+    mark("upgrade_end", restarted=[d["metadata"]["name"] for d in apps])
 
 
 def run_fault(provider: Any, api: client.ApiClient, topology: Topology, case: Case, run: Any, profile: Profile, out_dir: Path, mark: Any) -> None:

@@ -39,6 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--slo-ms", default=None, help="experiments: a probe slower than this is unavailable (default 1000)")
     group.addoption("--rps", default=None, help="experiments: open-loop load at R requests/s instead of Locust users")
     group.addoption("--upgrade", action="append", default=None, help="experiments: upgrade strategy rolling and/or in-place (default both; repeatable)")
+    group.addoption("--injection", default=None, help="experiments: client or webhook sidecar injection (default: client, plus the sidecar proxy's upgrades with the webhook)")
     group.addoption("--agent-file", action="append", default=None, help="experiments: bring your own agent (YAML); it runs beside the built-in agent of its kind (repeatable)")
     group.addoption("--sweep", default=None, help="experiments: latency and cost against load per pattern (--pattern, default all) at rising offered rates R1,R2,... (default: a short smoke on one pattern)")
 
@@ -57,6 +58,10 @@ def pytest_configure(config: pytest.Config) -> None:
         from patternbench.cli import check_strategies
 
         check_strategies(config.getoption("--upgrade", default=None), chosen, config.getoption("--agent", default=None))
+        if config.getoption("--injection", default=None) is not None:
+            from patternbench.webhook_run import check_injection
+
+            check_injection(config.getoption("--injection"))
     except UsageError as exc:
         pytest.exit(f"patternbench: {exc}", returncode=2)
 
