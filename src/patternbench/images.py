@@ -191,9 +191,11 @@ def build_data_plane(out_dir: Path | None = None) -> list[ImageArchive]:
 # The OpenTelemetry Collector as a third-party log agent (issue 13): two real releases,
 # each its own Go module under images/otelcol/<release>/ (filelog receiver, otlphttp and
 # debug exporters, batch processor, file_storage and health_check extensions), every
-# collector module of a build at one release. v1 -> v2 is a real collector upgrade.
+# collector module of a build at one release. v1 -> v2 is a real collector upgrade: the
+# contrib patch release v0.165.0 -> v0.165.1 on core v0.165.0 (the module proxy serves
+# contrib's pkg/stanza at no v0.160-v0.164 release, so no earlier minor builds here).
 OTELCOL_DIR = IMAGES_MODULE / "otelcol"
-OTELCOL_RELEASES = {"v1": "v0.164", "v2": "v0.165"}
+OTELCOL_RELEASES = {"v1": "v0.165.0", "v2": "v0.165.1"}
 OTELCOL_REPOSITORY = "patternbench.local/otelcol"
 # The binary's place in the image, and the config file its default arguments name (mounted
 # from a ConfigMap: images/otelcol/config-sidecar.yaml or config-node.yaml).

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
-from patternbench.images import OTELCOL_ARGS, OTELCOL_DIR, OTELCOL_RELEASES, build_go_binaries, otelcol_source_key
+from patternbench.images import OTELCOL_ARGS, OTELCOL_CONFIG, OTELCOL_DIR, OTELCOL_RELEASES, build_go_binaries, otelcol_source_key
 from patternbench.components import cache_root
 
 SIDECAR_CONFIG = OTELCOL_DIR / "config-sidecar.yaml"
@@ -88,12 +88,14 @@ def sink_stats(base: str) -> dict:
 
 
 @contextmanager
-def collector(binary: Path, config: Path, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Start the collector with `config` and `env` (HEALTH_ENDPOINT set to a free port) and
-    wait for its health_check; stopped with SIGTERM on exit unless already gone."""
+def collector(binary: Path, config: Path, env: dict[str, str], log: Path,
+              image_args: tuple[str, ...] = OTELCOL_ARGS) -> Iterator[subprocess.Popen[bytes]]:
+    """Start the collector with the image's arguments, `config` in place of the mounted one,
+    and `env` (HEALTH_ENDPOINT set to a free port); wait for its health_check. Stopped with
+    SIGTERM on exit unless already gone."""
     health = f"127.0.0.1:{free_port()}"
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HEALTH_ENDPOINT": health, **env}
-    args = [a.replace("/etc/otelcol/config.yaml", str(config)) for a in OTELCOL_ARGS]
+    args = [a.replace(OTELCOL_CONFIG, str(config)) for a in image_args]
     proc = subprocess.Popen([str(binary), *args], env=full_env, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
     try:
         _wait_until_answers(f"http://{health}/", 30, proc, f"the collector ({binary.parent.name})")

@@ -20,7 +20,7 @@ def _requires(release: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("release", sorted(OTELCOL_RELEASES.values()))
 def test_every_collector_module_at_one_release(release: str) -> None:
-    minor = release.split(".")[1]  # v0.165 -> 165
+    minor = release.split(".")[1]  # v0.165.1 -> 165
     reqs = _requires(release)
     core = {m: v for m, v in reqs.items() if m.startswith("go.opentelemetry.io/collector")}
     contrib = {m: v for m, v in reqs.items() if m.startswith("github.com/open-telemetry/opentelemetry-collector-contrib/")}
@@ -29,14 +29,15 @@ def test_every_collector_module_at_one_release(release: str) -> None:
     stable = {v for v in core.values() if v.startswith("v1.")}
     assert unstable == {f"v0.{minor}.0"}, unstable
     assert len(stable) == 1, stable  # v1.x modules: one release too
-    assert {v.rsplit(".", 1)[0] for v in contrib.values()} == {f"v0.{minor}"}, contrib
+    assert set(contrib.values()) == {release}, contrib  # the distribution is named after its contrib release
     main = (OTELCOL_DIR / release / "main.go").read_text()
-    assert f'const release = "0.{minor}.0"' in main
+    assert f'const release = "{release[1:]}"' in main
 
 
 def test_the_two_images_are_two_releases() -> None:
     assert OTELCOL_RELEASES["v1"] < OTELCOL_RELEASES["v2"]
-    assert _requires(OTELCOL_RELEASES["v1"])["go.opentelemetry.io/collector/otelcol"] != _requires(OTELCOL_RELEASES["v2"])["go.opentelemetry.io/collector/otelcol"]
+    filelog = "github.com/open-telemetry/opentelemetry-collector-contrib/receiver/filelogreceiver"
+    assert _requires(OTELCOL_RELEASES["v1"])[filelog] != _requires(OTELCOL_RELEASES["v2"])[filelog]
 
 
 @pytest.mark.parametrize("name", ["config-sidecar.yaml", "config-node.yaml"])

@@ -15,8 +15,8 @@ import (
 	"go.opentelemetry.io/collector/otelcol"
 )
 
-// release is the collector release every module of this distribution is at.
-const release = "0.165.0"
+// release names this distribution: contrib v0.165.1 on core v0.165.0 / v1.71.0.
+const release = "0.165.1"
 
 // coreStable and contrib are the module versions components.go reports for each component.
 const (

@@ -15,14 +15,14 @@ import (
 	"go.opentelemetry.io/collector/otelcol"
 )
 
-// release is the collector release every module of this distribution is at.
-const release = "0.164.0"
+// release names this distribution: contrib and core v0.165.0, core stable v1.71.0.
+const release = "0.165.0"
 
 // coreStable and contrib are the module versions components.go reports for each component.
 const (
-	coreUnstable = "v0.164.0"
-	coreStable   = "v1.70.0"
-	contrib      = "v0.164.1"
+	coreUnstable = "v0.165.0"
+	coreStable   = "v1.71.0"
+	contrib      = "v0.165.0"
 )
 
 func main() {
