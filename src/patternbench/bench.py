@@ -287,6 +287,47 @@ def bench_calibration(runs: int) -> dict[str, float]:
     return {"calibration_max_error_ms": doc["max_error_ms"] or 0.0}
 
 
+def bench_otelcol(runs: int) -> dict[str, float]:
+    """The OpenTelemetry Collector as a log agent: its two images' build time cold (an empty
+    module and build cache, in a temporary directory: downloads and compiles everything) and
+    warm (the cache as `make test` finds it), their sizes, and the collector's resident
+    memory at rest with the node config (median of `runs`)."""
+    import shutil
+    import tempfile
+
+    from patternbench import otelcol_local
+    from patternbench.images import build_otelcol
+
+    build = [sys.executable, "-c", "from patternbench.images import build_otelcol; build_otelcol()"]
+    scratch = Path(tempfile.mkdtemp(prefix="pb-otelcol-cold-"))
+    try:
+        env = dict(os.environ, PATTERNBENCH_CACHE=str(scratch / "cache"), GOCACHE=str(scratch / "gocache"))
+        start = time.monotonic()
+        result = subprocess.run(build, env=env, capture_output=True, text=True)
+        cold = time.monotonic() - start
+        if result.returncode != 0:
+            raise UsageError(f"cold collector build failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(scratch)], capture_output=True)  # the module cache is read-only
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"  cold build of v1 and v2: {cold:.1f}s", flush=True)
+    archives = build_otelcol()  # fills the real cache if it was empty
+    warm = [timed(build) for _ in range(max(runs, 1))]
+    figures: dict[str, float] = {"otelcol_build_cold_s": round(cold, 1), "otelcol_build_warm_s": round(statistics.median(warm), 2)}
+    for archive in archives:
+        figures[f"otelcol_image_mib_{archive.ref.rsplit(':', 1)[1]}"] = round(archive.size_mib, 2)
+    figures["otelcol_image_mib"] = max(v for k, v in figures.items() if k.startswith("otelcol_image_mib_"))
+    binary = otelcol_local.cached_otelcol_binary("v1")
+    assert binary is not None
+    rss = []
+    for i in range(max(runs, 1)):
+        with tempfile.TemporaryDirectory(prefix="pb-otelcol-rss-") as work:
+            rss.append(otelcol_local.measure_rss_at_rest(binary, Path(work)))
+        print(f"  run {i + 1}: VmRSS at rest {rss[-1]:.1f} MiB", flush=True)
+    figures["otelcol_rss_mib"] = round(statistics.median(rss), 1)
+    return figures
+
+
 BENCHES: dict[str, Callable[[int], dict[str, float]]] = {
     "cluster": bench_cluster,
     "proxy": bench_proxy,
@@ -294,6 +335,7 @@ BENCHES: dict[str, Callable[[int], dict[str, float]]] = {
     "load-chain": bench_load_chain,
     "experiments": bench_experiments,
     "calibration": bench_calibration,
+    "otelcol": bench_otelcol,
 }
 
 

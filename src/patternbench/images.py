@@ -187,3 +187,87 @@ def build_data_plane(out_dir: Path | None = None) -> list[ImageArchive]:
     pause = build_go_binaries(("pause",), "v1", out_dir / "v1" / "bin")["pause"]
     archives.append(write_oci_archive(ImageSpec("patternbench.local/agent-omega", "v1", pause, ("/pause",)), out_dir / "v1" / "agent-omega-v1.tar"))
     return archives
+
+
+# The OpenTelemetry Collector as a third-party log agent (issue 13): two real releases,
+# each its own Go module under images/otelcol/<release>/ (filelog receiver, otlphttp and
+# debug exporters, batch processor, file_storage and health_check extensions), every
+# collector module of a build at one release. v1 -> v2 is a real collector upgrade: the
+# contrib patch release v0.165.0 -> v0.165.1 on core v0.165.0 (the module proxy serves
+# contrib's pkg/stanza at no v0.160-v0.164 release, so no earlier minor builds here).
+OTELCOL_DIR = IMAGES_MODULE / "otelcol"
+OTELCOL_RELEASES = {"v1": "v0.165.0", "v2": "v0.165.1"}
+OTELCOL_REPOSITORY = "patternbench.local/otelcol"
+# The binary's place in the image, and the config file its default arguments name (mounted
+# from a ConfigMap: images/otelcol/config-sidecar.yaml or config-node.yaml).
+OTELCOL_BINARY = "/otelcol"
+OTELCOL_CONFIG = "/etc/otelcol/config.yaml"
+OTELCOL_ARGS = (f"--config={OTELCOL_CONFIG}", "--feature-gates=stanza.synchronousLogEmitter")
+_OTELCOL_LDFLAGS = "-s -w"
+
+
+def otelcol_source_key(release_dir: Path) -> str:
+    """What a collector build depends on: its module's files, the Go version, the flags."""
+    go = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, check=False).stdout.strip()
+    digest = hashlib.sha256(f"{go}\0{_OTELCOL_LDFLAGS}\0".encode())
+    for path in sorted(p for p in release_dir.iterdir() if p.name in ("go.mod", "go.sum") or p.suffix == ".go"):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def build_otelcol_binary(release: str, root: Path | None = None) -> Path:
+    """Build images/otelcol/<release> into a static binary, once per source key."""
+    if shutil.which("go") is None:
+        raise UsageError("`go` is not on PATH: install Go 1.25+ to build the collector")
+    release_dir = OTELCOL_DIR / release
+    if not (release_dir / "go.sum").is_file():
+        raise UsageError(f"{release_dir} is not a collector distribution (no go.sum)")
+    root = root or cache_root()
+    out = root / "otelcol" / f"{release}-{otelcol_source_key(release_dir)}"
+    binary = out / "otelcol"
+    if binary.is_file():
+        return binary
+    env = go_env(root)
+    # go.sum is committed: the build must not rewrite go.mod or go.sum.
+    env["GOFLAGS"] = "-mod=readonly -buildvcs=false"
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    cmd = ["go", "build", "-trimpath", "-ldflags", _OTELCOL_LDFLAGS, "-o", str(partial / "otelcol"), "."]
+    result = subprocess.run(cmd, cwd=release_dir, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise UsageError(f"building the collector {release} failed: {last}")
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    return binary
+
+
+def build_otelcol(out_dir: Path | None = None) -> list[ImageArchive]:
+    """`patternbench.local/otelcol:v1` and `:v2` (OTELCOL_RELEASES) as OCI archives.
+
+    Cold, this downloads the collector's modules and compiles them (minutes); warm, the
+    binary and the archive are found by their source key and nothing is rebuilt.
+    """
+    out_dir = out_dir or cache_root() / "images"
+    archives = []
+    for tag, release in OTELCOL_RELEASES.items():
+        binary = build_otelcol_binary(release)
+        path = out_dir / tag / f"otelcol-{tag}.tar"
+        stamp = path.with_suffix(".json")
+        key = f"{binary.parent.name}:{OTELCOL_ARGS}"
+        try:
+            recorded = json.loads(stamp.read_text())
+            if recorded["key"] == key and path.is_file():
+                archives.append(ImageArchive(ref=recorded["ref"], path=path, digest=recorded["digest"], size_bytes=recorded["size_bytes"]))
+                continue
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        spec = ImageSpec(
+            OTELCOL_REPOSITORY, tag, binary, (OTELCOL_BINARY,), args=OTELCOL_ARGS,
+            labels={"org.opencontainers.image.version": release.lstrip("v")},
+        )
+        archive = write_oci_archive(spec, path)
+        stamp.write_text(json.dumps({"key": key, "ref": archive.ref, "digest": archive.digest, "size_bytes": archive.size_bytes}))
+        archives.append(archive)
+    return archives

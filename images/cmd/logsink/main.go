@@ -1,6 +1,8 @@
-// Command logsink receives log batches (POST /ingest, newline-separated lines) and answers
-// GET /stats with what arrived: received, missing, duplicated and delivery lag, per source
-// pod and in total. In memory only; experiments never upgrade it.
+// Command logsink receives log batches (POST /ingest, newline-separated lines, from our own
+// agent; POST /v1/logs, OTLP/HTTP logs in JSON or protobuf, from agents that speak
+// OpenTelemetry, each record's body counted as one line) and answers GET /stats with what
+// arrived: received, missing, duplicated and delivery lag, per source pod and in total. In
+// memory only; experiments never upgrade it.
 package main
 
 import (
@@ -47,6 +49,7 @@ func main() {
 		stats.BatchDone(lines)
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("POST /v1/logs", sink.OTLPLogsHandler(stats))
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(stats.Snapshot())
