@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,10 +169,16 @@ def parse_agent_file(path: Path, check_archives: bool = True) -> AgentFile:
         if check_archives and not archive.is_file():
             raise _fail(path, f"archives.{version}", f"{archive} does not exist")
         archives[version] = archive
-    config = _mapping(path, doc.get("config", {}), "config")
+    config = dict(_mapping(path, doc.get("config", {}), "config"))
     for file_name, content in config.items():
+        if isinstance(content, dict) and set(content) == {"file"} and isinstance(content["file"], str):
+            # {file: PATH}: the text of a file beside the agent file, read now (one copy of a config).
+            try:
+                config[file_name] = content = (path.parent / content["file"]).read_text()
+            except OSError as exc:
+                raise _fail(path, f"config.{file_name}.file", f"cannot read {path.parent / content['file']} ({exc.strerror})") from None
         if not isinstance(file_name, str) or not re.match(r"^[-._a-zA-Z0-9]+$", file_name) or not isinstance(content, str):
-            raise _fail(path, f"config.{file_name}", "expected a file name mapped to the file's text")
+            raise _fail(path, f"config.{file_name}", "expected a file name mapped to the file's text (or to {file: PATH})")
     parts = {p: parse_part(path, doc[key], p) for p, key in ((Placement.POD, "sidecar"), (Placement.NODE, "node")) if key in doc}
     if not parts:
         raise _fail(path, "sidecar/node", "give at least one: the container beside every app pod, or the one per node")
@@ -181,7 +188,12 @@ def parse_agent_file(path: Path, check_archives: bool = True) -> AgentFile:
         ports = (_port(path, proxy.get("outbound_port"), "proxy.outbound_port"), _port(path, proxy.get("inbound_port"), "proxy.inbound_port"))
     elif "proxy" in doc:
         raise _fail(path, "proxy", f"only a mesh agent has proxy ports, this one is a {kind} agent")
-    return AgentFile(path, name, kind, {v: images[v] for v in VERSIONS}, archives, dict(config), parts, ports, hashlib.sha256(text.encode()).hexdigest())
+    # What the agent is, whatever file it was read from (a run's copy carries its configs'
+    # text and no archive paths): the same agent read twice is no conflict.
+    meaning = {"name": name, "kind": kind, "images": images, "config": config, "proxy": ports,
+               "parts": {p.value: [part.container, part.volumes, part.host_network] for p, part in parts.items()}}
+    digest = hashlib.sha256(json.dumps(meaning, sort_keys=True).encode()).hexdigest()
+    return AgentFile(path, name, kind, {v: images[v] for v in VERSIONS}, archives, dict(config), parts, ports, digest)
 
 
 # ---- rendering ----------------------------------------------------------------------------
@@ -331,5 +343,10 @@ def keep_with_run(specs: list[AgentSpec], run_dir: Path) -> None:
     (run_dir / "agents").mkdir(parents=True, exist_ok=True)
     for spec in specs:
         assert spec.source is not None
-        (run_dir / "agents" / f"{spec.name}.yaml").write_text(Path(spec.source).read_text())
+        source = Path(spec.source)
+        doc = yaml.safe_load(source.read_text())
+        for name, content in (doc.get("config") or {}).items():
+            if isinstance(content, dict) and "file" in content:  # the copy carries the text itself
+                doc["config"][name] = (source.parent / content["file"]).read_text()
+        (run_dir / "agents" / f"{spec.name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 

@@ -245,7 +245,7 @@ class DeployedRun:
 
 
 # Providers (by object) this process has already loaded the images into.
-_IMAGES_LOADED: set[int] = set()
+_IMAGES_LOADED: set[Any] = set()
 
 
 def node_capacities(core: client.CoreV1Api) -> tuple[list[Any], int]:
@@ -293,7 +293,7 @@ def deploy_run(
     from kubernetes import config as kube_config
 
     from patternbench.agents import agent_spec
-    from patternbench.images import ImageArchive, build_data_plane
+    from patternbench.images import ImageArchive, build_data_plane, on_demand_archives
     from patternbench.cluster.provider import abilities
     from patternbench.render import Images, RenderOptions, render, to_yaml
     from patternbench.topology import check_capacity
@@ -332,11 +332,15 @@ def deploy_run(
         with progress.step("build and load images"):
             provider.load_images(build_data_plane())
         _IMAGES_LOADED.add(id(provider))
-    archives = [a for name in stand_ins for a in agent_spec(name).archives if (id(provider), a) not in _IMAGES_LOADED]
-    if provider.capabilities.can_load_images and archives:
-        with progress.step(f"load the {', '.join(stand_ins)} agent's images"):
-            provider.load_images([ImageArchive(ref=str(a), path=a, digest="", size_bytes=a.stat().st_size) for a in archives])
-        _IMAGES_LOADED.update((id(provider), a) for a in archives)
+    # An agent file's images: its own OCI archives, or images patternbench builds on demand.
+    own = [ImageArchive(ref=str(a), path=a, digest="", size_bytes=a.stat().st_size) for name in stand_ins for a in agent_spec(name).archives]
+    refs = [ref for name in stand_ins for ref in (agent_spec(name).images_by_version or {}).values()]
+    if provider.capabilities.can_load_images and (own or refs) and (id(provider), tuple(refs)) not in _IMAGES_LOADED:
+        with progress.step(f"build and load the {', '.join(stand_ins)} agent's images"):
+            archives = own + on_demand_archives(refs)
+            if archives:
+                provider.load_images(archives)
+        _IMAGES_LOADED.add((id(provider), tuple(refs)))
     if results_dir is not None:
         out = Path(results_dir)
         out.mkdir(parents=True, exist_ok=True)

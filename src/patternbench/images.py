@@ -17,6 +17,7 @@ import subprocess
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 from patternbench.components import cache_root, go_env
 from patternbench.errors import UsageError
@@ -271,3 +272,18 @@ def build_otelcol(out_dir: Path | None = None) -> list[ImageArchive]:
         stamp.write_text(json.dumps({"key": key, "ref": archive.ref, "digest": archive.digest, "size_bytes": archive.size_bytes}))
         archives.append(archive)
     return archives
+
+
+# Images patternbench builds on demand, beyond the data plane: repository -> builder. An
+# agent file that names one of them gets it built and loaded like the data plane.
+ON_DEMAND: dict[str, Callable[[], list[ImageArchive]]] = {OTELCOL_REPOSITORY: lambda: build_otelcol()}
+
+
+def on_demand_archives(refs: Iterable[str]) -> list[ImageArchive]:
+    """The archives of those of `refs` that patternbench builds itself (built if needed)."""
+    wanted = set(refs)
+    out: list[ImageArchive] = []
+    for repository, build in ON_DEMAND.items():
+        if any(ref.rsplit(":", 1)[0] == repository for ref in wanted):
+            out += [a for a in build() if a.ref in wanted]
+    return out

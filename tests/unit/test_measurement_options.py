@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
     (["run", "--sweep", "100", "--rps", "50"], "--sweep sets the rates itself"),
     (["run", "--bogus"], "unrecognized arguments: --bogus"),
     (["run", "--upgrade", "sideways"], "unknown upgrade strategy 'sideways'"),
+    (["run", "--injection", "sideways"], "--injection: unknown injection 'sideways'"),
     (["run", "--upgrade", "in-place", "--pattern", "daemonset"], "in-place upgrades a sidecar: the daemonset pattern runs no mesh sidecar"),
     (["run", "--upgrade", "in-place", "--pattern", "hybrid", "--agent", "logging"], "the hybrid pattern runs no logging sidecar"),
     (["report", "/nonexistent", "--slo-ms", "-5"], "--slo-ms must be above 0"),

@@ -35,7 +35,7 @@ def test_in_place_cases_and_the_serving_label() -> None:
     from patternbench.render import SERVING_LABEL, RenderOptions, render
     from patternbench.topology import Pattern, load_topology
 
-    ids = [c.id for c in default_matrix(strategies=["in-place"])]
+    ids = [c.id for c in default_matrix(strategies=["in-place"], injection="client")]
     assert ids == ["none-control", "sidecar-mesh-in-place", "sidecar-logging-in-place", "hybrid-mesh-in-place", "sidecar-mesh-in-place-naive"]
     for serving in (False, True):
         objs = render(load_topology(), Pattern.SIDECAR, RenderOptions(run_id="pb-x", serving_label=serving))
@@ -43,3 +43,15 @@ def test_in_place_cases_and_the_serving_label() -> None:
         pods = [o["spec"]["template"]["metadata"]["labels"] for o in objs if o["kind"] == "Deployment" and o["metadata"]["namespace"] == "pb-x"]
         assert services and all((SERVING_LABEL in s["spec"]["selector"]) == serving for s in services)
         assert all((labels.get(SERVING_LABEL) == "yes") == serving for labels in pods)
+
+
+def test_webhook_injection_cases() -> None:
+    """By default the sidecar proxy's upgrades also run with the webhook; with --injection
+    webhook every case whose pattern has sidecars does, and the DaemonSet's do not change."""
+    from patternbench.experiment import default_matrix
+
+    default = [c.id for c in default_matrix()]
+    assert default[-2:] == ["sidecar-mesh-webhook", "sidecar-mesh-in-place-webhook"]
+    webhook = {c.id: c.injection for c in default_matrix(injection="webhook")}
+    assert webhook["sidecar-logging-webhook"] == webhook["hybrid-mesh-in-place-webhook"] == "webhook"
+    assert webhook["daemonset-mesh"] == webhook["none-control"] == "client"
