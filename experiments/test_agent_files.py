@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from patternbench.agent_file import load_agent_file
+from patternbench.agent_file import keep_with_run, load_agent_file
 from patternbench.agents import AGENTS
 from patternbench.experiment import Case, Profile, run_case
 from patternbench.patterns import PATTERNS, Pattern, pattern_spec
@@ -52,7 +52,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def test_agent_file_upgrade(file_case: Case, cluster: Any, experiment_run: dict[str, Any], profile: Profile, thresholds: Thresholds) -> None:
-    load_agent_file(next(p for p in AGENT_FILES if p.stem == file_case.agent))
+    spec = load_agent_file(next(p for p in AGENT_FILES if p.stem == file_case.agent))
+    keep_with_run([spec], experiment_run["dir"])  # the session's report must know the agent too
     topology = load_topology()
     case_dir = run_case(cluster, topology, file_case, profile, experiment_run["dir"] / file_case.id)
     entry = summarize_case(case_dir)
