@@ -368,8 +368,8 @@ func answerConnect(w http.ResponseWriter, status int, trail, msg string) {
 	io.WriteString(w, "meshproxy: "+msg+"\n")
 }
 
-// newPeerServer is the HTTP/2-only server peers open streams on.
-func newPeerServer(h http.Handler) *http.Server {
+// NewPeerServer is the HTTP/2-only server peers open streams on.
+func NewPeerServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		Protocols:         h2Only(),

@@ -395,7 +395,7 @@ func (l *L4Proxy) PeerHandler() http.Handler {
 }
 
 // PeerServer is the HTTP/2 server for PeerHandler.
-func (l *L4Proxy) PeerServer() *http.Server { return newPeerServer(l.PeerHandler()) }
+func (l *L4Proxy) PeerServer() *http.Server { return NewPeerServer(l.PeerHandler()) }
 
 // hasEntry: is entry one of the trail's entries?
 func hasEntry(trail, entry string) bool {
