@@ -121,8 +121,9 @@ func main() {
 			PeerPort: peerPort, Timeout: timeout, Retries: retries, Metrics: metrics}
 		l4.Init()
 		metrics.PeerConnections = l4.Peers.Conns.Load
-		servers = []serve.Server{l4.Outbound(), l4.PeerServer()}
-		addrs = []string{outboundAddr, peerAddr}
+		// The peer server goes first on shutdown: GOAWAY, so peers move to the successor.
+		servers = []serve.Server{l4.PeerServer(), l4.Outbound()}
+		addrs = []string{peerAddr, outboundAddr}
 		onSignal, closeProxy = l4.Drain, l4.Close
 		inboundAddr = peerAddr
 	case mesh.Waypoint:

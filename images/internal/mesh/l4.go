@@ -45,6 +45,9 @@ const WaypointLabel = "patternbench.dev/waypoint-for"
 
 // drainQuiet: a draining proxy closes a tunnel once its destination side spoke last and it
 // has been silent this long — an HTTP exchange inside has finished, as far as bytes tell.
+// A tunnel under steady load is never that quiet: once the listeners are closed (after
+// DRAIN) the silence asked for drops to a twentieth, the gap between one answer's last
+// bytes and the next request; what is still open when GRACE ends is cut.
 const drainQuiet = 100 * time.Millisecond
 
 // L4Proxy is the node L4 proxy.
@@ -70,6 +73,7 @@ type L4Proxy struct {
 	Quiet time.Duration
 
 	entry    string
+	quietNow atomic.Int64 // the silence the drain waits for now (nanoseconds)
 	draining atomic.Bool
 	drainGo  sync.Once
 	stop     chan struct{}
@@ -95,6 +99,7 @@ func (l *L4Proxy) Init() {
 	if l.Quiet == 0 {
 		l.Quiet = drainQuiet
 	}
+	l.quietNow.Store(int64(l.Quiet))
 	l.entry = (&Proxy{Mode: L4, Name: l.Name, NodeName: l.NodeName}).ViaEntry()
 	l.tunnels = map[*tunnel]struct{}{}
 	l.stop = make(chan struct{})
@@ -394,8 +399,35 @@ func (l *L4Proxy) PeerHandler() http.Handler {
 	})
 }
 
-// PeerServer is the HTTP/2 server for PeerHandler.
-func (l *L4Proxy) PeerServer() *http.Server { return NewPeerServer(l.PeerHandler()) }
+// PeerServer serves PeerHandler over HTTP/2. It goes first on shutdown: it closes its
+// listener and sends GOAWAY, so peers open their next streams to the successor, then waits
+// for the streams open here to close (the drain ends them between answers).
+func (l *L4Proxy) PeerServer() serve.Server {
+	return &l4PeerServer{Server: NewPeerServer(l.PeerHandler()), l: l}
+}
+
+type l4PeerServer struct {
+	*http.Server
+	l *L4Proxy
+}
+
+// SetKeepAlivesEnabled(false) starts the drain (http.Server's does nothing for HTTP/2).
+func (s *l4PeerServer) SetKeepAlivesEnabled(on bool) {
+	if !on {
+		s.l.Drain()
+	}
+}
+
+func (s *l4PeerServer) Shutdown(ctx context.Context) error {
+	s.l.quietNow.Store(int64(s.l.Quiet / 20))
+	s.l.Drain()
+	err := s.Server.Shutdown(ctx)
+	if err != nil {
+		s.l.cut()
+		s.Server.Close()
+	}
+	return err
+}
 
 // hasEntry: is entry one of the trail's entries?
 func hasEntry(trail, entry string) bool {
@@ -460,7 +492,7 @@ func (l *L4Proxy) Drain() {
 	l.draining.Store(true)
 	l.drainGo.Do(func() {
 		go func() {
-			tick := time.NewTicker(l.Quiet / 4)
+			tick := time.NewTicker(max(l.Quiet/20, time.Millisecond))
 			defer tick.Stop()
 			for {
 				select {
@@ -469,8 +501,9 @@ func (l *L4Proxy) Drain() {
 				case now := <-tick.C:
 					l.mu.Lock()
 					var quiet []*tunnel
+					d := time.Duration(l.quietNow.Load())
 					for t := range l.tunnels {
-						if t.quiet(now, l.Quiet) {
+						if t.quiet(now, d) {
 							quiet = append(quiet, t)
 						}
 					}
@@ -484,23 +517,35 @@ func (l *L4Proxy) Drain() {
 	})
 }
 
-// waitTunnels waits until no tunnel is open, or ctx ends: then the rest are cut.
+// waitTunnels closes tunnels at the first short silence after an answer and waits until
+// none is open, or ctx ends: then the rest are cut.
 func (l *L4Proxy) waitTunnels(ctx context.Context) error {
+	l.quietNow.Store(int64(l.Quiet / 20))
+	l.Drain()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for l.open.Load() > 0 {
 		select {
 		case <-ctx.Done():
-			l.mu.Lock()
-			for t := range l.tunnels {
-				t.close()
-			}
-			l.mu.Unlock()
+			l.cut()
 			return ctx.Err()
 		case <-tick.C:
 		}
 	}
 	return nil
+}
+
+// cut closes every tunnel still open.
+func (l *L4Proxy) cut() {
+	l.mu.Lock()
+	var all []*tunnel
+	for t := range l.tunnels {
+		all = append(all, t)
+	}
+	l.mu.Unlock()
+	for _, t := range all {
+		t.close()
+	}
 }
 
 // splice carries bytes both ways until the tunnel ends. A side that ends cleanly is
