@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"strconv"
 	"strings"
@@ -30,7 +31,7 @@ import (
 const l4Service = "agents/l4"
 
 type ambient struct {
-	t         *testing.T
+	t         testing.TB
 	store     *Store
 	outPort   int // apps' CONNECT port on every L4
 	peerPort  int // HTTP/2 CONNECT port on every L4 and waypoint
@@ -39,7 +40,7 @@ type ambient struct {
 	waypoints int                      // waypoint pods started: the n-th listens on 127.0.0.<20+n>
 }
 
-func newAmbient(t *testing.T) *ambient {
+func newAmbient(t testing.TB) *ambient {
 	return &ambient{t: t, store: NewStore(), outPort: freePort(t), peerPort: freePort(t),
 		l4: map[string]*L4Proxy{}, accepts: map[string]*atomic.Int64{}}
 }
@@ -545,4 +546,62 @@ func TestL4HandoverLosesNoStream(t *testing.T) {
 
 func httptraceWithGotConn(ctx context.Context, f func(net.Conn)) context.Context {
 	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { f(info.Conn) }})
+}
+
+// Sequential calls on kept-alive connections from an app on n1 to a pod on n2: node mode
+// (HTTP proxies on both nodes), L4 (CONNECT, one HTTP/2 peer connection), L4 + waypoint.
+// Wall time per call on a shared machine is a rough guide only; `make bench` is the measure.
+func BenchmarkCrossNodeCall(b *testing.B) {
+	for _, kind := range []string{"node", "l4", "l4+waypoint"} {
+		b.Run(kind, func(b *testing.B) {
+			a := newAmbient(b)
+			var client *http.Client
+			switch kind {
+			case "node":
+				inPort := freePort(b)
+				for _, node := range []string{"n1", "n2"} {
+					p := &Proxy{Mode: Node, Name: node, Store: a.store, NodeProxies: "agents/meshproxy", InboundPort: inPort}
+					p.Init()
+					ln, err := net.Listen("tcp", net.JoinHostPort(nodeIP(node), strconv.Itoa(inPort)))
+					if err != nil {
+						b.Skip(err)
+					}
+					srv := NewServer(p.Inbound())
+					go srv.Serve(ln)
+					b.Cleanup(func() { srv.Shutdown(context.Background()) })
+					a.store.SetSlice("agents/meshproxy", "mp-"+node, []Endpoint{{IP: nodeIP(node), Port: inPort, NodeName: node}})
+					if node == "n1" {
+						out, err := net.Listen("tcp", "127.0.0.1:0")
+						if err != nil {
+							b.Fatal(err)
+						}
+						osrv := NewServer(p.Outbound())
+						go osrv.Serve(out)
+						b.Cleanup(func() { osrv.Shutdown(context.Background()) })
+						client = proxyClient(out.Addr().String())
+					}
+				}
+			default:
+				a.startL4("n1", 0)
+				a.startL4("n2", 0)
+				if kind == "l4+waypoint" {
+					a.startWaypoint("demo/b", "b-wp-0", "n2", 0)
+				}
+				client, _ = tunnelClient(a.l4Addr("n1"))
+			}
+			be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "{}") }))
+			b.Cleanup(be.Close)
+			ip, port := hostPort(b, be.URL)
+			a.store.SetSlice("demo/b", "s-b", []Endpoint{{IP: ip, Port: port, NodeName: "n2", PodName: "b-0"}})
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				resp, err := client.Get("http://b.demo/")
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
 }
