@@ -484,7 +484,7 @@ func TestWaypointIndexFollowsSlices(t *testing.T) {
 // over; none fails, and the successors carry the tunnels afterwards.
 func TestL4HandoverLosesNoStream(t *testing.T) {
 	a := newAmbient(t)
-	_, oldN1 := a.startL4("n1", 0)
+	firstN1, oldN1 := a.startL4("n1", 0)
 	_, oldN2 := a.startL4("n2", 0)
 	a.pod("demo/b", "b-0", "n2")
 	stop := make(chan struct{})
@@ -525,6 +525,9 @@ func TestL4HandoverLosesNoStream(t *testing.T) {
 		return successor
 	}
 	newN2 := handover("n2", oldN2)
+	if d := firstN1.Peers.Dials.Load(); d < 2 {
+		t.Errorf("n1 dialled n2 %d times: the old n2 proxy's GOAWAY should have moved it to the successor", d)
+	}
 	newN1 := handover("n1", oldN1)
 	time.Sleep(150 * time.Millisecond)
 	okBefore := ok.Load()

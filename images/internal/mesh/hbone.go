@@ -104,7 +104,7 @@ type OpenError struct {
 	Status int    // what to answer the app: the peer's status, or 502 / 504
 	Trail  string // the proxies that answered, callee side first
 	Msg    string
-	// Unsent: the peer never saw the stream (connection refused, GOAWAY, refused stream):
+	// Unsent: the peer never took the stream (its connection went away: GOAWAY, refused stream):
 	// trying again cannot do anything twice.
 	Unsent bool
 }

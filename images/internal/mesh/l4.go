@@ -74,7 +74,6 @@ type L4Proxy struct {
 
 	entry    string
 	quietNow atomic.Int64 // the silence the drain waits for now (nanoseconds)
-	draining atomic.Bool
 	drainGo  sync.Once
 	stop     chan struct{}
 	mu       sync.Mutex
@@ -489,7 +488,6 @@ func (l *L4Proxy) untrack(t *tunnel) {
 // in the instant the tunnel closes meets a closed kept-alive connection, which net/http
 // sends again (idempotent requests) as it does whenever a server closes an idle connection.
 func (l *L4Proxy) Drain() {
-	l.draining.Store(true)
 	l.drainGo.Do(func() {
 		go func() {
 			tick := time.NewTicker(max(l.Quiet/20, time.Millisecond))
