@@ -9,12 +9,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,10 +32,13 @@ type settings struct {
 	Service, Pod, Node, Namespace string
 	Downstreams                   []string
 	Proxy                         string // host:port of the mesh proxy, "" for direct calls
-	LogPath                       string
-	Listen                        string
-	Drain, Grace, Timeout         time.Duration
-	Parallel                      bool
+	// Tunnel: how calls go through Proxy: "forward" (HTTP forward-proxy form, the sidecar
+	// and node proxies) or "connect" (a CONNECT tunnel per connection, the node L4 proxy).
+	Tunnel                string
+	LogPath               string
+	Listen                string
+	Drain, Grace, Timeout time.Duration
+	Parallel              bool
 }
 
 func load(env *config.Env) settings {
@@ -44,12 +50,16 @@ func load(env *config.Env) settings {
 		Namespace:   env.String("NAMESPACE", ""),
 		Downstreams: env.List("DOWNSTREAMS"),
 		Proxy:       env.Addr("MESH_PROXY", ""),
+		Tunnel:      env.OneOf("MESH_TUNNEL", "forward", "forward", "connect"),
 		LogPath:     env.String("LOG_PATH", ""),
 		Listen:      env.Addr("LISTEN", ":8080"),
 		Drain:       env.Duration("DRAIN", 5*time.Second),
 		Grace:       env.Duration("GRACE", 10*time.Second),
 		Timeout:     env.Duration("DOWNSTREAM_TIMEOUT", 5*time.Second),
 		Parallel:    env.Bool("PARALLEL", false),
+	}
+	if s.Tunnel == "connect" && s.Proxy == "" {
+		env.Required("MESH_PROXY") // a tunnel needs the node L4 proxy's address
 	}
 	return s
 }
@@ -67,11 +77,15 @@ type Answer struct {
 
 // Downstream is one call's result, with the Via trail of its response.
 type Downstream struct {
-	Service string  `json:"service"`
-	Status  int     `json:"status"`
-	Via     string  `json:"via,omitempty"`
-	Error   string  `json:"error,omitempty"`
-	Answer  *Answer `json:"answer,omitempty"`
+	Service string `json:"service"`
+	Status  int    `json:"status"`
+	Via     string `json:"via,omitempty"`
+	// Tunnel (MESH_TUNNEL=connect): every proxy the call passed, L4 and waypoint, callee
+	// side first as a response's Via reads: the waypoint's upstream trail (on its answer),
+	// then the trail the CONNECT was answered with.
+	Tunnel string  `json:"tunnel,omitempty"`
+	Error  string  `json:"error,omitempty"`
+	Answer *Answer `json:"answer,omitempty"`
 }
 
 type app struct {
@@ -97,14 +111,27 @@ func (a *app) call(ctx context.Context, service, requestID string) Downstream {
 		return d
 	}
 	req.Header.Set("X-Request-Id", requestID)
+	var conn net.Conn
+	if a.s.Tunnel == "connect" {
+		req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) { conn = info.Conn },
+		}))
+	}
 	resp, err := a.client.Do(req)
 	if err != nil {
 		d.Error = err.Error()
+		var te *tunnelError
+		if errors.As(err, &te) {
+			d.Status, d.Tunnel, d.Error = te.status, te.trail, te.msg
+		}
 		return d
 	}
 	defer resp.Body.Close()
 	d.Status = resp.StatusCode
 	d.Via = resp.Header.Get("Via")
+	if tc, ok := conn.(*tunnelConn); ok {
+		d.Tunnel = joinTrail(resp.Header.Get(trailHeader), tc.trail)
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		d.Error = err.Error()
@@ -117,6 +144,17 @@ func (a *app) call(ctx context.Context, service, requestID string) Downstream {
 		d.Error = string(body)
 	}
 	return d
+}
+
+// joinTrail joins trails, skipping empty ones.
+func joinTrail(parts ...string) string {
+	var kept []string
+	for _, p := range parts {
+		if p != "" {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, ", ")
 }
 
 func newRequestID() string {
@@ -204,6 +242,19 @@ func (a *app) chainReady(ctx context.Context, service string) string {
 	return ""
 }
 
+// newTransport calls downstreams directly, through the mesh proxy in forward-proxy form, or
+// through CONNECT tunnels to the node L4 proxy.
+func newTransport(s settings) *http.Transport {
+	transport := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 60 * time.Second}
+	switch {
+	case s.Proxy != "" && s.Tunnel == "connect":
+		transport.DialContext = (&tunnelDialer{proxy: s.Proxy, d: net.Dialer{Timeout: 2 * time.Second}}).DialContext
+	case s.Proxy != "":
+		transport.Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: s.Proxy})
+	}
+	return transport
+}
+
 func main() {
 	if config.VersionRequested("app", version) {
 		return
@@ -222,11 +273,7 @@ func main() {
 		defer f.Close()
 		out = f
 	}
-	transport := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 60 * time.Second}
-	if s.Proxy != "" {
-		transport.Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: s.Proxy})
-	}
-	a := &app{s: s, log: applog.NewWriter(out, s.Pod), client: &http.Client{Transport: transport}}
+	a := &app{s: s, log: applog.NewWriter(out, s.Pod), client: &http.Client{Transport: newTransport(s)}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", a.root)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })

@@ -24,6 +24,11 @@ type Store struct {
 	merged map[string][]Endpoint
 	picks  map[string]*pickable // service key -> what PickAddr needs, in one lookup
 	next   map[string]*atomic.Uint64
+	// Waypoints, from the WaypointLabel of the waypoints' slices: waypoint service key ->
+	// slice -> the service key it takes calls for; and that, inverted. Kept apart from the
+	// endpoints, so a waypoint with no ready pod still stands in front of its Service.
+	waypointSlices map[string]map[string]string
+	waypoints      map[string]string
 }
 
 // pickable is a service's endpoints with their "ip:port", made once, and its round-robin.
@@ -35,7 +40,70 @@ type pickable struct {
 
 // NewStore returns an empty store.
 func NewStore() *Store {
-	return &Store{slices: map[string]map[string][]Endpoint{}, merged: map[string][]Endpoint{}, picks: map[string]*pickable{}, next: map[string]*atomic.Uint64{}}
+	return &Store{slices: map[string]map[string][]Endpoint{}, merged: map[string][]Endpoint{}, picks: map[string]*pickable{}, next: map[string]*atomic.Uint64{},
+		waypointSlices: map[string]map[string]string{}, waypoints: map[string]string{}}
+}
+
+// SetWaypoint records that a waypoint's slice (of service waypoint) names the service key
+// it takes calls for; "" says it names none.
+func (s *Store) SetWaypoint(waypoint, slice, target string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if target == "" {
+		if _, ok := s.waypointSlices[waypoint][slice]; !ok {
+			return
+		}
+		delete(s.waypointSlices[waypoint], slice)
+	} else {
+		if s.waypointSlices[waypoint] == nil {
+			s.waypointSlices[waypoint] = map[string]string{}
+		}
+		s.waypointSlices[waypoint][slice] = target
+	}
+	s.reindexWaypoints()
+}
+
+// ReplaceWaypoints swaps every waypoint slice after a re-list.
+func (s *Store) ReplaceWaypoints(all map[string]map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.waypointSlices = all
+	s.reindexWaypoints()
+}
+
+func (s *Store) reindexWaypoints() {
+	s.waypoints = map[string]string{}
+	for waypoint, slices := range s.waypointSlices {
+		if len(slices) == 0 {
+			delete(s.waypointSlices, waypoint)
+		}
+		for _, target := range slices {
+			// Two waypoints claiming one Service: the first by name, the same on every node.
+			if cur, ok := s.waypoints[target]; !ok || waypoint < cur {
+				s.waypoints[target] = waypoint
+			}
+		}
+	}
+}
+
+// WaypointOf returns the waypoint service key in front of service, if it has one.
+func (s *Store) WaypointOf(service string) (string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	wp, ok := s.waypoints[service]
+	return wp, ok
+}
+
+// Find returns the endpoint of service at ip:port.
+func (s *Store) Find(service, ip string, port int) (Endpoint, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, ep := range s.merged[service] {
+		if ep.IP == ip && ep.Port == port {
+			return ep, true
+		}
+	}
+	return Endpoint{}, false
 }
 
 // SetSlice replaces one slice's endpoints (an ADDED or MODIFIED event).
@@ -55,6 +123,10 @@ func (s *Store) DeleteSlice(service, slice string) {
 	defer s.mu.Unlock()
 	delete(s.slices[service], slice)
 	s.remerge(service)
+	if _, ok := s.waypointSlices[service][slice]; ok {
+		delete(s.waypointSlices[service], slice)
+		s.reindexWaypoints()
+	}
 }
 
 // Replace swaps the whole content after a re-list; slices not listed are gone.

@@ -94,7 +94,7 @@ func TestSliceReadinessAndPorts(t *testing.T) {
 }
 
 // backend is an app stand-in that answers with the Via it received and its own name.
-func backend(t *testing.T, name string) (*httptest.Server, *atomic.Int64) {
+func backend(t testing.TB, name string) (*httptest.Server, *atomic.Int64) {
 	var hits atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
@@ -105,7 +105,7 @@ func backend(t *testing.T, name string) (*httptest.Server, *atomic.Int64) {
 	return srv, &hits
 }
 
-func hostPort(t *testing.T, rawURL string) (string, int) {
+func hostPort(t testing.TB, rawURL string) (string, int) {
 	u, _ := url.Parse(rawURL)
 	h, p, _ := net.SplitHostPort(u.Host)
 	n, _ := strconv.Atoi(p)
@@ -306,7 +306,7 @@ func TestEndpointChangesWhileRequestsFlow(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

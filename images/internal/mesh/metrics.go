@@ -17,6 +17,9 @@ type Metrics struct {
 	dirs      map[string]*dirStats // direction -> its counters
 	buckets   []float64            // seconds, upper bounds
 	Upstreams atomic.Int64         // open upstream connections
+	Tunnels   atomic.Int64         // open tunnels (l4 mode)
+	// PeerConnections, if set, counts the open HTTP/2 connections to ambient peers.
+	PeerConnections func() int64
 }
 
 type dirStats struct {
@@ -100,6 +103,12 @@ func (m *Metrics) Write(w io.Writer, endpoints int) {
 	}
 	fmt.Fprintln(w, "# TYPE meshproxy_upstream_connections gauge")
 	fmt.Fprintf(w, "meshproxy_upstream_connections %d\n", m.Upstreams.Load())
+	if m.PeerConnections != nil {
+		fmt.Fprintln(w, "# TYPE meshproxy_tunnels gauge")
+		fmt.Fprintf(w, "meshproxy_tunnels %d\n", m.Tunnels.Load())
+		fmt.Fprintln(w, "# TYPE meshproxy_peer_connections gauge")
+		fmt.Fprintf(w, "meshproxy_peer_connections %d\n", m.PeerConnections())
+	}
 	fmt.Fprintln(w, "# TYPE meshproxy_endpoints gauge")
 	fmt.Fprintf(w, "meshproxy_endpoints %d\n", endpoints)
 }

@@ -45,6 +45,7 @@ type upstreamConn struct {
 	br        *bufio.Reader
 	reused    bool // it served a request before this one
 	idleSince time.Time
+	trail     string // a tunnel's: the proxies it passes (TrailHeader)
 }
 
 // ready takes the read buffer for the answer; with lend, only once the answer has begun
@@ -117,7 +118,11 @@ func (p *pool) fresh() (*upstreamConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &upstreamConn{conn: c}, nil
+	u := &upstreamConn{conn: c}
+	if t, ok := c.(interface{ TunnelTrail() string }); ok {
+		u.trail = t.TunnelTrail()
+	}
+	return u, nil
 }
 
 // put returns a connection whose exchange completed cleanly.

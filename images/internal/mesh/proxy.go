@@ -56,6 +56,12 @@ type Proxy struct {
 	Timeout     time.Duration
 	Retries     int
 	Metrics     *Metrics
+	// Waypoint mode: Service is the Store key of the Service it takes calls for; requests
+	// go to its pods through their nodes' L4 proxies, as HTTP/2 CONNECT streams on Peers
+	// to PeerPort.
+	Service  string
+	Peers    *PeerClient
+	PeerPort int
 
 	via   []byte
 	mu    sync.RWMutex
@@ -84,6 +90,14 @@ func (p *Proxy) Init() {
 	}
 	if p.Timeout == 0 {
 		p.Timeout = 10 * time.Second
+	}
+	if p.Mode == Waypoint {
+		if p.Peers == nil {
+			p.Peers = NewPeerClient()
+		}
+		if p.PeerPort == 0 {
+			p.PeerPort = PeerPort
+		}
 	}
 	p.via = []byte(p.ViaEntry())
 	p.pools = map[string]*pool{}
@@ -123,6 +137,9 @@ func (p *Proxy) Close() {
 	for _, pl := range p.pools {
 		pl.closeIdle(0)
 	}
+	if p.Peers != nil {
+		p.Peers.Close()
+	}
 }
 
 // pool returns the keep-alive pool to addr, creating it on first use.
@@ -143,6 +160,9 @@ func (p *Proxy) pool(addr string) *pool {
 }
 
 func (p *Proxy) dial(addr string) (net.Conn, error) {
+	if p.Mode == Waypoint {
+		return p.dialThroughL4(addr)
+	}
 	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
 		return nil, err
@@ -201,7 +221,7 @@ func (p *Proxy) pick(key string) (target, podAddr string, err error) {
 	if !ok {
 		return "", "", fmt.Errorf("no ready endpoint for service %s", key)
 	}
-	if p.Mode == Sidecar {
+	if p.Mode == Sidecar || p.Mode == Waypoint { // a waypoint's pool dials through the pod's L4
 		return podAddr, podAddr, nil
 	}
 	if proxy, ok := p.Store.OnNode(p.NodeProxies, ep.NodeName); ok {
@@ -254,28 +274,34 @@ func (p *Proxy) Outbound() Handler {
 			writeError(x, http.StatusBadRequest, err.Error(), nil)
 			return
 		}
-		target, podAddr, err := p.pick(dest.key)
-		if err != nil {
-			writeError(x, http.StatusServiceUnavailable, err.Error(), p.via)
-			return
+		p.forward(x, dest.key, outgoing{authority: authority, path: path})
+	}
+}
+
+// forward sends a request to a pod of service key (through the pod's node proxy in node
+// mode, its L4 proxy in waypoint mode) and relays the answer; with RETRIES, a failed
+// replayable request goes again to a freshly picked pod.
+func (p *Proxy) forward(x *exchange, key string, out outgoing) {
+	target, podAddr, err := p.pick(key)
+	if err != nil {
+		writeError(x, http.StatusServiceUnavailable, err.Error(), p.via)
+		return
+	}
+	if p.Mode == Node {
+		out.podAddr = podAddr
+	}
+	err = p.roundTrip(x, target, out, false)
+	for attempt := 0; err != nil && attempt < p.Retries && x.replayable(); attempt++ {
+		if target, podAddr, err = p.pick(key); err != nil {
+			break
 		}
-		out := outgoing{authority: authority, path: path}
 		if p.Mode == Node {
 			out.podAddr = podAddr
 		}
 		err = p.roundTrip(x, target, out, false)
-		for attempt := 0; err != nil && attempt < p.Retries && x.replayable(); attempt++ {
-			if target, podAddr, err = p.pick(dest.key); err != nil {
-				break
-			}
-			if p.Mode == Node {
-				out.podAddr = podAddr
-			}
-			err = p.roundTrip(x, target, out, false)
-		}
-		if err != nil {
-			p.upstreamFailed(x, err)
-		}
+	}
+	if err != nil {
+		p.upstreamFailed(x, err)
 	}
 }
 
@@ -412,7 +438,18 @@ func (p *Proxy) relay(x *exchange, u *upstreamConn, pl *pool, code int, passClos
 	w.WriteString("HTTP/1.1")
 	w.Write(resp.line[8:])
 	w.WriteString("\r\n")
-	resp.writeFields(w, "Via")
+	if p.Mode == Waypoint {
+		// The tunnel of this request's upstream leg (the destination's L4), which the app
+		// cannot see otherwise: on the answer, as the L7 proxy can touch headers.
+		resp.writeFields(w, "Via", TrailHeader)
+		if u.trail != "" {
+			w.WriteString(TrailHeader + ": ")
+			w.WriteString(u.trail)
+			w.WriteString("\r\n")
+		}
+	} else {
+		resp.writeFields(w, "Via")
+	}
 	writeVia(w, resp.via, p.via)
 	if x.close {
 		w.WriteString("Connection: close\r\n")

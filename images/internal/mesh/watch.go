@@ -97,6 +97,15 @@ func (o *sliceObject) serviceKey() string {
 	return o.Metadata.Namespace + "/" + svc
 }
 
+// waypointFor is the service key a waypoint's slice takes calls for ("" if none).
+func (o *sliceObject) waypointFor() string {
+	target := o.Metadata.Labels[WaypointLabel]
+	if target == "" {
+		return ""
+	}
+	return o.Metadata.Namespace + "/" + target
+}
+
 // readyEndpoints: ready (nil counts as ready, as the API says) IPv4 addresses on the first TCP port.
 func (o *sliceObject) readyEndpoints() []Endpoint {
 	if o.AddressType != "" && o.AddressType != "IPv4" {
@@ -226,6 +235,7 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("list: decoding: %w", err)
 	}
 	all := map[string]map[string][]Endpoint{}
+	waypoints := map[string]map[string]string{}
 	for i := range list.Items {
 		item := &list.Items[i]
 		key := item.serviceKey()
@@ -236,8 +246,15 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 			all[key] = map[string][]Endpoint{}
 		}
 		all[key][item.Metadata.Name] = item.readyEndpoints()
+		if target := item.waypointFor(); target != "" {
+			if waypoints[key] == nil {
+				waypoints[key] = map[string]string{}
+			}
+			waypoints[key][item.Metadata.Name] = target
+		}
 	}
 	w.Store.Replace(all)
+	w.Store.ReplaceWaypoints(waypoints)
 	return list.Metadata.ResourceVersion, nil
 }
 
@@ -292,6 +309,7 @@ func (w *Watcher) watch(ctx context.Context, rv string) (string, error) {
 		case "ADDED", "MODIFIED":
 			if key != "" {
 				w.Store.SetSlice(key, obj.Metadata.Name, obj.readyEndpoints())
+				w.Store.SetWaypoint(key, obj.Metadata.Name, obj.waypointFor())
 			}
 		case "DELETED":
 			if key != "" {
