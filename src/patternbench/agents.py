@@ -33,6 +33,7 @@ class Placement(str, Enum):
 
     POD = "pod"  # a native sidecar in every app pod
     NODE = "node"  # once per node, a DaemonSet
+    SERVICE = "service"  # a Deployment of its own per app service (the ambient waypoint)
 
 
 @dataclass(frozen=True)
@@ -40,15 +41,25 @@ class ProxyMode:
     """How a mesh proxy in one placement shows up in a Via trail ('1.1 <name>/<id> (<node>)')
     and where its hops start and end."""
 
-    name: str  # the mode the proxy writes in Via: sidecar, node
+    name: str  # the mode the proxy writes in Via: sidecar, node, l4, waypoint
     in_pod: bool  # shares its app's pod (loopback to it); else in its node's own network, named by the node
     on_entry: bool  # the entry request passes one too (the entry pod's inbound sidecar)
     per_call: int = 2  # a call passes the caller's outbound and the callee's inbound proxy
+    own_pod: bool = False  # runs in a pod of its own, named in Via (a waypoint)
+    # A call between two pods of one node passes one instance, not two (the L4 proxy dials
+    # the pod itself), unless an own-pod proxy (a waypoint) sits between.
+    direct_same_node: bool = False
+    writes_via: bool = True  # an L7 proxy adds itself to Via; an L4 tunnel cannot (its trail comes back apart)
 
 
 # The modes meshproxy runs in (images/cmd/meshproxy): Via names them, hops are classified by them.
 PROXY_MODES: dict[str, ProxyMode] = {
-    m.name: m for m in (ProxyMode("sidecar", in_pod=True, on_entry=True), ProxyMode("node", in_pod=False, on_entry=False))
+    m.name: m for m in (
+        ProxyMode("sidecar", in_pod=True, on_entry=True),
+        ProxyMode("node", in_pod=False, on_entry=False),
+        ProxyMode("l4", in_pod=False, on_entry=False, direct_same_node=True, writes_via=False),
+        ProxyMode("waypoint", in_pod=False, on_entry=False, per_call=1, own_pod=True),
+    )
 }
 
 
@@ -91,6 +102,7 @@ class AgentSpec:
     source: str | None = None  # the agent file it came from; None: patternbench's own
     digest: str | None = None  # sha256 of that file: the same agent read again (a run's copy) is no conflict
     archives: tuple[Path, ...] = ()  # OCI archives a provider that loads images imports
+    service: Transform | None = None  # add it once per app service (Placement.SERVICE)
 
     @property
     def measured(self) -> tuple[str, ...]:
@@ -228,7 +240,52 @@ def idle_node(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
         objs += find(load_template("node-agents.yaml", values(opts, index=i)), "DaemonSet", f"agent-omega-{i}")
 
 
+# ---- the ambient mesh: a node L4 proxy and per-service waypoints -----------------------------
+
+# Replicas of each service's waypoint Deployment.
+WAYPOINT_REPLICAS = 2
+
+
+def _tunnel_apps(objs: list[Obj], opts: RenderOptions) -> None:
+    """Apps call through their node's L4 proxy as HTTP CONNECT tunnels."""
+    for deployment in _app_deployments(objs, opts):
+        app = app_container(deployment)
+        set_env(app, "MESH_PROXY", f"$(NODE_IP):{MESH_OUTBOUND_PORT}")
+        set_env(app, "MESH_TUNNEL", "connect")
+
+
+def l4_node(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
+    """One hostNetwork L4 proxy per node (its ServiceAccount, headless Service, RBAC), the
+    apps tunnelling through it. Naive: no socket handover on upgrade."""
+    if not instances:
+        return
+    objs += load_template("ambient.yaml", values(opts))
+    _tunnel_apps(objs, opts)
+    if opts.naive:
+        proxy = find(objs, "DaemonSet", "l4proxy")[0]
+        proxy["spec"]["updateStrategy"]["rollingUpdate"] = {"maxSurge": 0, "maxUnavailable": 1}
+        set_env(proxy["spec"]["template"]["spec"]["containers"][0], "REUSE_PORT", "false")
+
+
+def waypoint_service(objs: list[Obj], opts: RenderOptions, instances: int, services: list[str] | None = None, replicas: int = WAYPOINT_REPLICAS) -> None:
+    """A waypoint Deployment and its Service per app service (and one ServiceAccount)."""
+    if not instances:
+        return
+    names = services if services is not None else [d["metadata"]["name"] for d in _app_deployments(objs, opts)]
+    objs.append({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "waypoint", "namespace": opts.app_namespace, "labels": {"patternbench.dev/run": opts.run_id}},
+        "automountServiceAccountToken": False,
+    })
+    for name in names:
+        objs += load_template("waypoint.yaml", values(opts, service=name, replicas=replicas))
+
+
 # ---- the registry -------------------------------------------------------------------------
+
+def _no_sidecar(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
+    raise UsageError("this agent has no container for that placement")
+
 
 # In the order a pattern adds them to a pod or a node (it decides the rendered objects' order).
 AGENTS: dict[str, AgentSpec] = {
@@ -242,6 +299,16 @@ AGENTS: dict[str, AgentSpec] = {
         AgentSpec(
             "logging", AgentKind.LOG, image="logagent", container="logagent", switch="logging",
             sidecar=log_sidecar, node=log_node, container_names=("logagent",),
+        ),
+        AgentSpec(
+            "l4proxy", AgentKind.MESH, image="meshproxy", container="l4proxy", switch="mesh",
+            sidecar=_no_sidecar, node=l4_node, container_names=("l4proxy",), placements=frozenset({Placement.NODE}),
+            proxy={Placement.NODE: PROXY_MODES["l4"]},
+        ),
+        AgentSpec(
+            "waypoint", AgentKind.MESH, image="meshproxy", container="waypoint", switch="mesh",
+            sidecar=_no_sidecar, node=_no_sidecar, service=waypoint_service, container_names=("waypoint",),
+            placements=frozenset({Placement.SERVICE}), proxy={Placement.SERVICE: PROXY_MODES["waypoint"]},
         ),
         AgentSpec(
             "agent-omega", AgentKind.IDLE, image="agent-omega", container="agent", switch="extra_agents",

@@ -363,6 +363,10 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
 
     cases, profile = experiment_options(args)
     topology = load_topology(args.topology)
+    from patternbench.patterns import pattern_spec
+
+    for pattern in {c.pattern for c in cases}:
+        pattern_spec(pattern).check(topology)
     if args.calibrate and args.provider != "local":
         raise UsageError("--calibrate injects outages with iptables on this machine: it needs --provider local")
     try:

@@ -299,6 +299,9 @@ def deploy_run(
     from patternbench.topology import check_capacity
 
     progress = progress or Progress()
+    from patternbench.patterns import pattern_spec
+
+    pattern_spec(pattern).check(topology)
     run_id = run_id or new_run_id()
     able = abilities(provider)
     pod_logs_dir, agent_state_dir = able.node_paths

@@ -22,7 +22,7 @@ from patternbench.observe.pods import PodWatcher
 from patternbench.observe.resources import ResourceSampler
 from patternbench.progress import Progress
 from patternbench.agent_file import keep_with_run
-from patternbench.agents import UPGRADABLE, Placement, agent_spec, file_agents, upgradable_spec
+from patternbench.agents import UPGRADABLE, AgentKind, Placement, agent_spec, file_agents, upgradable_spec
 from patternbench.patterns import PATTERNS, pattern_spec
 from patternbench.topology import Pattern, Topology, containers_formula
 from patternbench.inplace import upgrade_in_place
@@ -111,6 +111,15 @@ NAIVE_PATTERNS = (Pattern.DAEMONSET, Pattern.SIDECAR)
 IN_PLACE_NAIVE = ((Pattern.SIDECAR, "mesh"),)
 
 
+def with_kind_members(agents: list[str]) -> list[str]:
+    """`mesh` also selects every other built-in mesh agent (the ambient L4 proxy and
+    waypoint): --agent mesh means the mesh, whichever pattern's proxies those are."""
+    out = list(agents)
+    if "mesh" in agents:
+        out += [a for a in UPGRADABLE if a not in out and agent_spec(a).kind is AgentKind.MESH]
+    return out
+
+
 # Webhook injection beside client-side injection by default: the sidecar proxy, both ways up.
 WEBHOOK_DEFAULT = ((Pattern.SIDECAR, "mesh", "rolling"), (Pattern.SIDECAR, "mesh", "in-place"))
 
@@ -124,7 +133,7 @@ def default_matrix(
     every built-in sidecar upgraded in place too (and the sidecar proxy without a drain)."""
     strategies = strategies or list(STRATEGIES)
     patterns = patterns or list(PATTERNS)
-    agents = agents or list(UPGRADABLE)
+    agents = with_kind_members(agents or list(UPGRADABLE))
     # Agents from agent files run beside the built-in agent they stand in for.
     agents = agents + [a.name for a in file_agents() if a.slot in agents and a.name not in agents]
     cases = []
@@ -136,7 +145,7 @@ def default_matrix(
         cases += [Case(pattern, agent) for agent in agents if spec.runs(agent)]
     for pattern in NAIVE_PATTERNS:
         for agent in agents:
-            if pattern in patterns and agent_spec(agent).on_request_path and agent_spec(agent).source is None:
+            if pattern in patterns and pattern_spec(pattern).runs(agent) and agent_spec(agent).on_request_path and agent_spec(agent).source is None:
                 cases.append(Case(pattern, agent, naive=True))
     if "in-place" in strategies:
         for pattern in patterns:
@@ -168,7 +177,7 @@ def fault_matrix(
     names = faults or list(FAULTS)
     # Sidecar against DaemonSet; hybrid repeats one of the two for each agent.
     patterns = patterns or [Pattern.SIDECAR, Pattern.DAEMONSET]
-    agents = agents or list(UPGRADABLE)
+    agents = with_kind_members(agents or list(UPGRADABLE))
     cases = []
     for name in names:
         spec = fault_spec(name)
@@ -186,7 +195,8 @@ def fault_matrix(
                 if control:
                     cases.append(Case(pattern, None, fault=name, fault_duration_s=duration_s))
                     break
-                cases.append(Case(pattern, agent, fault=name, fault_duration_s=duration_s))
+                if pattern_spec(pattern).runs(agent):
+                    cases.append(Case(pattern, agent, fault=name, fault_duration_s=duration_s))
     return cases
 
 

@@ -28,7 +28,8 @@ class ViaEntry:
     def location(self) -> Location:
         """A sidecar runs inside its pod; a node proxy in its node's own network (hostNetwork).
         A mode no agent spec knows is an error: guessing its place would misclassify hops."""
-        if proxy_mode(self.mode).in_pod:
+        mode = proxy_mode(self.mode)
+        if mode.in_pod or mode.own_pod:  # a sidecar in its app's pod; a waypoint in a pod of its own
             return Location(pod=self.name, node=self.node)
         return Location(pod=None, node=self.node or self.name)
 

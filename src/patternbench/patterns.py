@@ -27,6 +27,8 @@ class Pattern(str, Enum):
     SIDECAR = "sidecar"
     DAEMONSET = "daemonset"
     HYBRID = "hybrid"
+    AMBIENT = "ambient"
+    AMBIENT_L4 = "ambient-l4"
 
     @classmethod
     def parse(cls, value: str, field_name: str = "pattern") -> Pattern:
@@ -46,6 +48,14 @@ class PatternSpec:
     # Assert that upgrading a log agent loses no line. Only the daemonset pattern asserts it
     # today; hybrid runs the same log DaemonSet but has never been held to it on a cluster.
     lossless_log_upgrade: bool = False
+    # The topology switches it cannot run without (the ambient patterns are a mesh).
+    requires: tuple[str, ...] = ()
+
+    def check(self, topology: Topology) -> None:
+        """Before anything is deployed: the topology turns on what the pattern needs."""
+        for switch in self.requires:
+            if not getattr(topology.agents, switch):
+                raise UsageError(f"--pattern {self.name}: it is a {switch} pattern, and the topology turns the {switch} off (agents.{switch}: false)")
 
     def __post_init__(self) -> None:
         for name in self.placement:
@@ -78,9 +88,11 @@ class PatternSpec:
         return sum(agents.instances(a) for a in self.agents_at(placement))
 
     def containers(self, topology: Topology, nodes: int) -> int:
-        """The seed's container count: each app pod with its sidecars, each node's agents."""
+        """The seed's container count: each app pod with its sidecars, each node's agents,
+        and each service's own agent pods (S·R·(1+k_pod) + nodes·k_node + S·W·k_service)."""
         pods = topology.app_pods
-        return pods * (1 + self.instances(topology.agents, Placement.POD)) + nodes * self.instances(topology.agents, Placement.NODE)
+        per_service = len(topology.services) * topology.waypoint_replicas * self.instances(topology.agents, Placement.SERVICE)
+        return pods * (1 + self.instances(topology.agents, Placement.POD)) + nodes * self.instances(topology.agents, Placement.NODE) + per_service
 
     def proxies(self, mesh: bool = True) -> list[ProxyMode]:
         """The proxy modes a request meets (the mesh agents this pattern places), if the mesh runs."""
@@ -93,20 +105,45 @@ class PatternSpec:
         mesh = any(agents.instances(a) for a in AGENTS.values() if a.kind is AgentKind.MESH)
         return [m.name for m in self.proxies(mesh) for _ in range(m.per_call)]
 
-    def expected_proxies(self, calls_per_request: int, mesh: bool = True) -> int:
-        """Proxy hops per request: each call passes its proxies; an entry proxy adds one."""
-        return sum(m.per_call * calls_per_request + int(m.on_entry) for m in self.proxies(mesh))
+    def depends_on_placement(self, mesh: bool = True) -> bool:
+        """Whether the proxies a call passes depend on where its pods ran: an L4 proxy dials a
+        pod of its own node itself, so a call within a node passes one, across nodes two
+        (unless a waypoint sits between, which always takes the tunnel node to node)."""
+        modes = self.proxies(mesh)
+        return any(m.direct_same_node for m in modes) and not any(m.own_pod for m in modes)
 
-    def hop_counts(self, calls_per_request: int, mesh: bool = True) -> dict[str, int]:
+    def call_kinds(self, crossed: bool, mesh: bool = True) -> list[str]:
+        """The proxy modes one call passes (sorted), given whether its two pods ran on different nodes."""
+        direct = self.depends_on_placement(mesh) and not crossed
+        return sorted(m.name for m in self.proxies(mesh) for _ in range(1 if direct and m.direct_same_node else m.per_call))
+
+    def request_via_kinds(self, mesh: bool = True) -> list[str]:
+        """The Via a callee sees on a call's request: the L7 proxies' entries only."""
+        return [m.name for m in self.proxies(mesh) if m.writes_via for _ in range(m.per_call)]
+
+    def expected_proxies(self, calls_per_request: int, mesh: bool = True, cross_node_share: float | None = None) -> float | None:
+        """Proxy hops per request: each call passes its proxies; an entry proxy adds one. Where
+        that depends on placement, from the measured share of calls that crossed nodes (None
+        without it)."""
+        total = 0.0
+        for m in self.proxies(mesh):
+            if m.direct_same_node and self.depends_on_placement(mesh):
+                if cross_node_share is None:
+                    return None
+                total += calls_per_request * (1 + cross_node_share)
+            else:
+                total += m.per_call * calls_per_request + int(m.on_entry)
+        return total if self.depends_on_placement(mesh) else int(total)
+
+    def hop_counts(self, calls_per_request: int, mesh: bool = True, cross_node_share: float | None = None) -> dict[str, float] | None:
         """Hops per request inside the cluster (`total`) and how many are `loopback`: a call is
         app -> [proxies] -> app, one hop more than the proxies it passes; a proxy in the pod
         is a loopback hop from its app."""
-        total, loopback = calls_per_request, 0
-        for m in self.proxies(mesh):
-            hops = m.per_call * calls_per_request + int(m.on_entry)
-            total += hops
-            loopback += hops if m.in_pod else 0
-        return {"total": total, "loopback": loopback}
+        proxies = self.expected_proxies(calls_per_request, mesh, cross_node_share)
+        if proxies is None:
+            return None
+        loopback = sum(m.per_call * calls_per_request + int(m.on_entry) for m in self.proxies(mesh) if m.in_pod)
+        return {"total": calls_per_request + proxies, "loopback": loopback}
 
     def needs_sink(self, agents: Agents) -> bool:
         """Whether a log agent runs, so the log sink is deployed and read."""
@@ -129,6 +166,9 @@ class PatternSpec:
             stand_in(agent, opts).sidecar(objs, opts, agents.instances(agent))
         for agent in self.agents_at(Placement.NODE):
             stand_in(agent, opts).node(objs, opts, agents.instances(agent))
+        for agent in self.agents_at(Placement.SERVICE):
+            assert agent.service is not None, f"{agent.name} has no per-service workload"
+            agent.service(objs, opts, agents.instances(agent), [s.name for s in topology.services], topology.waypoint_replicas)
 
 
 def stand_in(agent: AgentSpec, opts: RenderOptions) -> AgentSpec:
@@ -140,14 +180,21 @@ def stand_in(agent: AgentSpec, opts: RenderOptions) -> AgentSpec:
     return agent
 
 
+# The agents the sidecar, DaemonSet and hybrid patterns place (the ambient ones have their own).
+CLASSIC = ("mesh", "logging", "agent-omega")
+
 PATTERNS: dict[Pattern, PatternSpec] = {
     spec.pattern: spec
     for spec in (
         PatternSpec(Pattern.NONE),
-        PatternSpec(Pattern.SIDECAR, {name: Placement.POD for name in AGENTS}),
-        PatternSpec(Pattern.DAEMONSET, {name: Placement.NODE for name in AGENTS}, lossless_log_upgrade=True),
+        PatternSpec(Pattern.SIDECAR, {name: Placement.POD for name in CLASSIC}),
+        PatternSpec(Pattern.DAEMONSET, {name: Placement.NODE for name in CLASSIC}, lossless_log_upgrade=True),
         # The mesh proxy per pod (next to its app), every other agent per node.
-        PatternSpec(Pattern.HYBRID, {name: Placement.POD if a.kind is AgentKind.MESH else Placement.NODE for name, a in AGENTS.items()}),
+        PatternSpec(Pattern.HYBRID, {name: Placement.POD if AGENTS[name].kind is AgentKind.MESH else Placement.NODE for name in CLASSIC}),
+        # Istio's ambient mode: an L4 proxy per node, an L7 waypoint per service, the rest per node.
+        PatternSpec(Pattern.AMBIENT, {"l4proxy": Placement.NODE, "waypoint": Placement.SERVICE, "logging": Placement.NODE, "agent-omega": Placement.NODE}, requires=("mesh",)),
+        # Ambient without waypoints: the L4 proxies alone.
+        PatternSpec(Pattern.AMBIENT_L4, {"l4proxy": Placement.NODE, "logging": Placement.NODE, "agent-omega": Placement.NODE}, requires=("mesh",)),
     )
 }
 

@@ -58,6 +58,7 @@ class Topology:
     services: tuple[Service, ...]
     entry: str
     agents: Agents = field(default_factory=Agents)
+    waypoint_replicas: int = 2  # each service's waypoint Deployment (the ambient pattern)
 
     @property
     def app_pods(self) -> int:
@@ -68,7 +69,7 @@ class Topology:
         return next(s for s in self.services if s.name == name)
 
     def with_agents(self, agents: Agents) -> Topology:
-        return Topology(self.services, self.entry, agents)
+        return Topology(self.services, self.entry, agents, self.waypoint_replicas)
 
 
 def containers_formula(topology: Topology, pattern: Pattern, nodes: int) -> int:
@@ -90,7 +91,7 @@ def parse_topology(doc: Any, source: str = "topology") -> Topology:
     """A topology from its YAML document; raises UsageError naming the first bad field."""
     if not isinstance(doc, dict):
         raise UsageError(f"{source}: expected a mapping with services, entry and agents")
-    unknown = set(doc) - {"services", "entry", "agents", "pattern"}
+    unknown = set(doc) - {"services", "entry", "agents", "pattern", "waypoint_replicas"}
     if unknown:
         raise UsageError(f"{source}: unknown field {sorted(unknown)[0]!r}")
     raw_services = _expect(doc.get("services"), list, "services")
@@ -112,7 +113,10 @@ def parse_topology(doc: Any, source: str = "topology") -> Topology:
     entry = doc.get("entry", services[0].name)
     _expect(entry, str, "entry")
     agents = parse_agents(doc.get("agents", {}))
-    topology = Topology(services=tuple(services), entry=entry, agents=agents)
+    waypoint_replicas = _expect(doc.get("waypoint_replicas", 2), int, "waypoint_replicas")
+    if isinstance(waypoint_replicas, bool) or waypoint_replicas < 1:
+        raise UsageError(f"waypoint_replicas: each service's waypoint needs at least 1 replica, got {waypoint_replicas}")
+    topology = Topology(services=tuple(services), entry=entry, agents=agents, waypoint_replicas=waypoint_replicas)
     validate(topology)
     return topology
 
@@ -221,13 +225,13 @@ def expected_hops(topology: Topology, pattern: Pattern) -> list[str]:
     return pattern_spec(pattern).expected_hops(topology.agents)
 
 
-def expected_hop_counts(pattern: Pattern, calls_per_request: int, mesh: bool = True) -> dict[str, int]:
+def expected_hop_counts(pattern: Pattern, calls_per_request: int, mesh: bool = True, cross_node_share: float | None = None) -> dict[str, float] | None:
     """Hops per request that the pattern implies: `total` hops inside the cluster and how many
     of them are `loopback` (a sidecar and its app share the pod's loopback). A call passes
     app -> [proxies] -> app: through sidecars 2 loopback hops and 1 between pods, through node
     proxies 3 hops between network namespaces, direct 1; the entry's inbound sidecar adds one
     loopback hop. Whether the hops between pods stay on a node is up to the scheduler."""
-    return pattern_spec(pattern).hop_counts(calls_per_request, mesh)
+    return pattern_spec(pattern).hop_counts(calls_per_request, mesh, cross_node_share)
 
 
 # ---- capacity ------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from patternbench.load.records import answer_trail
 from patternbench.measure import call_hops, calls, crosses_nodes, pods_in, request_hops, via_kinds
 from patternbench.observe.logsink import sink_stats
 from patternbench.progress import Progress
-from patternbench.topology import Pattern, containers_formula, expected_hop_counts, expected_hops, load_topology
+from patternbench.patterns import pattern_spec
+from patternbench.topology import Pattern, containers_formula, expected_hop_counts, load_topology
 
 pytestmark = pytest.mark.cluster
 
@@ -59,7 +60,8 @@ def test_pattern_end_to_end(deployed: tuple[DeployedRun, client.ApiClient]) -> N
     # Hop trails: what the pattern implies on every call, and on the entry.
     served: Counter[str] = Counter()
     crossing_calls = 0
-    want = expected_hop_counts(pattern, sum(len(s.calls) for s in TOPOLOGY.services), TOPOLOGY.agents.mesh)
+    spec = pattern_spec(pattern)
+    calls_per_request = sum(len(s.calls) for s in TOPOLOGY.services)
     for _ in range(30):
         status, via, answer, body = get(run.entry_url)
         assert status == 200, answer
@@ -67,17 +69,24 @@ def test_pattern_end_to_end(deployed: tuple[DeployedRun, client.ApiClient]) -> N
         # Hops from where things ran: a call between pods on different nodes is exactly one
         # cross-node hop, whatever the pattern; a call within a node none.
         record = {"via": via, **answer_trail(body)}
+        crossed_here = 0
         for call in record["calls"]:
             crossed = crosses_nodes(call)
             assert crossed is not None, call
-            assert call_hops(call).count("cross_node") == int(crossed), call
-            crossing_calls += crossed
+            # The proxies this call passed (its Via, or an ambient call's tunnel trail) are
+            # those the pattern implies for a call within or across nodes.
+            assert sorted(via_kinds(call["via"])) == spec.call_kinds(crossed, TOPOLOGY.agents.mesh), call
+            if not any(m.own_pod for m in spec.proxies(TOPOLOGY.agents.mesh)):
+                # No waypoint between: a call across nodes is exactly one cross-node hop.
+                assert call_hops(call).count("cross_node") == int(crossed), call
+            crossed_here += crossed
+        crossing_calls += crossed_here
+        want = expected_hop_counts(pattern, calls_per_request, TOPOLOGY.agents.mesh, cross_node_share=crossed_here / max(1, len(record["calls"])))
         hops = request_hops(record)
-        assert "unknown" not in hops and sum(hops.values()) == want["total"] and hops["loopback"] == want["loopback"], (hops, want)
+        assert "unknown" not in hops and sum(hops.values()) == pytest.approx(want["total"]) and hops["loopback"] == want["loopback"], (hops, want)
         for _caller, _callee, down in calls(answer):
-            # On the response back to the caller, and on the request as the callee saw it.
-            assert via_kinds(down.get("via")) == expected_hops(TOPOLOGY, pattern)
-            assert via_kinds(down["answer"].get("via")) == expected_hops(TOPOLOGY, pattern)
+            # The request as the callee saw it carries the L7 proxies' Via entries.
+            assert via_kinds(down["answer"].get("via")) == spec.request_via_kinds(TOPOLOGY.agents.mesh)
         entry_kinds = via_kinds(via)
         assert entry_kinds == (["sidecar"] if pattern in (Pattern.SIDECAR, Pattern.HYBRID) else [])
 

@@ -89,7 +89,7 @@ def test_cli_as_a_process_prints_no_traceback(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["run", "--pattern", "ambient"], "unknown pattern 'ambient'"),
+    (["run", "--pattern", "mystery"], "unknown pattern 'mystery'"),
     (["run", "--agent", "tracing"], "unknown agent 'tracing'"),
     (["run", "--duration", "0"], "--duration must be positive"),
     (["run", "--users", "5000"], "more than one load process can drive"),

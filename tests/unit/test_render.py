@@ -10,14 +10,18 @@ TOPO = load_topology()
 
 
 def app_deployments(objs):
-    return [d for d in find(objs, "Deployment") if d["metadata"]["namespace"] == OPTS.app_namespace]
+    """The application's Deployments (not the ambient waypoints beside them)."""
+    return [
+        d for d in find(objs, "Deployment")
+        if d["metadata"]["namespace"] == OPTS.app_namespace and d["spec"]["template"]["metadata"]["labels"].get("patternbench.dev/role") == "app"
+    ]
 
 
 def strip_transformations(deployment):
     """The app container and pod fields every pattern shares."""
     pod = deployment["spec"]["template"]["spec"]
     app = next(c for c in pod["containers"] if c["name"] == "app")
-    env = {e["name"] for e in app["env"]} - {"MESH_PROXY", "LOG_PATH"}
+    env = {e["name"] for e in app["env"]} - {"MESH_PROXY", "MESH_TUNNEL", "LOG_PATH"}
     return app["image"], sorted(env), app["securityContext"], deployment["spec"]["replicas"]
 
 

@@ -4,6 +4,8 @@ is now an error or honoured."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from patternbench import images, measure
@@ -29,8 +31,8 @@ def test_every_pattern_has_a_spec() -> None:
 
 
 def test_unknown_pattern_name_is_an_error() -> None:
-    with pytest.raises(UsageError, match="unknown pattern 'ambient'"):
-        pattern_spec("ambient")
+    with pytest.raises(UsageError, match="unknown pattern 'mystery'"):
+        pattern_spec("mystery")
 
 
 def test_a_pattern_without_spec_is_an_error_not_the_hybrid_formula(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,7 +64,8 @@ def test_unknown_agent_is_an_error() -> None:
 def test_agents_say_what_is_measured_for_them() -> None:
     assert AGENTS["mesh"].kind is AgentKind.MESH and "hops" in AGENTS["mesh"].measured
     assert AGENTS["logging"].kind is AgentKind.LOG and "log_lines_lost" in AGENTS["logging"].measured
-    assert UPGRADABLE == ("mesh", "logging")
+    assert UPGRADABLE == ("mesh", "logging", "l4proxy", "waypoint")
+    assert AGENTS["l4proxy"].kind is AGENTS["waypoint"].kind is AgentKind.MESH
     # Every upgradable agent's image is built in every version it is deployed or upgraded to.
     assert {AGENTS[name].image for name in UPGRADABLE} == set(images.AGENTS)
     assert {v for name in UPGRADABLE for v in AGENTS[name].versions} == set(images.VERSIONS)
@@ -80,8 +83,8 @@ def test_placements_give_the_seed_formulas() -> None:
 
 def test_unknown_proxy_mode_is_an_error_not_a_network_hop() -> None:
     assert proxy_mode("sidecar").in_pod and not proxy_mode("node").in_pod
-    call = {"src": ["a-1", "n1"], "dst": ["b-1", "n1"], "via": "1.1 waypoint/w-1 (n1)"}
-    with pytest.raises(UsageError, match="unknown proxy mode 'waypoint'"):
+    call = {"src": ["a-1", "n1"], "dst": ["b-1", "n1"], "via": "1.1 mystery/w-1 (n1)"}
+    with pytest.raises(UsageError, match="unknown proxy mode 'mystery'"):
         measure.call_hops(call)
     record = {"kind": "user", "status": 200, "via": "", "entry": ["a-1", "n1"], "calls": [call]}
     with pytest.raises(UsageError, match="unknown proxy mode"):
@@ -150,3 +153,37 @@ def test_real_providers_declare_their_abilities() -> None:
     assert all(hasattr(LocalProvider, m) for m in ("node_paths", "entry_host", "is_up", "daemons", "status", "node_status"))
     assert "registry" in GkeProvider.__dataclass_fields__ and "registry" in KubeconfigProvider.__dataclass_fields__
     assert not hasattr(KindProvider, "registry")
+
+
+def test_ambient_formula_proxies_and_tunnel_trails() -> None:
+    """Ambient: S·R + nodes·(L4 + node agents) + S·W waypoints; a call passes L4, waypoint,
+    L4 (3 proxies) whatever the nodes; without waypoints one L4 within a node, two across.
+    A tunnel trail is classified like a Via: a waypoint in a pod of its own, an L4 per node."""
+    from patternbench.load.records import answer_trail
+    from patternbench.patterns import pattern_spec
+
+    nodes, services = 3, len(TOPO.services)
+    ambient, l4 = pattern_spec(Pattern.AMBIENT), pattern_spec(Pattern.AMBIENT_L4)
+    per_node = 1 + int(TOPO.agents.logging) + TOPO.agents.extra_agents
+    assert containers_formula(TOPO, Pattern.AMBIENT, nodes) == TOPO.app_pods + nodes * per_node + services * TOPO.waypoint_replicas
+    assert containers_formula(TOPO, Pattern.AMBIENT_L4, nodes) == TOPO.app_pods + nodes * per_node
+    assert ambient.expected_proxies(3) == 9 and ambient.hop_counts(3) == {"total": 12, "loopback": 0}
+    assert l4.expected_proxies(3) is None and l4.expected_proxies(3, cross_node_share=2 / 3) == pytest.approx(5.0)
+    body = json.dumps({"pod": "a-1", "node": "n1", "service": "a", "downstream": [{
+        "service": "b", "status": 200, "via": "1.1 waypoint/b-wp-1 (n3)",
+        "tunnel": "1.1 l4/n2 (n2), 1.1 waypoint/b-wp-1 (n3), 1.1 l4/n1 (n1)",
+        "answer": {"pod": "b-1", "node": "n2", "service": "b", "via": "1.1 waypoint/b-wp-1 (n3)"}}]}).encode()
+    [call] = answer_trail(body)["calls"]
+    assert measure.call_hops(call) == ["same_node", "cross_node", "cross_node", "same_node"]
+    assert sorted(measure.via_kinds(call["via"])) == ambient.call_kinds(crossed=True)
+
+
+def test_ambient_needs_the_mesh_and_waypoint_replicas(tmp_path) -> None:
+    from patternbench.patterns import pattern_spec
+    from patternbench.topology import Agents, parse_topology
+
+    with pytest.raises(UsageError, match="--pattern ambient: it is a mesh pattern, and the topology turns the mesh off"):
+        pattern_spec(Pattern.AMBIENT).check(TOPO.with_agents(Agents(mesh=False)))
+    doc = {"services": [{"name": "a"}], "waypoint_replicas": 0}
+    with pytest.raises(UsageError, match="waypoint_replicas: each service's waypoint needs at least 1 replica, got 0"):
+        parse_topology(doc)

@@ -96,8 +96,8 @@ def test_unreadable_topology_file(tmp_path) -> None:
 
 
 def test_unknown_pattern() -> None:
-    with pytest.raises(UsageError, match="--pattern: unknown pattern 'ambient'"):
-        Pattern.parse("ambient", "--pattern")
+    with pytest.raises(UsageError, match="--pattern: unknown pattern 'mystery'"):
+        Pattern.parse("mystery", "--pattern")
 
 
 @pytest.mark.parametrize(

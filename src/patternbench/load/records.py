@@ -24,7 +24,9 @@ def answer_trail(body: bytes | None) -> dict[str, Any]:
             calls.append({
                 "src": [node.get("pod"), node.get("node")],
                 "dst": [callee.get("pod"), callee.get("node")] if callee else None,
-                "via": down.get("via") or "",
+                # An ambient call's `tunnel` is its whole path (L4 proxies and waypoint, callee
+                # side first like a Via); the waypoint's Via entry is in it too.
+                "via": down.get("tunnel") or down.get("via") or "",
             })
             if callee:
                 walk(callee)
