@@ -354,6 +354,10 @@ def node_rollouts(pod_records: list[Record], start: float, end: float) -> list[N
     """Each node's agent replacement during [start, end), from the pod watch: agent pods
     (role `agent`) that existed before `start` are the old instances, those that appeared
     after it the new ones."""
+    # DaemonSet pods only: a per-service agent's Deployment (the ambient waypoints) rolls
+    # by the scheduler's choice of nodes, with no node "down". (Records written before the
+    # owner was recorded have none, and count as before.)
+    pod_records = [r for r in pod_records if r.get("owner") in (None, "DaemonSet")]
     first_seen: dict[str, float] = {}
     for r in sorted(pod_records, key=lambda r: r["t"]):
         if r.get("role") == "agent":

@@ -264,3 +264,14 @@ def test_one_slow_probe_among_good_ones_is_one_interval_of_downtime() -> None:
     probes = [probe(i * 0.05) for i in range(20)]
     probes[5] = {**probes[5], "ms": 1200.0}
     assert measure.outages(probes, 0, 1) == [(0.25, pytest.approx(0.30))]
+
+
+def test_a_deployments_agent_pods_are_no_node_rollout() -> None:
+    """Waypoint pods (role agent, owned by a ReplicaSet) replaced on a node are no node going
+    without its agent; the same records from a DaemonSet are."""
+    def rec(t: float, uid: str, owner: str, ready: bool, event: str = "MODIFIED") -> dict:
+        return {"t": t, "event": event, "uid": uid, "role": "agent", "app": "w", "node": "n1", "ready": ready, "deleting": False, "owner": owner}
+
+    for owner, want in (("ReplicaSet", 0), ("DaemonSet", 1)):
+        records = [rec(0.0, "old", owner, True), rec(2.0, "old", owner, False), rec(3.0, "new", owner, False, "ADDED"), rec(4.0, "new", owner, True)]
+        assert len(measure.node_rollouts(records, 1.0, 10.0)) == want

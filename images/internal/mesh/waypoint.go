@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -52,7 +53,16 @@ func (p *Proxy) dialThroughL4(podAddr string) (net.Conn, error) {
 	if !ok {
 		return nil, fmt.Errorf("no L4 proxy on node %q (for %s)", ep.NodeName, podAddr)
 	}
-	s, err := p.Peers.Open(net.JoinHostPort(l4.IP, strconv.Itoa(p.PeerPort)), podAddr, string(p.via), p.Timeout)
+	peer := net.JoinHostPort(l4.IP, strconv.Itoa(p.PeerPort))
+	s, err := p.Peers.Open(peer, podAddr, string(p.via), p.Timeout)
+	var oe *OpenError
+	if errors.As(err, &oe) && oe.Unsent {
+		// The L4 proxy's connection went away before it took the stream (it hands over on
+		// upgrade and sends GOAWAY): nothing was done, so open it again, on a new connection
+		// to the successor, as the L4 proxies themselves do (seen on the cluster: one 502
+		// per L4 upgrade without this).
+		s, err = p.Peers.Open(peer, podAddr, string(p.via), p.Timeout)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -33,6 +33,7 @@ def pod_record(event_type: str, pod: client.V1Pod) -> dict[str, Any]:
         "ready": ready,
         "deleting": pod.metadata.deletion_timestamp is not None,
         "restarts": {c.name: c.restart_count for c in statuses},
+        "owner": (pod.metadata.owner_references or [None])[0].kind if pod.metadata.owner_references else None,
     }
 
 
