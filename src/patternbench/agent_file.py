@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from patternbench.agents import AGENTS, AgentKind, AgentSpec, Placement, register
+from patternbench.agents import AGENTS, AgentKind, AgentSpec, Placement, no_container, register
 from patternbench.errors import UsageError
 from patternbench.render import Obj, RenderOptions, app_container, find, set_env
 
@@ -312,17 +312,13 @@ def spec_of(agent: AgentFile) -> AgentSpec:
     slot = AGENTS[SLOTS[agent.kind]]
     return AgentSpec(
         agent.name, KINDS[agent.kind], image=agent.name, container=agent.name, switch=slot.switch,
-        sidecar=sidecar_transform(agent) if Placement.POD in agent.parts else _unsupported,
-        node=node_transform(agent) if Placement.NODE in agent.parts else _unsupported,
+        sidecar=sidecar_transform(agent) if Placement.POD in agent.parts else no_container,
+        node=node_transform(agent) if Placement.NODE in agent.parts else no_container,
         versions=VERSIONS, upgradable=True, proxy=slot.proxy if agent.kind == "mesh" else None,
         container_names=(agent.name,), stands_in_for=slot.name, placements=frozenset(agent.parts),
         images_by_version=dict(agent.images), source=str(agent.source), digest=agent.digest,
         archives=tuple(agent.archives[v] for v in VERSIONS if v in agent.archives),
     )
-
-
-def _unsupported(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
-    raise UsageError("this agent file gives no container for that placement")
 
 
 def load_agent_file(path: Path, check_archives: bool = True) -> AgentSpec:

@@ -283,7 +283,8 @@ def waypoint_service(objs: list[Obj], opts: RenderOptions, instances: int, servi
 
 # ---- the registry -------------------------------------------------------------------------
 
-def _no_sidecar(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
+def no_container(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
+    """The transform of a placement an agent has no container for (never called: specs say their placements)."""
     raise UsageError("this agent has no container for that placement")
 
 
@@ -302,12 +303,12 @@ AGENTS: dict[str, AgentSpec] = {
         ),
         AgentSpec(
             "l4proxy", AgentKind.MESH, image="meshproxy", container="l4proxy", switch="mesh",
-            sidecar=_no_sidecar, node=l4_node, container_names=("l4proxy",), placements=frozenset({Placement.NODE}),
+            sidecar=no_container, node=l4_node, container_names=("l4proxy",), placements=frozenset({Placement.NODE}),
             proxy={Placement.NODE: PROXY_MODES["l4"]},
         ),
         AgentSpec(
             "waypoint", AgentKind.MESH, image="meshproxy", container="waypoint", switch="mesh",
-            sidecar=_no_sidecar, node=_no_sidecar, service=waypoint_service, container_names=("waypoint",),
+            sidecar=no_container, node=no_container, service=waypoint_service, container_names=("waypoint",),
             placements=frozenset({Placement.SERVICE}), proxy={Placement.SERVICE: PROXY_MODES["waypoint"]},
         ),
         AgentSpec(

@@ -260,6 +260,8 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
         upgradable_spec(agent, "--agent")
     load_agent_files(args.agent_file or [], patterns)
     strategies = check_strategies(args.upgrade, patterns, args.agent)
+    from patternbench.webhook_run import check_injection
+
     injection = check_injection(args.injection) if args.injection is not None else None
     profile = PROFILES[args.profile]
     if args.duration is not None:
@@ -283,12 +285,6 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
     args.sweep_rates = sweep
     args.sweep_patterns = patterns or list(Pattern)
     return cases, profile
-
-
-def check_injection(injection: str) -> str:
-    from patternbench.webhook_run import check_injection as check
-
-    return check(injection)
 
 
 def check_strategies(chosen: list[str] | None, patterns: list | None, agents: list[str] | None) -> list[str] | None:

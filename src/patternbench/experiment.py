@@ -26,7 +26,7 @@ from patternbench.agents import UPGRADABLE, AgentKind, Placement, agent_spec, fi
 from patternbench.patterns import PATTERNS, pattern_spec
 from patternbench.topology import Pattern, Topology, containers_formula
 from patternbench.inplace import upgrade_in_place
-from patternbench.upgrade import STRATEGIES, upgrade_agent, upgrade_targets
+from patternbench.upgrade import STRATEGIES, rollout_recorder, upgrade_agent, upgrade_targets
 
 
 @dataclass(frozen=True)
@@ -387,11 +387,7 @@ def webhook_upgrade(api: client.ApiClient, topology: Topology, case: Case, run: 
         return
     restart_deployments(api, apps)
     deployer = Deployer(api, Progress(quiet=True))
-
-    def record(kind: str, name: str, status: Any) -> None:
-        with (out_dir / "rollouts.jsonl").open("a") as handle:
-            handle.write(json.dumps({"t": time.monotonic(), "kind": kind, "name": name, "done": status.done, "message": status.message}) + "\n")
-
+    record = rollout_recorder(out_dir / "rollouts.jsonl")
     for d in apps:
         deployer.wait_one("Deployment", d["metadata"]["namespace"], d["metadata"]["name"], profile.upgrade_timeout_s, on_status=record)
     mark("upgrade_end", restarted=[d["metadata"]["name"] for d in apps])

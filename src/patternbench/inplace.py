@@ -19,7 +19,7 @@ from typing import Any, Callable
 from kubernetes import client
 
 from patternbench.agents import upgradable_spec
-from patternbench.deploy import REQUEST_TIMEOUT
+from patternbench.deploy import REQUEST_TIMEOUT, _poll
 from patternbench.errors import UsageError
 from patternbench.render import SERVING_LABEL
 
@@ -72,13 +72,10 @@ def in_endpoints(discovery: client.DiscoveryV1Api, namespace: str, pod: str) -> 
     return False
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout_s: float, interval_s: float = 0.2) -> float:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return time.monotonic()
-        time.sleep(interval_s)
-    raise UsageError(f"in-place upgrade: timed out after {timeout_s:.0f}s waiting for {what}")
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float) -> float:
+    """deploy's tenacity poll; when it held (monotonic)."""
+    _poll(what, check, timeout_s, interval_s=0.2)
+    return time.monotonic()
 
 
 def upgrade_in_place(

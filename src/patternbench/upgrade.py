@@ -79,6 +79,17 @@ class UpgradeResult:
         return self.end - self.start
 
 
+def rollout_recorder(progress_log: Any) -> Any:
+    """An on_status for Deployer.wait_one: each rollout status, as it changes, into
+    rollouts.jsonl (nothing without a log)."""
+    def record(kind: str, name: str, status: Any) -> None:
+        if progress_log is not None:
+            with open(progress_log, "a") as handle:
+                handle.write(json.dumps({"t": time.monotonic(), "kind": kind, "name": name, "done": status.done, "message": status.message}) + "\n")
+
+    return record
+
+
 def upgrade_agent(
     api: client.ApiClient, objects: list[dict[str, Any]], agent: str, version: str = "v2", timeout_s: float = 300, progress_log: Any = None
 ) -> UpgradeResult:
@@ -94,12 +105,7 @@ def upgrade_agent(
         patch = apps.patch_namespaced_deployment if target.kind == "Deployment" else apps.patch_namespaced_daemon_set
         patch(target.name, target.namespace, body, _request_timeout=REQUEST_TIMEOUT)
     deployer = Deployer(api)
-
-    def record(kind: str, name: str, status: Any) -> None:
-        if progress_log is not None:
-            with open(progress_log, "a") as handle:
-                handle.write(json.dumps({"t": time.monotonic(), "kind": kind, "name": name, "done": status.done, "message": status.message}) + "\n")
-
+    record = rollout_recorder(progress_log)
     for target in targets:
         deployer.wait_one(target.kind, target.namespace, target.name, timeout_s, on_status=record)
     return UpgradeResult(start=start, end=time.monotonic(), targets=targets)

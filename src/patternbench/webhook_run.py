@@ -37,7 +37,7 @@ def redacted(objs: list[Obj]) -> list[Obj]:
     return out
 
 
-def probe_pod(deployment: Obj) -> client.V1Pod:
+def probe_pod(deployment: Obj) -> Obj:
     """A pod as an app Deployment would create it (its template, which complies with the
     namespace's Pod Security), to create with dryRun: the API server runs admission on it."""
     template = copy.deepcopy(deployment["spec"]["template"])
