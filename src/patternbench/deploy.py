@@ -37,7 +37,7 @@ def new_run_id(now: dt.datetime | None = None) -> str:
     return f"pb-{now:%y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def _poll(what: str, check: Any, timeout_s: float, interval_s: float = 0.5) -> Any:
+def poll(what: str, check: Any, timeout_s: float, interval_s: float = 0.5) -> Any:
     """tenacity: call `check` until it returns a truthy value; UsageError after the deadline."""
     try:
         return Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(interval_s), retry=retry_if_result(lambda r: not r))(check)
@@ -142,7 +142,7 @@ class Deployer:
             return status.done
 
         try:
-            _poll(f"{kind} {namespace}/{name}", done, timeout_s)
+            poll(f"{kind} {namespace}/{name}", done, timeout_s)
         except UsageError:
             raise UsageError(f"{kind} {namespace}/{name} did not roll out in {timeout_s:.0f}s: {last['message']}{self._pod_problem(namespace)}") from None
 
@@ -182,7 +182,7 @@ class Deployer:
             items = self.core.list_namespace(label_selector=selector, _request_timeout=REQUEST_TIMEOUT).items
             return not [ns for ns in items if (ns.metadata.labels or {}).get(RUN_LABEL) != exclude]
 
-        _poll("the run's namespaces to be deleted", gone, timeout_s)
+        poll("the run's namespaces to be deleted", gone, timeout_s)
 
     def leftovers(self, run_id: str) -> list[str]:
         """Anything of the run still in the cluster (namespaces, cluster roles, bindings)."""
@@ -418,4 +418,4 @@ def wait_answers(url: str, timeout_s: float, in_a_row: int = 1) -> None:
         streak = streak + 1 if ok else 0
         return streak >= in_a_row
 
-    _poll(f"{url} to answer {in_a_row} times in a row", answers, timeout_s, interval_s=0.1)
+    poll(f"{url} to answer {in_a_row} times in a row", answers, timeout_s, interval_s=0.1)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from kubernetes import client
 
 from patternbench.agents import upgradable_spec
-from patternbench.deploy import REQUEST_TIMEOUT, _poll
+from patternbench.deploy import REQUEST_TIMEOUT, poll
 from patternbench.errors import UsageError
 from patternbench.render import SERVING_LABEL
 
@@ -74,7 +74,7 @@ def in_endpoints(discovery: client.DiscoveryV1Api, namespace: str, pod: str) -> 
 
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float) -> float:
     """deploy's tenacity poll; when it held (monotonic)."""
-    _poll(what, check, timeout_s, interval_s=0.2)
+    poll(what, check, timeout_s, interval_s=0.2)
     return time.monotonic()
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from patternbench.deploy import Deployer, deploy_run
+from patternbench.deploy import Deployer, poll, deploy_run
 from patternbench.injection import ANNOTATION_INJECTED
 from patternbench.progress import Progress
 from patternbench.render import render
@@ -56,11 +56,14 @@ def test_webhook_pods_equal_client_pods_and_a_down_injector_refuses_pods(cluster
             time.sleep(0.5)
         victim = pods[0]
         core.delete_namespaced_pod(victim.metadata.name, run.app_namespace, grace_period_seconds=0)
-        time.sleep(5)
+        # The controller's refusal event arrives asynchronously (seconds under CI load): wait for
+        # it, then check the refused pod was not created behind it.
+        def refusals() -> list[str]:
+            return [e.message or "" for e in core.list_namespaced_event(run.app_namespace).items
+                    if e.reason == "FailedCreate" and "injector" in (e.message or "")]
+        refused = poll("the ReplicaSet's FailedCreate event naming the injector", refusals, timeout_s=90, interval_s=1)
         now = core.list_namespaced_pod(run.app_namespace, label_selector="patternbench.dev/role=app").items
-        assert len(now) == topology.app_pods - 1, [p.metadata.name for p in now]
-        refused = [e for e in core.list_namespaced_event(run.app_namespace).items if e.reason == "FailedCreate"]
-        assert refused and any("injector" in (e.message or "") for e in refused), [e.message for e in refused]
+        assert len(now) == topology.app_pods - 1, ([p.metadata.name for p in now], refused)
 
         # Back up: the ReplicaSet's retry creates the pod, injected.
         apps.patch_namespaced_deployment_scale("injector", run.agents_namespace, {"spec": {"replicas": 2}})
