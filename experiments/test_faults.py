@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from patternbench.experiment import Case
-from patternbench.faults import runs_on_nodes
+from patternbench.faults import fault_spec, runs_on_nodes
 from patternbench.topology import Pattern
 
 pytestmark = [pytest.mark.cluster, pytest.mark.faults]
@@ -22,7 +22,12 @@ def test_fault(case: Case, result: dict[str, Any], claims: list[str]) -> None:
     assert fault is not None and fault["kind"] == case.fault
     # The live containers are still the formula: the fault did not leave a pod behind.
     assert result["containers_total"] == result["containers_formula"]
-    if fault["target"]:
+    if fault_spec(fault["kind"]).target == "injector":
+        # The refusals and the absence of pods admitted without their sidecar are claims;
+        # here: the fault hit the whole injector, and the rollout went on after it.
+        assert fault["target"]["deployment"] == "injector" and len(fault["target"]["pods"]) == 2, fault["target"]
+        assert fault["upgrade_completed"] and result["app_pods_recreated"] == result["app_pods"]
+    elif fault["target"]:
         target = fault["target"]
         # What the fault hit is among what the pod watch saw affected, on its node.
         assert target["pod"] in fault["affected_pods"] and target["node"] in fault["affected_nodes"]

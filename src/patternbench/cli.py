@@ -327,15 +327,15 @@ def fault_cases(args: argparse.Namespace, patterns: list | None) -> list:
     from itertools import product
 
     from patternbench.experiment import fault_matrix
-    from patternbench.faults import check_fault, fault_spec, parse_duration
+    from patternbench.faults import check_fault, fault_injection, fault_spec, parse_duration
 
     duration = parse_duration(args.fault_duration) if args.fault_duration is not None else None
     names = list(dict.fromkeys(args.fault or []))
     for name in names:
-        fault_spec(name)
+        fault_injection(fault_spec(name), args.injection)
     if args.pattern:
         for name, pattern, agent in product(names, patterns or [], args.agent or ["mesh"]):
-            check_fault(name, pattern, agent, frozenset([name]), "chosen")
+            check_fault(name, pattern, agent, frozenset([name]), "chosen", fault_injection(fault_spec(name), args.injection))
     return fault_matrix(names or None, patterns, args.agent, duration)
 
 
@@ -346,7 +346,7 @@ def check_provider_faults(cases: list, provider: object) -> None:
     kinds = abilities(provider).fault_kinds
     for case in cases:
         if case.fault:
-            check_fault(case.fault, case.pattern, case.agent, kinds, provider.name)  # type: ignore[attr-defined]
+            check_fault(case.fault, case.pattern, case.agent, kinds, provider.name, case.injection)  # type: ignore[attr-defined]
 
 
 def cmd_run(args: argparse.Namespace, progress: Progress) -> int:

@@ -5,6 +5,7 @@ every observation written as it happens, so an interrupted case keeps what it me
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,7 +19,7 @@ from patternbench.faults import fault_spec
 from patternbench.load.runner import LoadConfig, LoadProcess
 from patternbench.measure import DEFAULT_SLO_MS
 from patternbench.observe.logsink import sink_stats
-from patternbench.observe.pods import PodWatcher
+from patternbench.observe.pods import PodWatcher, failed_creates
 from patternbench.observe.resources import ResourceSampler
 from patternbench.progress import Progress
 from patternbench.agent_file import keep_with_run
@@ -172,7 +173,7 @@ def fault_matrix(
 ) -> list[Case]:
     """The fault family: each fault on every pattern and agent it applies to (a sidecar and a
     node agent of the same kind side by side); apiserver outages once per pattern."""
-    from patternbench.faults import FAULTS, runs_on_nodes
+    from patternbench.faults import FAULTS, fault_injection, runs_on_nodes
 
     names = faults or list(FAULTS)
     # Sidecar against DaemonSet; hybrid repeats one of the two for each agent.
@@ -192,22 +193,26 @@ def fault_matrix(
                     continue  # a frozen log agent only delays lines; the checkpoint covers a kill
                 if spec.target == "apiserver" and agent != agents[0]:
                     continue  # one outage per pattern is enough
+                if spec.target == "injector" and (control or agent != agents[0] or runs_on_nodes(pattern, agent)):
+                    continue  # once, where a webhook-injected sidecar rolls
                 if control:
                     cases.append(Case(pattern, None, fault=name, fault_duration_s=duration_s))
                     break
                 if pattern_spec(pattern).runs(agent):
-                    cases.append(Case(pattern, agent, fault=name, fault_duration_s=duration_s))
+                    cases.append(Case(pattern, agent, fault=name, fault_duration_s=duration_s, injection=fault_injection(spec, None)))
     return cases
 
 
 def fault_smoke() -> list[Case]:
     """One fault case per pattern (what `make test` runs): an API-server outage under the
-    control, a sidecar proxy's and a node proxy's crash, a node log agent's crash."""
+    control, a sidecar proxy's and a node proxy's crash, a node log agent's crash; and the
+    injector down while webhook-injected sidecars roll."""
     return [
         Case(Pattern.NONE, None, fault="apiserver-down", fault_duration_s=5.0),
         Case(Pattern.SIDECAR, "mesh", fault="agent-kill"),
         Case(Pattern.DAEMONSET, "mesh", fault="agent-kill"),
         Case(Pattern.HYBRID, "logging", fault="agent-kill"),
+        Case(Pattern.SIDECAR, "mesh", fault="injector-down-during-upgrade", fault_duration_s=6.0, injection="webhook"),
     ]
 
 
@@ -353,6 +358,8 @@ def run_case(
         timeline.mark("end")
         if pattern_spec(case.pattern).needs_sink(topology.agents):
             (out_dir / "sink.json").write_text(json.dumps(settled_sink_stats(api, run.agents_namespace)))
+        if case.injection == "webhook":
+            (out_dir / "events.json").write_text(json.dumps(failed_creates(core, run.app_namespace)))
         (out_dir / "load-summary.json").write_text(json.dumps(load_summary))
     finally:
         load.stop()
@@ -367,10 +374,14 @@ def run_case(
     return out_dir
 
 
-def webhook_upgrade(api: client.ApiClient, topology: Topology, case: Case, run: Any, profile: Profile, out_dir: Path, mark: Any) -> None:
+def webhook_upgrade(
+    api: client.ApiClient, topology: Topology, case: Case, run: Any, profile: Profile, out_dir: Path, mark: Any,
+    started: threading.Event | None = None,
+) -> None:
     """A webhook-injected sidecar's upgrade: the injector's template switched to v2 (new pods
     get it), then either every app Deployment restarted (rolling, as Istio upgrades) or every
-    running pod's sidecar patched in place (SidecarSet-style)."""
+    running pod's sidecar patched in place (SidecarSet-style). `started` is set once the pods
+    are being replaced (what an injector fault waits for)."""
     from patternbench.injection import injection_template
     from patternbench.webhook_run import restart_deployments, switch_template
 
@@ -382,10 +393,15 @@ def webhook_upgrade(api: client.ApiClient, topology: Topology, case: Case, run: 
     if case.upgrade == "in-place":
         container = upgradable_spec(case.agent).container
         image = next(c["image"] for c in template["initContainers"] if c["name"] == container)
+        if started is not None:
+            started.set()
         pods = upgrade_in_place(api, run.app_namespace, case.agent, image, drain=not case.naive, progress_log=out_dir / "rollouts.jsonl")
         mark("upgrade_end", pods=[asdict(p) for p in pods])
         return
     restart_deployments(api, apps)
+    mark("deployments_restarted", deployments=[d["metadata"]["name"] for d in apps])
+    if started is not None:
+        started.set()
     deployer = Deployer(api, Progress(quiet=True))
     record = rollout_recorder(out_dir / "rollouts.jsonl")
     for d in apps:
@@ -412,6 +428,20 @@ def run_fault(provider: Any, api: client.ApiClient, topology: Topology, case: Ca
         return
     assert case.agent is not None
     agent = case.agent
+    if spec.target == "injector":
+        started = threading.Event()
+
+        def restarted() -> fault_driver.Target:
+            if not started.wait(timeout=120):
+                raise UsageError("the webhook upgrade did not restart the app Deployments within 120s")
+            return fault_driver.injector_target(api, run.agents_namespace)
+
+        fault_driver.inject_during_upgrade(
+            provider, spec, duration,
+            upgrade=lambda: webhook_upgrade(api, topology, case, run, profile, out_dir, mark, started),
+            find_target=restarted, mark=mark,
+        )
+        return
     new_image = upgradable_spec(agent).image_for("v2", upgrade_targets(run.objects, agent)[0].image)
     fault_driver.inject_during_upgrade(
         provider, spec, duration,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from kubernetes import client
@@ -20,6 +20,7 @@ from patternbench.agents import upgradable_spec
 from patternbench.cluster.provider import ContainerRef, FaultInjector
 from patternbench.errors import UsageError
 from patternbench.faults import FaultSpec, runs_on_nodes
+from patternbench.injection import INJECTOR
 from patternbench.topology import Pattern, Topology
 from patternbench.upgrade import UpgradeResult
 
@@ -79,16 +80,80 @@ def new_node_agent(core: client.CoreV1Api, agents_ns: str, agent: str, image: st
     return found
 
 
-def apply(provider: FaultInjector, spec: FaultSpec, target: ContainerRef | None) -> Callable[[], None] | None:
-    """Put the fault in place with the provider's mechanism; returns its undo, if any."""
+@dataclass(frozen=True)
+class InjectorTarget:
+    """The sidecar injector as a fault hits it: its Deployment (scaled to 0) or its running
+    containers (frozen)."""
+
+    api: client.ApiClient
+    namespace: str
+    containers: tuple[ContainerRef, ...]
+
+    def as_mark(self) -> dict[str, Any]:
+        return {"deployment": INJECTOR, "namespace": self.namespace, "pods": [c.pod for c in self.containers],
+                "nodes": sorted({c.node for c in self.containers})}
+
+
+def injector_target(api: client.ApiClient, namespace: str) -> InjectorTarget:
+    """The injector's running containers now."""
+    core = client.CoreV1Api(api)
+    pods = core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/name={INJECTOR}", _request_timeout=15).items
+    refs = tuple(ContainerRef(namespace, p.metadata.name, INJECTOR, p.spec.node_name, _container_id(p, INJECTOR))
+                 for p in sorted(pods, key=lambda p: p.metadata.name) if p.metadata.deletion_timestamp is None and _container_id(p, INJECTOR))
+    if not refs:
+        raise UsageError(f"no running {INJECTOR} pod in {namespace} to aim the fault at")
+    return InjectorTarget(api, namespace, refs)
+
+
+def scale_to_zero(target: InjectorTarget, timeout_s: float = 60) -> Callable[[], None]:
+    """The injector's Deployment scaled to 0, returning once none of its pods is left (so the
+    Service has no endpoints); the undo scales it back to what it had."""
+    apps, core = client.AppsV1Api(target.api), client.CoreV1Api(target.api)
+    replicas = apps.read_namespaced_deployment_scale(INJECTOR, target.namespace, _request_timeout=15).spec.replicas
+
+    def scale(n: int) -> None:
+        apps.patch_namespaced_deployment_scale(INJECTOR, target.namespace, {"spec": {"replicas": n}}, _request_timeout=15)
+
+    scale(0)
+    gone = Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(0.1), retry=retry_if_result(lambda r: not r), retry_error_callback=lambda s: False)(
+        lambda: not core.list_namespaced_pod(target.namespace, label_selector=f"app.kubernetes.io/name={INJECTOR}", _request_timeout=10).items)
+    if not gone:
+        scale(replicas)
+        raise UsageError(f"the {INJECTOR} pods were still there {timeout_s:.0f}s after scaling it to 0")
+    return lambda: scale(replicas)
+
+
+Target = ContainerRef | InjectorTarget | None
+
+
+def apply(provider: FaultInjector, spec: FaultSpec, target: Target) -> Callable[[], None] | None:
+    """Put the fault in place with its mechanism; returns its undo, if any."""
     if spec.action == "stop-apiserver":
         return provider.stop_apiserver()
     if target is None:
         raise UsageError(f"{spec.name} needs a target")
+    if isinstance(target, InjectorTarget):
+        if spec.action == "scale-to-zero":
+            return scale_to_zero(target)
+        if spec.action == "freeze":
+            undos = [provider.freeze_container(c) for c in target.containers]
+
+            def let_go() -> None:
+                for undo in undos:
+                    undo()
+            return let_go
+        raise UsageError(f"{spec.name}: the injector cannot take a {spec.action}")
     if spec.action == "freeze":
         return provider.freeze_container(target)
     provider.kill_container(target)
     return None
+
+
+def target_mark(target: Target) -> dict[str, Any] | None:
+    """The target as the timeline records it."""
+    if isinstance(target, InjectorTarget):
+        return target.as_mark()
+    return asdict(target) if target else None
 
 
 def hold(spec: FaultSpec, undo: Callable[[], None] | None, duration_s: float) -> None:
@@ -105,7 +170,7 @@ def inject_steady(
     provider: FaultInjector, spec: FaultSpec, duration_s: float, target: ContainerRef | None, mark: Mark
 ) -> None:
     """A fault during steady load: mark, inject, hold, undo, mark."""
-    mark("fault_start", fault=spec.name, target=asdict(target) if target else None, duration_s=duration_s if spec.timed else 0.0)
+    mark("fault_start", fault=spec.name, target=target_mark(target), duration_s=duration_s if spec.timed else 0.0)
     if spec.during_upgrade:
         raise UsageError(f"{spec.name} is injected during an upgrade")
     undo: Callable[[], None] | None = None
@@ -117,11 +182,12 @@ def inject_steady(
 
 
 def inject_during_upgrade(
-    provider: FaultInjector, spec: FaultSpec, duration_s: float, upgrade: Callable[[], UpgradeResult],
-    find_target: Callable[[], ContainerRef], mark: Mark,
+    provider: FaultInjector, spec: FaultSpec, duration_s: float, upgrade: Callable[[], UpgradeResult | None],
+    find_target: Callable[[], Target], mark: Mark,
 ) -> tuple[UpgradeResult | None, str]:
     """Start the rollout, inject the fault in its middle, wait for the rollout. Returns the
-    upgrade's result (None if it failed) and its error."""
+    upgrade's result (None if it failed or returns none) and its error. `find_target` waits
+    for the moment the fault belongs to (a new agent running, the Deployments restarted)."""
     if not spec.during_upgrade:
         raise UsageError(f"{spec.name} is not injected during an upgrade")
     outcome: dict[str, Any] = {"result": None, "error": ""}
@@ -137,20 +203,21 @@ def inject_during_upgrade(
     thread.start()
     undo: Callable[[], None] | None = None
     try:
-        target = None
-        if spec.target == "agent":
-            target = find_target()  # a new instance, as soon as the rollout has one running
-        else:
+        target: Target = None
+        if spec.target == "apiserver":
             time.sleep(1.0)  # the rollout is under way: its first pods are being replaced
-        mark("fault_start", fault=spec.name, target=asdict(target) if target else None, duration_s=duration_s if spec.timed else 0.0)
+        else:
+            target = find_target()  # a new agent running, or the injector once the pods are restarted
+        mark("fault_start", fault=spec.name, target=target_mark(target), duration_s=duration_s if spec.timed else 0.0)
         undo = apply(provider, spec, target)
+        mark("fault_in_place", fault=spec.name)  # scaling to 0 takes until the pods are gone
     finally:
         hold(spec, undo, duration_s)
         mark("fault_end", fault=spec.name)
     thread.join()
     result = outcome["result"]
-    if result is not None:
-        mark("upgrade_end", targets=[asdict(t) for t in result.targets])
-    else:
+    if outcome["error"]:
         mark("upgrade_failed", error=outcome["error"])
+    elif result is not None:
+        mark("upgrade_end", targets=[asdict(t) for t in result.targets])
     return result, outcome["error"]

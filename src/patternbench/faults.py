@@ -20,11 +20,11 @@ class FaultSpec:
 
     name: str
     what: str  # one line for the report
-    target: str  # "agent": one agent instance; "apiserver": the control plane
+    target: str  # "agent": one agent instance; "apiserver": the control plane; "injector": the sidecar injector
     during_upgrade: bool  # injected while the agent's rollout runs
     timed: bool  # lasts `duration` (a hang, an outage); else an instant (a kill)
     default_duration_s: float = 0.0
-    action: str = "kill"  # the provider's mechanism: kill, freeze or stop-apiserver
+    action: str = "kill"  # the mechanism: kill, freeze, stop-apiserver (the provider's) or scale-to-zero (the API's)
 
 
 FAULTS: dict[str, FaultSpec] = {
@@ -35,6 +35,11 @@ FAULTS: dict[str, FaultSpec] = {
         FaultSpec("apiserver-down", "the API server stopped for the fault's duration during steady load, then started again", "apiserver", False, True, 10.0, "stop-apiserver"),
         FaultSpec("apiserver-down-during-upgrade", "the API server stopped for the fault's duration in the middle of the agent's rollout", "apiserver", True, True, 5.0, "stop-apiserver"),
         FaultSpec("agent-kill-during-upgrade", "SIGKILL of a new node agent while its DaemonSet rolls", "agent", True, False),
+        # The webhook's own failure while a webhook-injected sidecar rolls: down (no endpoints,
+        # refused at once) and hung (each admission call waits out the webhook's timeout until
+        # the readiness probe takes the frozen pods out of the Service).
+        FaultSpec("injector-down-during-upgrade", "the sidecar injector scaled to 0 for the fault's duration, just after the app Deployments were restarted onto the new template (failurePolicy Fail)", "injector", True, True, 10.0, "scale-to-zero"),
+        FaultSpec("injector-hung-during-upgrade", "every sidecar injector pod frozen (SIGSTOP) for the fault's duration, just after the app Deployments were restarted onto the new template", "injector", True, True, 8.0, "freeze"),
     )
 }
 
@@ -51,11 +56,15 @@ def runs_on_nodes(pattern: Pattern, agent: str) -> bool:
     return pattern_spec(pattern).runs_on_nodes(agent)
 
 
-def check_fault(name: str, pattern: Pattern, agent: str | None, supported: frozenset[str], provider: str) -> FaultSpec:
+def check_fault(
+    name: str, pattern: Pattern, agent: str | None, supported: frozenset[str], provider: str, injection: str = "client",
+) -> FaultSpec:
     """The fault if this case can run it; a one-line UsageError naming why not otherwise."""
     spec = fault_spec(name)
     if spec.name not in supported:
         raise UsageError(f"--fault {name}: the {provider} provider cannot inject it (it can: {', '.join(sorted(supported)) or 'none'})")
+    if spec.target == "injector":
+        fault_injection(spec, injection)
     if spec.target == "agent" or spec.during_upgrade:
         runs_agents = [p.value for p, s in PATTERNS.items() if s.placement]
         if agent is None or not pattern_spec(pattern).placement:
@@ -66,7 +75,19 @@ def check_fault(name: str, pattern: Pattern, agent: str | None, supported: froze
             raise UsageError(f"--fault {name}: the {pattern.value} pattern does not run the {agent} agent")
     if spec.name == "agent-kill-during-upgrade" and agent is not None and not runs_on_nodes(pattern, agent):
         raise UsageError(f"--fault {name} kills a node agent during its DaemonSet rollout: the {pattern.value} pattern runs the {agent} agent per pod")
+    if spec.target == "injector" and agent is not None and runs_on_nodes(pattern, agent):
+        raise UsageError(f"--fault {name}: the {pattern.value} pattern runs the {agent} agent per node, so the injector plays no part in its upgrade")
     return spec
+
+
+def fault_injection(spec: FaultSpec, injection: str | None) -> str:
+    """How the fault's cases inject sidecars: the injector's faults need the webhook (their
+    default); the others keep the client-side render."""
+    if spec.target != "injector":
+        return "client"
+    if injection not in (None, "webhook"):
+        raise UsageError(f"--fault {spec.name} hits the sidecar injector: run it with --injection webhook")
+    return "webhook"
 
 
 def parse_duration(raw: object) -> float:

@@ -494,6 +494,31 @@ def fault_impact(
     }
 
 
+# ---- admission (the sidecar injector) -------------------------------------------------------
+
+
+def pods_created(pod_records: list[Record], role: str, start: float, end: float) -> list[str]:
+    """Pods of `role` the pod watch first saw in [start, end): created in that window."""
+    first: dict[str, float] = {}
+    for r in pod_records:
+        if r.get("role") == role:
+            first.setdefault(r["pod"], r["t"])
+    return sorted(p for p, t in first.items() if start <= t < end)
+
+
+def pods_without(pod_records: list[Record], role: str, container: str) -> list[str]:
+    """Pods of `role` the pod watch saw running without `container` in their spec (an app
+    pod admitted without its sidecar)."""
+    return sorted({r["pod"] for r in pod_records if r.get("role") == role and container not in (r.get("images") or {})})
+
+
+def webhook_refusals(events: list[Record]) -> int:
+    """Pod creations the API server refused because a webhook call failed, from the
+    controllers' FailedCreate events (their `count` folds repeats; the event recorder's spam
+    filter may drop some past 25 per object, so this is a floor)."""
+    return sum(int(e.get("count") or 1) for e in events if e.get("reason") == "FailedCreate" and "webhook" in (e.get("message") or ""))
+
+
 # ---- pods and resources ------------------------------------------------------------------
 
 

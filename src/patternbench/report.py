@@ -9,6 +9,7 @@ from typing import Any
 
 from patternbench.plots import save
 from patternbench.errors import UsageError
+from patternbench.faults import fault_spec
 from patternbench.load.runner import read_jsonl
 from patternbench.summary import SCHEMA_VERSION, Thresholds, check_claims, summarize_case
 from patternbench.agents import AgentKind, agent_spec
@@ -283,6 +284,15 @@ def nodes_text(cases: dict[str, Any]) -> list[str]:
     return out
 
 
+def _hit(target: dict[str, Any] | None) -> str:
+    """What a fault hit, as the timeline recorded its target."""
+    if not target:
+        return "the API server"
+    if "deployment" in target:
+        return f"the {target['deployment']} ({len(target['pods'])} pods on {', '.join(target['nodes'])})"
+    return f"{target['container']} of {target['pod']} on {target['node']}"
+
+
 def faults_text(cases: dict[str, Any]) -> list[str]:
     """The blast-radius section: what each injected fault cost, beside what the model says
     it may cost. Empty when the run injected no fault."""
@@ -302,7 +312,7 @@ def faults_text(cases: dict[str, Any]) -> list[str]:
     ]
     for name, e in faulted.items():
         f = e["fault"]
-        hit = f"{f['target']['container']} of {f['target']['pod']} on {f['target']['node']}" if f.get("target") else "the API server"
+        hit = _hit(f.get("target"))
         duration = f" ({_fmt(f['duration_s'], 0)} s)" if f.get("duration_s") else ""
         completed = "–" if f.get("upgrade_completed") is None else ("yes" if f["upgrade_completed"] else f"**no** ({e.get('upgrade_error')})")
         out.append(
@@ -325,11 +335,39 @@ def faults_text(cases: dict[str, Any]) -> list[str]:
     return out
 
 
-def _pick(cases: dict[str, Any], pattern: str, agent: str | None, naive: bool = False, strategy: str = "rolling") -> dict[str, Any] | None:
+def _pick(cases: dict[str, Any], pattern: str, agent: str | None, naive: bool = False, strategy: str = "rolling", injection: str = "client") -> dict[str, Any] | None:
     return next((
         e for e in cases.values()
-        if e["pattern"] == pattern and e["agent"] == agent and e["naive"] == naive and (e.get("upgrade_strategy") or "rolling") == strategy and not e.get("fault")
+        if e["pattern"] == pattern and e["agent"] == agent and e["naive"] == naive and (e.get("upgrade_strategy") or "rolling") == strategy
+        and e.get("injection", "client") == injection and not e.get("fault")
     ), None)
+
+
+def injector_text(cases: dict[str, Any]) -> list[str]:
+    """What an unavailable injector does to pod creation during a webhook-injected rollout,
+    beside the same rollout without the fault; empty when the run injected no such fault."""
+    faulted = {n: e for n, e in cases.items() if e.get("fault") and fault_spec(e["fault"]["kind"]).target == "injector"}
+    if not faulted:
+        return []
+    out = ["## When the injector fails during a rollout", "",
+           "The webhook's failurePolicy is Fail, so while the injector cannot answer the API server refuses every app pod "
+           "(none is admitted without its sidecar) and the Deployments wait; their maxUnavailable 0 keeps the old pods serving. "
+           "Refusals are the controllers' FailedCreate events (a floor: the event recorder folds and rate-limits them); pods "
+           "created and pods without the sidecar come from the pod watch.", "",
+           "| case | fault | creations refused (at least) | app pods created while unavailable | app pods without the sidecar | rollout s | same rollout without the fault s | failed requests | downtime s |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for name, e in faulted.items():
+        f = e["fault"]
+        plain = _pick(cases, e["pattern"], e["agent"], e["naive"], e.get("upgrade_strategy") or "rolling", "webhook")
+        base = plain["upgrade_duration_s"] if plain else None
+        without = f.get("app_pods_without_sidecar")
+        out.append(f"| {name} | {f['kind']} ({_fmt(f.get('duration_s'), 0)} s) | {_fmt(f.get('pod_creations_refused'))} | {_fmt(f.get('app_pods_created_during_fault'))} "
+                   f"| {len(without) if without is not None else '–'} | {_fmt(e['upgrade_duration_s'])} | {_fmt(base)} | {e['failed_requests']} | {_fmt(e['downtime_s'])} |")
+        stall = f", {_fmt(e['upgrade_duration_s'] - base)} s longer than without it" if base is not None and e["upgrade_duration_s"] is not None else ""
+        verdicts.append(f"- {f['kind']}: {_fmt(f.get('pod_creations_refused'))} pod creations refused, {_fmt(f.get('app_pods_created_during_fault'))} admitted "
+                        f"while it lasted; the rollout took {_fmt(e['upgrade_duration_s'])} s{stall}; {e['failed_requests']} requests failed.")
+    return out + ["", *verdicts, ""]
 
 
 def lifecycle_text(cases: dict[str, Any]) -> list[str]:
@@ -362,7 +400,7 @@ def lifecycle_text(cases: dict[str, Any]) -> list[str]:
                        if worse else f"With in-place upgrades the sidecar no longer loses to the DaemonSet on lifecycle in this run ({in_place['app_pods_recreated']} pods recreated, as fast, as few failures).")
             out += ["", verdict]
         out.append("")
-    return out
+    return out + injector_text(cases)
 
 
 def claims_text(cases: dict[str, Any]) -> list[str]:

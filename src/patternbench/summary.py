@@ -13,7 +13,7 @@ from typing import Any
 
 from patternbench import measure
 from patternbench.load.runner import read_jsonl
-from patternbench.agents import AGENTS, AgentKind, Placement, agent_by_container, agent_spec
+from patternbench.agents import AGENTS, AgentKind, Placement, agent_by_container, agent_spec, upgradable_spec
 from patternbench.faults import fault_spec
 from patternbench.patterns import pattern_spec
 from patternbench.topology import Agents
@@ -57,7 +57,23 @@ def _pods_per_node(deployment: dict[str, Any]) -> dict[str, int] | None:
 FAULT_KEYS = ("blast_radius", "affected_pods", "affected_nodes", "recovery_s")
 
 
-def _fault_entry(case: dict[str, Any], marks: dict[str, Any], users: list, probes: list, pods: list, end: float) -> dict[str, Any]:
+# A pod admitted just before the fault was in place reaches the pod watch a moment later.
+ADMISSION_SLACK_S = 1.0
+
+
+def _admission(case: dict[str, Any], in_place: float, end: float, pods: list, events: list | None) -> dict[str, Any]:
+    """What the injector's fault did to pod creation: creations refused (the controllers'
+    events), app pods created while it was in place (the pod watch), app pods admitted
+    without the upgraded agent's sidecar over the whole case."""
+    container = upgradable_spec(case["agent"]).container if case.get("agent") else ""
+    return {
+        "pod_creations_refused": measure.webhook_refusals(events) if events is not None else None,
+        "app_pods_created_during_fault": len(measure.pods_created(pods, "app", in_place + ADMISSION_SLACK_S, end)),
+        "app_pods_without_sidecar": measure.pods_without(pods, "app", container) if container else None,
+    }
+
+
+def _fault_entry(case: dict[str, Any], marks: dict[str, Any], users: list, probes: list, pods: list, end: float, events: list | None = None) -> dict[str, Any]:
     """The fault's cost (`fault`), and its headline figures at the top level of the entry."""
     start_mark = marks.get("fault_start")
     if not start_mark:
@@ -80,6 +96,7 @@ def _fault_entry(case: dict[str, Any], marks: dict[str, Any], users: list, probe
         "kind": spec.name, "what": spec.what, "duration_s": start_mark.get("duration_s"), "target": target or None,
         "instance": instance, **impact,
         "upgrade_completed": ("upgrade_end" in marks) if spec.during_upgrade else None,
+        **(_admission(case, marks.get("fault_in_place", start_mark)["t"], fault_end, pods, events) if spec.target == "injector" else {}),
     }
     return {"fault": fault, **{k: impact[k] for k in FAULT_KEYS}}
 
@@ -114,6 +131,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     entry: dict[str, Any] = {
         "case": case.get("id", case_dir.name), "pattern": case.get("pattern"), "agent": case.get("agent"), "naive": case.get("naive", False),
         "upgrade_strategy": case.get("upgrade", "rolling") if case.get("agent") else None,
+        "injection": case.get("injection", "client"),
     }
     last_t = max((r["t"] for r in requests), default=0.0)
     start = marks.get("before", {}).get("t", marks.get("warmup", {}).get("t", 0.0))
@@ -167,7 +185,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
         entry["log_lines_lost"] = entry["log_lines_duplicated"] = None
     entry["upgrade_duration_s"] = round(up_end - up_start, 3) if up_start and up_end else None
     entry["upgrade_error"] = marks.get("upgrade_failed", {}).get("error")
-    entry.update(_fault_entry(case, marks, users, probes, read_jsonl(case_dir / "pods.jsonl"), end))
+    entry.update(_fault_entry(case, marks, users, probes, read_jsonl(case_dir / "pods.jsonl"), end, _read_json(case_dir / "events.json")))
     entry["load"] = load_summary
     entry["invalid"] = bool(load_summary.get("cpu_warning"))
     entry["missing"] = missing
@@ -277,4 +295,15 @@ def fault_claims(entry: dict[str, Any], fault: dict[str, Any], thresholds: Thres
         out.append(f"{entry['failed_requests']} requests failed while the API server was down (threshold {thresholds.max_failed_requests})")
     if fault.get("upgrade_completed") is False:
         out.append(f"{kind}: the rollout did not complete ({entry.get('upgrade_error')})")
+    if fault_spec(kind).target == "injector":
+        # failurePolicy Fail: while the injector cannot answer, no app pod is admitted (with or
+        # without its sidecar) and the rollout waits; maxUnavailable 0 keeps the old pods serving.
+        if not fault.get("pod_creations_refused"):
+            out.append(f"{kind}: no pod creation was refused (the fault missed the rollout, or no refusal event was recorded)")
+        if fault.get("app_pods_created_during_fault"):
+            out.append(f"{kind}: {fault['app_pods_created_during_fault']} app pods were created while the injector was unavailable")
+        if fault.get("app_pods_without_sidecar"):
+            out.append(f"{kind}: app pods ran without the sidecar: {', '.join(fault['app_pods_without_sidecar'])}")
+        if entry["failed_requests"] > thresholds.max_failed_requests:
+            out.append(f"{kind}: {entry['failed_requests']} requests failed while a stalled rollout kept its old pods (threshold {thresholds.max_failed_requests})")
     return out

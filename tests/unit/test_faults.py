@@ -14,7 +14,8 @@ ALL = frozenset(FAULTS)
 
 
 def test_every_fault_is_defined_once_and_unknown_names_are_errors() -> None:
-    assert set(FAULTS) == {"agent-kill", "agent-hang", "apiserver-down", "apiserver-down-during-upgrade", "agent-kill-during-upgrade"}
+    assert set(FAULTS) == {"agent-kill", "agent-hang", "apiserver-down", "apiserver-down-during-upgrade", "agent-kill-during-upgrade",
+                           "injector-down-during-upgrade", "injector-hung-during-upgrade"}
     assert fault_spec("agent-hang").timed and not fault_spec("agent-kill").timed
     with pytest.raises(UsageError, match="unknown fault 'agent-crash'"):
         fault_spec("agent-crash")
@@ -27,10 +28,25 @@ def test_every_fault_is_defined_once_and_unknown_names_are_errors() -> None:
     ("agent-kill-during-upgrade", Pattern.HYBRID, "mesh", ALL, "per pod"),
     ("agent-hang", Pattern.DAEMONSET, "mesh", frozenset({"agent-kill"}), "cannot inject it"),
     ("agent-kill", Pattern.DAEMONSET, "tracing", ALL, "unknown agent"),
+    ("injector-down-during-upgrade", Pattern.SIDECAR, "mesh", ALL, "run it with --injection webhook"),
 ])
 def test_faults_a_case_cannot_take_are_refused(name: str, pattern: Pattern, agent: str | None, supported: frozenset, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         check_fault(name, pattern, agent, supported, "test")
+
+
+def test_injector_faults_need_a_webhook_injected_sidecar() -> None:
+    assert check_fault("injector-hung-during-upgrade", Pattern.SIDECAR, "mesh", ALL, "local", "webhook").target == "injector"
+    with pytest.raises(UsageError, match="per node, so the injector plays no part"):
+        check_fault("injector-down-during-upgrade", Pattern.DAEMONSET, "mesh", ALL, "local", "webhook")
+    with pytest.raises(UsageError, match="runs none"):
+        check_fault("injector-down-during-upgrade", Pattern.NONE, None, ALL, "local", "webhook")
+    # The family runs each once, where a webhook-injected sidecar proxy rolls.
+    cases = fault_matrix(["injector-down-during-upgrade", "injector-hung-during-upgrade"])
+    assert [(c.id, c.injection, c.upgrades) for c in cases] == [
+        ("sidecar-mesh-injector-down-during-upgrade-webhook", "webhook", True),
+        ("sidecar-mesh-injector-hung-during-upgrade-webhook", "webhook", True),
+    ]
 
 
 def test_faults_a_case_can_take() -> None:
@@ -62,6 +78,8 @@ def test_fault_family_pairs_sidecar_and_node_agents() -> None:
     (["--fault", "agent-hang", "--fault-duration", "-1"], "positive"),
     (["--fault", "agent-kill-during-upgrade", "--pattern", "sidecar"], "per pod"),
     (["--fault", "agent-hang", "--provider", "kind"], "cannot inject it"),
+    (["--fault", "injector-down-during-upgrade", "--injection", "client"], "run it with --injection webhook"),
+    (["--fault", "injector-hung-during-upgrade", "--pattern", "daemonset"], "the injector plays no part"),
 ])
 def test_bad_fault_options_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", *argv]) == 2
@@ -134,6 +152,34 @@ def test_fault_claims_follow_the_model() -> None:
     assert len(problems) == 3
     assert fault_claims(entry(failed_requests=4), fault(kind="apiserver-down", expected_blast_radius=None), Thresholds())
     assert fault_claims(entry(), fault(kind="agent-kill-during-upgrade", upgrade_completed=False), Thresholds())
+
+
+def test_injector_fault_claims() -> None:
+    held = fault(kind="injector-down-during-upgrade", expected_blast_radius=None, upgrade_completed=True,
+                 pod_creations_refused=7, app_pods_created_during_fault=0, app_pods_without_sidecar=[])
+    assert fault_claims(entry(pattern="sidecar"), held, Thresholds()) == []
+    problems = fault_claims(entry(pattern="sidecar", failed_requests=2), {**held, "pod_creations_refused": 0, "app_pods_created_during_fault": 1, "app_pods_without_sidecar": ["a-1"]}, Thresholds())
+    assert [p.split(": ", 1)[1][:20] for p in problems] == [
+        "no pod creation was ", "1 app pods were crea", "app pods ran without", "2 requests failed wh"]
+
+
+def test_admission_measurements_from_the_pod_watch_and_events() -> None:
+    records = [
+        {"t": 0.0, "pod": "a-old", "role": "app", "images": {"app": "a", "meshproxy": "v1"}},
+        {"t": 5.0, "pod": "a-new1", "role": "app", "images": {"app": "a", "meshproxy": "v2"}},
+        {"t": 5.5, "pod": "a-new1", "role": "app", "images": {"app": "a", "meshproxy": "v2"}},
+        {"t": 9.0, "pod": "a-bare", "role": "app", "images": {"app": "a"}},
+        {"t": 7.0, "pod": "injector-x", "role": "injector", "images": {"injector": "i"}},
+    ]
+    assert measure.pods_created(records, "app", 4.0, 10.0) == ["a-bare", "a-new1"]
+    assert measure.pods_created(records, "app", 5.2, 10.0) == ["a-bare"]  # first seen, not last
+    assert measure.pods_without(records, "app", "meshproxy") == ["a-bare"]
+    events = [
+        {"reason": "FailedCreate", "message": 'Error creating: Internal error occurred: failed calling webhook "inject.patternbench.dev": no endpoints', "count": 4},
+        {"reason": "FailedCreate", "message": "Error creating: pods is forbidden: exceeded quota", "count": 2},
+        {"reason": "FailedCreate", "message": 'failed calling webhook "inject.patternbench.dev": context deadline exceeded', "count": None},
+    ]
+    assert measure.webhook_refusals(events) == 5
 
 
 def test_fault_cases_can_run_fewer_times_than_the_upgrade_matrix() -> None:

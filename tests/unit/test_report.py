@@ -68,3 +68,17 @@ def test_lifecycle_section_answers_from_the_numbers() -> None:
     cases["b"] = entry("sidecar", "in-place", 4.0, 0, 0, 0)
     assert "no longer loses" in "\n".join(lifecycle_text(cases))
     assert lifecycle_text({"a": cases["a"], "c": cases["c"]}) == []  # no in-place case, no section
+
+
+def test_injector_section_compares_with_the_same_rollout_without_the_fault() -> None:
+    from patternbench.report import injector_text
+
+    plain = {"pattern": "sidecar", "agent": "mesh", "naive": False, "upgrade_strategy": "rolling", "injection": "webhook",
+             "upgrade_duration_s": 20.0, "failed_requests": 0, "downtime_s": 0.0, "fault": None}
+    faulted = {**plain, "upgrade_duration_s": 31.5, "fault": {
+        "kind": "injector-down-during-upgrade", "duration_s": 10.0, "pod_creations_refused": 9,
+        "app_pods_created_during_fault": 0, "app_pods_without_sidecar": []}}
+    assert injector_text({"plain": plain}) == []
+    text = "\n".join(injector_text({"plain": plain, "down": faulted}))
+    assert "| down | injector-down-during-upgrade (10 s) | 9 | 0 | 0 | 31.50 | 20.00 | 0 | 0.00 |" in text
+    assert "the rollout took 31.50 s, 11.50 s longer than without it; 0 requests failed" in text

@@ -107,3 +107,15 @@ class PodWatcher:
         for thread in self._threads:
             thread.join(timeout=20)
         self._handle.close()
+
+
+def failed_creates(core: client.CoreV1Api, namespace: str) -> list[dict[str, Any]]:
+    """The namespace's FailedCreate events (a controller's pod creation the API server
+    refused), as the event recorder folded them: message, count, first and last time."""
+    events = core.list_namespaced_event(namespace, field_selector="reason=FailedCreate", _request_timeout=15).items
+    return [{
+        "reason": e.reason, "message": e.message, "count": e.count or 1,
+        "object": f"{e.involved_object.kind}/{e.involved_object.name}",
+        "first": e.first_timestamp.isoformat() if e.first_timestamp else None,
+        "last": e.last_timestamp.isoformat() if e.last_timestamp else None,
+    } for e in events]
