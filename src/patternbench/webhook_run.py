@@ -55,17 +55,33 @@ def wait_injecting(core: client.CoreV1Api, namespace: str, deployment: Obj, vers
     """Until new app pods get `version` from the injector, `in_a_row` dry runs running (the
     Service spreads them over the replicas; the API server's webhook informer takes a moment
     to see a new configuration)."""
-    deadline, streak, last = time.monotonic() + timeout_s, 0, None
+    deadline, streak, last, unreachable = time.monotonic() + timeout_s, 0, None, ""
     while time.monotonic() < deadline:
         try:
             last = injected_version(core, namespace, deployment)
         except client.ApiException as exc:
-            last = f"refused ({exc.status})"
+            last, unreachable = f"refused ({exc.status})", webhook_call_failure(exc)
         streak = streak + 1 if last == version else 0
         if streak >= in_a_row:
             return
         time.sleep(0.2)
+    if unreachable:
+        raise UsageError(
+            f"the API server cannot call the injector webhook ({unreachable}): it must reach the injector's Service "
+            f"(port 443 -> pod port {INJECTOR_PORT}); on a GKE private cluster allow TCP {INJECTOR_PORT} from the control plane to the nodes")
     raise UsageError(f"the injector did not inject {version} within {timeout_s:.0f}s (a new app pod got: {last})")
+
+
+def webhook_call_failure(exc: client.ApiException) -> str:
+    """Why the API server could not call a webhook, from its refusal ('' if the refusal
+    was something else): the tail of its message, one line."""
+    try:
+        message = str(json.loads(exc.body or "{}").get("message") or "")
+    except (ValueError, AttributeError):
+        message = str(exc.body or "")
+    if "failed calling webhook" not in message:
+        return ""
+    return " ".join(message.split(": ")[-2:]).replace("\n", " ")[-160:]
 
 
 def injector_versions(core: client.CoreV1Api, namespace: str) -> dict[str, str]:

@@ -12,6 +12,8 @@ import pytest
 from kubernetes import client, config
 
 from patternbench.deploy import Deployer, poll, deploy_run
+from patternbench.errors import UsageError
+from patternbench.webhook_run import wait_injecting
 from patternbench.injection import ANNOTATION_INJECTED
 from patternbench.progress import Progress
 from patternbench.render import render
@@ -64,6 +66,11 @@ def test_webhook_pods_equal_client_pods_and_a_down_injector_refuses_pods(cluster
         refused = poll("the ReplicaSet's FailedCreate event naming the injector", refusals, timeout_s=90, interval_s=1)
         now = core.list_namespaced_pod(run.app_namespace, label_selector="patternbench.dev/role=app").items
         assert len(now) == topology.app_pods - 1, ([p.metadata.name for p in now], refused)
+        # What a run on a cluster whose API server cannot call the webhook is told: one line, why.
+        apps_objs = [d for d in client_side if d["kind"] == "Deployment" and d["metadata"]["namespace"] == run.app_namespace]
+        with pytest.raises(UsageError, match="cannot call the injector webhook .*no endpoints available") as refusal:
+            wait_injecting(core, run.app_namespace, apps_objs[0], "v1", timeout_s=3)
+        assert "\n" not in str(refusal.value)
 
         # Back up: the ReplicaSet's retry creates the pod, injected.
         apps.patch_namespaced_deployment_scale("injector", run.agents_namespace, {"spec": {"replicas": 2}})

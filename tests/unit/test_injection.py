@@ -261,3 +261,24 @@ if __name__ == "__main__":
         (GO_TESTDATA / path).parent.mkdir(parents=True, exist_ok=True)
         (GO_TESTDATA / path).write_text(text)
         print("wrote", GO_TESTDATA / path, file=sys.stderr)
+
+
+def test_why_the_api_server_could_not_call_the_webhook_is_one_line() -> None:
+    import json as _json
+
+    from kubernetes.client import ApiException
+
+    from patternbench.webhook_run import webhook_call_failure
+
+    def refusal(message: str) -> ApiException:
+        exc = ApiException(status=500)
+        exc.body = _json.dumps({"kind": "Status", "message": message})
+        return exc
+
+    down = refusal('Internal error occurred: failed calling webhook "inject.patternbench.dev": failed to call webhook: '
+                   'Post "https://injector.pb-x-agents.svc:443/mutate?timeout=5s": no endpoints available for service "injector"')
+    assert webhook_call_failure(down) == 'Post "https://injector.pb-x-agents.svc:443/mutate?timeout=5s" no endpoints available for service "injector"'
+    assert webhook_call_failure(refusal('pods "x" is forbidden: violates PodSecurity "restricted:latest"')) == ""
+    garbled = ApiException(status=500)
+    garbled.body = "not json"
+    assert webhook_call_failure(garbled) == ""
