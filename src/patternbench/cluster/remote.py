@@ -35,7 +35,8 @@ class ApiFaults:
     whole pod, a bigger fault than the local provider's container kill; the report names
     the provider). Hangs and API-server outages need the local provider."""
 
-    fault_kinds = frozenset({"agent-kill", "agent-kill-during-upgrade"})
+    # The injector's outage is an API call (scale to 0), which any cluster takes.
+    fault_kinds = frozenset({"agent-kill", "agent-kill-during-upgrade", "injector-down-during-upgrade"})
 
     def kill_container(self, target: ContainerRef) -> None:
         from kubernetes import client, config
