@@ -81,7 +81,8 @@ def webhook_call_failure(exc: client.ApiException) -> str:
         message = str(exc.body or "")
     if "failed calling webhook" not in message:
         return ""
-    return " ".join(message.split(": ")[-2:]).replace("\n", " ")[-160:]
+    why = message.split("failed calling webhook", 1)[1].split(": ", 1)[-1].removeprefix("failed to call webhook: ")
+    return " ".join(why.split())[-200:]
 
 
 def injector_versions(core: client.CoreV1Api, namespace: str) -> dict[str, str]:

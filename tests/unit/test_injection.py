@@ -277,7 +277,10 @@ def test_why_the_api_server_could_not_call_the_webhook_is_one_line() -> None:
 
     down = refusal('Internal error occurred: failed calling webhook "inject.patternbench.dev": failed to call webhook: '
                    'Post "https://injector.pb-x-agents.svc:443/mutate?timeout=5s": no endpoints available for service "injector"')
-    assert webhook_call_failure(down) == 'Post "https://injector.pb-x-agents.svc:443/mutate?timeout=5s" no endpoints available for service "injector"'
+    assert webhook_call_failure(down) == 'Post "https://injector.pb-x-agents.svc:443/mutate?timeout=5s": no endpoints available for service "injector"'
+    refused = refusal('Internal error occurred: failed calling webhook "inject.patternbench.dev": failed to call webhook: Post '
+                      '"https://injector.pb-x-agents.svc:443/mutate?timeout=5s": dial tcp 10.96.0.12:443: connect: connection refused')
+    assert webhook_call_failure(refused).endswith("dial tcp 10.96.0.12:443: connect: connection refused")
     assert webhook_call_failure(refusal('pods "x" is forbidden: violates PodSecurity "restricted:latest"')) == ""
     garbled = ApiException(status=500)
     garbled.body = "not json"

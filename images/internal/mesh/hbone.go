@@ -119,12 +119,18 @@ func (e *OpenError) Timeout() bool { return e.Status == http.StatusGatewayTimeou
 // peer's X-Tunnel-Trail.
 func (c *PeerClient) Open(peer, authority, via string, timeout time.Duration) (*ClientStream, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
+	// The tunnel's bytes go through a pipe, written only once the peer has answered. So
+	// until then the body can always be rewound: a stream the peer refused unprocessed
+	// (GOAWAY from a peer handing over, a connection lost) is opened again on a new
+	// connection by the transport itself, with a fresh pipe.
+	body := &rewindablePipe{}
+	pr, _ := body.fresh()
 	req, err := http.NewRequestWithContext(ctx, http.MethodConnect, "http://"+peer, pr)
 	if err != nil {
 		cancel()
 		return nil, &OpenError{Status: http.StatusBadGateway, Msg: err.Error()}
 	}
+	req.GetBody = body.fresh
 	req.Host = authority
 	if via != "" {
 		req.Header.Set("Via", via)
@@ -133,6 +139,7 @@ func (c *PeerClient) Open(peer, authority, via string, timeout time.Duration) (*
 	timer := time.AfterFunc(timeout, func() { timedOut.Store(true); cancel() })
 	resp, err := c.tr.RoundTrip(req)
 	timer.Stop()
+	pw := body.writer()
 	if err != nil {
 		cancel()
 		pw.Close()
@@ -151,6 +158,30 @@ func (c *PeerClient) Open(peer, authority, via string, timeout time.Duration) (*
 	}
 	s := &ClientStream{body: resp.Body, pw: pw, cancel: cancel, Trail: resp.Header.Get(TrailHeader), peer: peer}
 	return s, nil
+}
+
+// rewindablePipe is a CONNECT body that can start again: each fresh() closes the last pipe
+// and makes a new one; writer() is the one in use when the peer answered.
+type rewindablePipe struct {
+	mu sync.Mutex
+	pw *io.PipeWriter
+}
+
+func (p *rewindablePipe) fresh() (io.ReadCloser, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pw != nil {
+		p.pw.Close()
+	}
+	pr, pw := io.Pipe()
+	p.pw = pw
+	return pr, nil
+}
+
+func (p *rewindablePipe) writer() *io.PipeWriter {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pw
 }
 
 // unsent: the peer's connection went away (a peer handing over on upgrade sends GOAWAY)
