@@ -331,11 +331,10 @@ def fault_cases(args: argparse.Namespace, patterns: list | None) -> list:
 
     duration = parse_duration(args.fault_duration) if args.fault_duration is not None else None
     names = list(dict.fromkeys(args.fault or []))
-    for name in names:
-        fault_injection(fault_spec(name), args.injection)
+    injections = {name: fault_injection(fault_spec(name), args.injection) for name in names}
     if args.pattern:
         for name, pattern, agent in product(names, patterns or [], args.agent or ["mesh"]):
-            check_fault(name, pattern, agent, frozenset([name]), "chosen", fault_injection(fault_spec(name), args.injection))
+            check_fault(name, pattern, agent, frozenset([name]), "chosen", injections[name])
     return fault_matrix(names or None, patterns, args.agent, duration)
 
 

@@ -18,6 +18,7 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from patternbench.agents import upgradable_spec
 from patternbench.cluster.provider import ContainerRef, FaultInjector
+from patternbench.deploy import poll
 from patternbench.errors import UsageError
 from patternbench.faults import FaultSpec, runs_on_nodes
 from patternbench.injection import INJECTOR
@@ -115,11 +116,12 @@ def scale_to_zero(target: InjectorTarget, timeout_s: float = 60) -> Callable[[],
         apps.patch_namespaced_deployment_scale(INJECTOR, target.namespace, {"spec": {"replicas": n}}, _request_timeout=15)
 
     scale(0)
-    gone = Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(0.1), retry=retry_if_result(lambda r: not r), retry_error_callback=lambda s: False)(
-        lambda: not core.list_namespaced_pod(target.namespace, label_selector=f"app.kubernetes.io/name={INJECTOR}", _request_timeout=10).items)
-    if not gone:
+    try:
+        poll(f"the {INJECTOR} pods to be gone after scaling it to 0", lambda: not core.list_namespaced_pod(
+            target.namespace, label_selector=f"app.kubernetes.io/name={INJECTOR}", _request_timeout=10).items, timeout_s, interval_s=0.1)
+    except UsageError:
         scale(replicas)
-        raise UsageError(f"the {INJECTOR} pods were still there {timeout_s:.0f}s after scaling it to 0")
+        raise
     return lambda: scale(replicas)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes import client
 
-from patternbench.deploy import REQUEST_TIMEOUT
+from patternbench.deploy import REQUEST_TIMEOUT, poll
 from patternbench.errors import UsageError
 from patternbench.injection import ANNOTATION_INJECTED, INJECTOR, INJECTOR_PORT, TEMPLATE_CONFIGMAP, TEMPLATE_KEY
 from patternbench.render import Obj
@@ -55,21 +55,24 @@ def wait_injecting(core: client.CoreV1Api, namespace: str, deployment: Obj, vers
     """Until new app pods get `version` from the injector, `in_a_row` dry runs running (the
     Service spreads them over the replicas; the API server's webhook informer takes a moment
     to see a new configuration)."""
-    deadline, streak, last, unreachable = time.monotonic() + timeout_s, 0, None, ""
-    while time.monotonic() < deadline:
+    seen: dict[str, Any] = {"streak": 0, "last": None, "unreachable": ""}
+
+    def injecting() -> bool:
         try:
-            last = injected_version(core, namespace, deployment)
+            seen["last"] = injected_version(core, namespace, deployment)
         except client.ApiException as exc:
-            last, unreachable = f"refused ({exc.status})", webhook_call_failure(exc)
-        streak = streak + 1 if last == version else 0
-        if streak >= in_a_row:
-            return
-        time.sleep(0.2)
-    if unreachable:
-        raise UsageError(
-            f"the API server cannot call the injector webhook ({unreachable}): it must reach the injector's Service "
-            f"(port 443 -> pod port {INJECTOR_PORT}); on a GKE private cluster allow TCP {INJECTOR_PORT} from the control plane to the nodes")
-    raise UsageError(f"the injector did not inject {version} within {timeout_s:.0f}s (a new app pod got: {last})")
+            seen["last"], seen["unreachable"] = f"refused ({exc.status})", webhook_call_failure(exc)
+        seen["streak"] = seen["streak"] + 1 if seen["last"] == version else 0
+        return seen["streak"] >= in_a_row
+
+    try:
+        poll(f"new app pods to be injected with {version}", injecting, timeout_s, interval_s=0.2)
+    except UsageError:
+        if seen["unreachable"]:
+            raise UsageError(
+                f"the API server cannot call the injector webhook ({seen['unreachable']}): it must reach the injector's Service "
+                f"(port 443 -> pod port {INJECTOR_PORT}); on a GKE private cluster allow TCP {INJECTOR_PORT} from the control plane to the nodes") from None
+        raise UsageError(f"the injector did not inject {version} within {timeout_s:.0f}s (a new app pod got: {seen['last']})") from None
 
 
 def webhook_call_failure(exc: client.ApiException) -> str:
