@@ -237,6 +237,7 @@ class DeployedRun:
     entry_url: str
     nodes: int
     injection: str = "client"
+    entry_service: str = ""  # the NodePort Service the load enters by
     render_options: Any = None  # the RenderOptions it was rendered with (webhook upgrades re-derive the template)
 
     @property
@@ -374,6 +375,7 @@ def deploy_run(
     return DeployedRun(
         run_id=run_id, pattern=pattern.value, objects=objs, app_namespace=opts.app_namespace,
         agents_namespace=opts.agents_namespace, entry_url=entry_url, nodes=len(nodes), injection=injection, render_options=opts,
+        entry_service=entry["metadata"]["name"],
     )
 
 

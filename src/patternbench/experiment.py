@@ -13,13 +13,16 @@ from typing import Any, Callable
 
 from kubernetes import client, config as kube_config
 
+from patternbench.cluster.provider import abilities
 from patternbench.deploy import Deployer, deploy_run, live_containers, placement
 from patternbench.errors import UsageError
 from patternbench.faults import fault_spec
 from patternbench.load.runner import LoadConfig, LoadProcess
 from patternbench.measure import DEFAULT_SLO_MS
 from patternbench.observe.logsink import sink_stats
-from patternbench.observe.pods import PodWatcher, failed_creates
+from patternbench.observe.endpoints import EndpointSliceWatcher
+from patternbench.observe.host import ConntrackEvents, LogSlices, PressureSampler
+from patternbench.observe.pods import PodWatcher, failed_creates, warning_events
 from patternbench.observe.resources import ResourceSampler
 from patternbench.progress import Progress
 from patternbench.agent_file import keep_with_run
@@ -253,6 +256,12 @@ class Timeline:
         return t
 
 
+def entry_port(url: str) -> int:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).port or 80
+
+
 def app_pods(core: client.CoreV1Api, namespace: str) -> dict[str, dict[str, int]]:
     """App pods that are not being deleted: name -> container restart counts."""
     pods = {}
@@ -307,7 +316,7 @@ def run_case(
     core = client.CoreV1Api(api)
     namespaces = list(run.namespaces)
     (out_dir / "deployment.json").write_text(json.dumps({
-        "run_id": run.run_id, "entry_url": run.entry_url, "nodes": run.nodes, "namespaces": namespaces,
+        "run_id": run.run_id, "entry_url": run.entry_url, "entry_service": run.entry_service, "nodes": run.nodes, "namespaces": namespaces,
         "containers_live": live_containers(core, namespaces),
         "containers_formula": containers_formula(topology, case.pattern, run.nodes),
         "app_pods": topology.app_pods, "services": len(topology.services),
@@ -315,15 +324,25 @@ def run_case(
         "agents": asdict(topology.agents),
         "placement": placement(core, namespaces),
     }, indent=1))
+    able = abilities(provider)
     watcher = PodWatcher(api, namespaces, out_dir / "pods.jsonl").start()
     sampler = ResourceSampler(api, namespaces, out_dir / "resources.jsonl").start()
+    # Evidence for every failed request (attribution.py): what the Service offered, the
+    # host's view of each new connection, its proxies' logs and its CPU pressure.
+    evidence = [
+        EndpointSliceWatcher(api, namespaces, out_dir / "endpoints.jsonl").start(),
+        PressureSampler(out_dir / "pressure.jsonl").start(),
+        LogSlices(able.evidence_logs, out_dir).start(),
+    ]
+    if able.conntrack_here:
+        evidence.append(ConntrackEvents(entry_port(run.entry_url), out_dir / "conntrack-events.log").start())
     started = time.monotonic()
 
     def report(p: dict[str, Any]) -> None:
         progress.say(f"   [{case.id}] {phase['name']:<8} {time.monotonic() - started:6.1f}s  requests {p['requests']:>6}  errors {p['failures']:>4}  {p['rps']:>6.1f} req/s")
 
     phase = {"name": "warmup"}
-    load = LoadProcess(run.entry_url, profile.load, out_dir, max_duration_s=3600, on_progress=report)
+    load = LoadProcess(run.entry_url, profile.load, out_dir, max_duration_s=3600, on_progress=report, conntrack=able.conntrack_here)
     try:
         load.start()
         timeline.mark("warmup")
@@ -360,11 +379,14 @@ def run_case(
             (out_dir / "sink.json").write_text(json.dumps(settled_sink_stats(api, run.agents_namespace)))
         if case.injection == "webhook":
             (out_dir / "events.json").write_text(json.dumps(failed_creates(core, run.app_namespace)))
+        (out_dir / "warnings.json").write_text(json.dumps(warning_events(core, namespaces)))
         (out_dir / "load-summary.json").write_text(json.dumps(load_summary))
     finally:
         load.stop()
         watcher.stop()
         sampler.stop()
+        for observer in evidence:
+            observer.stop()
         timeline.mark("teardown")
         if not keep:
             # Kill the pods and let the namespaces go in the background: the next case has

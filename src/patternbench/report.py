@@ -51,6 +51,8 @@ def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: 
         problems = [(f"trial {e['trial']}: " if many else "") + p for e in trial_entries for p in e["claims_failed"]]
         entry = aggregate(trial_entries)
         entry["claims_failed"] = problems
+        # Causes add up over the trials: every failed request of every trial is explained.
+        entry["failures_by_cause"] = sum_causes(e.get("failures_by_cause") for e in trial_entries)
         cases[name] = entry
         if problems:
             failures[name] = problems
@@ -67,10 +69,45 @@ def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: 
         "invalid_cases": [c for c, e in cases.items() if e["invalid"]],
         "incomplete_cases": [c for c, e in cases.items() if e["missing"]],
         "cases_not_run": [c for c in planned if c not in cases],
+        "failures_by_cause": sum_causes(e.get("failures_by_cause") for e in cases.values()),
         "differences": differences(cases),
         "calibration": load_calibration(run_dir),
         "sweeps": load_sweeps(run_dir),
     }
+
+
+def sum_causes(parts: Any) -> dict[str, int]:
+    """{cause: count} added over several entries (`unattributed` always present)."""
+    total: dict[str, int] = {"unattributed": 0}
+    for part in parts:
+        for name, n in (part or {}).items():
+            total[name] = total.get(name, 0) + n
+    return total
+
+
+def causes_text(summary: dict[str, Any]) -> list[str]:
+    """Every failed request with its cause (attribution.py), per case and for the run."""
+    from patternbench.attribution import CAUSES, by_owner
+
+    total = summary.get("failures_by_cause") or {}
+    if not sum(total.values()):
+        return ["## Failed requests by cause", "", "No request failed in any measured window.", ""]
+    used = [name for name in CAUSES if any((e.get("failures_by_cause") or {}).get(name) for e in summary["cases"].values())]
+    out = [
+        "## Failed requests by cause", "",
+        "Every failed request is charged, from the evidence its case captured, to the pattern, to the harness or local provider, "
+        "or left unattributed; claims fail on the pattern's and the unattributed ones. Counts add up over trials.", "",
+        "| case | failed | pattern | harness | unattributed | " + " | ".join(used) + " |",
+        "|---|---|---|---|---|" + "---|" * len(used),
+    ]
+    for name, e in summary["cases"].items():
+        counts = e.get("failures_by_cause") or {}
+        if not sum(counts.values()):
+            continue
+        owners = by_owner(counts)
+        out.append(f"| {name} | {sum(counts.values())} | {owners['pattern']} | {owners['harness']} | {owners['unattributed']} | " + " | ".join(str(counts.get(c, 0)) for c in used) + " |")
+    out += ["", *[f"- **{c}** ({CAUSES[c].owner}): {CAUSES[c].meaning}." for c in used], ""]
+    return out
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -110,6 +147,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         )
     lines += ["", *claims_text(cases), "", *lifecycle_text(cases), *nodes_text(cases), "", *faults_text(cases), ""]
     lines += [*trials_text(summary), *differences_text(summary), *sweeps_text(summary), *calibration_text(summary)]
+    lines += causes_text(summary)
     lines += ["## Claims checked", ""]
     if summary["failed_claims"]:
         for case, problems in summary["failed_claims"].items():

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from patternbench import measure
+from patternbench import attribution, measure
+from patternbench.load.conntrack import bindings
 from patternbench.load.runner import read_jsonl
 from patternbench.agents import AGENTS, AgentKind, Placement, agent_by_container, agent_spec, upgradable_spec
 from patternbench.faults import fault_spec
@@ -24,6 +25,7 @@ SCHEMA_VERSION = 1
 # The keys of every summary entry (documented in the README; stable).
 KEYS = (
     "downtime_s", "error_downtime_s", "slow_downtime_s", "max_outage_s", "failed_requests", "total_requests", "error_rate",
+    "failures_by_cause", "pattern_failures", "harness_failures", "unattributed_failures",
     "latency_ms", "proxies_per_request", "hops", "app_container_restarts", "app_pods_recreated",
     "containers_total", "containers_formula", "agent_cpu_m_total", "agent_memory_mib_total",
     "agent_cpu_m_per_instance", "agent_memory_mib_per_instance", "agent_instances",
@@ -101,6 +103,30 @@ def _fault_entry(case: dict[str, Any], marks: dict[str, Any], users: list, probe
     return {"fault": fault, **{k: impact[k] for k in FAULT_KEYS}}
 
 
+def _attributed(
+    case_dir: Path, deployment: dict[str, Any], users: list, probes: list, start: float, end: float, activity: list[tuple[float, float]],
+) -> dict[str, Any]:
+    """failures_by_cause over the same requests as failed_requests, and the count per owner."""
+    failed = [r for r in measure.in_window(users, start, end) + measure.in_window(probes, start, end) if not measure.ok(r)]
+    events = case_dir / "conntrack-events.log"
+    ev = attribution.Evidence(
+        service=attribution.ServiceTimeline.of(read_jsonl(case_dir / "endpoints.jsonl"), deployment.get("entry_service") or ""),
+        pods=read_jsonl(case_dir / "pods.jsonl"),
+        windows=activity,
+        bindings=bindings(events.read_text(errors="replace").splitlines()) if events.exists() else {},
+    )
+    counts = attribution.failures_by_cause(failed, ev)
+    return {"failures_by_cause": counts, **{f"{owner}_failures": n for owner, n in attribution.by_owner(counts).items()}}
+
+
+def charged_failures(entry: dict[str, Any]) -> int:
+    """The failures a claim counts: the pattern's and the unattributed ones (a summary from
+    before attribution counts every failure)."""
+    if "pattern_failures" not in entry:
+        return entry["failed_requests"]
+    return entry["pattern_failures"] + entry["unattributed_failures"]
+
+
 def is_agent_sample(sample: dict[str, Any]) -> bool:
     """A resource sample of an agent's container (any registered agent, agent files' too)."""
     prefixes = tuple(name for a in AGENTS.values() for name in a.container_names)
@@ -147,6 +173,8 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     window_start = next((t for t in (fault_start, up_start) if t is not None), start)
     entry["slo_ms"] = case_slo_ms(case, slo_ms)
     entry.update(measure.availability(users, probes, window_start, end, entry["slo_ms"]))
+    activity = [(t, end + attribution.SLACK_S) for t in (fault_start, up_start) if t is not None][:1]
+    entry.update(_attributed(case_dir, deployment, users, probes, window_start, end, activity))
     entry["measured_requests"] = len(measure.in_window(users, start, end)) + len(measure.in_window(probes, start, end))
     before_end = up_start if up_start is not None else marks.get("after", {}).get("t", end)
     entry["latency_ms"] = {
@@ -238,6 +266,8 @@ def check_claims(
             failures.append(f"hops per request {hops} != {want_hops} that the {pattern} pattern implies")
     if entry.get("max_nodes_down_at_once") is not None and entry["max_nodes_down_at_once"] > 1:
         failures.append(f"{entry['max_nodes_down_at_once']} nodes had their agent down at once during the DaemonSet rollout")
+    if (entry.get("unattributed_failures") or 0) > thresholds.max_failed_requests:
+        failures.append(f"{entry['unattributed_failures']} failed requests have no cause the evidence decides ({_causes(entry)})")
     fault = entry.get("fault")
     if fault:
         failures += fault_claims(entry, fault, thresholds)
@@ -251,12 +281,17 @@ def check_claims(
             failures.append(f"an in-place sidecar upgrade recreated {entry['app_pods_recreated']} app pods and restarted {entry['app_container_restarts']} containers (want 0 and exactly one per pod, {entry.get('app_pods')})")
         if not node_agent and not in_place and entry["app_pods_recreated"] != entry.get("app_pods"):
             failures.append(f"a sidecar upgrade recreated {entry['app_pods_recreated']} of {entry.get('app_pods')} app pods")
-        if not naive and not fault and entry["failed_requests"] > thresholds.max_failed_requests:
-            failures.append(f"{entry['failed_requests']} requests failed during the upgrade (threshold {thresholds.max_failed_requests}); downtime {entry['downtime_s']}s")
+        if not naive and not fault and charged_failures(entry) > thresholds.max_failed_requests:
+            failures.append(f"{charged_failures(entry)} requests failed during the upgrade (threshold {thresholds.max_failed_requests}; {_causes(entry)}); downtime {entry['downtime_s']}s")
         log_agent = agent_spec(agent).kind is AgentKind.LOG
         if log_agent and spec.lossless_log_upgrade and (entry["log_lines_lost"] or 0) > thresholds.max_log_lines_lost:
             failures.append(f"{entry['log_lines_lost']} log lines lost in a DaemonSet log-agent upgrade")
     return failures
+
+
+def _causes(entry: dict[str, Any]) -> str:
+    counts = {k: v for k, v in (entry.get("failures_by_cause") or {}).items() if v}
+    return "causes: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
 
 
 # Slack on the model's bound for a dead proxy instance: requests in flight when it died and
@@ -291,8 +326,8 @@ def fault_claims(entry: dict[str, Any], fault: dict[str, Any], thresholds: Thres
         repeated, batch = entry.get("log_lines_duplicated") or 0, entry.get("log_max_batch_lines") or 0
         if node_agent and repeated > batch:
             out.append(f"{kind} of a node log agent repeated {repeated} log lines, more than one batch ({batch})")
-    if kind == "apiserver-down" and entry["failed_requests"] > thresholds.max_failed_requests:
-        out.append(f"{entry['failed_requests']} requests failed while the API server was down (threshold {thresholds.max_failed_requests})")
+    if kind == "apiserver-down" and charged_failures(entry) > thresholds.max_failed_requests:
+        out.append(f"{charged_failures(entry)} requests failed while the API server was down (threshold {thresholds.max_failed_requests}; {_causes(entry)})")
     if fault.get("upgrade_completed") is False:
         out.append(f"{kind}: the rollout did not complete ({entry.get('upgrade_error')})")
     if fault_spec(kind).target == "injector":
@@ -304,6 +339,6 @@ def fault_claims(entry: dict[str, Any], fault: dict[str, Any], thresholds: Thres
             out.append(f"{kind}: {fault['app_pods_created_during_fault']} app pods were created while the injector was unavailable")
         if fault.get("app_pods_without_sidecar"):
             out.append(f"{kind}: app pods ran without the sidecar: {', '.join(fault['app_pods_without_sidecar'])}")
-        if entry["failed_requests"] > thresholds.max_failed_requests:
-            out.append(f"{kind}: {entry['failed_requests']} requests failed while a stalled rollout kept its old pods (threshold {thresholds.max_failed_requests})")
+        if charged_failures(entry) > thresholds.max_failed_requests:
+            out.append(f"{kind}: {charged_failures(entry)} requests failed while a stalled rollout kept its old pods (threshold {thresholds.max_failed_requests}; {_causes(entry)})")
     return out

@@ -98,7 +98,7 @@ def test_report_of_three_interleaved_trials(tmp_path: Path) -> None:
     assert "±30.0 ms" in text
     assert (tmp_path / "intervals.png").stat().st_size > 1000
     # Claims are checked trial by trial: only the DaemonSet's third trial lost a probe.
-    assert summary["failed_claims"]["daemonset-mesh"] == ["trial 3: 1 requests failed during the upgrade (threshold 0); downtime 0.05s"]
+    assert summary["failed_claims"]["daemonset-mesh"] == ["trial 3: 1 requests failed during the upgrade (threshold 0; causes: cut-in-flight 1); downtime 0.05s"]
 
 
 def test_a_claim_failing_in_one_trial_names_the_trial(tmp_path: Path) -> None:

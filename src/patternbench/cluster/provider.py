@@ -7,7 +7,7 @@ start on a cluster that cannot run it, before anything is created.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
@@ -101,6 +101,15 @@ class ReportsDaemons(Protocol):
     def node_status(self, components: list) -> list: ...
 
 
+@runtime_checkable
+class HostEvidence(Protocol):
+    """An optional ability: evidence this machine holds for a failed request. The cluster's
+    own service proxies log here (each case keeps its slice of these logs), and the entry's
+    NAT happens in this host's conntrack table (a refused probe looks its entry up)."""
+
+    def evidence_logs(self) -> dict[str, Path]: ...
+
+
 DEFAULT_NODE_PATHS = ("/var/log/pods", "/var/lib/patternbench-agents")
 
 
@@ -113,6 +122,8 @@ class Abilities:
     entry_host: str | None  # None: the first node's InternalIP
     registry: str | None
     fault_kinds: frozenset[str]
+    evidence_logs: dict[str, Path] = field(default_factory=dict)  # name -> log file on this machine
+    conntrack_here: bool = False  # the entry's connections are NATed in this host's conntrack
 
 
 def abilities(provider: object) -> Abilities:
@@ -123,6 +134,8 @@ def abilities(provider: object) -> Abilities:
         entry_host=provider.entry_host() if isinstance(provider, HasEntryHost) else None,
         registry=provider.registry if isinstance(provider, UsesRegistry) else None,
         fault_kinds=provider.fault_kinds if isinstance(provider, FaultInjector) else frozenset(),
+        evidence_logs=provider.evidence_logs() if isinstance(provider, HostEvidence) else {},
+        conntrack_here=isinstance(provider, HostEvidence),
     )
 
 

@@ -36,6 +36,7 @@ from locust import FastHttpUser, constant_throughput, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
 from patternbench.load.openloop import OpenLoop  # noqa: E402
+from patternbench.load import conntrack  # noqa: E402
 from patternbench.load.probe import probe_once  # noqa: E402
 from patternbench.load.records import answer_trail, failure_detail  # noqa: E402
 
@@ -91,8 +92,10 @@ def main(config_path: str) -> int:
     probe_port = split.port or 80
     worker = int(config.get("worker", 0))
 
+    on_connect_failure = (lambda sport: conntrack.lookup(sport, probe_port)) if config.get("conntrack") else None
+
     def probe() -> None:
-        records.write(probe_once(split.hostname or "127.0.0.1", probe_port, config["probe_timeout_s"]))
+        records.write(probe_once(split.hostname or "127.0.0.1", probe_port, config["probe_timeout_s"], on_connect_failure=on_connect_failure))
 
     in_flight = gevent.pool.Group()
 

@@ -65,7 +65,12 @@ class LoadProcess:
     their share of the rate and append to the same records file (one write per line with
     O_APPEND, so lines never interleave). Runs until stop() or its maximum duration."""
 
-    def __init__(self, host: str, config: LoadConfig, out_dir: Path, max_duration_s: float, on_progress: Callable[[dict], None] | None = None) -> None:
+    def __init__(
+        self, host: str, config: LoadConfig, out_dir: Path, max_duration_s: float, on_progress: Callable[[dict], None] | None = None,
+        conntrack: bool = False,
+    ) -> None:
+        """`conntrack`: a refused probe looks its connection up in this host's conntrack
+        table (the provider's `conntrack_here` ability: the entry's NAT happens here)."""
         config.validate()
         self.out_dir = out_dir
         self.records = out_dir / "requests.jsonl"
@@ -83,7 +88,7 @@ class LoadProcess:
             path.write_text(json.dumps({
                 **asdict(config), "rps": config.rps / workers if config.rps is not None else None,
                 "worker": k, "workers": workers, "host": host, "duration_s": max_duration_s, "records": str(self.records),
-                "summary": str(summary), "stop_file": str(self.stop_file),
+                "summary": str(summary), "stop_file": str(self.stop_file), "conntrack": conntrack,
             }))
             self.config_paths.append(path)
             self.summary_paths.append(summary)

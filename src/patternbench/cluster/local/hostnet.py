@@ -26,6 +26,10 @@ HOST_SYSCTLS: dict[str, str | None] = {
     "net/bridge/bridge-nf-call-iptables": "0",
     "net/bridge/bridge-nf-call-ip6tables": "0",
     "net/ipv4/conf/all/route_localnet": None,
+    # The edge kube-proxy sets its conntrack timeouts on the host (established 24 h, close-wait
+    # 1 h); `down` puts the host's own back.
+    "net/netfilter/nf_conntrack_tcp_timeout_established": None,
+    "net/netfilter/nf_conntrack_tcp_timeout_close_wait": None,
 }
 
 # Inside each node's network namespace (these sysctls are per namespace).

@@ -149,7 +149,11 @@ class LocalProvider:
         with self.progress.step("sweep leftovers of an earlier cluster"):
             self.teardown()
         s = self.settings
-        shutil.rmtree(s.log_dir, ignore_errors=True)
+        # The last cluster's logs are kept beside the new ones (evidence for its last run).
+        previous = s.log_dir.with_name(s.log_dir.name + ".previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        if s.log_dir.exists():
+            s.log_dir.rename(previous)
         for d in (s.state_dir, s.run_dir, s.log_dir):
             d.mkdir(parents=True, exist_ok=True)
         (s.run_dir / "node-count").write_text(str(s.node_count))
@@ -241,6 +245,16 @@ class LocalProvider:
     def entry_host(self) -> str:
         """NodePorts answer on the host's loopback (the host's edge kube-proxy)."""
         return "127.0.0.1"
+
+    def evidence_logs(self) -> dict[str, Path]:
+        """The kube-proxies' logs (the host's edge proxy, whose rules every probe passes, and
+        each node's), and each kubelet's (probe results, status updates): sliced per case."""
+        s = self.settings
+        logs = {"kube-proxy-host": s.log_dir / "kube-proxy.log"}
+        for node in s.nodes:
+            logs[f"kube-proxy-{node.name}"] = node.log_dir / "kube-proxy.log"
+            logs[f"kubelet-{node.name}"] = node.log_dir / "kubelet.log"
+        return logs
 
     # ---- faults (FaultInjector) ------------------------------------------------------
 

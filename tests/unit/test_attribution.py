@@ -1,0 +1,105 @@
+"""Every failed request gets a cause from the evidence: the pattern's, the harness's, or none."""
+
+from __future__ import annotations
+
+import pytest
+
+from patternbench.attribution import (
+    CAUSES, Evidence, ServiceTimeline, attribute, by_owner, cause, failures_by_cause,
+)
+from patternbench.load.conntrack import bindings, parse_line
+
+SVC = "entry"
+
+
+def eps(*ips: str, ready: bool = True, t: float = 0.0, slice_: str = "entry-abc") -> dict:
+    return {"t": t, "event": "MODIFIED", "service": SVC, "slice": slice_,
+            "endpoints": [{"ips": [ip], "pod": f"pod-{ip}", "ready": ready, "serving": ready, "terminating": False} for ip in ips]}
+
+
+def probe(t: float, how: str, sport: int = 40000, **extra) -> dict:
+    return {"kind": "probe", "t": t, "wall": 1000.0 + t, "ms": 0.7, "status": 0, "error": "ConnectionRefusedError", "sport": sport, "how": how, **extra}
+
+
+def pod(t: float, ip: str, ready: bool, restarts: int = 0, deleting: bool = False, image: str = "app:v1") -> dict:
+    return {"t": t, "event": "MODIFIED", "pod": f"pod-{ip}", "ip": ip, "ready": ready, "deleting": deleting,
+            "restarts": {"app": restarts}, "images": {"app": image}}
+
+
+def evidence(slices: list, pods: list | None = None, windows: list | None = None, events: list[str] | None = None) -> Evidence:
+    return Evidence(ServiceTimeline.of(slices, SVC), pods or [], windows or [], bindings(events or []))
+
+
+STEADY = [eps("10.244.1.5", "10.244.2.5", t=0.0)]
+
+
+def test_a_reject_while_the_service_had_ready_endpoints_is_the_host_proxys():
+    assert attribute(probe(50.0, "icmp-refused"), evidence(STEADY)) == "kube-proxy-lag"
+
+
+def test_a_reject_while_every_entry_pod_was_notready_untouched_is_a_readiness_flap():
+    slices = STEADY + [eps("10.244.1.5", "10.244.2.5", ready=False, t=49.8), eps("10.244.1.5", "10.244.2.5", t=51.0)]
+    pods = [pod(0, "10.244.1.5", True), pod(0, "10.244.2.5", True), pod(49.9, "10.244.1.5", False), pod(49.9, "10.244.2.5", False)]
+    assert attribute(probe(50.0, "icmp-refused"), evidence(slices, pods)) == "readiness-flap"
+
+
+def test_a_reject_while_the_upgrade_replaced_the_entry_pods_is_the_patterns():
+    slices = STEADY + [eps("10.244.1.5", "10.244.2.5", ready=False, t=49.8), eps("10.244.1.6", t=51.0)]
+    pods = [pod(0, "10.244.1.5", True), pod(48.0, "10.244.1.5", False, deleting=True), pod(49.9, "10.244.2.5", False)]
+    ev = evidence(slices, pods, windows=[(40.0, 80.0)])
+    assert attribute(probe(50.0, "icmp-refused"), ev) == "no-ready-endpoint"
+    # The same evidence outside the pattern's window is charged to no one: unattributed.
+    assert attribute(probe(50.0, "icmp-refused"), evidence(slices, pods)) == "unattributed"
+
+
+def test_a_reset_from_a_binding_that_outlived_the_refusal_is_stale_conntrack():
+    entry = parse_line("tcp      6 9 CLOSE src=127.0.0.1 dst=127.0.0.1 sport=40000 dport=31234 src=10.244.0.9 dst=10.244.0.1 sport=8080 dport=40000 mark=0 use=1")
+    p = probe(50.0, "rst-refused", conntrack=[entry])
+    assert attribute(p, evidence(STEADY, windows=[(40.0, 80.0)])) == "stale-conntrack"
+
+
+def test_a_fresh_binding_to_a_ready_endpoint_that_refused_is_the_patterns_in_its_window():
+    new = "[1050.000100]	    [NEW] tcp      6 120 SYN_SENT src=127.0.0.1 dst=127.0.0.1 sport=40000 dport=31234 [UNREPLIED] src=10.244.1.5 dst=10.244.0.1 sport=8080 dport=40000"
+    p = probe(50.0, "rst-refused", conntrack=[])
+    assert attribute(p, evidence(STEADY, windows=[(40.0, 80.0)], events=[new])) == "endpoint-refused"
+    assert attribute(p, evidence(STEADY, events=[new])) == "unattributed"
+
+
+def test_a_fresh_binding_to_an_address_long_gone_from_the_endpoints_is_the_host_proxys():
+    slices = [eps("10.244.1.5", "10.244.2.5", t=0.0), eps("10.244.2.5", t=10.0)]
+    new = "[1050.0]	[NEW] tcp      6 120 SYN_SENT src=127.0.0.1 dst=127.0.0.1 sport=40000 dport=31234 [UNREPLIED] src=10.244.1.5 dst=10.244.0.1 sport=8080 dport=40000"
+    assert attribute(probe(50.0, "rst-refused", conntrack=[]), evidence(slices, events=[new])) == "kube-proxy-lag"
+
+
+def test_without_evidence_a_failure_is_the_patterns_in_its_window_and_unattributed_outside():
+    user = {"kind": "user", "t": 50.0, "status": 0, "error": "ConnectionResetError"}
+    assert attribute(user, evidence([], windows=[(40.0, 80.0)])) == "cut-in-flight"
+    assert attribute(user, evidence([])) == "unattributed"
+    answer = {"kind": "user", "t": 50.0, "status": 502, "error": "HTTP502"}
+    assert attribute(answer, evidence([], windows=[(40.0, 80.0)])) == "answer-error"
+
+
+def test_counts_add_up_and_unattributed_is_always_present():
+    ev = evidence(STEADY, windows=[(40.0, 80.0)])
+    failed = [probe(50.0, "icmp-refused"), {"kind": "user", "t": 45.0, "status": 503, "error": "HTTP503"}]
+    counts = failures_by_cause(failed, ev)
+    assert counts == {"unattributed": 0, "answer-error": 1, "kube-proxy-lag": 1}
+    assert sum(counts.values()) == len(failed)
+    assert by_owner(counts) == {"pattern": 1, "harness": 1, "unattributed": 0}
+    assert failures_by_cause([], ev) == {"unattributed": 0}
+
+
+def test_every_cause_has_a_known_owner_and_an_unknown_name_is_an_error():
+    assert {c.owner for c in CAUSES.values()} == {"pattern", "harness", "unattributed"}
+    with pytest.raises(ValueError, match="unknown failure cause"):
+        cause("gremlins")
+
+
+def test_conntrack_lines_parse_in_both_forms():
+    listed = parse_line("tcp      6 86398 ESTABLISHED src=127.0.0.1 dst=127.0.0.1 sport=41000 dport=30001 src=10.244.2.7 dst=10.244.0.1 sport=15006 dport=41000 [ASSURED] mark=0 use=1")
+    assert listed == {"state": "ESTABLISHED", "orig": {"src": "127.0.0.1", "dst": "127.0.0.1", "sport": 41000, "dport": 30001},
+                      "reply": {"src": "10.244.2.7", "dst": "10.244.0.1", "sport": 15006, "dport": 41000}}
+    destroyed = parse_line("[1796303536.123456]	[DESTROY] tcp      6 src=127.0.0.1 dst=127.0.0.1 sport=41000 dport=30001 [UNREPLIED] src=10.244.2.7 dst=10.244.0.1 sport=8080 dport=41000")
+    assert destroyed is not None and destroyed["event"] == "DESTROY" and destroyed["wall"] == 1796303536.123456
+    assert parse_line("conntrack v1.4.7 (conntrack-tools): 0 flow entries have been shown.") is None
+    assert parse_line("udp      17 29 src=10.0.0.1 dst=10.0.0.2 sport=53 dport=53 src=10.0.0.2 dst=10.0.0.1 sport=53 dport=53") is None

@@ -1,0 +1,73 @@
+"""A probe says how it failed: a reset, an ICMP error (an iptables REJECT), a timeout."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from patternbench.load.probe import probe_once
+
+
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = b'{"pod": "entry-7d9f", "node": "n1"}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv.server_address[1]
+    srv.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_answer_names_the_pod_and_the_source_port(server):
+    record = probe_once("127.0.0.1", server, 1.0)
+    assert record["status"] == 200 and record["error"] == "" and record["pod"] == "entry-7d9f"
+    assert 1024 < record["sport"] < 65536
+
+
+def test_a_port_with_no_listener_is_refused_by_a_reset_and_the_evidence_hook_sees_its_port():
+    seen = []
+    record = probe_once("127.0.0.1", free_port(), 1.0, on_connect_failure=lambda sport: seen.append(sport) or {"looked_up": sport})
+    assert record["error"] == "ConnectionRefusedError" and record["how"] == "rst-refused" and "icmp" not in record
+    assert seen == [record["sport"]] and record["looked_up"] == record["sport"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("iptables"), reason="adds an iptables REJECT rule: root only")
+def test_an_iptables_reject_is_told_apart_from_a_reset(server):
+    rule = ["INPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", str(server), "-j", "REJECT", "-m", "comment", "--comment", "patternbench-test"]
+    subprocess.run(["iptables", "-I", *rule], check=True)
+    try:
+        record = probe_once("127.0.0.1", server, 1.0)
+    finally:
+        subprocess.run(["iptables", "-D", *rule], check=True)
+    assert record["how"] == "icmp-refused", record
+    assert record["icmp"] == {"type": 3, "code": 3, "from": "127.0.0.1"}
+
+
+def test_a_listener_that_never_answers_is_a_read_timeout():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        record = probe_once("127.0.0.1", silent.getsockname()[1], 0.3)
+    assert record["how"] == "read-timeout" and record["status"] == 0
