@@ -41,9 +41,12 @@ def test_cost_per_1000_rps_from_the_samples_in_each_step(tmp_path: Path) -> None
     assert all(p.stat().st_size > 1000 for p in made)
 
 
-def test_a_sweep_against_a_local_server_stops_when_it_saturates(tmp_path: Path) -> None:
-    """Real load on a real server: two rates are sustained; then the server starts holding
-    requests for 0.3 s (past the 100 ms p99 bound) and the sweep stops there."""
+def test_a_sweep_against_a_local_server_stops_at_its_first_saturated_step(tmp_path: Path) -> None:
+    """Real load on a real server. After two steps the server starts holding every request
+    for 0.3 s (past the 100 ms p99 bound), so the third step is saturated on p99 whatever the
+    machine. Which earlier step a loaded machine may already fail is its speed, not the
+    sweep's behaviour, so the test asserts only that: the sweep stops at its first saturated
+    step, keeps its records, and never runs past the gated step."""
     target = LocalTarget().start()
     seen: list[Step] = []
 
@@ -62,9 +65,11 @@ def test_a_sweep_against_a_local_server_stops_when_it_saturates(tmp_path: Path) 
         steps = run_sweep(target.url, [50, 100, 150, 200], tmp_path, step_s=1.5, on_step=on_step)
     finally:
         target.stop()
-    assert [s.offered_rps for s in steps] == [50, 100, 150]
-    assert steps[0].saturated is None and steps[1].saturated is None, steps
-    assert steps[2].saturated and "p99" in steps[2].saturated
-    assert max_sustained(steps) == 100
-    assert steps[1].recorded == steps[1].due and steps[1].due == pytest.approx(150, rel=0.1)
-    assert (tmp_path / "steps.json").exists() and (tmp_path / "step-100" / "requests.jsonl").exists()
+    assert 1 <= len(steps) <= 3 and [s.offered_rps for s in steps] == [50, 100, 150][:len(steps)]
+    assert all(s.saturated is None for s in steps[:-1]) and steps[-1].saturated, steps
+    if len(steps) == 3:
+        assert "p99" in steps[2].saturated
+    assert max_sustained(steps) == (steps[-2].offered_rps if len(steps) > 1 else 0)
+    for s in steps[:-1]:
+        assert s.recorded == s.due and s.due == pytest.approx(s.offered_rps * 1.5, rel=0.1)
+    assert (tmp_path / "steps.json").exists() and all((tmp_path / f"step-{s.offered_rps:g}" / "requests.jsonl").exists() for s in steps)
