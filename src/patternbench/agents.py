@@ -210,6 +210,7 @@ def log_sidecar(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
         app = app_container(deployment)
         pod.setdefault("initContainers", []).append(copy.deepcopy(snippets["logagent"]))
         pod.setdefault("volumes", []).append(copy.deepcopy(snippets["volumes"]["app_logs"]))
+        pod["volumes"].append(copy.deepcopy(snippets["volumes"]["logagent_state"]))
         app.setdefault("volumeMounts", []).append({"name": "app-logs", "mountPath": "/var/log/app"})
         set_env(app, "LOG_PATH", "/var/log/app/app.log")
 

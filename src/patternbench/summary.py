@@ -286,6 +286,12 @@ def check_claims(
         log_agent = agent_spec(agent).kind is AgentKind.LOG
         if log_agent and spec.lossless_log_upgrade and (entry["log_lines_lost"] or 0) > thresholds.max_log_lines_lost:
             failures.append(f"{entry['log_lines_lost']} log lines lost in a DaemonSet log-agent upgrade")
+        if log_agent and not naive:
+            # Each replaced agent resumes from its checkpoint: at most one batch again per instance.
+            replaced = entry.get("nodes") if node_agent else entry.get("app_pods")
+            repeated, batch = entry.get("log_lines_duplicated") or 0, entry.get("log_max_batch_lines") or 0
+            if replaced and repeated > batch * replaced:
+                failures.append(f"the log-agent upgrade repeated {repeated} log lines, more than one batch ({batch}) for each of the {replaced} agents replaced")
     return failures
 
 
@@ -323,9 +329,11 @@ def fault_claims(entry: dict[str, Any], fault: dict[str, Any], thresholds: Thres
         node_agent = pattern_spec(entry["pattern"]).runs_on_nodes(agent)
         if node_agent and (entry.get("log_lines_lost") or 0) > thresholds.max_log_lines_lost:
             out.append(f"{kind} of a node log agent lost {entry.get('log_lines_lost')} log lines")
+        # Sidecar and node log agents both resume from a checkpoint: at most one batch again.
         repeated, batch = entry.get("log_lines_duplicated") or 0, entry.get("log_max_batch_lines") or 0
-        if node_agent and repeated > batch:
-            out.append(f"{kind} of a node log agent repeated {repeated} log lines, more than one batch ({batch})")
+        if repeated > batch:
+            where = "node" if node_agent else "sidecar"
+            out.append(f"{kind} of a {where} log agent repeated {repeated} log lines, more than one batch ({batch})")
     if kind == "apiserver-down" and charged_failures(entry) > thresholds.max_failed_requests:
         out.append(f"{charged_failures(entry)} requests failed while the API server was down (threshold {thresholds.max_failed_requests}; {_causes(entry)})")
     if fault.get("upgrade_completed") is False:
