@@ -9,6 +9,8 @@ templates and the helpers they share.
 
 from __future__ import annotations
 
+import secrets
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -60,6 +62,9 @@ class RenderOptions:
     stand_ins: tuple[str, ...] = ()
     # In-place upgrades (inplace.py) take a pod out of its Services by this label.
     serving_label: bool = False
+    # Every app log line carries the run's token and the sink counts only those: a pod that is
+    # not the run's cannot add, fill in or forge lines.
+    log_token: str = field(default_factory=lambda: secrets.token_hex(8))
 
     @property
     def app_namespace(self) -> str:
@@ -92,6 +97,7 @@ def values(opts: RenderOptions, **extra: Any) -> dict[str, Any]:
         "logsink_image": images.logsink,
         "extra_image": images.extra,
         "sink_url": opts.sink_url,
+        "log_token": opts.log_token,
         "pod_logs_dir": opts.pod_logs_dir,
         "agent_state_dir": opts.agent_state_dir,
         "app_drain": "0s" if opts.naive else "5s",

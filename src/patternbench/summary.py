@@ -209,6 +209,8 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
         entry["log_lines_received"] = sink["total"]["received"]
         entry["log_delivery_lag_s"] = sink.get("lag")
         entry["log_max_batch_lines"] = sink.get("max_batch_lines")
+        # Lines without the run's token (not this run's apps): refused by the sink, not counted.
+        entry["log_lines_foreign"] = sink.get("foreign")
     else:
         entry["log_lines_lost"] = entry["log_lines_duplicated"] = None
     entry["upgrade_duration_s"] = round(up_end - up_start, 3) if up_start and up_end else None

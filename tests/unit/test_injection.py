@@ -27,7 +27,7 @@ from patternbench.topology import Agents, Pattern, load_topology
 REPO = Path(__file__).resolve().parents[2]
 GO_TESTDATA = REPO / "images" / "internal" / "inject" / "testdata"
 OWN = REPO / "agents" / "own-logagent.yaml"
-OPTS = RenderOptions(run_id="pb-test-0001", pod_logs_dir="/logs/pods", agent_state_dir="/state")
+OPTS = RenderOptions(run_id="pb-test-0001", pod_logs_dir="/logs/pods", agent_state_dir="/state", log_token="0123456789abcdef")
 TOPO = load_topology()
 AGENT_SETS = [
     Agents(), Agents(extra_agents=2), Agents(mesh=False), Agents(logging=False), Agents(mesh=False, logging=False, extra_agents=1),

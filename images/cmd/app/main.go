@@ -36,6 +36,7 @@ type settings struct {
 	// and node proxies) or "connect" (a CONNECT tunnel per connection, the node L4 proxy).
 	Tunnel                string
 	LogPath               string
+	LogToken              string
 	Listen                string
 	Drain, Grace, Timeout time.Duration
 	Parallel              bool
@@ -52,6 +53,7 @@ func load(env *config.Env) settings {
 		Proxy:       env.Addr("MESH_PROXY", ""),
 		Tunnel:      env.OneOf("MESH_TUNNEL", "forward", "forward", "connect"),
 		LogPath:     env.String("LOG_PATH", ""),
+		LogToken:    env.String("LOG_TOKEN", ""),
 		Listen:      env.Addr("LISTEN", ":8080"),
 		Drain:       env.Duration("DRAIN", 5*time.Second),
 		Grace:       env.Duration("GRACE", 10*time.Second),
@@ -273,7 +275,7 @@ func main() {
 		defer f.Close()
 		out = f
 	}
-	a := &app{s: s, log: applog.NewWriter(out, s.Pod), client: &http.Client{Transport: newTransport(s)}}
+	a := &app{s: s, log: applog.NewWriter(out, s.Pod, s.LogToken), client: &http.Client{Transport: newTransport(s)}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", a.root)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })

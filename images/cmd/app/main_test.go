@@ -37,7 +37,7 @@ func TestReadyzChain(t *testing.T) {
 	var logged bytes.Buffer
 	a := &app{
 		s:      settings{Service: "a", Downstreams: []string{strings.TrimPrefix(down.URL, "http://")}, Timeout: time.Second},
-		log:    applog.NewWriter(&logged, "a-0"),
+		log:    applog.NewWriter(&logged, "a-0", ""),
 		client: down.Client(),
 	}
 	status := func(target string) int {

@@ -92,7 +92,7 @@ func TestCallsThroughTheL4ProxyRecordTheirTrail(t *testing.T) {
 
 	s := settings{Service: "a", Pod: "a-0", Node: "n1", Namespace: "demo", Downstreams: []string{"b", "c", "nothing"},
 		Proxy: net.JoinHostPort("127.0.0.11", strconv.Itoa(outPort)), Tunnel: "connect", Timeout: 5 * time.Second}
-	a := &app{s: s, log: applog.NewWriter(&discard{}, "a-0"), client: &http.Client{Transport: newTransport(s)}}
+	a := &app{s: s, log: applog.NewWriter(&discard{}, "a-0", ""), client: &http.Client{Transport: newTransport(s)}}
 	for round := 0; round < 2; round++ { // the second round reuses the tunnels
 		rec := httptest.NewRecorder()
 		a.root(rec, httptest.NewRequest(http.MethodGet, "/", nil))

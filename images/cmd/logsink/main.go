@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,19 +22,25 @@ import (
 
 var version = "dev"
 
+// maxIngestBody bounds one batch from our agent (500 lines of ~150 bytes by default).
+const maxIngestBody = 8 << 20
+
 func main() {
 	if config.VersionRequested("logsink", version) {
 		return
 	}
 	env := config.FromOS()
 	listen := env.Addr("LISTEN", ":8080")
+	// The run's token: only lines that carry it are counted, so a pod that is not the run's
+	// cannot add lines, fill gaps or forge "nothing lost".
+	token := env.String("TOKEN", "")
 	if env.Err != nil {
 		config.Fail("logsink", env.Err)
 	}
-	stats := sink.New()
+	stats := sink.New(token)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /ingest", func(w http.ResponseWriter, r *http.Request) {
-		scanner := bufio.NewScanner(http.MaxBytesReader(w, r.Body, 64<<20))
+		scanner := bufio.NewScanner(http.MaxBytesReader(w, r.Body, maxIngestBody))
 		scanner.Buffer(make([]byte, 64*1024), 1<<20)
 		lines := 0
 		for scanner.Scan() {
@@ -43,6 +50,11 @@ func main() {
 			}
 		}
 		if err := scanner.Err(); err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				http.Error(w, fmt.Sprintf("batch over %d bytes", maxIngestBody), http.StatusRequestEntityTooLarge)
+				return
+			}
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -60,7 +72,8 @@ func main() {
 	if err != nil {
 		config.Fail("logsink", &config.Error{Setting: "LISTEN", Problem: err.Error()})
 	}
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// A client that sends its body a byte at a time is cut off, not waited for.
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second}
 	group := &serve.Group{Servers: []serve.Server{server}, Drain: 0, Grace: 5 * time.Second}
 	if err := group.Serve([]net.Listener{ln}); err != nil {
 		fmt.Fprintf(os.Stderr, "logsink: %v\n", err)

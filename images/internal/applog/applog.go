@@ -14,8 +14,9 @@ import (
 // Line is one request's log entry.
 type Line struct {
 	Pod       string    `json:"pod"`
-	Instance  string    `json:"instance"` // per process: a restarted container starts a new sequence
-	Seq       uint64    `json:"seq"`      // 1, 2, 3, ... with no gap within an instance
+	Token     string    `json:"token,omitempty"` // the run's token: the sink counts only lines that carry it
+	Instance  string    `json:"instance"`        // per process: a restarted container starts a new sequence
+	Seq       uint64    `json:"seq"`             // 1, 2, 3, ... with no gap within an instance
 	RequestID string    `json:"request_id"`
 	Time      time.Time `json:"ts"`
 }
@@ -26,15 +27,16 @@ type Writer struct {
 	mu       sync.Mutex
 	out      io.Writer
 	pod      string
+	token    string
 	instance string
 	seq      uint64
 }
 
-// NewWriter starts a new instance with a random id.
-func NewWriter(out io.Writer, pod string) *Writer {
+// NewWriter starts a new instance with a random id; every line carries `token`.
+func NewWriter(out io.Writer, pod, token string) *Writer {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
-	return &Writer{out: out, pod: pod, instance: hex.EncodeToString(b)}
+	return &Writer{out: out, pod: pod, token: token, instance: hex.EncodeToString(b)}
 }
 
 // Log writes the next line and returns it.
@@ -42,7 +44,7 @@ func (w *Writer) Log(requestID string) (Line, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.seq++
-	line := Line{Pod: w.pod, Instance: w.instance, Seq: w.seq, RequestID: requestID, Time: time.Now().UTC()}
+	line := Line{Pod: w.pod, Token: w.token, Instance: w.instance, Seq: w.seq, RequestID: requestID, Time: time.Now().UTC()}
 	data, _ := json.Marshal(line)
 	_, err := w.out.Write(append(data, '\n'))
 	return line, err

@@ -24,8 +24,11 @@ import (
 const (
 	otlpJSON  = "application/json"
 	otlpProto = "application/x-protobuf"
-	// maxOTLPBody bounds one request after decompression as well as before.
-	maxOTLPBody = 64 << 20
+	// maxOTLPBody bounds one request after decompression as well as before: a collector's
+	// batch is well under 1 MiB, and a small gzip must not expand past the sink's memory.
+	maxOTLPBody = 4 << 20
+	// maxOTLPRecords bounds the records of one request (empty records cost memory too).
+	maxOTLPRecords = 100000
 )
 
 // Record bodies that are not strings (a map, a number, ...) are returned as nil, so Stats
@@ -189,8 +192,10 @@ func OTLPLogsHandler(stats *Stats) http.HandlerFunc {
 			return
 		}
 		data, err := io.ReadAll(body)
-		if err == nil && len(data) > maxOTLPBody {
-			err = errors.New("body too large")
+		var tooLarge *http.MaxBytesError
+		if (err == nil && len(data) > maxOTLPBody) || errors.As(err, &tooLarge) {
+			http.Error(w, fmt.Sprintf("body over %d bytes (after decompression)", maxOTLPBody), http.StatusRequestEntityTooLarge)
+			return
 		}
 		if err != nil {
 			http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
@@ -204,6 +209,10 @@ func OTLPLogsHandler(stats *Stats) http.HandlerFunc {
 		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if len(bodies) > maxOTLPRecords {
+			http.Error(w, fmt.Sprintf("%d log records in one request, over %d", len(bodies), maxOTLPRecords), http.StatusRequestEntityTooLarge)
 			return
 		}
 		for _, b := range bodies {

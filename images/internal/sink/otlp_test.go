@@ -53,7 +53,7 @@ func gzipped(b []byte) []byte {
 }
 
 func TestOTLPJSONCountedLikeOurLines(t *testing.T) {
-	s := New()
+	s := New("")
 	h := OTLPLogsHandler(s)
 	if rec := post(t, h, "application/json", "gzip", gzipped(collectorJSON("a", 1, 2, 4))); rec.Code != http.StatusOK || rec.Body.String() != "{}" {
 		t.Fatalf("answer %d %q", rec.Code, rec.Body.String())
@@ -73,7 +73,7 @@ func TestOTLPJSONCountedLikeOurLines(t *testing.T) {
 }
 
 func TestOTLPMalformedIsRefusedAndNotCounted(t *testing.T) {
-	s := New()
+	s := New("")
 	h := OTLPLogsHandler(s)
 	for _, c := range []struct {
 		name, ctype, enc string
@@ -98,7 +98,7 @@ func TestOTLPMalformedIsRefusedAndNotCounted(t *testing.T) {
 }
 
 func TestOTLPNonStringBodyIsUnparsed(t *testing.T) {
-	s := New()
+	s := New("")
 	body := []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"kvlistValue":{"values":[]}}},{}]}]}]}`)
 	if rec := post(t, OTLPLogsHandler(s), "application/json", "", body); rec.Code != http.StatusOK {
 		t.Fatalf("answer %d", rec.Code)
@@ -135,7 +135,7 @@ func protoRequest(pod string, seqs ...int) []byte {
 }
 
 func TestOTLPProtobufCountedLikeOurLines(t *testing.T) {
-	s := New()
+	s := New("")
 	h := OTLPLogsHandler(s)
 	rec := post(t, h, "application/x-protobuf", "gzip", gzipped(protoRequest("p", 1, 2, 3)))
 	if rec.Code != http.StatusOK || rec.Body.Len() != 0 || rec.Header().Get("Content-Type") != "application/x-protobuf" {
@@ -159,5 +159,29 @@ func TestOTLPProtobufAndJSONAgree(t *testing.T) {
 	}
 	if len(fromJSON) != 2 || len(fromProto) != 2 || !bytes.Equal(fromJSON[0], fromProto[0]) || !bytes.Equal(fromJSON[1], fromProto[1]) {
 		t.Fatalf("json %q, proto %q", fromJSON, fromProto)
+	}
+}
+
+func emptyRecords(n int) []byte {
+	return []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[` + strings.TrimSuffix(strings.Repeat("{},", n), ",") + `]}]}]}`)
+}
+
+func TestOTLPBombsAreRefusedBeforeTheyCostMemory(t *testing.T) {
+	s := New("")
+	h := OTLPLogsHandler(s)
+	// A small gzip that expands past the limit: refused while it is read, nothing counted.
+	bomb := gzipped(emptyRecords(2_000_000))
+	if len(bomb) > 64<<10 {
+		t.Fatalf("the bomb is %d bytes: not small", len(bomb))
+	}
+	if rec := post(t, h, "application/json", "gzip", bomb); rec.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("gzip bomb: answer %d %q", rec.Code, rec.Body.String())
+	}
+	// Under the byte limit but too many records in one request.
+	if rec := post(t, h, "application/json", "", emptyRecords(maxOTLPRecords+1)); rec.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("too many records: answer %d %q", rec.Code, rec.Body.String())
+	}
+	if snap := s.Snapshot(); snap.Batches != 0 || snap.Unparsed != 0 {
+		t.Fatalf("a refused request was counted: %+v", snap)
 	}
 }

@@ -13,6 +13,10 @@ import (
 // maxLagSamples bounds memory: past it, lag samples are kept by reservoir-free thinning.
 const maxLagSamples = 200000
 
+// MaxSeq bounds a line's sequence number: no app process logs 2^40 lines in a run, and a
+// larger one (forged) would make every earlier number count as missing.
+const MaxSeq = 1 << 40
+
 type instance struct {
 	seen     map[uint64]struct{}
 	maxSeq   uint64
@@ -28,14 +32,16 @@ type Stats struct {
 	lagStride int
 	lagCount  int
 	unparsed  uint64
+	foreign   uint64 // well-formed lines without the run's token: not ours, not counted
+	token     string
 	batches   uint64
 	maxBatch  int
 	now       func() time.Time
 }
 
-// New returns empty stats.
-func New() *Stats {
-	return &Stats{pods: map[string]map[string]*instance{}, lagStride: 1, now: time.Now}
+// New returns empty stats that count only lines carrying `token` ("": every line).
+func New(token string) *Stats {
+	return &Stats{pods: map[string]map[string]*instance{}, lagStride: 1, now: time.Now, token: token}
 }
 
 // Add records one raw line as received now.
@@ -43,8 +49,12 @@ func (s *Stats) Add(raw []byte) {
 	line, err := applog.Parse(raw)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err != nil || line.Pod == "" || line.Seq == 0 {
+	if err != nil || line.Pod == "" || line.Seq == 0 || line.Seq > MaxSeq {
 		s.unparsed++
+		return
+	}
+	if s.token != "" && line.Token != s.token {
+		s.foreign++
 		return
 	}
 	insts := s.pods[line.Pod]
@@ -115,6 +125,7 @@ type Snapshot struct {
 	Sources  map[string]Counts `json:"sources"`
 	Lag      Lag               `json:"lag"`
 	Unparsed uint64            `json:"unparsed"`
+	Foreign  uint64            `json:"foreign"`
 	Batches  uint64            `json:"batches"`
 	MaxBatch int               `json:"max_batch_lines"`
 }
@@ -124,14 +135,15 @@ type Snapshot struct {
 func (s *Stats) Snapshot() Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	snap := Snapshot{Sources: map[string]Counts{}, Unparsed: s.unparsed, Batches: s.batches, MaxBatch: s.maxBatch}
+	snap := Snapshot{Sources: map[string]Counts{}, Unparsed: s.unparsed, Foreign: s.foreign, Batches: s.batches, MaxBatch: s.maxBatch}
 	for pod, insts := range s.pods {
 		var c Counts
 		for _, inst := range insts {
 			unique := uint64(len(inst.seen))
 			c.Received += inst.received
 			c.Unique += unique
-			c.Missing += inst.maxSeq - unique
+			// unique <= maxSeq <= MaxSeq: no subtraction or sum here can wrap.
+			c.Missing += inst.maxSeq - min(unique, inst.maxSeq)
 			c.Duplicated += inst.dups
 			c.Instances++
 		}

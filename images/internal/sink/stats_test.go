@@ -12,7 +12,7 @@ func line(pod, inst string, seq int, ts time.Time) []byte {
 
 func TestGapsAndDuplicatesPerPodAndInstance(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
-	s := New()
+	s := New("")
 	s.now = func() time.Time { return now }
 	for _, seq := range []int{1, 2, 4, 4, 5, 7} { // 3 and 6 missing, 4 twice
 		s.Add(line("a", "i1", seq, now.Add(-time.Second)))
@@ -39,7 +39,7 @@ func TestGapsAndDuplicatesPerPodAndInstance(t *testing.T) {
 }
 
 func TestLagSamplesStayBounded(t *testing.T) {
-	s := New()
+	s := New("")
 	now := time.Now()
 	for i := 1; i <= maxLagSamples*2+10; i++ {
 		s.Add(line("p", "i", i, now))
@@ -51,12 +51,33 @@ func TestLagSamplesStayBounded(t *testing.T) {
 }
 
 func TestLargestBatchIsKept(t *testing.T) {
-	s := New()
+	s := New("")
 	for _, n := range []int{3, 17, 5} {
 		s.BatchDone(n)
 	}
 	snap := s.Snapshot()
 	if snap.Batches != 3 || snap.MaxBatch != 17 {
 		t.Errorf("batches %d, largest %d; want 3, 17", snap.Batches, snap.MaxBatch)
+	}
+}
+
+func TestForgedLinesCannotHideLoss(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
+	s := New("tok")
+	tokenLine := func(pod, inst string, seq uint64, token string) []byte {
+		return []byte(fmt.Sprintf(`{"pod":%q,"token":%q,"instance":%q,"seq":%d,"request_id":"r","ts":%q}`, pod, token, inst, seq, now.Format(time.RFC3339Nano)))
+	}
+	for _, seq := range []uint64{1, 2, 4} { // 3 lost
+		s.Add(tokenLine("a", "i1", seq, "tok"))
+	}
+	// Sequence numbers that would wrap the missing count to 0 if summed in uint64.
+	s.Add(tokenLine("evil", "x1", 1<<63, "tok"))
+	s.Add(tokenLine("evil", "x2", (1<<63)-1, "tok"))
+	// Lines without the run's token are someone else's.
+	s.Add(tokenLine("a", "i1", 3, "other"))
+	s.Add(tokenLine("a", "i1", 3, ""))
+	snap := s.Snapshot()
+	if snap.Total.Missing != 1 || snap.Total.Received != 3 || snap.Unparsed != 2 || snap.Foreign != 2 {
+		t.Fatalf("forged lines changed the counts: %+v unparsed %d foreign %d", snap.Total, snap.Unparsed, snap.Foreign)
 	}
 }
