@@ -309,15 +309,7 @@ def deploy_run(
     images = Images.under(able.registry)
     # An agent from an agent file takes its built-in agent's place in this run.
     stand_ins = (agent,) if agent is not None and agent_spec(agent).stands_in_for else ()
-    opts = RenderOptions(run_id=run_id, images=images, pod_logs_dir=pod_logs_dir, agent_state_dir=agent_state_dir, naive=naive, stand_ins=stand_ins, serving_label=serving_label)
-    injector: list[Obj] = []
-    if injection == "webhook":
-        from patternbench.injection import injection_template, injector_objects, render_webhook
-
-        objs = render_webhook(topology, pattern, opts)
-        injector = injector_objects(opts, injection_template(topology, pattern, opts, "v1"))
-    else:
-        objs = render(topology, pattern, opts)
+    # The nodes first (a read): node agents' requests follow their count (render.size_agent_requests).
     try:
         api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
         deployer = Deployer(api, progress)
@@ -326,6 +318,15 @@ def deploy_run(
         raise
     except Exception as exc:  # noqa: BLE001 - an unreachable cluster is an environment problem
         raise UsageError(f"the {provider.name} cluster is not reachable (is it up? `patternbench cluster up`): {type(exc).__name__}") from None
+    opts = RenderOptions(run_id=run_id, images=images, pod_logs_dir=pod_logs_dir, agent_state_dir=agent_state_dir, naive=naive, stand_ins=stand_ins, serving_label=serving_label, nodes=len(nodes))
+    injector: list[Obj] = []
+    if injection == "webhook":
+        from patternbench.injection import injection_template, injector_objects, render_webhook
+
+        objs = render_webhook(topology, pattern, opts)
+        injector = injector_objects(opts, injection_template(topology, pattern, opts, "v1"))
+    else:
+        objs = render(topology, pattern, opts)
     check_capacity(topology, pattern, nodes, used_pods=running)
     deployer.check_namespaces_free(objs, run_id)
     with progress.step("sweep earlier runs"):

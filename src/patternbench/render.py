@@ -65,6 +65,9 @@ class RenderOptions:
     # Every app log line carries the run's token and the sink counts only those: a pod that is
     # not the run's cannot add, fill in or forge lines.
     log_token: str = field(default_factory=lambda: secrets.token_hex(8))
+    # The cluster's node count: node agents' CPU requests follow it (size_agent_requests).
+    # None renders every agent container with one sidecar's request (unit tests).
+    nodes: int | None = None
 
     @property
     def app_namespace(self) -> str:
@@ -154,7 +157,44 @@ def render(topology: Topology, pattern: Pattern, opts: RenderOptions) -> list[Ob
     if not spec.placement:
         return objs  # no agent: the application as it is
     spec.transform(objs, topology, opts)
+    size_agent_requests(objs, topology, opts)
     return sorted(objs, key=_apply_rank)
+
+
+# The resource policy, stated in every report: in every pattern each built-in agent requests
+# the same CPU in total, AGENT_CPU_M per app pod it serves. A sidecar serves its own pod, a
+# node agent its node's share of the app pods, a waypoint its service's pods. Under CPU
+# contention the kernel shares CPU by these requests (cgroup cpu.shares), so a node proxy
+# that carries a whole node's traffic is not weighed like a single sidecar.
+AGENT_CPU_M = 10
+SERVES_LABEL = "patternbench.dev/serves"  # on a per-service agent's pod template: the service
+
+
+def agent_cpu_request_m(served_pods: int, instances: int) -> int:
+    """One instance's CPU request (millicores) under the policy."""
+    return max(AGENT_CPU_M, -(-AGENT_CPU_M * served_pods // max(1, instances)))
+
+
+def size_agent_requests(objs: list[Obj], topology: Topology, opts: RenderOptions) -> None:
+    """Apply the policy to the built-in agents' workloads (agent files keep what they ask)."""
+    from patternbench.agents import agent_by_container
+
+    if opts.nodes is None:
+        return
+    for obj in objs:
+        if obj["kind"] not in ("DaemonSet", "Deployment"):
+            continue
+        labels = obj["spec"]["template"]["metadata"].get("labels") or {}
+        if labels.get("patternbench.dev/role") != "agent":
+            continue
+        if obj["kind"] == "DaemonSet":
+            served, instances = topology.app_pods, opts.nodes
+        else:
+            served, instances = topology.service(labels[SERVES_LABEL]).replicas, obj["spec"]["replicas"]
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            agent = agent_by_container(container["name"])
+            if agent is not None and agent.source is None:
+                container.setdefault("resources", {}).setdefault("requests", {})["cpu"] = f"{agent_cpu_request_m(served, instances)}m"
 
 
 _ORDER = ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "DaemonSet", "Deployment"]
