@@ -28,6 +28,7 @@ from patternbench.progress import Progress
 from patternbench.agent_file import keep_with_run
 from patternbench.agents import UPGRADABLE, AgentKind, Placement, agent_spec, file_agents, upgradable_spec
 from patternbench.patterns import PATTERNS, pattern_spec
+from patternbench.render import agent_cpu_requested_m
 from patternbench.topology import Pattern, Topology, containers_formula
 from patternbench.inplace import upgrade_in_place
 from patternbench.upgrade import STRATEGIES, rollout_recorder, upgrade_agent, upgrade_targets
@@ -322,6 +323,8 @@ def run_case(
         "app_pods": topology.app_pods, "services": len(topology.services),
         "calls_per_request": sum(len(s.calls) for s in topology.services),
         "agents": asdict(topology.agents),
+        # The resource policy as applied (render.size_agent_requests): CPU requested per agent.
+        "agent_cpu_requested_m": agent_cpu_requested_m(run.objects, run.nodes),
         "placement": placement(core, namespaces),
     }, indent=1))
     able = abilities(provider)

@@ -175,6 +175,26 @@ def agent_cpu_request_m(served_pods: int, instances: int) -> int:
     return max(AGENT_CPU_M, -(-AGENT_CPU_M * served_pods // max(1, instances)))
 
 
+def agent_cpu_requested_m(objs: list[Obj], nodes: int) -> dict[str, int]:
+    """CPU requested in total by each agent container name over all its instances (what the
+    policy sized, read back from the objects as applied)."""
+    from patternbench.agents import agent_by_container
+
+    out: dict[str, int] = {}
+    for obj in objs:
+        if obj["kind"] not in ("DaemonSet", "Deployment"):
+            continue
+        spec = obj["spec"]["template"]["spec"]
+        instances = nodes if obj["kind"] == "DaemonSet" else obj["spec"]["replicas"]
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            if agent_by_container(container["name"]) is None:
+                continue
+            cpu = str(((container.get("resources") or {}).get("requests") or {}).get("cpu", "0"))
+            m = int(cpu.removesuffix("m")) if cpu.endswith("m") else int(float(cpu) * 1000)
+            out[container["name"]] = out.get(container["name"], 0) + m * instances
+    return out
+
+
 def size_agent_requests(objs: list[Obj], topology: Topology, opts: RenderOptions) -> None:
     """Apply the policy to the built-in agents' workloads (agent files keep what they ask)."""
     from patternbench.agents import agent_by_container

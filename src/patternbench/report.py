@@ -11,6 +11,7 @@ from patternbench.plots import save
 from patternbench.errors import UsageError
 from patternbench.faults import fault_spec
 from patternbench.load.runner import read_jsonl
+from patternbench.render import AGENT_CPU_M
 from patternbench.summary import SCHEMA_VERSION, Thresholds, check_claims, summarize_case
 from patternbench.agents import AgentKind, agent_spec
 from patternbench.topology import Agents, Pattern, Service, Topology, containers_formula, parse_agents
@@ -159,10 +160,22 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "- Failed requests and downtime count from the upgrade's start to the end of the run; downtime comes from the open-loop probe stream (one request every 25 ms, new connection each). A probe is unavailable if it fails or takes longer than the deadline (slo_ms), dated from its start; an outage runs until the service is next seen answering within the deadline. error_downtime_s: probes that failed within the deadline (refused, reset, error status); slow_downtime_s: no good answer within it (hang, dropped packets, timeout).",
         "- Locust's users are closed-loop: while the service is slow they send less, so their request counts understate load during an outage. The probe stream is what dates outages.",
         "- Naive cases drop the drains and the node proxy's socket handover; their downtime is reported, not asserted.",
+        f"- Resource policy: every built-in agent requests the same CPU in total in every pattern, {AGENT_CPU_M}m per app pod it serves "
+        "(a sidecar its pod, a node agent its node's share of the app pods, a waypoint its service's pods); under contention the kernel shares CPU "
+        "by these requests. Requested per case (millicores, all instances): " + _requested(cases) + ".",
         "- Plots: latency.png (latency and errors over time, upgrade window shaded), agents.png (agent CPU and memory per case), containers.png (containers vs services, formulas and measured points), grouping.png (requests per proxy instance).",
         "- Hops are classified from the pod and node names the apps and proxies recorded in each answer: loopback inside a pod, same node between pods (or a pod and its node's proxy) of one node, cross node between nodes.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _requested(cases: dict[str, Any]) -> str:
+    seen: dict[str, str] = {}
+    for e in cases.values():
+        req = e.get("agent_cpu_requested_m")
+        if req and e["pattern"] not in seen:
+            seen[e["pattern"]] = ", ".join(f"{k} {v}" for k, v in sorted(req.items()))
+    return "; ".join(f"{p}: {r}" for p, r in seen.items()) or "not recorded"
 
 
 def _ci(entry: dict[str, Any], metric: str, value: Any) -> str:

@@ -188,6 +188,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     entry["app_pods"] = deployment.get("app_pods")
     entry["containers_total"] = deployment.get("containers_live")
     entry["containers_formula"] = deployment.get("containers_formula")
+    entry["agent_cpu_requested_m"] = deployment.get("agent_cpu_requested_m")
     entry["nodes"] = deployment.get("nodes")
     entry["pods_per_node"] = _pods_per_node(deployment)
     entry.update(measure.agent_resources(samples, is_agent_sample))

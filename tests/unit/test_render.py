@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from patternbench.render import RenderOptions, find, render, to_yaml
+from patternbench.render import RenderOptions, agent_cpu_requested_m, find, render, to_yaml
 from patternbench.topology import Agents, Pattern, load_topology
 
 OPTS = RenderOptions(run_id="pb-test-0001", pod_logs_dir="/logs/pods", agent_state_dir="/state")
@@ -137,22 +137,6 @@ def test_images_under_a_registry() -> None:
     assert Images.under(None) == Images()
 
 
-def _cpu_requests_m(objs: list, pod_role: str = "agent") -> dict[str, int]:
-    """Total CPU requested by each agent container name over every instance (3 nodes)."""
-    out: dict[str, int] = {}
-    for o in objs:
-        if o["kind"] not in ("DaemonSet", "Deployment"):
-            continue
-        spec = o["spec"]["template"]["spec"]
-        instances = 3 if o["kind"] == "DaemonSet" else o["spec"]["replicas"]
-        for c in spec.get("containers", []) + spec.get("initContainers", []):
-            if c["name"] == "app" or c["name"] == "logsink":
-                continue
-            m = int(c["resources"]["requests"]["cpu"].removesuffix("m"))
-            out[c["name"]] = out.get(c["name"], 0) + m * instances
-    return out
-
-
 @pytest.mark.parametrize("pattern", [p for p in Pattern if p is not Pattern.NONE])
 def test_every_pattern_requests_the_same_agent_cpu_in_total_as_the_sidecars(pattern: Pattern) -> None:
     """The resource policy: 10m of CPU request per app pod served, for each agent, whether
@@ -160,7 +144,7 @@ def test_every_pattern_requests_the_same_agent_cpu_in_total_as_the_sidecars(patt
     waypoint: its service's pods)."""
     from dataclasses import replace
 
-    totals = _cpu_requests_m(render(TOPO, pattern, replace(OPTS, nodes=3)))
+    totals = agent_cpu_requested_m(render(TOPO, pattern, replace(OPTS, nodes=3)), nodes=3)
     assert totals and set(totals.values()) == {10 * TOPO.app_pods}, totals
     # Without a node count (a render outside a cluster) every agent keeps one sidecar's request.
     assert {c["resources"]["requests"]["cpu"] for o in find(render(TOPO, pattern, OPTS), "DaemonSet") for c in o["spec"]["template"]["spec"]["containers"]} <= {"10m"}
