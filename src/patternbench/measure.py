@@ -574,3 +574,38 @@ def agent_resources(samples: list[Record], is_agent: Any) -> dict[str, Any]:
         "agent_cpu_m_per_instance": round(cpu / instances, 2),
         "agent_memory_mib_per_instance": round(memory / instances, 2),
     }
+
+
+# ---- CPU contention ---------------------------------------------------------------------
+
+
+def run_queue_wait(sched: list[Record], pods: list[Record], start: float, end: float) -> dict[str, dict[str, float]]:
+    """Per container name (app, meshproxy, ...): over [start, end], the CPU time it ran and
+    the share of its runnable time it spent waiting for a CPU (`wait_share`), from the
+    cumulative per-container samples (observe/host.SchedSampler); containers that started
+    or ended inside the window count from their first to their last sample."""
+    names = {cid: name for p in pods for name, cid in (p.get("container_ids") or {}).items()}
+    first: dict[str, Record] = {}
+    last: dict[str, Record] = {}
+    for r in sched:
+        if start <= r["t"] <= end and r["cid"] in names:
+            first.setdefault(r["cid"], r)
+            last[r["cid"]] = r
+    totals: dict[str, list[float]] = {}
+    for cid, a in first.items():
+        b = last[cid]
+        run, wait = b["run_ms"] - a["run_ms"], b["wait_ms"] - a["wait_ms"]
+        t = totals.setdefault(names[cid], [0.0, 0.0, 0.0])
+        t[0] += max(0.0, run)
+        t[1] += max(0.0, wait)
+        t[2] += max(0.0, b.get("throttled_ms", 0.0) - a.get("throttled_ms", 0.0))
+    return {
+        name: {"cpu_s": round(run / 1000, 3), "wait_share": round(wait / (run + wait), 4) if run + wait > 0 else None, "throttled_s": round(thr / 1000, 3)}
+        for name, (run, wait, thr) in sorted(totals.items())
+    }
+
+
+def cpu_pressure(samples: list[Record], start: float, end: float) -> float | None:
+    """The host's mean CPU pressure (PSI `some`: the share of time some runnable task waited)."""
+    window = [s["cpu_some"] for s in samples if start <= s["t"] <= end]
+    return round(sum(window) / len(window), 4) if window else None

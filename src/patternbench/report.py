@@ -86,6 +86,26 @@ def sum_causes(parts: Any) -> dict[str, int]:
     return total
 
 
+def contention_text(cases: dict[str, Any]) -> list[str]:
+    """Starvation made visible: per case, the host's CPU pressure and, per container, the
+    share of its runnable time it waited for a CPU (medians of the trials)."""
+    rows = [(name, e) for name, e in cases.items() if e.get("cpu_wait") or e.get("host_cpu_pressure") is not None]
+    if not rows:
+        return []
+    out = [
+        "## CPU contention", "",
+        "Host CPU pressure is the share of time some runnable task waited for a CPU (PSI); per container, the share of its runnable time it waited "
+        "(run-queue wait from schedstat) and the CPU it used, over the measured window (first trial). Latency and sweep results above were measured under this contention.", "",
+        "| case | host CPU pressure | app wait | agents: wait (CPU s) |", "|---|---|---|---|",
+    ]
+    for name, e in rows:
+        waits = e.get("cpu_wait") or {}
+        app = waits.get("app") or {}
+        agents = ", ".join(f"{c} {_pct(w.get('wait_share'))} ({_fmt(w.get('cpu_s'))})" for c, w in waits.items() if c != "app")
+        out.append(f"| {name} | {_pct(e.get('host_cpu_pressure'))} | {_pct(app.get('wait_share'))} | {agents or '–'} |")
+    return out + [""]
+
+
 def causes_text(summary: dict[str, Any]) -> list[str]:
     """Every failed request with its cause (attribution.py), per case and for the run."""
     from patternbench.attribution import CAUSES, by_owner
@@ -149,6 +169,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines += ["", *claims_text(cases), "", *lifecycle_text(cases), *nodes_text(cases), "", *faults_text(cases), ""]
     lines += [*trials_text(summary), *differences_text(summary), *sweeps_text(summary), *calibration_text(summary)]
     lines += causes_text(summary)
+    lines += contention_text(cases)
     lines += ["## Claims checked", ""]
     if summary["failed_claims"]:
         for case, problems in summary["failed_claims"].items():

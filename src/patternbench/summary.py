@@ -25,7 +25,8 @@ SCHEMA_VERSION = 1
 # The keys of every summary entry (documented in the README; stable).
 KEYS = (
     "downtime_s", "error_downtime_s", "slow_downtime_s", "max_outage_s", "failed_requests", "total_requests", "error_rate",
-    "failures_by_cause", "pattern_failures", "harness_failures", "unattributed_failures",
+    "failures_by_cause", "pattern_failures", "harness_failures", "unattributed_failures", "cpu_wait", "host_cpu_pressure",
+    "agent_cpu_requested_m",
     "latency_ms", "proxies_per_request", "hops", "app_container_restarts", "app_pods_recreated",
     "containers_total", "containers_formula", "agent_cpu_m_total", "agent_memory_mib_total",
     "agent_cpu_m_per_instance", "agent_memory_mib_per_instance", "agent_instances",
@@ -192,6 +193,10 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     entry["nodes"] = deployment.get("nodes")
     entry["pods_per_node"] = _pods_per_node(deployment)
     entry.update(measure.agent_resources(samples, is_agent_sample))
+    # Starvation, visible: each container's share of runnable time spent waiting for a CPU,
+    # and the host's CPU pressure, over the measured window.
+    entry["cpu_wait"] = measure.run_queue_wait(read_jsonl(case_dir / "sched.jsonl"), read_jsonl(case_dir / "pods.jsonl"), start, end) or None
+    entry["host_cpu_pressure"] = measure.cpu_pressure(read_jsonl(case_dir / "pressure.jsonl"), start, end)
     per_agent = measure.requests_per_agent(measure.in_window(users, start, end))
     entry["requests_per_agent"] = per_agent
     entry["request_grouping"] = measure.grouping(per_agent)

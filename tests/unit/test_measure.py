@@ -275,3 +275,23 @@ def test_a_deployments_agent_pods_are_no_node_rollout() -> None:
     for owner, want in (("ReplicaSet", 0), ("DaemonSet", 1)):
         records = [rec(0.0, "old", owner, True), rec(2.0, "old", owner, False), rec(3.0, "new", owner, False, "ADDED"), rec(4.0, "new", owner, True)]
         assert len(measure.node_rollouts(records, 1.0, 10.0)) == want
+
+
+def test_run_queue_wait_is_the_share_of_runnable_time_spent_waiting_per_container() -> None:
+    from patternbench.measure import cpu_pressure, run_queue_wait
+
+    pods = [{"container_ids": {"app": "a" * 64, "meshproxy": "m" * 64}}, {"container_ids": {"app": "b" * 64}}]
+    sched = [
+        {"t": 0.0, "cid": "a" * 64, "run_ms": 100.0, "wait_ms": 50.0, "throttled_ms": 0.0},
+        {"t": 10.0, "cid": "a" * 64, "run_ms": 400.0, "wait_ms": 150.0, "throttled_ms": 0.0},  # ran 300, waited 100
+        {"t": 1.0, "cid": "b" * 64, "run_ms": 0.0, "wait_ms": 0.0, "throttled_ms": 0.0},
+        {"t": 9.0, "cid": "b" * 64, "run_ms": 100.0, "wait_ms": 100.0, "throttled_ms": 0.0},  # ran 100, waited 100
+        {"t": 0.0, "cid": "m" * 64, "run_ms": 0.0, "wait_ms": 0.0, "throttled_ms": 0.0},
+        {"t": 10.0, "cid": "m" * 64, "run_ms": 90.0, "wait_ms": 10.0, "throttled_ms": 5.0},
+        {"t": 5.0, "cid": "x" * 64, "run_ms": 1.0, "wait_ms": 1.0},  # no pod of the case: ignored
+        {"t": 20.0, "cid": "a" * 64, "run_ms": 9000.0, "wait_ms": 9000.0},  # after the window
+    ]
+    got = run_queue_wait(sched, pods, 0.0, 10.0)
+    assert got == {"app": {"cpu_s": 0.4, "wait_share": 0.3333, "throttled_s": 0.0}, "meshproxy": {"cpu_s": 0.09, "wait_share": 0.1, "throttled_s": 0.005}}
+    assert cpu_pressure([{"t": 1.0, "cpu_some": 0.2}, {"t": 2.0, "cpu_some": 0.4}, {"t": 30.0, "cpu_some": 1.0}], 0.0, 10.0) == 0.3
+    assert cpu_pressure([], 0.0, 10.0) is None

@@ -109,6 +109,10 @@ class HostEvidence(Protocol):
 
     def evidence_logs(self) -> dict[str, Path]: ...
 
+    def container_cgroups(self) -> Path:
+        """The cpu-hierarchy directory under which every node's container cgroups live."""
+        ...
+
 
 DEFAULT_NODE_PATHS = ("/var/log/pods", "/var/lib/patternbench-agents")
 
@@ -124,6 +128,7 @@ class Abilities:
     fault_kinds: frozenset[str]
     evidence_logs: dict[str, Path] = field(default_factory=dict)  # name -> log file on this machine
     conntrack_here: bool = False  # the entry's connections are NATed in this host's conntrack
+    container_cgroups: Path | None = None  # where containers' CPU run and wait times are read
 
 
 def abilities(provider: object) -> Abilities:
@@ -136,6 +141,7 @@ def abilities(provider: object) -> Abilities:
         fault_kinds=provider.fault_kinds if isinstance(provider, FaultInjector) else frozenset(),
         evidence_logs=provider.evidence_logs() if isinstance(provider, HostEvidence) else {},
         conntrack_here=isinstance(provider, HostEvidence),
+        container_cgroups=provider.container_cgroups() if isinstance(provider, HostEvidence) else None,
     )
 
 

@@ -116,3 +116,65 @@ class ConntrackEvents:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def container_sched(cgroup: Path) -> dict[str, float]:
+    """One container's CPU time so far: on a CPU (`run_ms`) and runnable but waiting for one
+    (`wait_ms`), summed over its live tasks' /proc/<pid>/schedstat; and the time its CFS quota
+    throttled it (`throttled_ms`, cpu.stat; 0 without a CPU limit)."""
+    run = wait = 0
+    for pid in _read(cgroup / "tasks").split():
+        fields = _read(Path("/proc") / pid / "schedstat").split()
+        if len(fields) >= 2:
+            run += int(fields[0])
+            wait += int(fields[1])
+    stat = dict(line.split() for line in _read(cgroup / "cpu.stat").splitlines() if len(line.split()) == 2)
+    return {"run_ms": run / 1e6, "wait_ms": wait / 1e6, "throttled_ms": int(stat.get("throttled_time", 0)) / 1e6}
+
+
+def container_cgroups(root: Path) -> dict[str, Path]:
+    """Container id -> its cgroup directory, under a kubelet's cgroupfs root
+    (<root>/<node>/kubepods/[<qos>/]pod<uid>/<container id>)."""
+    out: dict[str, Path] = {}
+    for pod_dir in list(root.glob("*/kubepods/pod*")) + list(root.glob("*/kubepods/*/pod*")):
+        for entry in pod_dir.iterdir():
+            if entry.is_dir() and len(entry.name) == 64:
+                out[entry.name] = entry
+    return out
+
+
+class SchedSampler:
+    """Writes sched.jsonl: every `interval_s`, each container's cumulative run, run-queue wait
+    and throttled time ({"t", "cid", ...}), so starvation of an agent or an app shows."""
+
+    def __init__(self, root: Path, out: Path, interval_s: float = 1.0) -> None:
+        self.root = root
+        self.out = out
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        with self.out.open("a", buffering=1) as handle:
+            while not self._stop.wait(self.interval_s):
+                t = time.monotonic()
+                for cid, cgroup in container_cgroups(self.root).items():
+                    handle.write(json.dumps({"t": t, "cid": cid, **container_sched(cgroup)}) + "\n")
+
+    def start(self) -> SchedSampler:
+        if self.root.is_dir():
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -39,6 +39,8 @@ def pod_record(event_type: str, pod: client.V1Pod) -> dict[str, Any]:
         # deletionTimestamp is when the grace period ends; less the grace: when it was deleted.
         "deleted_at": (pod.metadata.deletion_timestamp.timestamp() - (pod.metadata.deletion_grace_period_seconds or 0)) if pod.metadata.deletion_timestamp else None,
         "restarts": {c.name: c.restart_count for c in statuses},
+        # Where each container's CPU run and wait times are read (observe/host.SchedSampler).
+        "container_ids": {c.name: c.container_id.split("://", 1)[-1] for c in statuses if c.container_id},
         "owner": (pod.metadata.owner_references or [None])[0].kind if pod.metadata.owner_references else None,
     }
 

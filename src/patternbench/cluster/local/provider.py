@@ -256,6 +256,10 @@ class LocalProvider:
             logs[f"kubelet-{node.name}"] = node.log_dir / "kubelet.log"
         return logs
 
+    def container_cgroups(self) -> Path:
+        """Every node's kubelet puts its pods under /patternbench/<node> (cgroupfs, v1)."""
+        return Path("/sys/fs/cgroup/cpu") / self.settings.nodes[0].cgroup_parent.strip("/").split("/")[0]
+
     # ---- faults (FaultInjector) ------------------------------------------------------
 
     def kill_container(self, target: ContainerRef) -> None:
