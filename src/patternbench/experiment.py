@@ -180,8 +180,10 @@ def fault_matrix(
     from patternbench.faults import FAULTS, fault_injection, runs_on_nodes
 
     names = faults or list(FAULTS)
-    # Sidecar against DaemonSet; hybrid repeats one of the two for each agent.
-    patterns = patterns or [Pattern.SIDECAR, Pattern.DAEMONSET]
+    patterns_given = patterns
+    # Sidecar against DaemonSet; hybrid repeats one of the two for each agent; the ambient
+    # patterns get their own (AMBIENT_FAULTS).
+    patterns = [p for p in patterns or [Pattern.SIDECAR, Pattern.DAEMONSET] if p not in (Pattern.AMBIENT, Pattern.AMBIENT_L4)]
     agents = with_kind_members(agents or list(UPGRADABLE))
     cases = []
     for name in names:
@@ -204,18 +206,30 @@ def fault_matrix(
                     break
                 if pattern_spec(pattern).runs(agent):
                     cases.append(Case(pattern, agent, fault=name, fault_duration_s=duration_s, injection=fault_injection(spec, None)))
+    ambient = patterns_given or [p for p, _, _ in AMBIENT_FAULTS]
+    cases += [Case(p, a, fault=f, fault_duration_s=duration_s) for p, a, f in AMBIENT_FAULTS if f in names and a in agents and p in ambient]
     return cases
+
+
+# The ambient mesh's own faults: its per-node L4 proxy killed and hung, a per-service
+# waypoint killed; what one dead proxy takes down where the mesh is split per node and per service.
+AMBIENT_FAULTS = (
+    (Pattern.AMBIENT_L4, "l4proxy", "agent-kill"),
+    (Pattern.AMBIENT_L4, "l4proxy", "agent-hang"),
+    (Pattern.AMBIENT, "waypoint", "agent-kill"),
+)
 
 
 def fault_smoke() -> list[Case]:
     """One fault case per pattern (what `make test` runs): an API-server outage under the
-    control, a sidecar proxy's and a node proxy's crash, a node log agent's crash; and the
-    injector down while webhook-injected sidecars roll."""
+    control, a sidecar proxy's and a node proxy's crash, a node log agent's crash, a
+    waypoint's crash; and the injector down while webhook-injected sidecars roll."""
     return [
         Case(Pattern.NONE, None, fault="apiserver-down", fault_duration_s=5.0),
         Case(Pattern.SIDECAR, "mesh", fault="agent-kill"),
         Case(Pattern.DAEMONSET, "mesh", fault="agent-kill"),
         Case(Pattern.HYBRID, "logging", fault="agent-kill"),
+        Case(Pattern.AMBIENT, "waypoint", fault="agent-kill"),
         Case(Pattern.SIDECAR, "mesh", fault="injector-down-during-upgrade", fault_duration_s=6.0, injection="webhook"),
     ]
 

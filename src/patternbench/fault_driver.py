@@ -16,12 +16,14 @@ from typing import Any, Callable
 from kubernetes import client
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from patternbench.agents import upgradable_spec
+from patternbench.agents import Placement, upgradable_spec
 from patternbench.cluster.provider import ContainerRef, FaultInjector
 from patternbench.deploy import poll
 from patternbench.errors import UsageError
 from patternbench.faults import FaultSpec, runs_on_nodes
 from patternbench.injection import INJECTOR
+from patternbench.patterns import pattern_spec
+from patternbench.render import SERVES_LABEL
 from patternbench.topology import Pattern, Topology
 from patternbench.upgrade import UpgradeResult
 
@@ -52,7 +54,14 @@ def agent_target(core: client.CoreV1Api, topology: Topology, pattern: Pattern, a
     if not pods:
         raise UsageError(f"no running pod of {service} to aim the fault at")
     victim = pods[0]
-    if runs_on_nodes(pattern, agent):
+    if pattern_spec(pattern).placement_of(agent) is Placement.SERVICE:
+        # A per-service agent (a waypoint): the first of the victim service's own instances.
+        serving = core.list_namespaced_pod(agents_ns, label_selector=f"{SERVES_LABEL}={service},patternbench.dev/role=agent", _request_timeout=15).items
+        serving = sorted((p for p in serving if p.metadata.deletion_timestamp is None), key=lambda p: p.metadata.name)
+        if not serving:
+            raise UsageError(f"no {container} instance serves {service}")
+        victim = serving[0]
+    elif runs_on_nodes(pattern, agent):
         agents = core.list_namespaced_pod(agents_ns, label_selector=f"app.kubernetes.io/name={container}", _request_timeout=15).items
         victim = next((p for p in agents if p.spec.node_name == victim.spec.node_name and p.metadata.deletion_timestamp is None), None)
         if victim is None:

@@ -84,12 +84,12 @@ def _fault_entry(case: dict[str, Any], marks: dict[str, Any], users: list, probe
     target = start_mark.get("target") or {}
     instance = None
     hit = agent_by_container(target.get("container") or "")
-    if hit is not None and hit.kind is AgentKind.MESH:
-        # The proxy instance the fault hit, as Via names it: '<mode>/<pod>' or '<mode>/<node>'.
-        spec = pattern_spec(case["pattern"])
-        placement = Placement.NODE if spec.runs_on_nodes(hit.name) else Placement.POD
+    placement = pattern_spec(case["pattern"]).placement_of(hit.name) if hit is not None else None
+    if hit is not None and hit.kind is AgentKind.MESH and placement is not None:
+        # The proxy instance the fault hit, as Via names it: '<mode>/<pod>' for a proxy in a
+        # pod (a sidecar, a waypoint), '<mode>/<node>' for a node's proxy.
         mode = hit.proxy_mode(placement)
-        instance = f"{mode.name}/{target['pod'] if mode.in_pod else target['node']}"
+        instance = f"{mode.name}/{target['pod'] if mode.in_pod or mode.own_pod else target['node']}"
     fault_end = marks.get("fault_end", {}).get("t", end)
     impact = measure.fault_impact(
         users, probes, pods, start_mark["t"], fault_end, end, instance, target.get("pod"), target.get("container"),

@@ -63,11 +63,13 @@ def test_bad_fault_durations(raw: str) -> None:
 
 def test_fault_family_pairs_sidecar_and_node_agents() -> None:
     ids = [c.id for c in fault_matrix(["agent-kill"], agents=["mesh"])]
-    assert ids == ["sidecar-mesh-agent-kill", "daemonset-mesh-agent-kill"]
+    # `mesh` takes in the ambient mesh's proxies: its L4 proxy and waypoint have their own cases.
+    assert ids == ["sidecar-mesh-agent-kill", "daemonset-mesh-agent-kill", "ambient-l4-l4proxy-agent-kill", "ambient-waypoint-agent-kill"]
+    assert [c.id for c in fault_matrix(["agent-hang"], [Pattern.AMBIENT_L4])] == ["ambient-l4-l4proxy-agent-hang"]
     during = [c.id for c in fault_matrix(["agent-kill-during-upgrade"], [Pattern.SIDECAR, Pattern.DAEMONSET, Pattern.HYBRID])]
     assert during == ["daemonset-mesh-agent-kill-during-upgrade", "daemonset-logging-agent-kill-during-upgrade", "hybrid-logging-agent-kill-during-upgrade"]
-    # The smoke covers the control and the classic patterns; the ambient ones have no fault case yet.
-    assert {c.pattern for c in fault_smoke()} == {Pattern.NONE, Pattern.SIDECAR, Pattern.DAEMONSET, Pattern.HYBRID}
+    # The smoke covers the control, the classic patterns and a per-service proxy (a waypoint).
+    assert {c.pattern for c in fault_smoke()} == {Pattern.NONE, Pattern.SIDECAR, Pattern.DAEMONSET, Pattern.HYBRID, Pattern.AMBIENT}
     assert Case(Pattern.SIDECAR, "mesh", fault="agent-hang").duration() == FAULTS["agent-hang"].default_duration_s
     assert not Case(Pattern.SIDECAR, "mesh", fault="agent-kill").upgrades and Case(Pattern.DAEMONSET, "mesh", fault="agent-kill-during-upgrade").upgrades
 
