@@ -203,7 +203,9 @@ def kube_proxy_config(s: LocalSettings, node: NodeSettings | None) -> str:
         "metricsBindAddress": f"127.0.0.1:{s.proxy_metrics_port}",
         "clusterCIDR": s.pod_cidr,
         "nodePortAddresses": node_ports,
-        "iptables": {"localhostNodePorts": True, "masqueradeAll": False, "syncPeriod": "30s", "minSyncPeriod": "0s"},
+        # Upstream's sync periods, written out: a "0s" minSyncPeriod is defaulted to 1 s anyway
+        # (v1alpha1 defaulting; /configz on the metrics port shows MinSyncPeriod 1s).
+        "iptables": {"localhostNodePorts": True, "masqueradeAll": False, "syncPeriod": "30s", "minSyncPeriod": "1s"},
         # Leave conntrack's table size alone: nf_conntrack_max cannot be written from a
         # network namespace other than the host's, and may not be writable here at all.
         "conntrack": {"maxPerCore": 0, "min": 0},
