@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from patternbench.errors import UsageError
 
@@ -157,12 +157,92 @@ def bench_experiments(runs: int) -> dict[str, float]:
     }
 
 
-def time_under_load(run_dir: Path) -> float:
-    """Seconds the load ran in a run: warm-up mark to end mark of every case, from its timeline."""
+def _local_cluster() -> Any:
+    """The local provider with its cluster up (brought up if needed)."""
+    from patternbench.cluster.registry import get_provider
+    from patternbench.progress import Progress
+
+    provider = get_provider("local", progress=Progress(quiet=True))
+    if not provider.is_up():
+        provider.create()
+    return provider
+
+
+def bench_soak(runs: int) -> dict[str, Any]:
+    """Every failed request explained, at volume: `runs` x 25 rounds of short cases (the
+    control, a sidecar proxy's rolling and in-place upgrades, a DaemonSet proxy's upgrade),
+    interleaved, with the failure evidence on; the count of each cause over every case."""
+    from patternbench.experiment import PROFILES, Case, run_matrix
+    from patternbench.report import write_report
+    from patternbench.topology import Pattern, load_topology
+
+    cases = [
+        Case(Pattern.NONE, None), Case(Pattern.SIDECAR, "mesh"), Case(Pattern.SIDECAR, "mesh", upgrade="in-place"),
+        Case(Pattern.DAEMONSET, "mesh"),
+    ]
+    rounds = 25 * runs
+    run_dir = run_matrix(_local_cluster(), load_topology(), cases, PROFILES["short"], Path("results") / "bench-soak", repeat=rounds)
+    summary = write_report(run_dir)
+    causes = summary["failures_by_cause"]
+    from patternbench.attribution import by_owner
+
+    owners = by_owner(causes)
+    return {
+        "soak_rounds": rounds,
+        "soak_sidecar_upgrades": 2 * rounds, "soak_daemonset_upgrades": rounds, "soak_control_cases": rounds,
+        "soak_failed_requests": sum(causes.values()),
+        "soak_unattributed_failures": owners["unattributed"], "soak_harness_failures": owners["harness"],
+        "soak_pattern_failures": owners["pattern"],
+        "soak_failures_by_cause": causes,
+        "soak_run": str(run_dir),
+    }
+
+
+def bench_capture(runs: int) -> dict[str, Any]:
+    """What the failure evidence costs: the control case with and without it, side by side
+    and interleaved (`runs` pairs); CPU of the orchestrator and its children per second of
+    load, and the probes' p99."""
+    from patternbench.experiment import PROFILES, Case, run_case
+    from patternbench.load.runner import read_jsonl
+    from patternbench.measure import percentile
+    from patternbench.topology import Pattern, load_topology
+    import resource
+    import tempfile
+
+    provider, topology, profile = _local_cluster(), load_topology(), PROFILES["full"]
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    p99: dict[bool, list[float]] = {True: [], False: []}
+
+    def used() -> float:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(runs):
+            for capture in (k % 2 == 0, k % 2 != 0):  # alternate which arm goes first
+                out = Path(tmp) / f"{k}-{capture}"
+                before = used()
+                run_case(provider, topology, Case(Pattern.NONE, None), profile, out, capture=capture)
+                cpu[capture].append((used() - before) / time_under_load(Path(tmp), out.name))
+                probes = [r["ms"] for r in read_jsonl(out / "requests.jsonl") if r.get("kind") == "probe" and not r.get("error")]
+                p99[capture].append(percentile(probes, 99) or 0.0)
+    median = statistics.median
+    return {
+        "capture_cpu_share_of_a_core": round(median(cpu[True]) - median(cpu[False]), 4),
+        "capture_off_cpu_per_load_s": round(median(cpu[False]), 4),
+        "capture_on_cpu_per_load_s": round(median(cpu[True]), 4),
+        "capture_off_probe_p99_ms": round(median(p99[False]), 2),
+        "capture_on_probe_p99_ms": round(median(p99[True]), 2),
+    }
+
+
+def time_under_load(run_dir: Path, only: str = "*") -> float:
+    """Seconds the load ran in a run: warm-up mark to end mark of every case (or of the case
+    directory `only`), from its timeline."""
     from patternbench.load.runner import read_jsonl
 
     total = 0.0
-    for timeline in run_dir.glob("*/timeline.jsonl"):
+    for timeline in run_dir.glob(f"{only}/timeline.jsonl"):
         marks = {m["phase"]: m["t"] for m in read_jsonl(timeline)}
         if "warmup" in marks and "end" in marks:
             total += marks["end"] - marks["warmup"]
@@ -328,7 +408,7 @@ def bench_otelcol(runs: int) -> dict[str, float]:
     return figures
 
 
-BENCHES: dict[str, Callable[[int], dict[str, float]]] = {
+BENCHES: dict[str, Callable[[int], dict[str, Any]]] = {
     "cluster": bench_cluster,
     "proxy": bench_proxy,
     "load": bench_load,
@@ -336,6 +416,8 @@ BENCHES: dict[str, Callable[[int], dict[str, float]]] = {
     "experiments": bench_experiments,
     "calibration": bench_calibration,
     "otelcol": bench_otelcol,
+    "soak": bench_soak,
+    "capture": bench_capture,
 }
 
 

@@ -316,8 +316,10 @@ def run_case(
     progress: Progress | None = None,
     keep: bool = False,
     trial: int = 1,
+    capture: bool = True,
 ) -> Path:
-    """Run one case (trial `trial` of it); everything it observes lands in `out_dir`. Returns `out_dir`."""
+    """Run one case (trial `trial` of it); everything it observes lands in `out_dir`. Returns
+    `out_dir`. `capture` False leaves out the failure evidence (to measure what it costs)."""
     progress = progress or Progress()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "case.json").write_text(json.dumps({**case.to_json(), "trial": trial, "profile": asdict(profile)}, indent=1))
@@ -346,22 +348,24 @@ def run_case(
     sampler = ResourceSampler(api, namespaces, out_dir / "resources.jsonl").start()
     # Evidence for every failed request (attribution.py): what the Service offered, the
     # host's view of each new connection, its proxies' logs and its CPU pressure.
-    evidence = [
-        EndpointSliceWatcher(api, namespaces, out_dir / "endpoints.jsonl").start(),
-        PressureSampler(out_dir / "pressure.jsonl").start(),
-        LogSlices(able.evidence_logs, out_dir).start(),
-    ]
-    if able.conntrack_here:
-        evidence.append(ConntrackEvents(entry_port(run.entry_url), out_dir / "conntrack-events.log").start())
-    if able.container_cgroups is not None:
-        evidence.append(SchedSampler(able.container_cgroups, out_dir / "sched.jsonl").start())
+    evidence: list[Any] = []
+    if capture:
+        evidence += [
+            EndpointSliceWatcher(api, namespaces, out_dir / "endpoints.jsonl").start(),
+            PressureSampler(out_dir / "pressure.jsonl").start(),
+            LogSlices(able.evidence_logs, out_dir).start(),
+        ]
+        if able.conntrack_here:
+            evidence.append(ConntrackEvents(entry_port(run.entry_url), out_dir / "conntrack-events.log").start())
+        if able.container_cgroups is not None:
+            evidence.append(SchedSampler(able.container_cgroups, out_dir / "sched.jsonl").start())
     started = time.monotonic()
 
     def report(p: dict[str, Any]) -> None:
         progress.say(f"   [{case.id}] {phase['name']:<8} {time.monotonic() - started:6.1f}s  requests {p['requests']:>6}  errors {p['failures']:>4}  {p['rps']:>6.1f} req/s")
 
     phase = {"name": "warmup"}
-    load = LoadProcess(run.entry_url, profile.load, out_dir, max_duration_s=3600, on_progress=report, conntrack=able.conntrack_here)
+    load = LoadProcess(run.entry_url, profile.load, out_dir, max_duration_s=3600, on_progress=report, conntrack=capture and able.conntrack_here)
     try:
         load.start()
         timeline.mark("warmup")
