@@ -169,8 +169,14 @@ def rule_in_place(rule: list[str], port: int) -> Iterator[DropWindow]:
         yield window
     finally:
         before = time.monotonic()
-        _iptables("-D", *rule)
+        removed = _iptables("-D", *rule)
         window.removed = (before, time.monotonic())
+        if removed.returncode != 0:
+            # The rule may still block the entry: sweep every rule of ours, and say so (the
+            # measured outage would run on past the injected one).
+            sweep_drop_rules()
+            atexit.unregister(sweep_drop_rules)
+            raise UsageError(f"iptables could not remove the calibration rule: {(removed.stderr.strip().splitlines() or ['?'])[-1]}; every calibration rule was swept")
         atexit.unregister(sweep_drop_rules)
 
 
