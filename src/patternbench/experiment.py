@@ -21,7 +21,7 @@ from patternbench.load.runner import LoadConfig, LoadProcess
 from patternbench.measure import DEFAULT_SLO_MS
 from patternbench.observe.logsink import sink_stats
 from patternbench.observe.endpoints import EndpointSliceWatcher
-from patternbench.observe.host import ConntrackEvents, LogSlices, PressureSampler, SchedSampler
+from patternbench.observe.host import ConntrackEvents, LogSlices, MetricsSnapshots, PressureSampler, SchedSampler
 from patternbench.observe.pods import PodWatcher, failed_creates, warning_events
 from patternbench.observe.resources import ResourceSampler
 from patternbench.progress import Progress
@@ -354,6 +354,7 @@ def run_case(
             EndpointSliceWatcher(api, namespaces, out_dir / "endpoints.jsonl").start(),
             PressureSampler(out_dir / "pressure.jsonl").start(),
             LogSlices(able.evidence_logs, out_dir).start(),
+            MetricsSnapshots(able.evidence_metrics, out_dir).start(),
         ]
         if able.conntrack_here:
             evidence.append(ConntrackEvents(entry_port(run.entry_url), out_dir / "conntrack-events.log").start())

@@ -609,3 +609,40 @@ def cpu_pressure(samples: list[Record], start: float, end: float) -> float | Non
     """The host's mean CPU pressure (PSI `some`: the share of time some runnable task waited)."""
     window = [s["cpu_some"] for s in samples if start <= s["t"] <= end]
     return round(sum(window) / len(window), 4) if window else None
+
+
+def _histogram_buckets(text: str, name: str) -> dict[float, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == f"{name}_bucket":
+                le = float(sample.labels["le"])
+                out[le] = out.get(le, 0.0) + sample.value
+    return out
+
+
+def _counter(text: str, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name in (name, f"{name}_total"))
+
+
+def proxy_programming(start: str, end: str) -> dict[str, Any]:
+    """A kube-proxy's work during a case, from its metrics at the case's start and end: how
+    many endpoint changes it programmed, the p50 and p99 of the time from a change in the API
+    to its rules in place (`kubeproxy_network_programming_duration_seconds`, as the upper
+    bound of the histogram bucket), and failed iptables-restore calls."""
+    name = "kubeproxy_network_programming_duration_seconds"
+    a, b = _histogram_buckets(start, name), _histogram_buckets(end, name)
+    delta = sorted((le, b[le] - a.get(le, 0.0)) for le in b)
+    count = delta[-1][1] if delta else 0.0
+
+    def quantile(q: float) -> float | None:
+        if not count:
+            return None
+        return next((le for le, n in delta if n >= q * count), None)
+
+    failures = _counter(end, "kubeproxy_sync_proxy_rules_iptables_restore_failures") - _counter(start, "kubeproxy_sync_proxy_rules_iptables_restore_failures")
+    return {"programmed": int(count), "p50_s": quantile(0.5), "p99_s": quantile(0.99), "restore_failures": int(failures)}

@@ -96,13 +96,18 @@ def contention_text(cases: dict[str, Any]) -> list[str]:
         "## CPU contention", "",
         "Host CPU pressure is the share of time some runnable task waited for a CPU (PSI); per container, the share of its runnable time it waited "
         "(run-queue wait from schedstat) and the CPU it used, over the measured window (first trial). Latency and sweep results above were measured under this contention.", "",
-        "| case | host CPU pressure | app wait | agents: wait (CPU s) |", "|---|---|---|---|",
+        "The entry's kube-proxy column is the host kube-proxy's network programming latency during the case (from an endpoint change in the API "
+        "to its rules in place; p50 / p99 as histogram bucket bounds) and the changes it programmed: while a change is not programmed, new "
+        "connections still go to the old endpoints.", "",
+        "| case | host CPU pressure | app wait | agents: wait (CPU s) | entry kube-proxy: programmed, p50 / p99 s |", "|---|---|---|---|---|",
     ]
     for name, e in rows:
         waits = e.get("cpu_wait") or {}
         app = waits.get("app") or {}
         agents = ", ".join(f"{c} {_pct(w.get('wait_share'))} ({_fmt(w.get('cpu_s'))})" for c, w in waits.items() if c != "app")
-        out.append(f"| {name} | {_pct(e.get('host_cpu_pressure'))} | {_pct(app.get('wait_share'))} | {agents or '–'} |")
+        proxy = e.get("entry_proxy") or {}
+        programmed = f"{proxy.get('programmed')}, {_fmt(proxy.get('p50_s'))} / {_fmt(proxy.get('p99_s'))}" if proxy else "–"
+        out.append(f"| {name} | {_pct(e.get('host_cpu_pressure'))} | {_pct(app.get('wait_share'))} | {agents or '–'} | {programmed} |")
     return out + [""]
 
 

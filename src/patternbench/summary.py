@@ -25,7 +25,7 @@ SCHEMA_VERSION = 1
 # The keys of every summary entry (documented in the README; stable).
 KEYS = (
     "downtime_s", "error_downtime_s", "slow_downtime_s", "max_outage_s", "failed_requests", "total_requests", "error_rate",
-    "failures_by_cause", "pattern_failures", "harness_failures", "unattributed_failures", "cpu_wait", "host_cpu_pressure",
+    "failures_by_cause", "pattern_failures", "harness_failures", "unattributed_failures", "cpu_wait", "host_cpu_pressure", "entry_proxy",
     "agent_cpu_requested_m",
     "latency_ms", "proxies_per_request", "hops", "app_container_restarts", "app_pods_recreated",
     "containers_total", "containers_formula", "agent_cpu_m_total", "agent_memory_mib_total",
@@ -120,6 +120,14 @@ def _attributed(
     return {"failures_by_cause": counts, **{f"{owner}_failures": n for owner, n in attribution.by_owner(counts).items()}}
 
 
+def _entry_proxy(case_dir: Path) -> dict[str, Any] | None:
+    """What the host's kube-proxy (every probe's NAT) programmed during the case, and how late."""
+    start, end = case_dir / "metrics" / "kube-proxy-host.start.prom", case_dir / "metrics" / "kube-proxy-host.end.prom"
+    if not (start.exists() and end.exists()):
+        return None
+    return measure.proxy_programming(start.read_text(), end.read_text())
+
+
 def charged_failures(entry: dict[str, Any]) -> int:
     """The failures a claim counts: the pattern's and the unattributed ones (a summary from
     before attribution counts every failure)."""
@@ -197,6 +205,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     # and the host's CPU pressure, over the measured window.
     entry["cpu_wait"] = measure.run_queue_wait(read_jsonl(case_dir / "sched.jsonl"), read_jsonl(case_dir / "pods.jsonl"), start, end) or None
     entry["host_cpu_pressure"] = measure.cpu_pressure(read_jsonl(case_dir / "pressure.jsonl"), start, end)
+    entry["entry_proxy"] = _entry_proxy(case_dir)
     per_agent = measure.requests_per_agent(measure.in_window(users, start, end))
     entry["requests_per_agent"] = per_agent
     entry["request_grouping"] = measure.grouping(per_agent)

@@ -295,3 +295,22 @@ def test_run_queue_wait_is_the_share_of_runnable_time_spent_waiting_per_containe
     assert got == {"app": {"cpu_s": 0.4, "wait_share": 0.3333, "throttled_s": 0.0}, "meshproxy": {"cpu_s": 0.09, "wait_share": 0.1, "throttled_s": 0.005}}
     assert cpu_pressure([{"t": 1.0, "cpu_some": 0.2}, {"t": 2.0, "cpu_some": 0.4}, {"t": 30.0, "cpu_some": 1.0}], 0.0, 10.0) == 0.3
     assert cpu_pressure([], 0.0, 10.0) is None
+
+
+def _programming(counts: dict[str, int], failures: int) -> str:
+    name = "kubeproxy_network_programming_duration_seconds"
+    lines = [f"# TYPE {name} histogram"]
+    lines += [f'{name}_bucket{{ip_family="IPv4",le="{le}"}} {n}' for le, n in counts.items()]
+    lines += [f'{name}_sum{{ip_family="IPv4"}} 1.0', f'{name}_count{{ip_family="IPv4"}} {counts["+Inf"]}']
+    lines += ["# TYPE kubeproxy_sync_proxy_rules_iptables_restore_failures_total counter", f"kubeproxy_sync_proxy_rules_iptables_restore_failures_total {failures}"]
+    return "\n".join(lines) + "\n"
+
+
+def test_proxy_programming_is_the_cases_share_of_the_histogram() -> None:
+    from patternbench.measure import proxy_programming
+
+    start = _programming({"0.5": 10, "1": 20, "2": 30, "5": 30, "+Inf": 30}, 1)
+    # During the case: 100 changes, 50 within 1 s, 98 within 2 s, 100 within 5 s.
+    end = _programming({"0.5": 10, "1": 70, "2": 128, "5": 130, "+Inf": 130}, 3)
+    assert proxy_programming(start, end) == {"programmed": 100, "p50_s": 1.0, "p99_s": 5.0, "restore_failures": 2}
+    assert proxy_programming(end, end) == {"programmed": 0, "p50_s": None, "p99_s": None, "restore_failures": 0}

@@ -113,6 +113,10 @@ class HostEvidence(Protocol):
         """The cpu-hierarchy directory under which every node's container cgroups live."""
         ...
 
+    def evidence_metrics(self) -> dict[str, str]:
+        """Prometheus endpoints of the cluster's own proxies (name -> URL), read per case."""
+        ...
+
 
 DEFAULT_NODE_PATHS = ("/var/log/pods", "/var/lib/patternbench-agents")
 
@@ -129,6 +133,7 @@ class Abilities:
     evidence_logs: dict[str, Path] = field(default_factory=dict)  # name -> log file on this machine
     conntrack_here: bool = False  # the entry's connections are NATed in this host's conntrack
     container_cgroups: Path | None = None  # where containers' CPU run and wait times are read
+    evidence_metrics: dict[str, str] = field(default_factory=dict)  # name -> Prometheus URL
 
 
 def abilities(provider: object) -> Abilities:
@@ -142,6 +147,7 @@ def abilities(provider: object) -> Abilities:
         evidence_logs=provider.evidence_logs() if isinstance(provider, HostEvidence) else {},
         conntrack_here=isinstance(provider, HostEvidence),
         container_cgroups=provider.container_cgroups() if isinstance(provider, HostEvidence) else None,
+        evidence_metrics=provider.evidence_metrics() if isinstance(provider, HostEvidence) else {},
     )
 
 

@@ -38,6 +38,33 @@ class LogSlices:
                 (self.out_dir / f"{name}.log").write_bytes(src.read())
 
 
+class MetricsSnapshots:
+    """Each Prometheus endpoint read at start and at stop into `<out_dir>/metrics/<name>.
+    {start,end}.prom`: a case's share of a counter or a histogram is the difference."""
+
+    def __init__(self, urls: dict[str, str], out_dir: Path) -> None:
+        self.urls = urls
+        self.out_dir = out_dir / "metrics"
+
+    def _snap(self, suffix: str) -> None:
+        import urllib.request
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for name, url in self.urls.items():
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - our own proxy's metrics
+                    (self.out_dir / f"{name}.{suffix}.prom").write_bytes(answer.read())
+            except OSError:
+                continue  # missing evidence shows as a missing file
+
+    def start(self) -> MetricsSnapshots:
+        self._snap("start")
+        return self
+
+    def stop(self) -> None:
+        self._snap("end")
+
+
 def stall_share(before: int, after: int, seconds: float) -> float:
     """The share of a wall-clock interval during which some runnable task waited for a CPU
     (PSI's `some` total is in microseconds)."""

@@ -256,6 +256,11 @@ class LocalProvider:
             logs[f"kubelet-{node.name}"] = node.log_dir / "kubelet.log"
         return logs
 
+    def evidence_metrics(self) -> dict[str, str]:
+        """The host's edge kube-proxy, whose rules every probe passes: its sync and
+        programming-latency metrics."""
+        return {"kube-proxy-host": f"http://127.0.0.1:{self.settings.proxy_metrics_port}/metrics"}
+
     def container_cgroups(self) -> Path:
         """Every node's kubelet puts its pods under /patternbench/<node> (cgroupfs, v1)."""
         return Path("/sys/fs/cgroup/cpu") / self.settings.nodes[0].cgroup_parent.strip("/").split("/")[0]
