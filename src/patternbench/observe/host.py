@@ -80,9 +80,9 @@ def read_some_total(path: Path = PRESSURE) -> int | None:
     return int(fields["total"])
 
 
-class PressureSampler:
-    """Writes pressure.jsonl: every `interval_s`, the share of it that runnable tasks waited
-    for a CPU ({"t", "cpu_some"}). Nothing when the kernel has no PSI."""
+class PeriodicSampler:
+    """Every `interval_s` on a thread of its own, `rows()` appended to `out` as JSON lines,
+    until stopped; nothing when `available()` says the source is missing."""
 
     def __init__(self, out: Path, interval_s: float = 1.0) -> None:
         self.out = out
@@ -90,18 +90,20 @@ class PressureSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _run(self) -> None:
-        last, last_t = read_some_total(), time.monotonic()
-        with self.out.open("a", buffering=1) as handle:
-            while last is not None and not self._stop.wait(self.interval_s):
-                now, now_t = read_some_total(), time.monotonic()
-                if now is None:
-                    return
-                handle.write(json.dumps({"t": now_t, "cpu_some": stall_share(last, now, now_t - last_t)}) + "\n")
-                last, last_t = now, now_t
+    def available(self) -> bool:
+        return True
 
-    def start(self) -> PressureSampler:
-        if PRESSURE.exists():
+    def rows(self) -> list[dict]:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        with self.out.open("a", buffering=1) as handle:
+            while not self._stop.wait(self.interval_s):
+                for row in self.rows():
+                    handle.write(json.dumps(row) + "\n")
+
+    def start(self) -> PeriodicSampler:
+        if self.available():
             self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
         return self
@@ -110,6 +112,25 @@ class PressureSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+class PressureSampler(PeriodicSampler):
+    """Writes pressure.jsonl: every `interval_s`, the share of it that runnable tasks waited
+    for a CPU ({"t", "cpu_some"}). Nothing when the kernel has no PSI."""
+
+    def __init__(self, out: Path, interval_s: float = 1.0) -> None:
+        super().__init__(out, interval_s)
+        self._last: tuple[int | None, float] = (read_some_total(), time.monotonic())
+
+    def available(self) -> bool:
+        return self._last[0] is not None
+
+    def rows(self) -> list[dict]:
+        (last, last_t), now, now_t = self._last, read_some_total(), time.monotonic()
+        if now is None or last is None:
+            return []
+        self._last = (now, now_t)
+        return [{"t": now_t, "cpu_some": stall_share(last, now, now_t - last_t)}]
 
 
 class ConntrackEvents:
@@ -177,31 +198,17 @@ def container_cgroups(root: Path) -> dict[str, Path]:
     return out
 
 
-class SchedSampler:
+class SchedSampler(PeriodicSampler):
     """Writes sched.jsonl: every `interval_s`, each container's cumulative run, run-queue wait
     and throttled time ({"t", "cid", ...}), so starvation of an agent or an app shows."""
 
     def __init__(self, root: Path, out: Path, interval_s: float = 1.0) -> None:
+        super().__init__(out, interval_s)
         self.root = root
-        self.out = out
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def _run(self) -> None:
-        with self.out.open("a", buffering=1) as handle:
-            while not self._stop.wait(self.interval_s):
-                t = time.monotonic()
-                for cid, cgroup in container_cgroups(self.root).items():
-                    handle.write(json.dumps({"t": t, "cid": cid, **container_sched(cgroup)}) + "\n")
+    def available(self) -> bool:
+        return self.root.is_dir()
 
-    def start(self) -> SchedSampler:
-        if self.root.is_dir():
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def rows(self) -> list[dict]:
+        t = time.monotonic()
+        return [{"t": t, "cid": cid, **container_sched(cgroup)} for cid, cgroup in container_cgroups(self.root).items()]
