@@ -8,6 +8,8 @@ mechanisms that cause the outages.
 
 from __future__ import annotations
 
+import statistics
+
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -65,6 +67,19 @@ class Comparison:
     error_downtime_s: float
     slow_downtime_s: float
     truth_uncertainty_ms: float = 0.0
+    # How late the probe stream itself ran around the injection: the longest gap between two
+    # probe starts less the usual one. A starved machine delays the probes that date an
+    # outage's edges; this is the instrument's own resolution at that moment.
+    probe_lag_ms: float = 0.0
+
+
+def probe_lag_ms(probes: list[dict[str, Any]], start: float, end: float) -> float:
+    """The longest gap between consecutive probe starts in [start, end], less the median gap."""
+    times = sorted(p["t"] for p in probes if start <= p["t"] <= end)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    if len(gaps) < 2:
+        return 0.0
+    return round(max(0.0, max(gaps) - statistics.median(gaps)) * 1000, 1)
 
 
 def compare(injection: Injection, probes: list[dict[str, Any]], slo_ms: float, margin_s: float = 1.0) -> Comparison:
@@ -85,6 +100,7 @@ def compare(injection: Injection, probes: list[dict[str, Any]], slo_ms: float, m
         error_downtime_s=round(sum(o.error_s for o in spans), 4),
         slow_downtime_s=round(sum(o.slow_s for o in spans), 4),
         truth_uncertainty_ms=round(injection.uncertainty_s * 1000, 1),
+        probe_lag_ms=probe_lag_ms(probes, injection.start - margin_s, injection.end + margin_s),
     )
 
 
