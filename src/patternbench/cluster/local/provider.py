@@ -247,10 +247,13 @@ class LocalProvider:
         return "127.0.0.1"
 
     def evidence_logs(self) -> dict[str, Path]:
-        """The kube-proxies' logs (the host's edge proxy, whose rules every probe passes, and
-        each node's), and each kubelet's (probe results, status updates): sliced per case."""
+        """The control plane's logs, the kube-proxies' (the host's edge proxy, whose rules every
+        probe passes, and each node's), and each kubelet's (probe results, volume mounts,
+        status updates): sliced per case."""
         s = self.settings
-        logs = {"kube-proxy-host": s.log_dir / "kube-proxy.log"}
+        # The control plane too: an API-server outage's aftermath (authorizer, controllers).
+        logs = {name: s.log_dir / f"{name}.log" for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}
+        logs["kube-proxy-host"] = s.log_dir / "kube-proxy.log"
         for node in s.nodes:
             logs[f"kube-proxy-{node.name}"] = node.log_dir / "kube-proxy.log"
             logs[f"kubelet-{node.name}"] = node.log_dir / "kubelet.log"
