@@ -55,8 +55,9 @@ def agent_target(core: client.CoreV1Api, topology: Topology, pattern: Pattern, a
         raise UsageError(f"no running pod of {service} to aim the fault at")
     victim = pods[0]
     if pattern_spec(pattern).placement_of(agent) is Placement.SERVICE:
-        # A per-service agent (a waypoint): the first of the victim service's own instances.
-        serving = core.list_namespaced_pod(agents_ns, label_selector=f"{SERVES_LABEL}={service},patternbench.dev/role=agent", _request_timeout=15).items
+        # A per-service agent (a waypoint, beside its service in the app namespace): the first
+        # of the victim service's own instances.
+        serving = core.list_namespaced_pod(app_ns, label_selector=f"{SERVES_LABEL}={service},patternbench.dev/role=agent", _request_timeout=15).items
         serving = sorted((p for p in serving if p.metadata.deletion_timestamp is None), key=lambda p: p.metadata.name)
         if not serving:
             raise UsageError(f"no {container} instance serves {service}")
