@@ -31,6 +31,7 @@ CAUSES: dict[str, Cause] = {c.name: c for c in (
     Cause("endpoint-refused", "pattern", "a pod the Service still routed to refused the connection (it closed its listener while in the endpoints)"),
     Cause("answer-error", "pattern", "the chain answered with an error (an app or agent on the request path failed it) during the upgrade or fault"),
     Cause("cut-in-flight", "pattern", "the connection was reset, closed or timed out after it was made, during the upgrade or fault"),
+    Cause("stale-after-outage", "pattern", "routing was stale after the case's injected control-plane outage (proxies and kube-proxy resync only once their watches recover)"),
     Cause("stale-conntrack", "harness", "the host's conntrack sent the connection to an address that was no endpoint then: a binding older than the connection"),
     Cause("kube-proxy-lag", "harness", "the host's kube-proxy rejected or misrouted the connection although the Service's endpoints had changed over a second before"),
     Cause("readiness-flap", "harness", "every entry pod was NotReady at once with nothing replacing, restarting or stopping them (a missed readiness probe)"),
@@ -153,6 +154,9 @@ class Evidence:
     pods: list[Record]
     windows: list[tuple[float, float]]  # the pattern's own upgrade or fault: start -> end of the case
     bindings: dict[int, list[Record]] = field(default_factory=dict)  # conntrack NEW events by source port
+    # The case's own control-plane outage (an API-server fault): from its start to the end of
+    # the case, routing that lags the Service is the fault's doing, not the harness's.
+    outages: list[tuple[float, float]] = field(default_factory=list)
 
     def in_window(self, t: float) -> bool:
         return any(a <= t < b for a, b in self.windows)
@@ -164,6 +168,13 @@ class Evidence:
 
 def attribute(record: Record, ev: Evidence) -> str:
     """The cause (a CAUSES name) of one failed request."""
+    name = _evidence_cause(record, ev)
+    if CAUSES[name].owner == "harness" and name != "readiness-flap" and any(a <= record["t"] < b for a, b in ev.outages):
+        return "stale-after-outage"
+    return name
+
+
+def _evidence_cause(record: Record, ev: Evidence) -> str:
     t = record["t"]
     status = int(record.get("status") or 0)
     how = record.get("how")

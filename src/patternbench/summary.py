@@ -106,6 +106,7 @@ def _fault_entry(case: dict[str, Any], marks: dict[str, Any], users: list, probe
 
 def _attributed(
     case_dir: Path, deployment: dict[str, Any], users: list, probes: list, start: float, end: float, activity: list[tuple[float, float]],
+    outages: list[tuple[float, float]],
 ) -> dict[str, Any]:
     """failures_by_cause over the same requests as failed_requests, and the count per owner."""
     failed = [r for r in measure.in_window(users, start, end) + measure.in_window(probes, start, end) if not measure.ok(r)]
@@ -115,6 +116,7 @@ def _attributed(
         pods=read_jsonl(case_dir / "pods.jsonl"),
         windows=activity,
         bindings=bindings(events.read_text(errors="replace").splitlines()) if events.exists() else {},
+        outages=outages,
     )
     counts = attribution.failures_by_cause(failed, ev)
     return {"failures_by_cause": counts, **{f"{owner}_failures": n for owner, n in attribution.by_owner(counts).items()}}
@@ -183,7 +185,8 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     entry["slo_ms"] = case_slo_ms(case, slo_ms)
     entry.update(measure.availability(users, probes, window_start, end, entry["slo_ms"]))
     activity = [(t, end + attribution.SLACK_S) for t in (fault_start, up_start) if t is not None][:1]
-    entry.update(_attributed(case_dir, deployment, users, probes, window_start, end, activity))
+    outage = fault_start is not None and fault_spec(marks["fault_start"]["fault"]).target == "apiserver"
+    entry.update(_attributed(case_dir, deployment, users, probes, window_start, end, activity, activity if outage else []))
     entry["measured_requests"] = len(measure.in_window(users, start, end)) + len(measure.in_window(probes, start, end))
     before_end = up_start if up_start is not None else marks.get("after", {}).get("t", end)
     entry["latency_ms"] = {

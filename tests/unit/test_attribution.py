@@ -103,3 +103,11 @@ def test_conntrack_lines_parse_in_both_forms():
     assert destroyed is not None and destroyed["event"] == "DESTROY" and destroyed["wall"] == 1796303536.123456
     assert parse_line("conntrack v1.4.7 (conntrack-tools): 0 flow entries have been shown.") is None
     assert parse_line("udp      17 29 src=10.0.0.1 dst=10.0.0.2 sport=53 dport=53 src=10.0.0.2 dst=10.0.0.1 sport=53 dport=53") is None
+
+
+def test_stale_routing_after_the_cases_own_api_server_outage_is_the_cases_not_the_harnesss():
+    ev = evidence(STEADY, windows=[(40.0, 80.0)])
+    ev.outages = [(40.0, 80.0)]
+    assert attribute(probe(50.0, "icmp-refused"), ev) == "stale-after-outage"
+    # Before the outage the same evidence is the harness's.
+    assert attribute(probe(30.0, "icmp-refused"), ev) == "kube-proxy-lag"
