@@ -314,3 +314,4 @@ def test_proxy_programming_is_the_cases_share_of_the_histogram() -> None:
     end = _programming({"0.5": 10, "1": 70, "2": 128, "5": 130, "+Inf": 130}, 3)
     assert proxy_programming(start, end) == {"programmed": 100, "p50_s": 1.0, "p99_s": 5.0, "restore_failures": 2}
     assert proxy_programming(end, end) == {"programmed": 0, "p50_s": None, "p99_s": None, "restore_failures": 0}
+

@@ -99,7 +99,11 @@ class PeriodicSampler:
     def _run(self) -> None:
         with self.out.open("a", buffering=1) as handle:
             while not self._stop.wait(self.interval_s):
-                for row in self.rows():
+                try:
+                    rows = self.rows()
+                except OSError:
+                    continue  # a source that vanished mid-read (a container that ended): next tick
+                for row in rows:
                     handle.write(json.dumps(row) + "\n")
 
     def start(self) -> PeriodicSampler:
@@ -192,7 +196,11 @@ def container_cgroups(root: Path) -> dict[str, Path]:
     (<root>/<node>/kubepods/[<qos>/]pod<uid>/<container id>)."""
     out: dict[str, Path] = {}
     for pod_dir in list(root.glob("*/kubepods/pod*")) + list(root.glob("*/kubepods/*/pod*")):
-        for entry in pod_dir.iterdir():
+        try:
+            entries = list(pod_dir.iterdir())
+        except OSError:
+            continue  # the pod's cgroup went between the glob and the read: a pod that ended
+        for entry in entries:
             if entry.is_dir() and len(entry.name) == 64:
                 out[entry.name] = entry
     return out
