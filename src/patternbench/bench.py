@@ -218,6 +218,8 @@ def bench_capture(runs: int) -> dict[str, Any]:
         return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
     with tempfile.TemporaryDirectory() as tmp:
+        # A first case loads the images into the nodes: its CPU would land on one arm.
+        run_case(provider, topology, Case(Pattern.NONE, None), profile, Path(tmp) / "warm-up")
         for k in range(runs):
             for capture in (k % 2 == 0, k % 2 != 0):  # alternate which arm goes first
                 out = Path(tmp) / f"{k}-{capture}"
