@@ -33,6 +33,7 @@ CAUSES: dict[str, Cause] = {c.name: c for c in (
     Cause("cut-in-flight", "pattern", "the connection was reset, closed or timed out after it was made, during the upgrade or fault"),
     Cause("stale-after-outage", "pattern", "routing was stale after the case's injected control-plane outage (proxies and kube-proxy resync only once their watches recover)"),
     Cause("stale-conntrack", "harness", "the host's conntrack sent the connection to an address that was no endpoint then: a binding older than the connection"),
+    Cause("refused-before-nat", "harness", "the host refused the connection before any NAT: the entry port's conntrack events recorded no binding for it while they recorded its neighbours, so no pod ever saw it"),
     Cause("kube-proxy-lag", "harness", "the host's kube-proxy rejected or misrouted the connection although the Service's endpoints had changed over a second before"),
     Cause("readiness-flap", "harness", "every entry pod was NotReady at once with nothing replacing, restarting or stopping them (a missed readiness probe)"),
     Cause("unattributed", "unattributed", "no evidence decides the cause"),
@@ -158,6 +159,12 @@ class Evidence:
     # the case, routing that lags the Service is the fault's doing, not the harness's.
     outages: list[tuple[float, float]] = field(default_factory=list)
 
+    def stream_complete_near(self, wall: float) -> bool:
+        """Whether the conntrack event stream recorded new connections on both sides of `wall`
+        (within SLACK_S): a probe missing from it then is a real absence, not a gap."""
+        walls = [float(e.get("wall") or 0) for events in self.bindings.values() for e in events]
+        return any(wall - SLACK_S <= w < wall for w in walls) and any(wall < w <= wall + SLACK_S for w in walls)
+
     def in_window(self, t: float) -> bool:
         return any(a <= t < b for a, b in self.windows)
 
@@ -191,6 +198,8 @@ def _evidence_cause(record: Record, ev: Evidence) -> str:
         if held_binding(record) is not None:
             return "stale-conntrack"
         target = new_binding(ev.bindings, record)
+        if target is None and how == "rst-refused" and ev.stream_complete_near(float(record.get("wall") or 0)):
+            return "refused-before-nat"
         if target is None or not ev.service.known:
             return ev.charged("endpoint-refused", t)
         if ev.service.ready_near(target, t):

@@ -111,3 +111,21 @@ def test_stale_routing_after_the_cases_own_api_server_outage_is_the_cases_not_th
     assert attribute(probe(50.0, "icmp-refused"), ev) == "stale-after-outage"
     # Before the outage the same evidence is the harness's.
     assert attribute(probe(30.0, "icmp-refused"), ev) == "kube-proxy-lag"
+
+
+def _new(wall: float, sport: int) -> str:
+    return (f"[{wall:.6f}]\t    [NEW] tcp      6 120 SYN_SENT src=127.0.0.1 dst=127.0.0.1 sport={sport} dport=31234 [UNREPLIED] "
+            f"src=10.244.1.5 dst=10.250.0.1 sport=8080 dport={sport + 7}")
+
+
+def test_a_reset_with_no_binding_amid_a_complete_event_stream_was_refused_before_nat():
+    """The stray refusal's signature (soak, 2026-12-03): reset in under a millisecond, no
+    conntrack entry after it, and no NEW event for its port while its neighbours 25 ms either
+    side have theirs: the SYN never reached a pod, so the pattern cannot have refused it."""
+    p = probe(50.0, "rst-refused", sport=40000, conntrack=[])  # wall 1050.0
+    neighbours = [_new(1049.975, 39990), _new(1050.025, 40010)]
+    assert attribute(p, evidence(STEADY, windows=[(40.0, 80.0)], events=neighbours)) == "refused-before-nat"
+    # Without the neighbours (no event stream, or a gap in it) nothing decides: the pattern's
+    # in its window, unattributed outside it.
+    assert attribute(p, evidence(STEADY, windows=[(40.0, 80.0)])) == "endpoint-refused"
+    assert attribute(p, evidence(STEADY, events=[_new(1049.975, 39990)])) == "unattributed"
