@@ -168,6 +168,9 @@ class Evidence:
     def in_window(self, t: float) -> bool:
         return any(a <= t < b for a, b in self.windows)
 
+    def in_outage(self, t: float) -> bool:
+        return any(a <= t < b for a, b in self.outages)
+
     def charged(self, name: str, t: float) -> str:
         """A pattern cause while the pattern's upgrade or fault was under way, else unattributed."""
         return name if self.in_window(t) else "unattributed"
@@ -176,7 +179,8 @@ class Evidence:
 def attribute(record: Record, ev: Evidence) -> str:
     """The cause (a CAUSES name) of one failed request."""
     name = _evidence_cause(record, ev)
-    if CAUSES[name].owner == "harness" and name != "readiness-flap" and any(a <= record["t"] < b for a, b in ev.outages):
+    # A missed readiness probe is no routing lag: it stays the harness's during an outage too.
+    if CAUSES[name].owner == "harness" and name != "readiness-flap" and ev.in_outage(record["t"]):
         return "stale-after-outage"
     return name
 

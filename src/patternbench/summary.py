@@ -105,15 +105,15 @@ def _fault_entry(case: dict[str, Any], marks: dict[str, Any], users: list, probe
 
 
 def _attributed(
-    case_dir: Path, deployment: dict[str, Any], users: list, probes: list, start: float, end: float, activity: list[tuple[float, float]],
-    outages: list[tuple[float, float]],
+    case_dir: Path, deployment: dict[str, Any], users: list, probes: list, pods: list, start: float, end: float,
+    activity: list[tuple[float, float]], outages: list[tuple[float, float]],
 ) -> dict[str, Any]:
     """failures_by_cause over the same requests as failed_requests, and the count per owner."""
     failed = [r for r in measure.in_window(users, start, end) + measure.in_window(probes, start, end) if not measure.ok(r)]
     events = case_dir / "conntrack-events.log"
     ev = attribution.Evidence(
         service=attribution.ServiceTimeline.of(read_jsonl(case_dir / "endpoints.jsonl"), deployment.get("entry_service") or ""),
-        pods=read_jsonl(case_dir / "pods.jsonl"),
+        pods=pods,
         windows=activity,
         bindings=bindings(events.read_text(errors="replace").splitlines()) if events.exists() else {},
         outages=outages,
@@ -158,6 +158,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     deployment = _read_json(case_dir / "deployment.json") or {}
     marks = {m["phase"]: m for m in read_jsonl(case_dir / "timeline.jsonl")}
     requests = read_jsonl(case_dir / "requests.jsonl")
+    pods = read_jsonl(case_dir / "pods.jsonl")
     users = [r for r in requests if r.get("kind") == "user"]
     probes = [r for r in requests if r.get("kind") == "probe"]
     samples = read_jsonl(case_dir / "resources.jsonl")
@@ -186,7 +187,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     entry.update(measure.availability(users, probes, window_start, end, entry["slo_ms"]))
     activity = [(t, end + attribution.SLACK_S) for t in (fault_start, up_start) if t is not None][:1]
     outage = fault_start is not None and fault_spec(marks["fault_start"]["fault"]).target == "apiserver"
-    entry.update(_attributed(case_dir, deployment, users, probes, window_start, end, activity, activity if outage else []))
+    entry.update(_attributed(case_dir, deployment, users, probes, pods, window_start, end, activity, activity if outage else []))
     entry["measured_requests"] = len(measure.in_window(users, start, end)) + len(measure.in_window(probes, start, end))
     before_end = up_start if up_start is not None else marks.get("after", {}).get("t", end)
     entry["latency_ms"] = {
@@ -206,7 +207,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     entry.update(measure.agent_resources(samples, is_agent_sample))
     # Starvation, visible: each container's share of runnable time spent waiting for a CPU,
     # and the host's CPU pressure, over the measured window.
-    entry["cpu_wait"] = measure.run_queue_wait(read_jsonl(case_dir / "sched.jsonl"), read_jsonl(case_dir / "pods.jsonl"), start, end) or None
+    entry["cpu_wait"] = measure.run_queue_wait(read_jsonl(case_dir / "sched.jsonl"), pods, start, end) or None
     entry["host_cpu_pressure"] = measure.cpu_pressure(read_jsonl(case_dir / "pressure.jsonl"), start, end)
     entry["entry_proxy"] = _entry_proxy(case_dir)
     per_agent = measure.requests_per_agent(measure.in_window(users, start, end))
@@ -214,7 +215,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     entry["request_grouping"] = measure.grouping(per_agent)
     entry["node_rollouts"], entry["max_nodes_down_at_once"] = None, None
     if up_start is not None and up_end is not None:
-        rollouts = measure.node_rollouts(read_jsonl(case_dir / "pods.jsonl"), up_start, end)
+        rollouts = measure.node_rollouts(pods, up_start, end)
         if rollouts:
             entry["node_rollouts"] = [
                 {"workload": r.workload, "node": r.node, "old_stopped_s": _round(r.old_stopped_s), "new_ready_s": _round(r.new_ready_s), "down_s": _round(r.down_s)}
@@ -233,7 +234,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
         entry["log_lines_lost"] = entry["log_lines_duplicated"] = None
     entry["upgrade_duration_s"] = round(up_end - up_start, 3) if up_start and up_end else None
     entry["upgrade_error"] = marks.get("upgrade_failed", {}).get("error")
-    entry.update(_fault_entry(case, marks, users, probes, read_jsonl(case_dir / "pods.jsonl"), end, _read_json(case_dir / "events.json")))
+    entry.update(_fault_entry(case, marks, users, probes, pods, end, _read_json(case_dir / "events.json")))
     entry["load"] = load_summary
     entry["invalid"] = bool(load_summary.get("cpu_warning"))
     entry["missing"] = missing
