@@ -33,7 +33,8 @@ CAUSES: dict[str, Cause] = {c.name: c for c in (
     Cause("cut-in-flight", "pattern", "the connection was reset, closed or timed out after it was made, during the upgrade or fault"),
     Cause("stale-after-outage", "pattern", "routing was stale after the case's injected control-plane outage (proxies and kube-proxy resync only once their watches recover)"),
     Cause("stale-conntrack", "harness", "the host's conntrack sent the connection to an address that was no endpoint then: a binding older than the connection"),
-    Cause("refused-before-nat", "harness", "the host refused the connection before any NAT: the entry port's conntrack events recorded no binding for it while they recorded its neighbours, so no pod ever saw it"),
+    Cause("rejection-reused", "pattern", "the host refused the connection itself: its source port still had the un-NATed binding of an earlier connection the Service rejected during the pattern's upgrade or fault (conntrack keeps it 120 s; kubernetes#48719)"),
+    Cause("refused-before-nat", "harness", "the host refused the connection before any NAT: no binding was recorded for it while its neighbours' were, as when its source port still had the un-NATed binding of a connection rejected before the case (the readiness poll's; deploy now deletes those)"),
     Cause("kube-proxy-lag", "harness", "the host's kube-proxy rejected or misrouted the connection although the Service's endpoints had changed over a second before"),
     Cause("readiness-flap", "harness", "every entry pod was NotReady at once with nothing replacing, restarting or stopping them (a missed readiness probe)"),
     Cause("unattributed", "unattributed", "no evidence decides the cause"),
@@ -44,6 +45,9 @@ CAUSES: dict[str, Cause] = {c.name: c for c in (
 SLACK_S = 1.0
 # A pod change (deletion, restart, new image) this long before a readiness loss explains it.
 POD_CHANGE_S = 10.0
+# conntrack's SYN_SENT timeout (nf_conntrack_tcp_timeout_syn_sent): how long a rejected
+# connection's un-NATed binding outlives it.
+SYN_SENT_S = 120.0
 
 
 def cause(name: str) -> Cause:
@@ -158,6 +162,22 @@ class Evidence:
     # The case's own control-plane outage (an API-server fault): from its start to the end of
     # the case, routing that lags the Service is the fault's doing, not the harness's.
     outages: list[tuple[float, float]] = field(default_factory=list)
+    # The case's rejected probes (icmp-refused) by source port: each left an un-NATed binding.
+    rejected: dict[int, list[Record]] = field(default_factory=dict)
+
+    @classmethod
+    def rejections(cls, records: list[Record]) -> dict[int, list[Record]]:
+        out: dict[int, list[Record]] = {}
+        for r in records:
+            if r.get("how") == "icmp-refused" and r.get("sport"):
+                out.setdefault(int(r["sport"]), []).append(r)
+        return out
+
+    def rejected_before(self, record: Record) -> Record | None:
+        """The latest rejected probe from this record's source port within SYN_SENT_S before it."""
+        t = record["t"]
+        earlier = [r for r in self.rejected.get(int(record.get("sport") or 0), []) if t - SYN_SENT_S <= r["t"] < t]
+        return max(earlier, key=lambda r: r["t"], default=None)
 
     def stream_complete_near(self, wall: float) -> bool:
         """Whether the conntrack event stream recorded new connections on both sides of `wall`
@@ -202,6 +222,10 @@ def _evidence_cause(record: Record, ev: Evidence) -> str:
         if held_binding(record) is not None:
             return "stale-conntrack"
         target = new_binding(ev.bindings, record)
+        if target is None and how == "rst-refused" and (prior := ev.rejected_before(record)) is not None:
+            # The same failure, carried by conntrack: the earlier rejection's owner owns it.
+            first = _evidence_cause(prior, ev)
+            return "rejection-reused" if CAUSES[first].owner == "pattern" else first
         if target is None and how == "rst-refused" and ev.stream_complete_near(float(record.get("wall") or 0)):
             return "refused-before-nat"
         if target is None or not ev.service.known:

@@ -19,6 +19,7 @@ from kubernetes.dynamic.exceptions import DynamicApiError
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from patternbench.errors import UsageError
+from patternbench.load.conntrack import forget_unnated
 from patternbench.progress import Progress
 from patternbench.rollout import rollout_status
 
@@ -239,6 +240,9 @@ class DeployedRun:
     injection: str = "client"
     entry_service: str = ""  # the NodePort Service the load enters by
     render_options: Any = None  # the RenderOptions it was rendered with (webhook upgrades re-derive the template)
+    # Bindings the readiness poll left un-NATed in this host's conntrack, deleted before any
+    # load (conntrack.forget_unnated); each would have refused a later connection.
+    forgotten_bindings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def namespaces(self) -> tuple[str, str]:
@@ -373,10 +377,18 @@ def deploy_run(
         # that a test then counts. Several in a row: each node's kube-proxy programs a new
         # Service a moment after its pods are Ready, and one answer covers one path only.
         wait_answers(entry_url + "readyz?chain=1", timeout_s=60, in_a_row=CHAIN_ANSWERS_IN_A_ROW)
+    forgotten: list[dict[str, Any]] = []
+    if able.conntrack_here:
+        # The poll's first tries, rejected before kube-proxy had the Service's endpoints, left
+        # un-NATed bindings that would refuse the probe that next draws one of their source
+        # ports (within 120 s): the stray refusals of issue 18.
+        forgotten = forget_unnated(host, live.spec.ports[0].node_port)
+        if forgotten:
+            progress.say(f"   forgot {len(forgotten)} un-NATed conntrack binding(s) the readiness poll left at {entry_url}")
     return DeployedRun(
         run_id=run_id, pattern=pattern.value, objects=objs, app_namespace=opts.app_namespace,
         agents_namespace=opts.agents_namespace, entry_url=entry_url, nodes=len(nodes), injection=injection, render_options=opts,
-        entry_service=entry["metadata"]["name"],
+        entry_service=entry["metadata"]["name"], forgotten_bindings=forgotten,
     )
 
 

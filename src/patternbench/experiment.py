@@ -342,6 +342,7 @@ def run_case(
         # The resource policy as applied (render.size_agent_requests): CPU requested per agent.
         "agent_cpu_requested_m": agent_cpu_requested_m(run.objects, run.nodes),
         "placement": placement(core, namespaces),
+        "forgotten_bindings": run.forgotten_bindings,
     }, indent=1))
     able = abilities(provider)
     watcher = PodWatcher(api, namespaces, out_dir / "pods.jsonl").start()

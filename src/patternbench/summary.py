@@ -117,6 +117,7 @@ def _attributed(
         windows=activity,
         bindings=bindings(events.read_text(errors="replace").splitlines()) if events.exists() else {},
         outages=outages,
+        rejected=attribution.Evidence.rejections(probes),
     )
     counts = attribution.failures_by_cause(failed, ev)
     return {"failures_by_cause": counts, **{f"{owner}_failures": n for owner, n in attribution.by_owner(counts).items()}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 import urllib.request
 
@@ -11,6 +12,8 @@ from kubernetes import client
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from patternbench.images import ImageArchive
+from patternbench.load.conntrack import forget_unnated
+from patternbench.load.probe import probe_once
 
 pytestmark = pytest.mark.cluster
 
@@ -117,3 +120,49 @@ def test_loaded_image_runs_with_its_stamped_version(kube_api: object, namespace:
     assert body["version"] == "test"
     pod = client.CoreV1Api(kube_api).list_namespaced_pod(namespace).items[0]
     assert pod.status.container_statuses[0].image.endswith("netcheck:test")
+
+
+def _patch_selector(api: object, namespace: str, selector: dict[str, str]) -> None:
+    client.CoreV1Api(api).patch_namespaced_service("netcheck", namespace, {"spec": {"selector": selector}})
+
+
+@retry(stop=stop_after_delay(60), wait=wait_fixed(0.2), retry=retry_if_exception_type(AssertionError), reraise=True)
+def _until_probes(port: int, how: str | None, in_a_row: int = 5) -> None:
+    """Until new connections (kernel-chosen source ports) fail `how`, or answer (None)."""
+    for _ in range(in_a_row):
+        r = probe_once("127.0.0.1", port, 2.0)
+        assert r.get("how") == how and (how is not None or r["status"] == 200), r
+
+
+def test_a_rejected_connections_source_port_is_refused_by_the_host_until_its_binding_is_forgotten(
+    kube_api: object, namespace: str, netcheck_image: ImageArchive
+) -> None:
+    """The stray refusals of issue 18, made on purpose. While a Service has no endpoint,
+    kube-proxy REJECTs its new connections with an ICMP error, and conntrack keeps each one's
+    un-NATed SYN_SENT binding for 120 s. Once the Service has endpoints again, a connection
+    from such a source port matches the old binding, is not NATed, and the host itself resets
+    it. Upstream behaves the same (kubernetes#48719; kube-proxy cleans up UDP only); deploy
+    deletes the bindings its readiness poll left (conntrack.forget_unnated)."""
+    port = deploy_netcheck(kube_api, namespace, netcheck_image, replicas=1)
+    _patch_selector(kube_api, namespace, {"app": "nobody"})
+    _until_probes(port, "icmp-refused")
+    frees = [socket.socket(), socket.socket()]  # two distinct free ports, held at once
+    for free in frees:
+        free.bind(("127.0.0.1", 0))
+    sports = [free.getsockname()[1] for free in frees]
+    for free in frees:
+        free.close()
+    for sport in sports:
+        assert probe_once("127.0.0.1", port, 2.0, source_port=sport)["how"] == "icmp-refused"
+
+    _patch_selector(kube_api, namespace, {"app": "netcheck"})
+    _until_probes(port, None)
+    # The first port's stale binding refuses it (and ends with that reset) ...
+    again = probe_once("127.0.0.1", port, 2.0, source_port=sports[0])
+    assert again["how"] == "rst-refused", again  # the Service answers every other port
+    # ... the second's is deleted before it is used: every rejected connection's binding
+    # (the waits' ones too), and none that was NATed.
+    forgotten = forget_unnated("127.0.0.1", port)
+    assert sports[1] in {e["orig"]["sport"] for e in forgotten} and sports[0] not in {e["orig"]["sport"] for e in forgotten}
+    assert all(e["state"] == "SYN_SENT" and e["reply"]["src"] == "127.0.0.1" for e in forgotten), forgotten
+    assert probe_once("127.0.0.1", port, 2.0, source_port=sports[1])["status"] == 200

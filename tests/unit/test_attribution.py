@@ -129,3 +129,28 @@ def test_a_reset_with_no_binding_amid_a_complete_event_stream_was_refused_before
     # in its window, unattributed outside it.
     assert attribute(p, evidence(STEADY, windows=[(40.0, 80.0)])) == "endpoint-refused"
     assert attribute(p, evidence(STEADY, events=[_new(1049.975, 39990)])) == "unattributed"
+
+
+def test_a_reset_on_a_source_port_the_service_rejected_before_inherits_that_rejections_owner():
+    """The stray refusal's mechanism (reproduced 2026-12-03): a rejected SYN leaves an
+    un-NATed SYN_SENT binding for 120 s, and the next connection from its source port keeps
+    "no NAT" and is refused by the host. During the pattern's outage that is the pattern's."""
+    slices = STEADY + [eps("10.244.1.5", "10.244.2.5", ready=False, t=49.8), eps("10.244.1.6", t=51.0)]
+    pods = [pod(0, "10.244.1.5", True), pod(48.0, "10.244.1.5", False, deleting=True), pod(49.9, "10.244.2.5", False)]
+    rejected = probe(50.0, "icmp-refused", sport=40000)
+    reused = probe(110.0, "rst-refused", sport=40000, conntrack=[])
+    neighbours = [_new(1109.975, 39990), _new(1110.025, 40010)]
+    ev = evidence(slices, pods, windows=[(40.0, 80.0)], events=neighbours)
+    ev.rejected = Evidence.rejections([rejected, reused])
+    assert attribute(rejected, ev) == "no-ready-endpoint"
+    assert attribute(reused, ev) == "rejection-reused"
+    assert cause("rejection-reused").owner == "pattern"
+    # A rejection the harness owns (the host's proxy lagging a ready Service) passes its owner on.
+    lag = evidence(STEADY, events=neighbours)
+    lag.rejected = Evidence.rejections([rejected])
+    assert attribute(reused, lag) == "kube-proxy-lag"
+    # Past conntrack's SYN_SENT timeout the binding is gone: the old rejection explains nothing.
+    late = probe(171.0, "rst-refused", sport=40000, conntrack=[])
+    assert attribute(late, ev) == "unattributed"
+    # Another source port is untouched by it.
+    assert attribute(probe(110.0, "rst-refused", sport=40002, conntrack=[]), ev) == "refused-before-nat"

@@ -58,6 +58,27 @@ def lookup(sport: int, dport: int, timeout_s: float = 2.0) -> dict[str, Any]:
     return {"conntrack": [e for e in (parse_line(line) for line in done.stdout.splitlines()) if e is not None]}
 
 
+def _unnated_filter(host: str, dport: int) -> list[str]:
+    # No DNAT: the reply comes from the address the connection was sent to.
+    return ["-p", "tcp", "--orig-dst", host, "--orig-port-dst", str(dport), "--reply-src", host]
+
+
+def forget_unnated(host: str, dport: int, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+    """Delete the bindings to host:dport that carry no DNAT, and return them.
+
+    A connection the Service rejected (kube-proxy's REJECT while it had no endpoint, e.g. the
+    readiness poll before kube-proxy programmed a new Service) leaves an entry in SYN_SENT,
+    unreplied and not NATed, for conntrack's SYN_SENT timeout (120 s): the ICMP error does not
+    end it. A later connection from the same source port matches that entry, keeps its "no
+    NAT" decision and is refused by the host itself (kubernetes/kubernetes#48719; kube-proxy's
+    conntrack reconciler cleans up UDP only)."""
+    found = subprocess.run(["conntrack", "-L", *_unnated_filter(host, dport)], capture_output=True, text=True, timeout=timeout_s, check=False)
+    entries = [e for e in (parse_line(line) for line in found.stdout.splitlines()) if e is not None]
+    if entries:
+        subprocess.run(["conntrack", "-D", *_unnated_filter(host, dport)], capture_output=True, text=True, timeout=timeout_s, check=False)
+    return entries
+
+
 def events_command(dport: int) -> list[str]:
     """`conntrack -E` for new and ended bindings to one port, stamped with the wall clock."""
     return ["conntrack", "-E", "-p", "tcp", "--orig-port-dst", str(dport), "-e", "NEW,DESTROY", "-o", "timestamp"]

@@ -70,6 +70,8 @@ class TracedConnection(http.client.HTTPConnection):
         sock.settimeout(self.timeout)
         self.sock = sock
         try:
+            if self.source_address:
+                sock.bind(self.source_address)
             sock.connect(address)
             self.connected = True
         except OSError:
@@ -115,16 +117,16 @@ def answering_pod(body: bytes) -> str | None:
 
 def probe_once(
     host: str, port: int, timeout_s: float, path: str = "/",
-    on_connect_failure: Callable[[int], dict[str, Any]] | None = None,
+    on_connect_failure: Callable[[int], dict[str, Any]] | None = None, source_port: int = 0,
 ) -> dict[str, Any]:
     """A probe record: `t` monotonic start, `ms` until the answer (or the failure), status,
     error, `sport`; `pod` for an answer, `how` (failure_kind) and `icmp` for a failure.
     `on_connect_failure(sport)` adds evidence to the record of a probe that could not connect
-    (after it is timed)."""
+    (after it is timed). `source_port` pins the source port (the kernel picks one by default)."""
     start, wall = time.monotonic(), time.time()
     status, error = 0, ""
     extra: dict[str, Any] = {}
-    conn = TracedConnection(host, port, timeout=timeout_s)
+    conn = TracedConnection(host, port, timeout=timeout_s, source_address=("", source_port) if source_port else None)
     try:
         conn.request("GET", path, headers={"X-Request-Id": "probe-" + uuid.uuid4().hex[:10], "Connection": "close"})
         resp = conn.getresponse()
