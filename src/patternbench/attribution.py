@@ -34,7 +34,7 @@ CAUSES: dict[str, Cause] = {c.name: c for c in (
     Cause("stale-after-outage", "pattern", "routing was stale after the case's injected control-plane outage (proxies and kube-proxy resync only once their watches recover)"),
     Cause("stale-conntrack", "harness", "the host's conntrack sent the connection to an address that was no endpoint then: a binding older than the connection"),
     Cause("rejection-reused", "pattern", "the host refused the connection itself: its source port still had the un-NATed binding of an earlier connection the Service rejected during the pattern's upgrade or fault (conntrack keeps it 120 s; kubernetes#48719)"),
-    Cause("refused-before-nat", "harness", "the host refused the connection before any NAT: no binding was recorded for it while its neighbours' were, as when its source port still had the un-NATed binding of a connection rejected before the case (the readiness poll's; deploy now deletes those)"),
+    Cause("refused-before-nat", "harness", "the host refused the connection before any NAT (the host's tripwire logged its SYN leaving un-NATed, or no binding was recorded for it while its neighbours' were), as when its source port still had the un-NATed binding of a connection rejected before the case (the readiness poll's; deploy now deletes those)"),
     Cause("kube-proxy-lag", "harness", "the host's kube-proxy rejected or misrouted the connection although the Service's endpoints had changed over a second before"),
     Cause("readiness-flap", "harness", "every entry pod was NotReady at once with nothing replacing, restarting or stopping them (a missed readiness probe)"),
     Cause("unattributed", "unattributed", "no evidence decides the cause"),
@@ -164,6 +164,19 @@ class Evidence:
     outages: list[tuple[float, float]] = field(default_factory=list)
     # The case's rejected probes (icmp-refused) by source port: each left an un-NATed binding.
     rejected: dict[int, list[Record]] = field(default_factory=dict)
+    # The host tripwire's "nodnat" lines: SYNs to the NodePort that left un-NATed, by source port.
+    unnated: dict[int, list[float]] = field(default_factory=dict)
+
+    @classmethod
+    def tripwire(cls, rows: list[Record], dport: int) -> dict[int, list[float]]:
+        out: dict[int, list[float]] = {}
+        for r in rows:
+            if r.get("kind") == "nodnat" and r.get("dport") == dport and r.get("sport"):
+                out.setdefault(int(r["sport"]), []).append(float(r["t"]))
+        return out
+
+    def unnated_near(self, record: Record) -> bool:
+        return any(abs(t - record["t"]) <= SLACK_S for t in self.unnated.get(int(record.get("sport") or 0), []))
 
     @classmethod
     def rejections(cls, records: list[Record]) -> dict[int, list[Record]]:
@@ -222,12 +235,14 @@ def _evidence_cause(record: Record, ev: Evidence) -> str:
         if held_binding(record) is not None:
             return "stale-conntrack"
         target = new_binding(ev.bindings, record)
-        if target is None and how == "rst-refused" and (prior := ev.rejected_before(record)) is not None:
-            # The same failure, carried by conntrack: the earlier rejection's owner owns it.
-            first = _evidence_cause(prior, ev)
-            return "rejection-reused" if CAUSES[first].owner == "pattern" else first
-        if target is None and how == "rst-refused" and ev.stream_complete_near(float(record.get("wall") or 0)):
-            return "refused-before-nat"
+        unnated = ev.unnated_near(record)  # the tripwire saw its SYN leave un-NATed
+        if how == "rst-refused" and (target is None or unnated):
+            if (prior := ev.rejected_before(record)) is not None:
+                # The same failure, carried by conntrack: the earlier rejection's owner owns it.
+                first = _evidence_cause(prior, ev)
+                return "rejection-reused" if CAUSES[first].owner == "pattern" else first
+            if unnated or ev.stream_complete_near(float(record.get("wall") or 0)):
+                return "refused-before-nat"
         if target is None or not ev.service.known:
             return ev.charged("endpoint-refused", t)
         if ev.service.ready_near(target, t):

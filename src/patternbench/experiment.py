@@ -21,7 +21,7 @@ from patternbench.load.runner import LoadConfig, LoadProcess
 from patternbench.measure import DEFAULT_SLO_MS
 from patternbench.observe.logsink import sink_stats
 from patternbench.observe.endpoints import EndpointSliceWatcher
-from patternbench.observe.host import ConntrackEvents, LogSlices, MetricsSnapshots, PressureSampler, SchedSampler
+from patternbench.observe.host import ConntrackEvents, KernelLog, LogSlices, MetricsSnapshots, PressureSampler, SchedSampler
 from patternbench.observe.pods import PodWatcher, failed_creates, warning_events
 from patternbench.observe.resources import ResourceSampler
 from patternbench.progress import Progress
@@ -359,6 +359,8 @@ def run_case(
         ]
         if able.conntrack_here:
             evidence.append(ConntrackEvents(entry_port(run.entry_url), out_dir / "conntrack-events.log").start())
+        if able.tripwire_prefix is not None:
+            evidence.append(KernelLog(able.tripwire_prefix, out_dir / "tripwire.jsonl").start())
         if able.container_cgroups is not None:
             evidence.append(SchedSampler(able.container_cgroups, out_dir / "sched.jsonl").start())
     started = time.monotonic()

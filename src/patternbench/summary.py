@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from patternbench import attribution, measure
 from patternbench.load.conntrack import bindings
@@ -118,6 +119,7 @@ def _attributed(
         bindings=bindings(events.read_text(errors="replace").splitlines()) if events.exists() else {},
         outages=outages,
         rejected=attribution.Evidence.rejections(probes),
+        unnated=attribution.Evidence.tripwire(read_jsonl(case_dir / "tripwire.jsonl"), urlsplit(deployment.get("entry_url") or "").port or 0),
     )
     counts = attribution.failures_by_cause(failed, ev)
     return {"failures_by_cause": counts, **{f"{owner}_failures": n for owner, n in attribution.by_owner(counts).items()}}

@@ -6,12 +6,16 @@ import json
 import socket
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from patternbench.cluster.local import hostnet
 from patternbench.images import ImageArchive
+from patternbench.load.runner import read_jsonl
+from patternbench.observe.host import KernelLog
 from patternbench.load.conntrack import forget_unnated
 from patternbench.load.probe import probe_once
 
@@ -135,7 +139,7 @@ def _until_probes(port: int, how: str | None, in_a_row: int = 5) -> None:
 
 
 def test_a_rejected_connections_source_port_is_refused_by_the_host_until_its_binding_is_forgotten(
-    kube_api: object, namespace: str, netcheck_image: ImageArchive
+    kube_api: object, namespace: str, netcheck_image: ImageArchive, tmp_path: Path
 ) -> None:
     """The stray refusals of issue 18, made on purpose. While a Service has no endpoint,
     kube-proxy REJECTs its new connections with an ICMP error, and conntrack keeps each one's
@@ -158,11 +162,30 @@ def test_a_rejected_connections_source_port_is_refused_by_the_host_until_its_bin
     _patch_selector(kube_api, namespace, {"app": "netcheck"})
     _until_probes(port, None)
     # The first port's stale binding refuses it (and ends with that reset) ...
+    tripwire = KernelLog(hostnet.TRIPWIRE_PREFIX, tmp_path / "tripwire.jsonl").start()
     again = probe_once("127.0.0.1", port, 2.0, source_port=sports[0])
+    tripwire.stop()
     assert again["how"] == "rst-refused", again  # the Service answers every other port
+    # ... and the host's tripwire saw its SYN leave un-NATed.
+    assert ("nodnat", sports[0], port) in {(r["kind"], r["sport"], r["dport"]) for r in read_jsonl(tmp_path / "tripwire.jsonl")}
     # ... the second's is deleted before it is used: every rejected connection's binding
     # (the waits' ones too), and none that was NATed.
     forgotten = forget_unnated("127.0.0.1", port)
     assert sports[1] in {e["orig"]["sport"] for e in forgotten} and sports[0] not in {e["orig"]["sport"] for e in forgotten}
     assert all(e["state"] == "SYN_SENT" and e["reply"]["src"] == "127.0.0.1" for e in forgotten), forgotten
     assert probe_once("127.0.0.1", port, 2.0, source_port=sports[1])["status"] == 200
+
+
+def test_the_tripwire_logs_a_pods_reset_of_a_nodeport_connection_that_never_completed(
+    kube_api: object, namespace: str, netcheck_image: ImageArchive, tmp_path: Path
+) -> None:
+    """kube-proxy sends the connection to a ready pod that listens on another port: the pod
+    resets it, and the tripwire names that pod's address."""
+    port = deploy_netcheck(kube_api, namespace, netcheck_image, replicas=1)
+    pod_ip = wait_ready_pods(client.CoreV1Api(kube_api), namespace, "app=netcheck", 1)[0].status.pod_ip
+    client.CoreV1Api(kube_api).patch_namespaced_service("netcheck", namespace, {"spec": {"ports": [{"port": 80, "targetPort": 8081}]}})
+    tripwire = KernelLog(hostnet.TRIPWIRE_PREFIX, tmp_path / "tripwire.jsonl").start()
+    _until_probes(port, "rst-refused")
+    tripwire.stop()
+    resets = [r for r in read_jsonl(tmp_path / "tripwire.jsonl") if r["kind"] == "podrst"]
+    assert resets and {(r["src"], r["sport"]) for r in resets} == {(pod_ip, 8081)}

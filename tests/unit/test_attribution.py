@@ -154,3 +154,15 @@ def test_a_reset_on_a_source_port_the_service_rejected_before_inherits_that_reje
     assert attribute(late, ev) == "unattributed"
     # Another source port is untouched by it.
     assert attribute(probe(110.0, "rst-refused", sport=40002, conntrack=[]), ev) == "refused-before-nat"
+
+
+def test_the_tripwires_unnated_syn_is_direct_evidence_of_a_refusal_before_nat():
+    """The host tripwire logged this probe's SYN leaving by lo un-NATed: refused before NAT,
+    without needing a complete conntrack event stream (none here)."""
+    p = probe(50.0, "rst-refused", sport=40000, conntrack=[])
+    ev = evidence(STEADY)
+    ev.unnated = Evidence.tripwire([{"t": 50.004, "kind": "nodnat", "sport": 40000, "dport": 31234},
+                                    {"t": 50.004, "kind": "nodnat", "sport": 40002, "dport": 30001}], dport=31234)
+    assert attribute(p, ev) == "refused-before-nat"
+    # Another port's line, or another NodePort's, says nothing about this probe.
+    assert attribute(probe(50.0, "rst-refused", sport=40002, conntrack=[]), ev) == "unattributed"

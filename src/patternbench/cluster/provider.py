@@ -117,6 +117,10 @@ class HostEvidence(Protocol):
         """Prometheus endpoints of the cluster's own proxies (name -> URL), read per case."""
         ...
 
+    def tripwire_prefix(self) -> str:
+        """The kernel-log prefix of the host's tripwire (NodePort connections no pod saw)."""
+        ...
+
 
 DEFAULT_NODE_PATHS = ("/var/log/pods", "/var/lib/patternbench-agents")
 
@@ -134,6 +138,7 @@ class Abilities:
     conntrack_here: bool = False  # the entry's connections are NATed in this host's conntrack
     container_cgroups: Path | None = None  # where containers' CPU run and wait times are read
     evidence_metrics: dict[str, str] = field(default_factory=dict)  # name -> Prometheus URL
+    tripwire_prefix: str | None = None  # the host tripwire's kernel-log prefix
 
 
 def abilities(provider: object) -> Abilities:
@@ -148,6 +153,7 @@ def abilities(provider: object) -> Abilities:
         conntrack_here=isinstance(provider, HostEvidence),
         container_cgroups=provider.container_cgroups() if isinstance(provider, HostEvidence) else None,
         evidence_metrics=provider.evidence_metrics() if isinstance(provider, HostEvidence) else {},
+        tripwire_prefix=provider.tripwire_prefix() if isinstance(provider, HostEvidence) else None,
     )
 
 

@@ -1,10 +1,13 @@
 """Evidence this machine holds for a case: each service proxy's and kubelet's log, sliced to
 the case, and the entry port's conntrack events (a provider's HostEvidence ability); and the
-host's CPU pressure every second (/proc/pressure/cpu), so starvation shows as such."""
+host's CPU pressure every second (/proc/pressure/cpu), so starvation shows as such; and the
+lines the provider's tripwire writes to the kernel log (connections no pod can have seen)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import threading
 import time
@@ -220,3 +223,67 @@ class SchedSampler(PeriodicSampler):
     def rows(self) -> list[dict]:
         t = time.monotonic()
         return [{"t": t, "cid": cid, **container_sched(cgroup)} for cid, cgroup in container_cgroups(self.root).items()]
+
+
+KMSG = Path("/dev/kmsg")
+_LOG_FIELD = re.compile(r"\b(SRC|DST|SPT|DPT|PROTO)=(\S+)")
+
+
+def tripwire_record(kmsg_record: str, prefix: str) -> dict | None:
+    """One /dev/kmsg record ("prio,seq,usec,flags;message") of the tripwire -> {t (the
+    kernel's monotonic clock, s), kind, src, dst, sport, dport, proto}; None for other lines."""
+    head, _, message = kmsg_record.partition(";")
+    if not message.startswith(prefix + " "):
+        return None
+    fields = head.split(",")
+    if len(fields) < 3 or not fields[2].isdigit():
+        return None
+    kind = message[len(prefix) + 1:].split(" ", 1)[0]
+    out: dict = {"t": int(fields[2]) / 1e6, "kind": kind}
+    for key, value in _LOG_FIELD.findall(message):
+        out[key.lower()] = int(value) if key in ("SPT", "DPT") else value
+    out["sport"], out["dport"] = out.pop("spt", None), out.pop("dpt", None)
+    return out
+
+
+class KernelLog:
+    """Writes tripwire.jsonl: the kernel-log lines of the provider's tripwire written while
+    the case ran (read from /dev/kmsg; its clock is the monotonic one the probes use)."""
+
+    def __init__(self, prefix: str, out: Path, source: Path = KMSG) -> None:
+        self.prefix = prefix
+        self.out = out
+        self.source = source
+        self._fd: int | None = None
+
+    def start(self) -> KernelLog:
+        try:
+            self._fd = os.open(self.source, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            self._fd = None  # no kernel log here: the evidence is missing, and attribution says so
+            return self
+        try:
+            os.lseek(self._fd, 0, os.SEEK_END)  # /dev/kmsg: from the next record on
+        except OSError:
+            pass  # not seekable (a pipe): it only holds what is written from now on anyway
+        return self
+
+    def stop(self) -> None:
+        if self._fd is None:
+            return
+        rows = []
+        try:
+            while True:
+                try:
+                    record = os.read(self._fd, 8192).decode(errors="replace")
+                except BlockingIOError:
+                    break
+                except BrokenPipeError:  # the ring buffer overwrote records before we read them
+                    rows.append({"kind": "lost"})
+                    continue
+                if (row := tripwire_record(record, self.prefix)) is not None:
+                    rows.append(row)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+        self.out.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -240,7 +240,7 @@ def apiserver_args(s: LocalSettings) -> list[str]:
         # pods on every node reach through their node.
         f"--advertise-address={s.host_ip}",
         f"--service-cluster-ip-range={s.service_cidr}",
-        "--service-node-port-range=30000-32767",
+        f"--service-node-port-range={s.node_ports[0]}-{s.node_ports[1]}",
         "--authorization-mode=Node,RBAC",
         "--enable-admission-plugins=NodeRestriction",
         "--allow-privileged=false",

@@ -17,6 +17,9 @@ from patternbench.cluster.local.settings import LocalSettings
 # Chains added by kube-proxy and kubelet (KUBE-), the CNI portmap plugin (CNI-) and us.
 OWNED_CHAIN_PREFIXES = ("KUBE-", "CNI-", "PATTERNBENCH-")
 EGRESS_CHAIN = "PATTERNBENCH-EGRESS"
+# The tripwire (install_tripwire): kernel-log lines for NodePort connections no pod can have seen.
+TRIPWIRE_CHAINS = {"POSTROUTING": "PATTERNBENCH-TRIPWIRE-OUT", "PREROUTING": "PATTERNBENCH-TRIPWIRE-IN"}
+TRIPWIRE_PREFIX = "pb-tripwire"  # a LOG prefix holds at most 29 characters
 
 # The host's own sysctls that a cluster changes; `down` puts back what was there. None: not
 # set by us, but by a component we start (the edge kube-proxy sets route_localnet).
@@ -142,6 +145,34 @@ def install_egress_guard(s: LocalSettings, netns: Path | None = None) -> None:
         run([*ipt, "-A", EGRESS_CHAIN, "-s", s.pod_cidr, "-j", "DROP"])
     if run([*ipt, "-C", "FORWARD", "-j", EGRESS_CHAIN], check=False).returncode != 0:
         run([*ipt, "-I", "FORWARD", "1", "-j", EGRESS_CHAIN])
+
+
+def install_tripwire(s: LocalSettings) -> None:
+    """Log lines in the kernel log (prefix TRIPWIRE_PREFIX, rate-limited) for the host's
+    NodePort connections that went wrong before any app could answer:
+    - `nodnat`: a SYN to a NodePort on loopback that leaves by `lo` was not DNATed (it will be
+      refused by the host itself, e.g. on a rejected connection's stale binding);
+    - `podrst` / `podicmp`: a pod's reset or ICMP error for a NodePort connection that never
+      completed its handshake (nothing listened where kube-proxy sent it).
+    Its chains are owned (swept with the others)."""
+    ports = f"{s.node_ports[0]}:{s.node_ports[1]}"
+    limit = ["-m", "limit", "--limit", "50/second", "--limit-burst", "100"]
+    ipt = ["iptables", "-t", "mangle"]
+    out, inn = TRIPWIRE_CHAINS["POSTROUTING"], TRIPWIRE_CHAINS["PREROUTING"]
+    for chain in (out, inn):
+        run([*ipt, "-N", chain], check=False)
+        run([*ipt, "-F", chain])
+    run([*ipt, "-A", out, "-p", "tcp", "--syn", "-d", "127.0.0.0/8", "--dport", ports, *limit,
+         "-j", "LOG", "--log-prefix", f"{TRIPWIRE_PREFIX} nodnat "])
+    never_completed = ["-m", "conntrack", "--ctdir", "REPLY", "--ctorigdst", "127.0.0.0/8", "--ctorigdstport", ports, "!", "--ctstatus", "ASSURED"]
+    run([*ipt, "-A", inn, "-p", "tcp", "--tcp-flags", "RST", "RST", *never_completed, *limit,
+         "-j", "LOG", "--log-prefix", f"{TRIPWIRE_PREFIX} podrst "])
+    run([*ipt, "-A", inn, "-p", "icmp", "-m", "conntrack", "--ctstate", "RELATED", "--ctorigdst", "127.0.0.0/8", "--ctorigdstport", ports, *limit,
+         "-j", "LOG", "--log-prefix", f"{TRIPWIRE_PREFIX} podicmp "])
+    hooks = {"POSTROUTING": ["-o", "lo", "-p", "tcp", "--syn", "-j", out], "PREROUTING": ["-i", s.nodes_bridge, "-j", inn]}
+    for hook, spec in hooks.items():
+        if run([*ipt, "-C", hook, *spec], check=False).returncode != 0:
+            run([*ipt, "-A", hook, *spec])
 
 
 _CHAIN_DECL = re.compile(r"^:(\S+) ")

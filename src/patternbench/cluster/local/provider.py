@@ -259,6 +259,10 @@ class LocalProvider:
             logs[f"kubelet-{node.name}"] = node.log_dir / "kubelet.log"
         return logs
 
+    def tripwire_prefix(self) -> str:
+        """hostnet.install_tripwire's lines (set up with the host's network at `cluster up`)."""
+        return hostnet.TRIPWIRE_PREFIX
+
     def evidence_metrics(self) -> dict[str, str]:
         """The host's edge kube-proxy, whose rules every probe passes: its sync and
         programming-latency metrics."""

@@ -128,6 +128,7 @@ class LocalSettings:
     cni_network: str = "patternbench"
     pod_cidr: str = "10.244.0.0/16"
     service_cidr: str = "10.96.0.0/16"
+    node_ports: tuple[int, int] = (30000, 32767)  # upstream's default NodePort range
     cluster_domain: str = "cluster.local"
     etcd_client_port: int = 12379
     etcd_peer_port: int = 12380

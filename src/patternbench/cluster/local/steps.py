@@ -166,6 +166,7 @@ def host_network(ctx: Context) -> None:
     hostnet.apply_sysctls(s.state_dir / "saved-sysctls.json")
     hostnet.create_nodes_bridge(s)
     hostnet.install_egress_guard(s)
+    hostnet.install_tripwire(s)
 
 
 def node_namespaces(ctx: Context) -> None:
