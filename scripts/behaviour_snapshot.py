@@ -37,7 +37,7 @@ def main() -> int:
         topology = base.with_agents(agents)
         tag = f"{pattern.value} {agents}"
         for naive, registry in ((False, None), (True, None), (False, "reg.example/pb")):
-            opts = RenderOptions(run_id=RUN_ID, images=Images.under(registry), naive=naive)
+            opts = RenderOptions(run_id=RUN_ID, images=Images.under(registry), naive=naive, log_token="snapshot-token")
             objs = render(topology, pattern, opts)
             out(f"=== render {tag} naive={naive} registry={registry}")
             out(to_yaml(objs))
@@ -92,7 +92,38 @@ def main() -> int:
         if agent:
             fault = {"kind": "agent-kill", "expected_blast_radius": None, "blast_radius": 0.0, "failed_in_window": 1, "upgrade_completed": None, "instance": None}
             out(f"--- check_claims fault {pattern.value} {agent}: {summary.check_claims({**entry, 'fault': fault}, 2)}")
+    figures_snapshot()
     return 0
+
+
+def _trial(pattern: str, k: int) -> dict:
+    """One synthetic trial's summary entry, its figures varying with the trial."""
+    return {
+        "case": f"{pattern}-mesh", "pattern": pattern, "agent": "mesh", "naive": False, "missing": [], "invalid": False,
+        "downtime_s": 0.1 * k, "error_downtime_s": 0.05 * k, "slow_downtime_s": 0.0, "failed_requests": k,
+        "latency_ms": {"before": {"p50": 3.0 + k, "p99": 20.0 + 2 * k}, "during": {"p50": 4.0, "p99": 30.0 + k}},
+        "agent_cpu_m_total": 40.0 + k + (10 if pattern == "sidecar" else 0), "agent_memory_mib_total": 60.0 + k,
+        "agent_cpu_m_per_instance": 5.0 + k, "agent_memory_mib_per_instance": 7.0, "log_lines_lost": k % 2,
+        "containers_total": 9, "hops": {"loopback": 5},
+    }
+
+
+def figures_snapshot() -> None:
+    """What every figure decides: intervals over trials, the sidecar-vs-DaemonSet differences,
+    the baseline's figures and its comparison, and the report's tables of them."""
+    from patternbench import baseline, report, trials
+
+    cases = {f"{p}-mesh": trials.aggregate([_trial(p, k) for k in (1, 2, 4)]) for p in ("sidecar", "daemonset")}
+    out("--- aggregate", json.dumps(cases, sort_keys=False))
+    diffs = trials.differences(cases)
+    out("--- differences", json.dumps(diffs))
+    doc = {"cases": cases, "differences": diffs}
+    base = baseline.update_baseline(None, [doc], "local", today="2026-01-01")
+    out("--- baseline", json.dumps(base))
+    worse = {"cases": {name: {**e, "downtime_s": e["downtime_s"] + 1, "failed_requests": e["failed_requests"] + 9} for name, e in cases.items()}}
+    out("--- compare", [repr(c) for c in baseline.compare(base, worse)])
+    out("--- trials_text", "\n".join(report.trials_text(doc)))
+    out("--- differences_text", "\n".join(report.differences_text(doc)))
 
 
 if __name__ == "__main__":

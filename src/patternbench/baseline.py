@@ -13,28 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from patternbench.errors import UsageError
+from patternbench.figures import Figure, baselined
 
 SCHEMA_VERSION = 1
 HISTORY = 30  # samples kept per figure
 PERCENTILE = 99
 
-# Figures tracked per case: how to read them from a summary entry, and the default
-# tolerance (absolute, relative) within which a worse value is still not a regression.
-FIGURES: dict[str, tuple[tuple[str, ...], float, float]] = {
-    "downtime_s": (("downtime_s",), 0.2, 0.5),
-    "failed_requests": (("failed_requests",), 2, 0.5),
-    "latency_p99_ms": (("latency_ms", "before", "p99"), 5.0, 0.5),
-    "agent_memory_mib": (("agent_memory_mib_total",), 8.0, 0.25),
-    "log_lines_lost": (("log_lines_lost",), 0, 0.0),
-}
-
-
-def figure_of(entry: dict[str, Any], path: tuple[str, ...]) -> float | None:
-    value: Any = entry
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
+def _value(f: Figure, entry: dict[str, Any]) -> float | None:
+    value = f.of(entry)
     return None if value is None else float(value)
 
 
@@ -78,11 +64,12 @@ def update_baseline(baseline: dict[str, Any] | None, summaries: list[dict[str, A
             if entry.get("invalid") or entry.get("missing"):
                 continue  # an untrustworthy run must not move the baseline
             figures = doc["cases"].setdefault(case, {})
-            for name, (path, tol_abs, tol_rel) in FIGURES.items():
-                value = figure_of(entry, path)
+            for name, f in baselined().items():
+                value = _value(f, entry)
                 if value is None:
                     continue
-                fig = figures.setdefault(name, {"tolerance_abs": tol_abs, "tolerance_rel": tol_rel, "samples": []})
+                assert f.tolerance is not None, f"baselined figure {f.name} declares no tolerance"
+                fig = figures.setdefault(name, {"tolerance_abs": f.tolerance.absolute, "tolerance_rel": f.tolerance.relative, "samples": []})
                 fig["samples"] = (fig["samples"] + [value])[-HISTORY:]
                 fig["value"] = percentile(fig["samples"], PERCENTILE)
                 fig["runs"] = len(fig["samples"])
@@ -118,9 +105,9 @@ def compare(baseline: dict[str, Any], summary: dict[str, Any], subset: bool = Fa
         if entry is None:
             raise UsageError(f"case {case!r} is in the baseline but not in run {summary.get('run_id')}")
         for name, fig in sorted(figures.items()):
-            if name not in FIGURES:
+            if name not in baselined():
                 raise UsageError(f"baseline figure {case}.{name} is unknown to this patternbench")
-            current = figure_of(entry, FIGURES[name][0])
+            current = _value(baselined()[name], entry)
             if current is None:
                 raise UsageError(f"figure {case}.{name} is missing from run {summary.get('run_id')}")
             base = float(fig["value"])

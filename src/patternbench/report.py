@@ -10,6 +10,7 @@ from typing import Any
 from patternbench.plots import save
 from patternbench.errors import UsageError
 from patternbench.faults import fault_spec
+from patternbench.figures import columns, figure, plotted
 from patternbench.load.runner import read_jsonl
 from patternbench.render import AGENT_CPU_M
 from patternbench.summary import SCHEMA_VERSION, Thresholds, check_claims, summarize_case
@@ -18,7 +19,7 @@ from patternbench.topology import Agents, Pattern, Service, Topology, containers
 from patternbench.calibration import load_calibration
 from patternbench.load.sweep import render_sweep_plots
 from patternbench.pattern_sweep import load_sweeps
-from patternbench.trials import aggregate, differences
+from patternbench.trials import aggregate, differences, metric_values
 
 
 def case_dirs(run_dir: Path) -> list[Path]:
@@ -220,17 +221,13 @@ def trials_text(summary: dict[str, Any]) -> list[str]:
         f"Trials per case: {', '.join(str(n) for n in sorted(counts))}, run in interleaved order (a b c a b c). "
         "Each figure is the median over the trials with its 95 % percentile-bootstrap interval in brackets. "
         "With 3 trials the interval is about the range of the trials and its real coverage is below 95 %; more trials (`--repeat`) narrow it honestly.", "",
-        "| case | trials | downtime s | error / slow downtime s | failed requests | p50 ms before | p99 ms before | agent CPU m | agent MiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| case | trials | " + " | ".join(columns()) + " |",
+        "|---|---|" + "---|" * len(columns()),
     ]
     for name, e in cases.items():
-        before = e["latency_ms"]["before"]
-        out.append(
-            f"| {name} | {len(e.get('trials') or [e])} | {_ci(e, 'downtime_s', e['downtime_s'])} "
-            f"| {_fmt(e.get('error_downtime_s'))} / {_fmt(e.get('slow_downtime_s'))} | {_ci(e, 'failed_requests', e['failed_requests'])} "
-            f"| {_ci(e, 'latency_p50_ms', before['p50'])} | {_ci(e, 'latency_p99_ms', before['p99'])} "
-            f"| {_ci(e, 'agent_cpu_m_total', e['agent_cpu_m_total'])} | {_ci(e, 'agent_memory_mib_total', e['agent_memory_mib_total'])} |"
-        )
+        # A column of one figure shows its interval; a shared one ("a / b") the values only.
+        cells = [_ci(e, figs[0].name, figs[0].of(e)) if len(figs) == 1 else " / ".join(_fmt(f.of(e)) for f in figs) for figs in columns().values()]
+        out.append(f"| {name} | {len(e.get('trials') or [e])} | " + " | ".join(cells) + " |")
     return out + ["", "Plot: intervals.png (each figure per case, trials as dots, the interval as an error bar).", ""]
 
 
@@ -307,9 +304,9 @@ def render_interval_plots(run_dir: Path, summary: dict[str, Any]) -> Path | None
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    from patternbench.trials import UNITS, metric_values
 
-    metrics = ["downtime_s", "failed_requests", "latency_p50_ms", "latency_p99_ms", "agent_cpu_m_total", "agent_memory_mib_total"]
+
+    metrics = [f.name for f in plotted()]
     names = list(cases)
     fig, axes = plt.subplots(len(metrics), 1, figsize=(max(6, 0.8 * len(names) + 2), 2.4 * len(metrics)), squeeze=False)
     for ax, metric in zip(axes[:, 0], metrics):
@@ -325,7 +322,7 @@ def render_interval_plots(run_dir: Path, summary: dict[str, Any]) -> Path | None
             else:
                 ax.plot([x], [mid], "s", color="tab:blue", ms=5)
             ax.plot([x] * len(values), values, ".", color="k", ms=3, alpha=0.6)
-        ax.set_ylabel(f"{metric}\n({UNITS[metric]})", fontsize=7)
+        ax.set_ylabel(f"{metric}\n({figure(metric).unit})", fontsize=7)
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=40, fontsize=7, ha="right")
         ax.grid(axis="y", alpha=0.3)

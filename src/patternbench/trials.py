@@ -6,42 +6,13 @@ from __future__ import annotations
 
 import copy
 import statistics
-from typing import Any, Callable
+from typing import Any
 
+from patternbench import figures
+from patternbench.figures import figure, with_interval
 from patternbench.stats import bootstrap_ci, bootstrap_difference
 
 Entry = dict[str, Any]
-
-
-def _before(quantile: str) -> Callable[[Entry], float | None]:
-    return lambda e: ((e.get("latency_ms") or {}).get("before") or {}).get(quantile)
-
-
-def _key(name: str) -> Callable[[Entry], float | None]:
-    return lambda e: e.get(name)
-
-
-# The figures that get an interval: name in summary.json (`<name>_ci95`) -> how to read it
-# from one trial's entry. Latency is the steady state, before the upgrade.
-CI_METRICS: dict[str, Callable[[Entry], float | None]] = {
-    "downtime_s": _key("downtime_s"),
-    "error_downtime_s": _key("error_downtime_s"),
-    "slow_downtime_s": _key("slow_downtime_s"),
-    "failed_requests": _key("failed_requests"),
-    "latency_p50_ms": _before("p50"),
-    "latency_p99_ms": _before("p99"),
-    "agent_cpu_m_total": _key("agent_cpu_m_total"),
-    "agent_memory_mib_total": _key("agent_memory_mib_total"),
-    "agent_cpu_m_per_instance": _key("agent_cpu_m_per_instance"),
-    "agent_memory_mib_per_instance": _key("agent_memory_mib_per_instance"),
-}
-
-# Where each interval's metric sits as a point value in the entry (for the plots and tables).
-UNITS = {
-    "downtime_s": "s", "error_downtime_s": "s", "slow_downtime_s": "s", "failed_requests": "requests",
-    "latency_p50_ms": "ms", "latency_p99_ms": "ms", "agent_cpu_m_total": "millicores",
-    "agent_memory_mib_total": "MiB", "agent_cpu_m_per_instance": "millicores", "agent_memory_mib_per_instance": "MiB",
-}
 
 
 def _is_number(value: Any) -> bool:
@@ -56,9 +27,19 @@ def _median(values: list[Any]) -> Any:
     return round(m, 6) if isinstance(m, float) else m
 
 
+def _set_median(entry: Entry, path: tuple[str, ...], values: list[Any]) -> None:
+    """The median at `path`, where the entry (the first trial's copy) holds a number there."""
+    *parents, leaf = path
+    holder: Any = entry
+    for key in parents:
+        holder = holder.get(key) if isinstance(holder, dict) else None
+    if isinstance(holder, dict) and _is_number(holder.get(leaf)):
+        holder[leaf] = _median(values)
+
+
 def metric_values(trials: list[Entry], metric: str) -> list[float]:
     """One figure over the trials that measured it."""
-    read = CI_METRICS[metric]
+    read = figure(metric).of
     return [float(v) for v in (read(t) for t in trials) if _is_number(v)]
 
 
@@ -80,10 +61,12 @@ def aggregate(trials: list[Entry]) -> Entry:
             for q in quantiles:
                 quantiles[q] = _median([((t.get("latency_ms") or {}).get(phase) or {}).get(q) for t in trials])
     entry["latency_ms"] = latency
+    for f in figures.FIGURES.values():  # a figure deeper in the entry than these is a median too
+        _set_median(entry, f.path, [f.of(t) for t in trials])
     entry["missing"] = sorted({m for t in trials for m in t.get("missing") or []})
     entry["invalid"] = any(t.get("invalid") for t in trials)
     entry["trials"] = [copy.deepcopy(t) for t in trials]
-    for metric in CI_METRICS:
+    for metric in (f.name for f in with_interval()):
         values = metric_values(trials, metric)
         ci = bootstrap_ci(values) if len(values) >= 2 else None
         entry[f"{metric}_ci95"] = [round(ci.low, 6), round(ci.high, 6)] if ci else None
@@ -102,7 +85,7 @@ def differences(cases: dict[str, Entry], a: str = "sidecar", b: str = "daemonset
         if eb is None:
             continue
         ta, tb = ea.get("trials") or [ea], eb.get("trials") or [eb]
-        for metric in CI_METRICS:
+        for metric in (f.name for f in with_interval()):
             va, vb = metric_values(ta, metric), metric_values(tb, metric)
             if not va or not vb:
                 continue

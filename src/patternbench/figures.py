@@ -1,0 +1,97 @@
+"""Every figure a run reports over trials and baselines, declared once.
+
+A figure says where one trial's summary entry holds it, its unit, whether it gets a 95 %
+bootstrap interval over the trials (`<name>_ci95`, and so a sidecar-vs-DaemonSet
+difference), whether nightly baselines track it (under which name, with which tolerance;
+lower is better for every baselined figure), and where the report shows it. `trials`,
+`baseline` (and so `compare`) and the report read this table; no second list exists.
+Adding a figure is one `Figure(...)` here plus the measurement that writes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Entry = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How much worse than its baseline a figure may be and still not be a regression:
+    limit = baseline × (1 + relative) + absolute."""
+
+    absolute: float
+    relative: float
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str  # its key in summary.json (and `<name>_ci95` for its interval)
+    unit: str
+    path: tuple[str, ...]  # the keys that lead to it in one case's entry
+    interval: bool = False  # a 95 % interval over trials and a sidecar-vs-DaemonSet difference
+    baseline: str | None = None  # the name nightly baselines track it under
+    tolerance: Tolerance | None = None  # the baseline's default tolerance
+    column: str | None = None  # its column in the report's repeated-trials table (shared: "a / b")
+    plotted: bool = False  # in intervals.png
+
+    def of(self, entry: Entry) -> Any:
+        """Its value in one entry as recorded (None when the entry lacks it)."""
+        value: Any = entry
+        for key in self.path:
+            if not isinstance(value, dict) or key not in value:
+                return None
+            value = value[key]
+        return value
+
+
+_DOWNTIME = "error / slow downtime s"
+
+# Latency is the steady state, before the upgrade.
+FIGURES: dict[str, Figure] = {f.name: f for f in (
+    Figure("downtime_s", "s", ("downtime_s",), interval=True, baseline="downtime_s", tolerance=Tolerance(0.2, 0.5),
+           column="downtime s", plotted=True),
+    Figure("error_downtime_s", "s", ("error_downtime_s",), interval=True, column=_DOWNTIME),
+    Figure("slow_downtime_s", "s", ("slow_downtime_s",), interval=True, column=_DOWNTIME),
+    Figure("failed_requests", "requests", ("failed_requests",), interval=True, baseline="failed_requests", tolerance=Tolerance(2, 0.5),
+           column="failed requests", plotted=True),
+    Figure("latency_p50_ms", "ms", ("latency_ms", "before", "p50"), interval=True, column="p50 ms before", plotted=True),
+    Figure("latency_p99_ms", "ms", ("latency_ms", "before", "p99"), interval=True, baseline="latency_p99_ms", tolerance=Tolerance(5.0, 0.5),
+           column="p99 ms before", plotted=True),
+    Figure("agent_cpu_m_total", "millicores", ("agent_cpu_m_total",), interval=True, column="agent CPU m", plotted=True),
+    Figure("agent_memory_mib_total", "MiB", ("agent_memory_mib_total",), interval=True, baseline="agent_memory_mib",
+           tolerance=Tolerance(8.0, 0.25), column="agent MiB", plotted=True),
+    Figure("agent_cpu_m_per_instance", "millicores", ("agent_cpu_m_per_instance",), interval=True),
+    Figure("agent_memory_mib_per_instance", "MiB", ("agent_memory_mib_per_instance",), interval=True),
+    Figure("log_lines_lost", "lines", ("log_lines_lost",), baseline="log_lines_lost", tolerance=Tolerance(0, 0.0)),
+)}
+
+
+def figure(name: str) -> Figure:
+    """A figure by name; an unknown name is an error."""
+    try:
+        return FIGURES[name]
+    except KeyError:
+        raise KeyError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}") from None
+
+
+def with_interval() -> list[Figure]:
+    return [f for f in FIGURES.values() if f.interval]
+
+
+def baselined() -> dict[str, Figure]:
+    """Baseline name -> figure, in declaration order."""
+    return {f.baseline: f for f in FIGURES.values() if f.baseline is not None}
+
+
+def plotted() -> list[Figure]:
+    return [f for f in FIGURES.values() if f.plotted]
+
+
+def columns() -> dict[str, list[Figure]]:
+    """The repeated-trials table's columns in order, each with the figures it shows."""
+    out: dict[str, list[Figure]] = {}
+    for f in FIGURES.values():
+        if f.column is not None:
+            out.setdefault(f.column, []).append(f)
+    return out
