@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from patternbench.errors import UsageError
 from patternbench.figures import Figure, baselined
+from patternbench.stats import percentile
 
 SCHEMA_VERSION = 1
 HISTORY = 30  # samples kept per figure
@@ -47,11 +47,6 @@ def load_baseline(path: Path) -> dict[str, Any]:
     if doc.get("schema") != SCHEMA_VERSION:
         raise UsageError(f"baseline {path} has schema {doc.get('schema')!r}; this patternbench reads schema {SCHEMA_VERSION}")
     return doc
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
 
 
 def update_baseline(baseline: dict[str, Any] | None, summaries: list[dict[str, Any]], provider: str, today: str | None = None) -> dict[str, Any]:

@@ -204,7 +204,7 @@ def bench_capture(runs: int) -> dict[str, Any]:
     load, and the probes' p99."""
     from patternbench.experiment import PROFILES, Case, run_case
     from patternbench.load.runner import read_jsonl
-    from patternbench.measure import percentile
+    from patternbench.stats import percentile
     from patternbench.topology import Pattern, load_topology
     import resource
     import tempfile

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from patternbench.agents import proxy_mode
+from patternbench.stats import percentile
 
 
 @dataclass(frozen=True)
@@ -178,15 +179,6 @@ def outage_spans(probes: list[Record], start: float, end: float, slo_ms: float =
 def outages(probes: list[Record], start: float, end: float, slo_ms: float = DEFAULT_SLO_MS) -> list[tuple[float, float]]:
     """(start, end) of each outage_spans() interval."""
     return [(o.start, o.end) for o in outage_spans(probes, start, end, slo_ms)]
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def latency_ms(records: list[Record]) -> dict[str, float | None]:

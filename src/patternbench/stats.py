@@ -1,5 +1,5 @@
-"""Medians and 95 % bootstrap intervals over repeated trials, and differences between two
-cases: plain Python with a seeded random.Random, so the same trials give the same interval.
+"""Percentiles of measured values, and medians and 95 % bootstrap intervals over repeated
+trials and differences between two cases: plain Python with a seeded random.Random, so the same trials give the same interval.
 
 With few trials the percentile bootstrap of a median is coarse: for 3 trials its interval is
 essentially the range of the trials, and its real coverage is below the nominal 95 %. The
@@ -8,6 +8,7 @@ report says so; more trials (`--repeat`) narrow it honestly.
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from dataclasses import dataclass
@@ -33,8 +34,18 @@ class Interval:
         return [self.low, self.high]
 
 
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of measured values: always one of them, never an
+    interpolation; None for no values. Every latency and baseline percentile is this one."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+
 def _quantile(ordered: Sequence[float], q: float) -> float:
-    """Linear-interpolated quantile of sorted values (numpy's default, 'linear')."""
+    """Linear-interpolated quantile of sorted values (numpy's default, 'linear'): the
+    bootstrap's interval bounds over resampled medians, not a measured percentile."""
     if not ordered:
         raise ValueError("no values")
     pos = q * (len(ordered) - 1)

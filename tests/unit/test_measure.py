@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from patternbench import measure
+from patternbench.stats import percentile
 from patternbench.summary import Thresholds, check_claims, expected_proxies, summarize_case
 
 
@@ -51,9 +52,9 @@ def test_window_bounds_failures() -> None:
 
 def test_percentiles_nearest_rank() -> None:
     values = list(range(1, 101))
-    assert measure.percentile(values, 50) == 50
-    assert measure.percentile(values, 99) == 99
-    assert measure.percentile([], 50) is None
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile([], 50) is None
     lat = measure.latency_ms([user(0, ms=10), user(0, ms=20), user(0, ms=999, good=False)])
     assert lat["p99"] == 20  # failed requests are not latency samples
 

@@ -9,7 +9,6 @@ Runs inside the gevent-patched load process (locust_process.py); importing it pa
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,14 +20,13 @@ import gevent.pool
 from geventhttpclient import HTTPClient
 
 from patternbench.load.records import answer_trail, failure_detail
+from patternbench.stats import percentile
 
 
 def nearest_rank(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100), as measure.percentile."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1], 3)
+    """stats.percentile, to the microsecond."""
+    value = percentile(values, q)
+    return None if value is None else round(value, 3)
 
 
 @dataclass
