@@ -206,9 +206,6 @@ def availability(records: list[Record], probes: list[Record], start: float, end:
 
 # ---- hops -------------------------------------------------------------------------------
 
-HOP_KINDS = ("loopback", "same_node", "cross_node")
-
-
 def hop_kind(a: Location, b: Location) -> str:
     """loopback inside one pod, same_node between two places on one node, cross_node between
     nodes; `unknown` when a name is missing (an old record, an app that does not know its node)."""
@@ -523,15 +520,6 @@ def pod_changes(before: dict[str, dict[str, int]], after: dict[str, dict[str, in
         if pod in before:
             restarts += sum(max(0, n - before[pod].get(c, 0)) for c, n in counts.items())
     return {"app_pods_recreated": recreated, "app_container_restarts": restarts}
-
-
-def cpu_millicores(samples: list[Record]) -> float:
-    """Mean CPU of one container over its samples, from its cumulative CPU time."""
-    timed = sorted((r["t"], r["cpu_ns"]) for r in samples if r.get("cpu_ns") is not None)
-    if len(timed) < 2 or timed[-1][0] <= timed[0][0]:
-        return 0.0
-    (t0, c0), (t1, c1) = timed[0], timed[-1]
-    return max(0.0, (c1 - c0) / 1e6 / (t1 - t0))
 
 
 def agent_resources(samples: list[Record], is_agent: Any) -> dict[str, Any]:

@@ -30,9 +30,6 @@ class Interval:
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
 
-    def as_list(self) -> list[float]:
-        return [self.low, self.high]
-
 
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100) of measured values: always one of them, never an

@@ -21,19 +21,6 @@ from patternbench.patterns import pattern_spec
 from patternbench.topology import Agents
 
 SCHEMA_VERSION = 1
-# Every agent's container names: resource samples of these are the agents'.
-
-# The keys of every summary entry (documented in the README; stable).
-KEYS = (
-    "downtime_s", "error_downtime_s", "slow_downtime_s", "max_outage_s", "failed_requests", "total_requests", "error_rate",
-    "failures_by_cause", "pattern_failures", "harness_failures", "unattributed_failures", "cpu_wait", "host_cpu_pressure", "entry_proxy",
-    "agent_cpu_requested_m",
-    "latency_ms", "proxies_per_request", "hops", "app_container_restarts", "app_pods_recreated",
-    "containers_total", "containers_formula", "agent_cpu_m_total", "agent_memory_mib_total",
-    "agent_cpu_m_per_instance", "agent_memory_mib_per_instance", "agent_instances",
-    "cross_node_share", "request_grouping", "node_rollouts", "max_nodes_down_at_once", "pods_per_node",
-    "requests_per_agent", "fault", "blast_radius", "affected_pods", "affected_nodes", "recovery_s", "log_lines_lost", "log_lines_duplicated", "upgrade_duration_s",
-)
 
 
 def _read_json(path: Path) -> Any:

@@ -14,7 +14,6 @@ import yaml
 from patternbench.cluster.local.settings import POD_LOGS_DIR, LocalSettings, MachineSize, NodeSettings
 
 PAUSE_IMAGE = "patternbench.local/pause:3.10.1"
-COREDNS_IMAGE_REPO = "patternbench.local/coredns"
 
 
 def kubeconfig(server: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, user: str) -> str:

@@ -238,10 +238,6 @@ class LocalProvider:
         paths as on a real node, each node's own directory bound there."""
         return POD_LOGS_DIR, AGENT_STATE_DIR
 
-    def node_host_path(self, node_name: str, node_path: str) -> Path:
-        """Where a node's path (e.g. /var/log/pods/...) really is on the host."""
-        return self.settings.node(node_name).host_path(node_path)
-
     def entry_host(self) -> str:
         """NodePorts answer on the host's loopback (the host's edge kube-proxy)."""
         return "127.0.0.1"
