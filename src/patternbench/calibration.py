@@ -135,14 +135,15 @@ def write(results: Path, doc: dict[str, Any]) -> Path:
 
 
 def load_calibration(run_dir: Path) -> dict[str, Any] | None:
-    """The calibration a run carries (copied in when it started), else the latest beside it."""
-    for path in (run_dir / CALIBRATION_FILE, run_dir.parent / CALIBRATION_FILE):
+    """The calibration a run carries (copied in when it started), else the latest beside it,
+    with `source` saying which ("run" or "beside the run": one made at another time)."""
+    for path, source in ((run_dir / CALIBRATION_FILE, "run"), (run_dir.parent / CALIBRATION_FILE, "beside the run")):
         try:
             doc = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
         if isinstance(doc, dict) and doc.get("schema") == SCHEMA:
-            return doc
+            return {**doc, "source": source}
     return None
 
 

@@ -16,7 +16,7 @@ from patternbench.render import AGENT_CPU_M
 from patternbench.summary import SCHEMA_VERSION, Thresholds, check_claims, summarize_case
 from patternbench.agents import AgentKind, agent_spec
 from patternbench.topology import Agents, Pattern, Service, Topology, containers_formula, parse_agents
-from patternbench.calibration import load_calibration
+from patternbench.calibration import CALIBRATION_FILE, load_calibration
 from patternbench.load.sweep import render_sweep_plots
 from patternbench.pattern_sweep import load_sweeps
 from patternbench.trials import aggregate, differences, metric_values
@@ -24,6 +24,15 @@ from patternbench.trials import aggregate, differences, metric_values
 
 def case_dirs(run_dir: Path) -> list[Path]:
     return sorted(p.parent for p in run_dir.glob("*/case.json"))
+
+
+def _case_file(case_dir: Path, name: str) -> dict[str, Any]:
+    """A case's JSON file, {} when absent or unreadable (summarize_case lists it as missing)."""
+    try:
+        doc = json.loads((case_dir / name).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: float | None = None) -> dict[str, Any]:
@@ -39,11 +48,15 @@ def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: 
     problems_by_case: dict[str, list[str]] = {}
     for d in dirs:
         entry = summarize_case(d, slo_ms)
-        entry["trial"] = int((json.loads((d / "case.json").read_text()) or {}).get("trial", 1))
+        entry["trial"] = int(_case_file(d, "case.json").get("trial", 1))
         entry["dir"] = d.name
-        deployment = json.loads((d / "deployment.json").read_text()) if (d / "deployment.json").exists() else {}
-        agents = parse_agents(deployment["agents"]) if "agents" in deployment else Agents()
-        problems = check_claims(entry, deployment.get("calls_per_request", 0), thresholds, agents)
+        deployment = _case_file(d, "deployment.json")
+        if deployment:
+            # Runs from before deployment.json recorded the agents ran the topology's defaults.
+            agents = parse_agents(deployment["agents"]) if "agents" in deployment else Agents()
+            problems = check_claims(entry, deployment.get("calls_per_request", 0), thresholds, agents)
+        else:  # what ran is unknown: no claim can be checked against a guess
+            problems = [f"the case is incomplete: missing {', '.join(entry['missing']) or 'deployment.json'}; its claims cannot be checked"]
         entry["claims_failed"] = problems
         by_case.setdefault(entry["case"], []).append(entry)
     cases, failures = {}, {}
@@ -282,7 +295,10 @@ def calibration_text(summary: dict[str, Any]) -> list[str]:
                       "Until then the downtime figures have no measured error bar.", ""]
     out += [
         f"Latest calibration ({cal.get('when')}, target {cal.get('target')}, deadline {_fmt(cal.get('slo_ms'))} ms, probe every "
-        f"{_fmt(cal.get('probe_interval_s'), 3)} s): downtime figures carry ±{_fmt(cal.get('max_error_ms'), 1)} ms, the worst error over every injected outage.", "",
+        f"{_fmt(cal.get('probe_interval_s'), 3)} s): downtime figures carry ±{_fmt(cal.get('max_error_ms'), 1)} ms, the worst error over every injected outage."
+        + ("" if cal.get("source", "run") == "run" else
+           f" This run carries no calibration of its own: this is the latest one {cal['source']} ({CALIBRATION_FILE} in its parent directory), made at another time."),
+        "",
         "| kind | injected s | measured s | error ms | start / end error ms |",
         "|---|---|---|---|---|",
     ]

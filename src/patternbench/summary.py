@@ -23,10 +23,15 @@ from patternbench.topology import Agents
 SCHEMA_VERSION = 1
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path, unreadable: list[str]) -> Any:
+    """A case file's JSON; None when the case never wrote it (`missing` lists it). A file cut
+    short (the run interrupted mid-write) is no silent {}: its name joins `unreadable`."""
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):
+    except OSError:
+        return None
+    except ValueError:
+        unreadable.append(path.name)
         return None
 
 
@@ -144,16 +149,17 @@ def case_slo_ms(case: dict[str, Any], override: float | None = None) -> float:
 def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any]:
     """One summary entry from a case directory; `missing` lists what the case never wrote.
     `slo_ms` overrides the deadline the case ran with (re-measuring with another one)."""
-    case = _read_json(case_dir / "case.json") or {}
-    deployment = _read_json(case_dir / "deployment.json") or {}
+    unreadable: list[str] = []
+    case = _read_json(case_dir / "case.json", unreadable) or {}
+    deployment = _read_json(case_dir / "deployment.json", unreadable) or {}
     marks = {m["phase"]: m for m in read_jsonl(case_dir / "timeline.jsonl")}
     requests = read_jsonl(case_dir / "requests.jsonl")
     pods = read_jsonl(case_dir / "pods.jsonl")
     users = [r for r in requests if r.get("kind") == "user"]
     probes = [r for r in requests if r.get("kind") == "probe"]
     samples = read_jsonl(case_dir / "resources.jsonl")
-    load_summary = _read_json(case_dir / "load-summary.json") or {}
-    sink = _read_json(case_dir / "sink.json")
+    load_summary = _read_json(case_dir / "load-summary.json", unreadable) or {}
+    sink = _read_json(case_dir / "sink.json", unreadable)
     missing = [name for name in ("deployment.json", "requests.jsonl", "pods-after.json", "load-summary.json") if not (case_dir / name).exists()]
 
     entry: dict[str, Any] = {
@@ -186,7 +192,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
         "after": measure.latency_ms(measure.in_window(users, up_end or before_end, end)),
     }
     entry.update(measure.hop_summary(measure.in_window(users, start, end)))
-    before, after = _read_json(case_dir / "pods-before.json"), _read_json(case_dir / "pods-after.json")
+    before, after = _read_json(case_dir / "pods-before.json", unreadable), _read_json(case_dir / "pods-after.json", unreadable)
     entry.update(measure.pod_changes(before, after) if before is not None and after is not None else {"app_pods_recreated": None, "app_container_restarts": None})
     entry["app_pods"] = deployment.get("app_pods")
     entry["containers_total"] = deployment.get("containers_live")
@@ -224,10 +230,10 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
         entry["log_lines_lost"] = entry["log_lines_duplicated"] = None
     entry["upgrade_duration_s"] = round(up_end - up_start, 3) if up_start and up_end else None
     entry["upgrade_error"] = marks.get("upgrade_failed", {}).get("error")
-    entry.update(_fault_entry(case, marks, users, probes, pods, end, _read_json(case_dir / "events.json")))
+    entry.update(_fault_entry(case, marks, users, probes, pods, end, _read_json(case_dir / "events.json", unreadable)))
     entry["load"] = load_summary
     entry["invalid"] = bool(load_summary.get("cpu_warning"))
-    entry["missing"] = missing
+    entry["missing"] = missing + [f"{name} (not valid JSON)" for name in unreadable]
     return entry
 
 

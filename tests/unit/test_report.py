@@ -82,3 +82,22 @@ def test_injector_section_compares_with_the_same_rollout_without_the_fault() -> 
     text = "\n".join(injector_text({"plain": plain, "down": faulted}))
     assert "| down | injector-down-during-upgrade (10 s) | 9 | 0 | 0 | 31.50 | 20.00 | 0 | 0.00 |" in text
     assert "the rollout took 31.50 s, 11.50 s longer than without it; 0 requests failed" in text
+
+
+def test_no_silent_defaults_for_a_cut_short_case_or_a_borrowed_calibration(tmp_path: Path) -> None:
+    """A case file cut short is listed as unreadable (not read as {}), a case without its
+    deployment.json gets no claims checked against guessed agents, and a calibration that is
+    not the run's own says so in the report."""
+    requests = [user(1.5 + i * 0.1) for i in range(20)] + [probe(2.0)]
+    run = tmp_path / "run"
+    run.mkdir()
+    d = write_case(run, "sidecar", "mesh", requests, {"a": {"app": 0}}, {"a": {"app": 0}}, (3.0, 7.0))
+    (d / "load-summary.json").write_text('{"cpu_warn')
+    (d / "deployment.json").unlink()
+    (tmp_path / "calibration.json").write_text(json.dumps({"schema": 1, "when": "earlier", "target": "local", "rows": [], "max_error_ms": 12.0}))
+    summary = write_report(run)
+    entry = summary["cases"]["sidecar-mesh"]
+    assert entry["missing"] == ["deployment.json", "load-summary.json (not valid JSON)"]
+    assert summary["failed_claims"] == {"sidecar-mesh": ["the case is incomplete: missing deployment.json, load-summary.json (not valid JSON); its claims cannot be checked"]}
+    assert summary["calibration"]["source"] == "beside the run"
+    assert "This run carries no calibration of its own" in (run / "report.md").read_text()
