@@ -359,7 +359,7 @@ def bench_calibration(runs: int) -> dict[str, float]:
     reset, dropped, hang; 0.5 s and 2 s) injected on a local 127.0.0.1 server and measured by
     the probe stream. (Against a pod on the cluster: TODO, see `patternbench calibrate`.)"""
     from patternbench import calibration
-    from patternbench.inject import calibrate_local
+    from patternbench.outages import calibrate_local
 
     rows = calibrate_local(list(calibration.KINDS), [0.5, 2.0], 1000.0)
     for r in rows:

@@ -2,7 +2,7 @@
 purpose, against what the normal probe stream and `measure.outage_spans` make of them.
 The result is the downtime figures' own error bar; every report carries the latest one.
 
-This module is the pure side (comparison, files); `patternbench.inject` holds the
+This module is the pure side (comparison, files); `patternbench.outages` holds the
 mechanisms that cause the outages.
 """
 

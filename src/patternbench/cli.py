@@ -260,7 +260,7 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
         upgradable_spec(agent, "--agent")
     load_agent_files(args.agent_file or [], patterns)
     strategies = check_strategies(args.upgrade, patterns, args.agent)
-    from patternbench.webhook_run import check_injection
+    from patternbench.webhook_injector import check_injection
 
     injection = check_injection(args.injection) if args.injection is not None else None
     profile = PROFILES[args.profile]
@@ -467,7 +467,7 @@ def cmd_calibrate(args: argparse.Namespace, progress: Progress) -> int:
                 with progress.step("take the local cluster down"):
                     provider.delete()
     else:
-        from patternbench.inject import calibrate_local
+        from patternbench.outages import calibrate_local
 
         kinds = calibration.parse_kinds(args.kinds or ",".join(calibration.KINDS))
         rows = calibrate_local(kinds, lengths, slo_ms, progress=progress)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from patternbench.calibration import Comparison, compare
 from patternbench.deploy import Deployer, deploy_run
 from patternbench.errors import UsageError
-from patternbench.inject import IPTABLES_COMMENT, ProbeStream, ruled_outage, sweep_drop_rules
+from patternbench.outages import IPTABLES_COMMENT, ProbeStream, ruled_outage, sweep_drop_rules
 from patternbench.progress import Progress
 from patternbench.topology import Pattern, Topology
 

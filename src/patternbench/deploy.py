@@ -325,7 +325,7 @@ def deploy_run(
     opts = RenderOptions(run_id=run_id, images=images, pod_logs_dir=pod_logs_dir, agent_state_dir=agent_state_dir, naive=naive, stand_ins=stand_ins, serving_label=serving_label, nodes=len(nodes))
     injector: list[Obj] = []
     if injection == "webhook":
-        from patternbench.injection import injection_template, injector_objects, render_webhook
+        from patternbench.sidecar_injection import injection_template, injector_objects, render_webhook
 
         objs = render_webhook(topology, pattern, opts)
         injector = injector_objects(opts, injection_template(topology, pattern, opts, "v1"))
@@ -353,7 +353,7 @@ def deploy_run(
     if results_dir is not None:
         out = Path(results_dir)
         out.mkdir(parents=True, exist_ok=True)
-        from patternbench.webhook_run import redacted
+        from patternbench.webhook_injector import redacted
 
         (out / "manifests.yaml").write_text(to_yaml(redacted(objs + injector)))
     if injector:
@@ -397,7 +397,7 @@ def apply_with_injector(deployer: Deployer, objs: list[Obj], injector: list[Obj]
     injected), and only then the app Deployments: with failurePolicy Fail an app pod created
     earlier would be refused, and one admitted before the API server saw the webhook would
     run without its sidecars."""
-    from patternbench.webhook_run import wait_injecting
+    from patternbench.webhook_injector import wait_injecting
 
     apps = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["namespace"] == app_ns]
     rest = [o for o in objs if o not in apps]

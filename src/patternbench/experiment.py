@@ -79,7 +79,7 @@ class Case:
     fault: str | None = None
     fault_duration_s: float | None = None  # None: the fault's default
     upgrade: str = "rolling"  # upgrade.STRATEGIES
-    injection: str = "client"  # webhook_run.INJECTIONS: how sidecars get into app pods
+    injection: str = "client"  # webhook_injector.INJECTIONS: how sidecars get into app pods
 
     @property
     def id(self) -> str:
@@ -431,8 +431,8 @@ def webhook_upgrade(
     get it), then either every app Deployment restarted (rolling, as Istio upgrades) or every
     running pod's sidecar patched in place (SidecarSet-style). `started` is set once the pods
     are being replaced (what an injector fault waits for)."""
-    from patternbench.injection import injection_template
-    from patternbench.webhook_run import restart_deployments, switch_template
+    from patternbench.sidecar_injection import injection_template
+    from patternbench.webhook_injector import restart_deployments, switch_template
 
     assert case.agent is not None
     template = injection_template(topology, case.pattern, run.render_options, "v2", upgraded=[case.agent])

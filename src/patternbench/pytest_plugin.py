@@ -59,7 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
         check_strategies(config.getoption("--upgrade", default=None), chosen, config.getoption("--agent", default=None))
         if config.getoption("--injection", default=None) is not None:
-            from patternbench.webhook_run import check_injection
+            from patternbench.webhook_injector import check_injection
 
             check_injection(config.getoption("--injection"))
     except UsageError as exc:

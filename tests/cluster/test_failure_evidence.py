@@ -16,7 +16,7 @@ import pytest
 
 from patternbench.cluster_calibration import VERDICTS
 from patternbench.experiment import PROFILES, Case, run_case
-from patternbench.inject import IPTABLES_COMMENT, Injection, ruled_outage
+from patternbench.outages import IPTABLES_COMMENT, Injection, ruled_outage
 from patternbench.load.conntrack import bindings
 from patternbench.load.runner import read_jsonl
 from patternbench.summary import summarize_case

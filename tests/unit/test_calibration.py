@@ -87,7 +87,7 @@ def test_bad_lengths(text: str, message: str) -> None:
 
 def test_calibrate_a_local_server_refused_reset_hang() -> None:
     """Real mechanisms on a real server on 127.0.0.1, the real probe; a short deadline keeps it quick."""
-    from patternbench.inject import calibrate_local
+    from patternbench.outages import calibrate_local
 
     rows = calibrate_local(["refused", "reset", "hang"], [0.6], slo_ms=200, settle_s=0.5, probe_timeout_s=0.6)
     for row in rows:
@@ -98,7 +98,7 @@ def test_calibrate_a_local_server_refused_reset_hang() -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("iptables") is None, reason="the dropped outage needs root and iptables")
 def test_calibrate_a_dropped_outage_and_leave_no_rule() -> None:
-    from patternbench.inject import IPTABLES_COMMENT, calibrate_local
+    from patternbench.outages import IPTABLES_COMMENT, calibrate_local
 
     [row] = calibrate_local(["dropped"], [1.2], slo_ms=1000, settle_s=0.5)
     assert abs(row.error_ms) <= 50 + row.truth_uncertainty_ms + row.probe_lag_ms, row
@@ -111,7 +111,7 @@ def test_cluster_entry_rules() -> None:
     """The cluster's outages match the entry by conntrack's original destination (the filter
     table sees the packet after kube-proxy's DNAT); a kind it cannot inject is an error."""
     from patternbench.cluster_calibration import CLUSTER_KINDS, entry_rule
-    from patternbench.inject import IPTABLES_COMMENT
+    from patternbench.outages import IPTABLES_COMMENT
 
     refused, dropped = (entry_rule(k, 31234) for k in CLUSTER_KINDS)
     for rule in (refused, dropped):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from patternbench.inject import LocalTarget
+from patternbench.outages import LocalTarget
 from patternbench.load.runner import LoadConfig, LoadProcess, read_jsonl
 
 RATE = 200.0

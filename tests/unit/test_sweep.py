@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from patternbench.inject import LocalTarget
+from patternbench.outages import LocalTarget
 from patternbench.load.sweep import Step, cost_per_step, max_sustained, render_sweep_plots, run_sweep, saturation
 
 

@@ -1,4 +1,4 @@
-"""Webhook injection (injection.py): the template derived from the client-side render, the
+"""Webhook injection (sidecar_injection.py): the template derived from the client-side render, the
 Python model of the injector, the injector's objects. The Go injector's tests read
 images/internal/inject/testdata, written from here (run this file to rewrite it)."""
 
@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from patternbench import injection
+from patternbench import sidecar_injection as injection
 from patternbench.agent_file import load_agent_file
 from patternbench.errors import UsageError
-from patternbench.injection import (
+from patternbench.sidecar_injection import (
     ANNOTATION_INJECTED, equal_apart_from_injection, inject_pod, injection_template, injector_objects, render_webhook,
     render_with, serving_certificate, skip_reason, without_pod_agents,
 )
@@ -268,7 +268,7 @@ def test_why_the_api_server_could_not_call_the_webhook_is_one_line() -> None:
 
     from kubernetes.client import ApiException
 
-    from patternbench.webhook_run import webhook_call_failure
+    from patternbench.webhook_injector import webhook_call_failure
 
     def refusal(message: str) -> ApiException:
         exc = ApiException(status=500)
