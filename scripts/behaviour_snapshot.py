@@ -24,7 +24,7 @@ from patternbench.upgrade import upgrade_targets
 
 RUN_ID = "pb-snapshot"
 AGENT_SETS = [Agents(), Agents(mesh=False), Agents(logging=False), Agents(extra_agents=2), Agents(mesh=False, logging=False, extra_agents=1)]
-AGENTS = ("mesh", "logging")
+UPGRADED = ("mesh", "logging")
 
 
 def out(*parts: object) -> None:
@@ -42,7 +42,7 @@ def main() -> int:
             out(f"=== render {tag} naive={naive} registry={registry}")
             out(to_yaml(objs))
             if not naive and registry is None:
-                for agent in AGENTS:
+                for agent in UPGRADED:
                     out(f"--- upgrade_targets {tag} {agent}: {upgrade_targets(objs, agent)}")
         for nodes in range(1, 5):
             out(f"--- {tag} nodes={nodes} containers_formula={containers_formula(topology, pattern, nodes)} requested={requested(topology, pattern, nodes)}")
@@ -50,7 +50,7 @@ def main() -> int:
     for pattern, calls, mesh in product(Pattern, range(0, 4), (True, False)):
         out(f"--- hop_counts {pattern.value} calls={calls} mesh={mesh} {expected_hop_counts(pattern, calls, mesh)}"
             f" proxies={summary.expected_proxies(pattern.value, calls, mesh)}")
-    for pattern, agent in product(Pattern, AGENTS):
+    for pattern, agent in product(Pattern, UPGRADED):
         out(f"--- runs_on_nodes {pattern.value} {agent} {runs_on_nodes(pattern, agent)}")
         for fault in FAULTS:
             try:
@@ -81,7 +81,7 @@ def main() -> int:
     }
     out("--- hop_summary", json.dumps(measure.hop_summary([record]), sort_keys=True))
     # The claims on synthetic entries: every pattern x agent, with and without fault.
-    for pattern, agent in product(Pattern, (*AGENTS, None)):
+    for pattern, agent in product(Pattern, (*UPGRADED, None)):
         entry = {
             "pattern": pattern.value, "agent": agent, "naive": False, "missing": [], "containers_total": 9, "containers_formula": 9,
             "proxies_per_request": 5, "hops": {"loopback": 5, "same_node": 1, "cross_node": 1}, "max_nodes_down_at_once": 2,

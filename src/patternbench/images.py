@@ -175,7 +175,7 @@ def build_project_images(names: tuple[str, ...], tag: str, out_dir: Path | None 
 # v1 only (the injector's upgrade is a template switch, not an image change); the agents in
 # v1 and v2, whose binaries (and so image digests) differ, so an upgrade is a real image change.
 DATA_PLANE = ("app", "logsink", "meshproxy", "logagent", "injector")
-AGENTS = ("meshproxy", "logagent")
+AGENT_IMAGES = ("meshproxy", "logagent")  # the images built in v1 and v2 (the agents' own names are in agents.AGENTS)
 VERSIONS = ("v1", "v2")
 
 
@@ -183,7 +183,7 @@ def build_data_plane(out_dir: Path | None = None) -> list[ImageArchive]:
     """Every image the experiments use, as OCI archives: app/logsink/injector v1, agents v1 and v2."""
     out_dir = out_dir or cache_root() / "images"
     archives = build_project_images(DATA_PLANE, "v1", out_dir / "v1")
-    archives += build_project_images(AGENTS, "v2", out_dir / "v2")
+    archives += build_project_images(AGENT_IMAGES, "v2", out_dir / "v2")
     # "Agent Ω", the seed's generic extra agent: a process that only holds its place.
     pause = build_go_binaries(("pause",), "v1", out_dir / "v1" / "bin")["pause"]
     archives.append(write_oci_archive(ImageSpec("patternbench.local/agent-omega", "v1", pause, ("/pause",)), out_dir / "v1" / "agent-omega-v1.tar"))
