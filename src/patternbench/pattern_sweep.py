@@ -16,9 +16,9 @@ from patternbench.load.sweep import Step, cost_per_step, max_sustained, run_swee
 from patternbench.load.runner import read_jsonl
 from patternbench.observe.resources import ResourceSampler
 from patternbench.progress import Progress
+from patternbench.rundir import SWEEPS_DIR
 from patternbench.topology import Pattern, Topology
 
-SWEEPS_DIR = "sweeps"
 # Long enough for at least four resource samples per step (CPU comes from their differences).
 STEP_S = 8.0
 SAMPLE_INTERVAL_S = 1.0
@@ -60,11 +60,3 @@ def run_sweeps(
     for i, pattern in enumerate(patterns, 1):
         with progress.step(f"sweep {i}/{len(patterns)}: {pattern.value} at {', '.join(f'{r:g}' for r in rates)} req/s"):
             sweep_pattern(provider, topology, pattern, rates, run_dir / SWEEPS_DIR / pattern.value, progress)
-
-
-def load_sweeps(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """pattern -> its cost.json, for every pattern swept in this run."""
-    order = [p.value for p in Pattern]
-    docs = [json.loads(path.read_text()) for path in (run_dir / SWEEPS_DIR).glob("*/cost.json")]
-    docs.sort(key=lambda d: (order.index(d["pattern"]) if d["pattern"] in order else len(order), d["pattern"]))
-    return {d["pattern"]: d for d in docs}

@@ -18,7 +18,7 @@ from patternbench.agents import AgentKind, agent_spec
 from patternbench.topology import Agents, Pattern, Service, Topology, containers_formula, parse_agents
 from patternbench.calibration import CALIBRATION_FILE, load_calibration
 from patternbench.load.sweep import render_sweep_plots
-from patternbench.pattern_sweep import load_sweeps
+from patternbench.rundir import load_sweeps
 from patternbench.trials import aggregate, differences, metric_values
 
 

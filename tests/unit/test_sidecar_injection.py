@@ -219,7 +219,7 @@ def test_serving_certificate_is_for_the_service_and_signed_by_the_bundle() -> No
 def test_the_injector_image_is_built_with_the_data_plane_in_v1_only() -> None:
     from patternbench import images
 
-    assert "injector" in images.DATA_PLANE and "injector" not in images.AGENTS
+    assert "injector" in images.DATA_PLANE and "injector" not in images.AGENT_IMAGES
     assert injection.injector_image(OPTS) == "patternbench.local/injector:v1"
     assert injection.injector_image(RenderOptions(run_id="r", images=Images.under("registry.example/pb"))) == "registry.example/pb/injector:v1"
 

@@ -67,7 +67,7 @@ def test_agents_say_what_is_measured_for_them() -> None:
     assert UPGRADABLE == ("mesh", "logging", "l4proxy", "waypoint")
     assert AGENTS["l4proxy"].kind is AGENTS["waypoint"].kind is AgentKind.MESH
     # Every upgradable agent's image is built in every version it is deployed or upgraded to.
-    assert {AGENTS[name].image for name in UPGRADABLE} == set(images.AGENTS)
+    assert {AGENTS[name].image for name in UPGRADABLE} == set(images.AGENT_IMAGES)
     assert {v for name in UPGRADABLE for v in AGENTS[name].versions} == set(images.VERSIONS)
 
 
