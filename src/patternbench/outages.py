@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import re
 import socket
 import struct
 import subprocess
@@ -32,6 +33,9 @@ IPTABLES_COMMENT = "patternbench-calibrate"
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
 
 
+_REQUEST_ID = re.compile(rb"(?im)^x-request-id:\s*(\S+)")
+
+
 @dataclass
 class LocalTarget:
     """A small threaded HTTP/1.1 server (keep-alive, GET only) whose availability we control."""
@@ -40,6 +44,8 @@ class LocalTarget:
     port: int = 0
     mode: str = "ok"  # ok | reset
     served: int = 0
+    # X-Request-Id -> when its answer was written (monotonic): the server's side of a latency.
+    answered: dict[str, float] = field(default_factory=dict)
     gate: threading.Event = field(default_factory=threading.Event)
     _listener: socket.socket | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -88,8 +94,12 @@ class LocalTarget:
                 self.gate.wait()  # a hang holds every request here until it ends
                 close = b"connection: close" in head.lower()
                 conn.sendall(ANSWER + (b"Connection: close\r\n" if close else b"") + b"\r\nok")
+                written = time.monotonic()
+                rid = _REQUEST_ID.search(head)
                 with self._lock:
                     self.served += 1
+                    if rid:
+                        self.answered[rid.group(1).decode()] = written
                 if close:
                     return
         except OSError:
