@@ -87,6 +87,7 @@ func main() {
 	timeout := env.Duration("TIMEOUT", 10*time.Second)
 	retries := env.Int("RETRIES", 0, 0, 10)
 	apiServer := env.String("API_SERVER", "")
+	syncWait := env.Duration("SYNC_WAIT", 10*time.Second) // at most, before lookups go ahead unsynced
 	if env.Err != nil {
 		config.Fail("meshproxy", env.Err)
 	}
@@ -103,6 +104,9 @@ func main() {
 		API: api, Namespace: watchNamespace, Store: store, Synced: make(chan struct{}),
 		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "meshproxy: "+f+"\n", a...) },
 	}
+	// Requests the kernel hands this proxy before it has listed the endpoints wait for the
+	// list (its predecessor, if any, still serves meanwhile) instead of failing.
+	store.GateUntil(watcher.Synced, time.Now().Add(syncWait))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go watcher.Run(ctx)

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Endpoint is one ready address of a Service.
@@ -32,6 +33,40 @@ type Store struct {
 	// endpoints, so a waypoint with no ready pod still stands in front of its Service.
 	waypointSlices map[string]map[string]string
 	waypoints      map[string]string
+	// Lookups wait for gate (closed once the watcher has listed everything) until
+	// gateDeadline (GateUntil); nil: they never wait.
+	gate         <-chan struct{}
+	gateDeadline time.Time
+}
+
+// GateUntil makes lookups wait until synced is closed (the watcher's first list), at most
+// until deadline. A node proxy binds its ports beside its predecessor's (SO_REUSEPORT) as it
+// starts, and the kernel hands it new connections at once: before it knows any endpoint it
+// would fail them ("no node proxy on node ..."). Seen in the soak of issue 18: 15 calls in
+// 0.9 s of a DaemonSet roll, all through the node whose proxy had just started. Call it
+// before the Store is shared.
+func (s *Store) GateUntil(synced <-chan struct{}, deadline time.Time) {
+	s.gate, s.gateDeadline = synced, deadline
+}
+
+// waitSynced returns at once after the first list (or without a gate).
+func (s *Store) waitSynced() {
+	if s.gate == nil {
+		return
+	}
+	select {
+	case <-s.gate:
+		return
+	default:
+	}
+	if wait := time.Until(s.gateDeadline); wait > 0 {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		select {
+		case <-s.gate:
+		case <-timer.C:
+		}
+	}
 }
 
 // pickable is a service's endpoints with their "ip:port", made once, and its round-robin.
@@ -183,6 +218,7 @@ func (s *Store) Pick(service string) (Endpoint, bool) {
 
 // PickAddr is Pick with the endpoint's "ip:port", made when the endpoint was stored.
 func (s *Store) PickAddr(service string) (Endpoint, string, bool) {
+	s.waitSynced()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	pk := s.picks[service]
@@ -202,6 +238,7 @@ func (s *Store) Endpoints(service string) []Endpoint {
 
 // OnNode returns the endpoint of service that runs on node, without copying the list.
 func (s *Store) OnNode(service, node string) (Endpoint, bool) {
+	s.waitSynced()
 	s.mu.RLock()
 	found, ok := Endpoint{}, false
 	for _, ep := range s.merged[service] {
