@@ -25,7 +25,7 @@ import json
 from typing import TYPE_CHECKING, Any, Iterable
 
 from patternbench.agents import Placement
-from patternbench.cluster.local.pki import KeyPair, issue, new_ca
+from patternbench.pki import KeyPair, issue, new_ca
 from patternbench.errors import UsageError
 from patternbench.patterns import PatternSpec, pattern_spec, stand_in
 from patternbench.render import Obj, RenderOptions, app_objects, load_template, values

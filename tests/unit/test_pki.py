@@ -7,7 +7,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from patternbench.cluster.local import pki
+from patternbench import pki
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ from typing import Callable
 
 from tenacity import RetryError, retry_if_result, Retrying, stop_after_delay, wait_fixed
 
-from patternbench.cluster.local import configs, hostnet, nodens, pki
+from patternbench import pki
+from patternbench.cluster.local import configs, hostnet, nodens
 from patternbench.cluster.local.processes import Daemon
 from patternbench.cluster.local.settings import LocalSettings, MachineSize, NodeSettings
 from patternbench.components import Binaries

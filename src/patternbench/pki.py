@@ -1,4 +1,5 @@
-"""The local cluster's PKI, made with the `cryptography` package: a CA, serving and client certs.
+"""Certificates made with the `cryptography` package: a CA, serving and client certs, for the
+local cluster (cluster/local) and the sidecar injector's serving certificate (sidecar_injection).
 
 ECDSA P-256 keys: Kubernetes accepts them everywhere and they are generated in microseconds,
 which keeps `cluster up` fast.
