@@ -24,8 +24,15 @@ class FaultSpec:
     during_upgrade: bool  # injected while the agent's rollout runs
     timed: bool  # lasts `duration` (a hang, an outage); else an instant (a kill)
     default_duration_s: float = 0.0
-    action: str = "kill"  # the mechanism: kill, freeze, stop-apiserver (the provider's) or scale-to-zero (the API's)
+    action: str = "kill"  # the mechanism: one of MECHANISMS
 
+
+# The mechanisms a fault is made of. A provider offers some (FaultInjector.fault_mechanisms)
+# and knows no fault by name; the API's are made through the Kubernetes API by fault_driver,
+# so every provider that injects faults at all offers them.
+PROVIDER_MECHANISMS = frozenset({"kill", "freeze", "stop-apiserver"})
+API_MECHANISMS = frozenset({"scale-to-zero"})
+MECHANISMS = PROVIDER_MECHANISMS | API_MECHANISMS
 
 FAULTS: dict[str, FaultSpec] = {
     spec.name: spec
@@ -42,6 +49,18 @@ FAULTS: dict[str, FaultSpec] = {
         FaultSpec("injector-hung-during-upgrade", "every sidecar injector pod frozen (SIGSTOP) for the fault's duration, just after the app Deployments were restarted onto the new template", "injector", True, True, 8.0, "freeze"),
     )
 }
+
+
+assert all(f.action in MECHANISMS for f in FAULTS.values()), "a fault names an unknown mechanism"
+
+
+def injectable(provider_mechanisms: frozenset[str]) -> frozenset[str]:
+    """The faults a provider that offers these mechanisms can inject (the API's added)."""
+    unknown = provider_mechanisms - PROVIDER_MECHANISMS
+    if unknown:
+        raise ValueError(f"unknown fault mechanism(s) {sorted(unknown)}; known: {sorted(PROVIDER_MECHANISMS)}")
+    offered = provider_mechanisms | API_MECHANISMS
+    return frozenset(name for name, f in FAULTS.items() if f.action in offered)
 
 
 def fault_spec(name: str) -> FaultSpec:

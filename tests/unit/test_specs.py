@@ -121,7 +121,7 @@ class _Bare:
 
 class _Able:
     registry = "reg.example/pb"
-    fault_kinds = frozenset({"agent-kill"})
+    fault_mechanisms = frozenset({"kill"})
 
     def node_paths(self) -> tuple[str, str]:
         return ("/logs", "/state")
@@ -143,7 +143,10 @@ def test_provider_abilities_are_typed_protocols_resolved_once() -> None:
     got = abilities(bare)
     assert (got.node_paths, got.entry_host, got.registry, got.fault_kinds) == (DEFAULT_NODE_PATHS, None, None, frozenset())
     got = abilities(able)
-    assert (got.node_paths, got.entry_host, got.registry, got.fault_kinds) == (("/logs", "/state"), "127.0.0.1", "reg.example/pb", frozenset({"agent-kill"}))
+    assert (got.node_paths, got.entry_host, got.registry) == (("/logs", "/state"), "127.0.0.1", "reg.example/pb")
+    # A provider offers mechanisms, never fault names: a kill makes the kills, and the API's
+    # own scale-to-zero the injector's outage.
+    assert got.fault_kinds == frozenset({"agent-kill", "agent-kill-during-upgrade", "injector-down-during-upgrade"})
 
 
 def test_real_providers_declare_their_abilities() -> None:
@@ -151,6 +154,12 @@ def test_real_providers_declare_their_abilities() -> None:
     from patternbench.cluster.remote import GkeProvider, KindProvider, KubeconfigProvider
 
     assert all(hasattr(LocalProvider, m) for m in ("node_paths", "entry_host", "is_up", "daemons", "status", "node_status"))
+    from patternbench.faults import FAULTS, injectable
+
+    assert injectable(LocalProvider.fault_mechanisms) == frozenset(FAULTS)
+    assert injectable(GkeProvider.fault_mechanisms) == frozenset({"agent-kill", "agent-kill-during-upgrade", "injector-down-during-upgrade"})
+    with pytest.raises(ValueError, match="unknown fault mechanism"):
+        injectable(frozenset({"reboot"}))
     assert "registry" in GkeProvider.__dataclass_fields__ and "registry" in KubeconfigProvider.__dataclass_fields__
     assert not hasattr(KindProvider, "registry")
 

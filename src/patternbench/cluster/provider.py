@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
 from patternbench.errors import UsageError
+from patternbench.faults import injectable
 from patternbench.images import ImageArchive
 
 
@@ -46,11 +47,12 @@ class ContainerRef:
 
 @runtime_checkable
 class FaultInjector(Protocol):
-    """An optional ability: injecting faults with real mechanisms. `fault_kinds` names the
-    faults of faults.FAULTS this provider can inject; each method returns only once the fault
-    is in place, and the `undo` callables put things back (idempotent)."""
+    """An optional ability: injecting faults with real mechanisms. `fault_mechanisms` names
+    the mechanisms it offers (of faults.PROVIDER_MECHANISMS: kill, freeze, stop-apiserver),
+    never a fault: which faults that makes is faults.injectable's to say. Each method returns
+    only once the fault is in place, and the `undo` callables put things back (idempotent)."""
 
-    fault_kinds: frozenset[str]
+    fault_mechanisms: frozenset[str]
 
     def kill_container(self, target: ContainerRef) -> None: ...
 
@@ -133,7 +135,7 @@ class Abilities:
     node_paths: tuple[str, str]
     entry_host: str | None  # None: the first node's InternalIP
     registry: str | None
-    fault_kinds: frozenset[str]
+    fault_kinds: frozenset[str]  # the faults it can inject (faults.injectable of its mechanisms)
     evidence_logs: dict[str, Path] = field(default_factory=dict)  # name -> log file on this machine
     conntrack_here: bool = False  # the entry's connections are NATed in this host's conntrack
     container_cgroups: Path | None = None  # where containers' CPU run and wait times are read
@@ -148,7 +150,7 @@ def abilities(provider: object) -> Abilities:
         node_paths=(str(paths[0]), str(paths[1])),
         entry_host=provider.entry_host() if isinstance(provider, HasEntryHost) else None,
         registry=provider.registry if isinstance(provider, UsesRegistry) else None,
-        fault_kinds=provider.fault_kinds if isinstance(provider, FaultInjector) else frozenset(),
+        fault_kinds=injectable(provider.fault_mechanisms) if isinstance(provider, FaultInjector) else frozenset(),
         evidence_logs=provider.evidence_logs() if isinstance(provider, HostEvidence) else {},
         conntrack_here=isinstance(provider, HostEvidence),
         container_cgroups=provider.container_cgroups() if isinstance(provider, HostEvidence) else None,

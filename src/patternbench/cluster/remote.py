@@ -35,8 +35,7 @@ class ApiFaults:
     whole pod, a bigger fault than the local provider's container kill; the report names
     the provider). Hangs and API-server outages need the local provider."""
 
-    # The injector's outage is an API call (scale to 0), which any cluster takes.
-    fault_kinds = frozenset({"agent-kill", "agent-kill-during-upgrade", "injector-down-during-upgrade"})
+    fault_mechanisms = frozenset({"kill"})  # a pod deletion; scaling to 0 is the API's, any cluster's
 
     def kill_container(self, target: ContainerRef) -> None:
         from kubernetes import client, config

@@ -22,7 +22,6 @@ from patternbench.cluster.local.settings import AGENT_STATE_DIR, POD_LOGS_DIR, L
 from patternbench.cluster.provider import Capabilities, ContainerRef, NodeInfo, nodes_from_api
 from patternbench.components import COREDNS_VERSION, BuildCache, Binaries, resolve_binaries
 from patternbench.errors import StepFailed, UsageError
-from patternbench.faults import FAULTS
 from patternbench.images import ImageArchive, ImageSpec, build_go_binaries, write_oci_archive
 from patternbench.progress import Progress
 
@@ -74,7 +73,7 @@ class LocalProvider:
         multi_node=True, can_load_images=True, needs_registry=False, creates_cluster=True, runs_here=True
     )
     # Every fault, with real signals to real processes (FaultInjector).
-    fault_kinds = frozenset(FAULTS)
+    fault_mechanisms = frozenset({"kill", "freeze", "stop-apiserver"})
 
     def __init__(
         self,
