@@ -9,14 +9,36 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from kubernetes import config as kube_config
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from patternbench import calibration, otelcol_local
+from patternbench.attribution import by_owner
+from patternbench.cluster.local.provider import LocalProvider
+from patternbench.cluster.registry import get_provider
+from patternbench.components import cache_root
+from patternbench.deploy import Deployer, deploy_run
 from patternbench.errors import UsageError
+from patternbench.experiment import PROFILES, Case, default_matrix, run_case, run_matrix
+from patternbench.images import build_data_plane, build_go_binaries, build_otelcol
+from patternbench.load.runner import LoadConfig, LoadProcess, read_jsonl
+from patternbench.load.sweep import max_sustained, run_sweep
+from patternbench.outages import calibrate_local
+from patternbench.progress import Progress
+from patternbench.report import write_report
+from patternbench.stats import percentile
+from patternbench.topology import Pattern, load_topology
 
 
 def timed(cmd: list[str]) -> float:
@@ -42,7 +64,6 @@ def _up_down(nodes: int, runs: int) -> tuple[list[float], list[float]]:
 def cluster_cpu_seconds(pids: set[int]) -> float:
     """User + system CPU time of these processes and of their reaped children (/proc/<pid>/stat
     utime, stime, cutime, cstime), in seconds."""
-    import os
 
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
@@ -58,8 +79,6 @@ def cluster_cpu_seconds(pids: set[int]) -> float:
 def idle_cpu_m(window_s: float = 20.0) -> float:
     """The whole local cluster's own CPU at rest (control plane, every node's daemons, their
     shims and pods such as CoreDNS), in millicores: CPU time over a quiet window."""
-    from patternbench.cluster.local.provider import LocalProvider
-    from patternbench.progress import Progress
 
     provider = LocalProvider(progress=Progress(quiet=True))
     pids = provider.owned_processes()
@@ -100,10 +119,6 @@ def bench_proxy(runs: int) -> dict[str, float]:
     """One proxy hop, meshproxy side by side with HAProxy and nginx in one run
     (cmd/proxybench): pinned cores, `runs` interleaved rounds, open loop at 1000 and 5000
     req/s, closed-loop maximum; and every image's size."""
-    import shutil
-
-    from patternbench.components import cache_root
-    from patternbench.images import build_data_plane, build_go_binaries
 
     for command, package in PROXY_PEERS.items():
         if shutil.which(command) is None:
@@ -129,7 +144,6 @@ def bench_proxy(runs: int) -> dict[str, float]:
 def bench_experiments(runs: int) -> dict[str, float]:
     """The full default matrix with the full profile, cluster up (warm cache) and down
     included: `experiment_matrix_s`, and its wall time over the configured load phases."""
-    from patternbench.experiment import PROFILES, default_matrix
 
     pb = [sys.executable, "-m", "patternbench.cli"]
     subprocess.run([*pb, "cluster", "down"], capture_output=True)
@@ -159,8 +173,6 @@ def bench_experiments(runs: int) -> dict[str, float]:
 
 def _local_cluster() -> Any:
     """The local provider with its cluster up (brought up if needed)."""
-    from patternbench.cluster.registry import get_provider
-    from patternbench.progress import Progress
 
     provider = get_provider("local", progress=Progress(quiet=True))
     if not provider.is_up():
@@ -172,9 +184,6 @@ def bench_soak(runs: int) -> dict[str, Any]:
     """Every failed request explained, at volume: `runs` x 25 rounds of short cases (the
     control, a sidecar proxy's rolling and in-place upgrades, a DaemonSet proxy's upgrade),
     interleaved, with the failure evidence on; the count of each cause over every case."""
-    from patternbench.experiment import PROFILES, Case, run_matrix
-    from patternbench.report import write_report
-    from patternbench.topology import Pattern, load_topology
 
     cases = [
         Case(Pattern.NONE, None), Case(Pattern.SIDECAR, "mesh"), Case(Pattern.SIDECAR, "mesh", upgrade="in-place"),
@@ -184,7 +193,6 @@ def bench_soak(runs: int) -> dict[str, Any]:
     run_dir = run_matrix(_local_cluster(), load_topology(), cases, PROFILES["short"], Path("results") / "bench-soak", repeat=rounds)
     summary = write_report(run_dir)
     causes = summary["failures_by_cause"]
-    from patternbench.attribution import by_owner
 
     owners = by_owner(causes)
     return {
@@ -202,12 +210,6 @@ def bench_capture(runs: int) -> dict[str, Any]:
     """What the failure evidence costs: the control case with and without it, side by side
     and interleaved (`runs` pairs); CPU of the orchestrator and its children per second of
     load, and the probes' p99."""
-    from patternbench.experiment import PROFILES, Case, run_case
-    from patternbench.load.runner import read_jsonl
-    from patternbench.stats import percentile
-    from patternbench.topology import Pattern, load_topology
-    import resource
-    import tempfile
 
     provider, topology, profile = _local_cluster(), load_topology(), PROFILES["full"]
     cpu: dict[bool, list[float]] = {True: [], False: []}
@@ -241,7 +243,6 @@ def bench_capture(runs: int) -> dict[str, Any]:
 def time_under_load(run_dir: Path, only: str = "*") -> float:
     """Seconds the load ran in a run: warm-up mark to end mark of every case (or of the case
     directory `only`), from its timeline."""
-    from patternbench.load.runner import read_jsonl
 
     total = 0.0
     for timeline in run_dir.glob(f"{only}/timeline.jsonl"):
@@ -254,10 +255,6 @@ def time_under_load(run_dir: Path, only: str = "*") -> float:
 def trivial_target() -> tuple[subprocess.Popen[bytes], str]:
     """The app binary with no downstream and its log discarded, on a free 127.0.0.1 port:
     the cheapest real HTTP answer this project has, so the harness is what is measured."""
-    import socket
-
-    from patternbench.components import cache_root
-    from patternbench.images import build_go_binaries
 
     binary = build_go_binaries(("app",), "bench", cache_root() / "images" / "bench" / "bin")["app"]
     with socket.socket() as sock:
@@ -265,7 +262,6 @@ def trivial_target() -> tuple[subprocess.Popen[bytes], str]:
         port = sock.getsockname()[1]
     proc = subprocess.Popen([str(binary)], env={"SERVICE_NAME": "bench", "POD_NAME": "bench", "LISTEN": f"127.0.0.1:{port}", "LOG_PATH": "/dev/null"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
     for attempt in Retrying(stop=stop_after_delay(10), wait=wait_fixed(0.1), retry=retry_if_exception_type(OSError), reraise=True):
         with attempt, socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -281,10 +277,6 @@ def bench_load(runs: int) -> dict[str, float]:
     offered rates, against a trivial target on 127.0.0.1 (no app chain, no cluster); the
     highest rate sustained (load.sweep.saturation: on schedule, no errors, p99 <= 100 ms
     from the intended start). Once with one process, once with a worker per core."""
-    import os
-    import tempfile
-
-    from patternbench.load.sweep import max_sustained, run_sweep
 
     # The harness shares this machine: a busy one (a cluster running) starves the sender, and
     # the figure says so rather than passing for the harness's limit.
@@ -318,13 +310,6 @@ def bench_load_chain(runs: int) -> dict[str, float]:
     """How many requests per second one Locust process drives against the `none` pattern
     (the full app chain on the local cluster) without Locust's CPU warning: rising steps,
     the best step that stayed under it."""
-    import tempfile
-
-    from patternbench.cluster.local.provider import LocalProvider
-    from patternbench.deploy import Deployer, deploy_run
-    from patternbench.load.runner import LoadConfig, LoadProcess
-    from patternbench.progress import Progress
-    from patternbench.topology import Pattern, load_topology
 
     provider = LocalProvider(progress=Progress(quiet=True))
     brought_up = not provider.is_up()
@@ -345,9 +330,8 @@ def bench_load_chain(runs: int) -> dict[str, float]:
             if summary["cpu_warning"]:
                 break
             best = max(best, summary["avg_rps"])
-        from kubernetes import config
 
-        Deployer(config.new_client_from_config(config_file=str(provider.kubeconfig()))).undeploy(run.run_id, graceful=False)
+        Deployer(kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))).undeploy(run.run_id, graceful=False)
     finally:
         if brought_up:
             provider.delete()
@@ -358,8 +342,6 @@ def bench_calibration(runs: int) -> dict[str, float]:
     """`calibration_max_error_ms`: the worst error over outages of every kind (refused,
     reset, dropped, hang; 0.5 s and 2 s) injected on a local 127.0.0.1 server and measured by
     the probe stream. (Against a pod on the cluster: TODO, see `patternbench calibrate`.)"""
-    from patternbench import calibration
-    from patternbench.outages import calibrate_local
 
     rows = calibrate_local(list(calibration.KINDS), [0.5, 2.0], 1000.0)
     for r in rows:
@@ -374,11 +356,6 @@ def bench_otelcol(runs: int) -> dict[str, float]:
     module and build cache, in a temporary directory: downloads and compiles everything) and
     warm (the cache as `make test` finds it), their sizes, and the collector's resident
     memory at rest with the node config (median of `runs`)."""
-    import shutil
-    import tempfile
-
-    from patternbench import otelcol_local
-    from patternbench.images import build_otelcol
 
     build = [sys.executable, "-c", "from patternbench.images import build_otelcol; build_otelcol()"]
     scratch = Path(tempfile.mkdtemp(prefix="pb-otelcol-cold-"))
