@@ -10,28 +10,34 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from kubernetes import client, config as kube_config
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from patternbench import fault_driver
+from patternbench.agent_file import keep_with_run
+from patternbench.agents import AgentKind, Placement, UPGRADABLE, agent_spec, file_agents, upgradable_spec
 from patternbench.cluster.provider import abilities
-from patternbench.deploy import Deployer, deploy_run, live_containers, placement
+from patternbench.deploy import Deployer, deploy_run, live_containers, new_run_id, placement
 from patternbench.errors import UsageError
-from patternbench.faults import fault_spec
+from patternbench.faults import FAULTS, fault_injection, fault_spec, runs_on_nodes
+from patternbench.inplace import upgrade_in_place
 from patternbench.load.runner import LoadConfig, LoadProcess
 from patternbench.measure import DEFAULT_SLO_MS
-from patternbench.observe.logsink import sink_stats
 from patternbench.observe.endpoints import EndpointSliceWatcher
 from patternbench.observe.host import ConntrackEvents, KernelLog, LogSlices, MetricsSnapshots, PressureSampler, SchedSampler
+from patternbench.observe.logsink import sink_stats
 from patternbench.observe.pods import PodWatcher, failed_creates, warning_events
 from patternbench.observe.resources import ResourceSampler
-from patternbench.progress import Progress
-from patternbench.agent_file import keep_with_run
-from patternbench.agents import UPGRADABLE, AgentKind, Placement, agent_spec, file_agents, upgradable_spec
 from patternbench.patterns import PATTERNS, pattern_spec
+from patternbench.progress import Progress
 from patternbench.render import agent_cpu_requested_m
+from patternbench.report import write_report
+from patternbench.sidecar_injection import injection_template
 from patternbench.topology import Pattern, Topology, containers_formula
-from patternbench.inplace import upgrade_in_place
 from patternbench.upgrade import STRATEGIES, rollout_recorder, upgrade_agent, upgrade_targets
+from patternbench.webhook_injector import restart_deployments, switch_template
 
 
 @dataclass(frozen=True)
@@ -177,7 +183,6 @@ def fault_matrix(
 ) -> list[Case]:
     """The fault family: each fault on every pattern and agent it applies to (a sidecar and a
     node agent of the same kind side by side); apiserver outages once per pattern."""
-    from patternbench.faults import FAULTS, fault_injection, runs_on_nodes
 
     names = faults or list(FAULTS)
     patterns_given = patterns
@@ -272,8 +277,6 @@ class Timeline:
 
 
 def entry_port(url: str) -> int:
-    from urllib.parse import urlsplit
-
     return urlsplit(url).port or 80
 
 
@@ -291,7 +294,6 @@ def app_pods(core: client.CoreV1Api, namespace: str) -> dict[str, dict[str, int]
 def settled_sink_stats(api: client.ApiClient, namespace: str, timeout_s: float = 8) -> dict[str, Any]:
     """The sink's counts once they stop moving: the log agents ship every 100 ms, so two equal
     reads 0.4 s apart mean the last batches have arrived."""
-    from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
     seen: list[int] = []
 
@@ -431,8 +433,6 @@ def webhook_upgrade(
     get it), then either every app Deployment restarted (rolling, as Istio upgrades) or every
     running pod's sidecar patched in place (SidecarSet-style). `started` is set once the pods
     are being replaced (what an injector fault waits for)."""
-    from patternbench.sidecar_injection import injection_template
-    from patternbench.webhook_injector import restart_deployments, switch_template
 
     assert case.agent is not None
     template = injection_template(topology, case.pattern, run.render_options, "v2", upgraded=[case.agent])
@@ -460,9 +460,6 @@ def webhook_upgrade(
 
 def run_fault(provider: Any, api: client.ApiClient, topology: Topology, case: Case, run: Any, profile: Profile, out_dir: Path, mark: Any) -> None:
     """The case's fault, steady or in the middle of its agent's upgrade."""
-    from patternbench import fault_driver
-    from patternbench.agents import upgradable_spec
-    from patternbench.upgrade import upgrade_targets
 
     assert case.fault is not None
     spec = fault_spec(case.fault)
@@ -515,8 +512,6 @@ def run_matrix(
     """Every case in turn into results/<run-id>/<case>/ (with --repeat N, N interleaved
     trials into <case>.t<k>/); summary.json and report.md at the end, and also when
     interrupted (then marked so, with what is missing)."""
-    from patternbench.deploy import new_run_id
-    from patternbench.report import write_report
 
     progress = progress or Progress()
     profile.validate()
