@@ -8,20 +8,31 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 import urllib3
-from kubernetes import client
+from kubernetes import client, config as kube_config
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from patternbench.agents import agent_spec
+from patternbench.cluster.provider import abilities
 from patternbench.errors import UsageError
+from patternbench.images import ImageArchive, build_data_plane, on_demand_archives
 from patternbench.load.conntrack import forget_unnated
+from patternbench.patterns import pattern_spec
 from patternbench.progress import Progress
+from patternbench.render import Images, RenderOptions, render, to_yaml
 from patternbench.rollout import rollout_status
+from patternbench.sidecar_injection import injection_template, injector_objects, render_webhook
+from patternbench.topology import NodeCapacity, check_capacity
+
 
 RUN_LABEL = "patternbench.dev/run"
 OWNER_LABEL = "patternbench.dev/owner"
@@ -255,7 +266,6 @@ _IMAGES_LOADED: set[Any] = set()
 
 def node_capacities(core: client.CoreV1Api) -> tuple[list[Any], int]:
     """Ready nodes' allocatable pods/CPU/memory, and how many pods already run."""
-    from patternbench.topology import NodeCapacity
 
     def cpu_m(q: str) -> int:
         return int(float(q[:-1])) if q.endswith("m") else int(float(q) * 1000)
@@ -293,18 +303,8 @@ def deploy_run(
     injection: str = "client",
 ) -> DeployedRun:
     """Render, check, load images, apply and wait: the pattern's objects, rolled out and Ready."""
-    from pathlib import Path
-
-    from kubernetes import config as kube_config
-
-    from patternbench.agents import agent_spec
-    from patternbench.images import ImageArchive, build_data_plane, on_demand_archives
-    from patternbench.cluster.provider import abilities
-    from patternbench.render import Images, RenderOptions, render, to_yaml
-    from patternbench.topology import check_capacity
 
     progress = progress or Progress()
-    from patternbench.patterns import pattern_spec
 
     pattern_spec(pattern).check(topology)
     run_id = run_id or new_run_id()
@@ -325,8 +325,6 @@ def deploy_run(
     opts = RenderOptions(run_id=run_id, images=images, pod_logs_dir=pod_logs_dir, agent_state_dir=agent_state_dir, naive=naive, stand_ins=stand_ins, serving_label=serving_label, nodes=len(nodes))
     injector: list[Obj] = []
     if injection == "webhook":
-        from patternbench.sidecar_injection import injection_template, injector_objects, render_webhook
-
         objs = render_webhook(topology, pattern, opts)
         injector = injector_objects(opts, injection_template(topology, pattern, opts, "v1"))
     else:
@@ -418,8 +416,6 @@ CHAIN_ANSWERS_IN_A_ROW = 10
 def wait_answers(url: str, timeout_s: float, in_a_row: int = 1) -> None:
     """Until `url` answers 200 `in_a_row` times running: kube-proxy programs a new Service a
     moment after its pods are Ready, on each node in its own time."""
-    import urllib.error
-    import urllib.request
 
     streak = 0
 

@@ -12,12 +12,14 @@ from typing import Any
 from kubernetes import config as kube_config
 
 from patternbench.deploy import Deployer, deploy_run
-from patternbench.load.sweep import Step, cost_per_step, max_sustained, run_sweep
 from patternbench.load.runner import read_jsonl
+from patternbench.load.sweep import Step, cost_per_step, max_sustained, run_sweep
 from patternbench.observe.resources import ResourceSampler
 from patternbench.progress import Progress
 from patternbench.rundir import SWEEPS_DIR
+from patternbench.summary import is_agent_sample
 from patternbench.topology import Pattern, Topology
+
 
 # Long enough for at least four resource samples per step (CPU comes from their differences).
 STEP_S = 8.0
@@ -29,7 +31,6 @@ def sweep_pattern(
     progress: Progress, step_s: float = STEP_S, workers: int = 1,
 ) -> list[dict[str, Any]]:
     """Deploy `pattern`, sweep its entry, undeploy; the per-step rows (cost.json)."""
-    from patternbench.summary import is_agent_sample
 
     out_dir.mkdir(parents=True, exist_ok=True)
     run = deploy_run(provider, topology, pattern, progress=progress)

@@ -11,9 +11,10 @@ from typing import Any
 
 from kubernetes import client
 
-from patternbench.agents import upgradable_spec
-from patternbench.deploy import REQUEST_TIMEOUT, Deployer
+from patternbench.agents import Placement, upgradable_spec
+from patternbench.deploy import Deployer, REQUEST_TIMEOUT
 from patternbench.errors import UsageError
+from patternbench.patterns import pattern_spec
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,6 @@ STRATEGIES = ("rolling", "in-place")
 
 def check_strategy(strategy: str, pattern: Any, agent: str | None, field: str = "--upgrade") -> None:
     """An unknown strategy, or in-place where the agent is no sidecar, is an error."""
-    from patternbench.agents import Placement
-    from patternbench.patterns import pattern_spec
 
     if strategy not in STRATEGIES:
         raise UsageError(f"{field}: unknown upgrade strategy {strategy!r} (choose one of {', '.join(STRATEGIES)})")
