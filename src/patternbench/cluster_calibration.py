@@ -16,12 +16,15 @@ from __future__ import annotations
 import time
 from urllib.parse import urlsplit
 
+from kubernetes import config as kube_config
+
 from patternbench.calibration import Comparison, compare
 from patternbench.deploy import Deployer, deploy_run
 from patternbench.errors import UsageError
 from patternbench.outages import IPTABLES_COMMENT, ProbeStream, ruled_outage, sweep_drop_rules
 from patternbench.progress import Progress
 from patternbench.topology import Pattern, Topology
+
 
 CLUSTER_KINDS = ("refused", "dropped")
 # icmp-port-unreachable, not tcp-reset: a reset made in OUTPUT for a packet kube-proxy has
@@ -53,7 +56,6 @@ def calibrate_cluster(
 ) -> list[Comparison]:
     """The control pattern deployed once; every kind x length at its entry, one at a time with
     quiet time between, and what the probe stream measured of each; then undeployed."""
-    from kubernetes import config as kube_config
 
     progress = progress or Progress(quiet=True)
     check_kinds(kinds)

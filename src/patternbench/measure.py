@@ -9,6 +9,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from patternbench.agents import proxy_mode
 from patternbench.stats import percentile
 
@@ -592,8 +594,6 @@ def cpu_pressure(samples: list[Record], start: float, end: float) -> float | Non
 
 
 def _histogram_buckets(text: str, name: str) -> dict[float, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
     out: dict[float, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -604,8 +604,6 @@ def _histogram_buckets(text: str, name: str) -> dict[float, float]:
 
 
 def _counter(text: str, name: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name in (name, f"{name}_total"))
 
 

@@ -8,12 +8,14 @@ checked up front with a one-line error naming what to install.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import yaml
+from kubernetes import client, config
 
 from patternbench.cluster.provider import Capabilities, ContainerRef, NodeInfo, nodes_from_api, require_cli
 from patternbench.errors import UsageError
@@ -38,8 +40,6 @@ class ApiFaults:
     fault_mechanisms = frozenset({"kill"})  # a pod deletion; scaling to 0 is the API's, any cluster's
 
     def kill_container(self, target: ContainerRef) -> None:
-        from kubernetes import client, config
-
         api = config.new_client_from_config(config_file=str(self.kubeconfig()))  # type: ignore[attr-defined]
         client.CoreV1Api(api).delete_namespaced_pod(target.pod, target.namespace, grace_period_seconds=0, _request_timeout=15)
 
@@ -170,8 +170,6 @@ def push_images(archives: list[ImageArchive], registry: str | None) -> list[str]
 
 
 def _which(binary: str) -> str | None:
-    import shutil
-
     return shutil.which(binary)
 
 

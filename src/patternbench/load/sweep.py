@@ -20,9 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from patternbench.plots import save
 from patternbench.errors import UsageError
 from patternbench.load.runner import LoadConfig, LoadProcess, read_jsonl
+from patternbench.measure import agent_resources
+from patternbench.options import parse_sweep
+from patternbench.plots import save
+
 
 # A step is sustained when the load went out on schedule, nearly all of it came back good,
 # and latency stayed far from a stall. Above these the target (or the harness) saturated.
@@ -139,7 +142,6 @@ def max_sustained(steps: list[Step]) -> float:
 def cost_per_step(steps: list[Step], samples: list[dict[str, Any]], is_agent: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
     """Per step, from resource samples taken during it: the agents' CPU per 1000 requests/s
     (vCPU, as Istio publishes it) and memory per agent instance."""
-    from patternbench.measure import agent_resources
 
     out = []
     for s in steps:
@@ -197,8 +199,6 @@ def render_sweep_plots(out_dir: Path, sweeps: dict[str, list[dict[str, Any]]]) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    from patternbench.options import parse_sweep
-
     parser = argparse.ArgumentParser(prog="python -m patternbench.load.sweep")
     parser.add_argument("url")
     parser.add_argument("--rates", required=True)
