@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
+import time
+from dataclasses import replace
+from itertools import product
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-from patternbench.agents import UPGRADABLE
+from patternbench import calibration
+from patternbench.agent_file import load_agent_file
+from patternbench.agents import UPGRADABLE, upgradable_spec
+from patternbench.baseline import compare, format_table, load_baseline, load_summary, update_baseline
+from patternbench.cluster.local.provider import LocalProvider
 from patternbench.cluster.provider import KnowsIfUp, ReportsDaemons, abilities
 from patternbench.cluster.registry import PROVIDER_NAMES, ProviderOptions, get_provider, parse_node_count
+from patternbench.components import cache_root
 from patternbench.errors import StepFailed, UsageError
-from patternbench.faults import FAULTS
+from patternbench.faults import FAULTS, check_fault, fault_injection, fault_spec, parse_duration
+from patternbench.images import build_data_plane
+from patternbench.options import parse_repeat, parse_rps, parse_slo_ms, parse_sweep
+from patternbench.outages import calibrate_local
+from patternbench.patterns import pattern_spec
+from patternbench.progress import Progress
+from patternbench.report import write_report
+from patternbench.summary import Thresholds
+from patternbench.topology import Pattern, load_topology, parse_agents
+
 
 FAULT_NAMES = tuple(FAULTS)
-from patternbench.progress import Progress
 
 
 def _provider_args(parser: argparse.ArgumentParser) -> None:
@@ -136,8 +153,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_setup(args: argparse.Namespace, progress: Progress) -> int:
-    from patternbench.cluster.local.provider import LocalProvider
-
     provider = LocalProvider(bin_dir=args.bin_dir, progress=progress)
     binaries, images = provider.setup()
     for name, path in sorted(binaries.paths.items()):
@@ -190,8 +205,6 @@ def print_local_status(provider: ReportsDaemons) -> int:
 
 
 def cmd_images(args: argparse.Namespace, progress: Progress) -> int:
-    from patternbench.images import build_data_plane
-
     with progress.step("build data-plane images"):
         archives = build_data_plane()
     for archive in archives:
@@ -205,13 +218,10 @@ def cmd_images(args: argparse.Namespace, progress: Progress) -> int:
 
 def cmd_deploy(args: argparse.Namespace, progress: Progress) -> int:
     from patternbench.deploy import deploy_run, new_run_id
-    from patternbench.topology import Pattern, load_topology
 
     pattern = Pattern.parse(args.pattern, "--pattern")
     topology = load_topology(args.topology)
     if args.extra_agents is not None:
-        from patternbench.topology import parse_agents
-
         topology = topology.with_agents(parse_agents({**topology.agents.__dict__, "extra_agents": args.extra_agents}))
     run_id = new_run_id()
     provider = get_provider(args.provider, _options(args), progress)
@@ -239,13 +249,9 @@ def cmd_undeploy(args: argparse.Namespace, progress: Progress) -> int:
 
 def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
     """Cases and profile from the command line, validated before any load starts."""
-    from dataclasses import replace
 
     from patternbench.experiment import PROFILES, default_matrix
-    from patternbench.agents import upgradable_spec
-    from patternbench.topology import Pattern
 
-    from patternbench.options import parse_repeat, parse_rps, parse_slo_ms, parse_sweep
 
     args.repeat = parse_repeat(args.repeat)
     slo_ms = parse_slo_ms(args.slo_ms) if args.slo_ms is not None else None
@@ -289,8 +295,6 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
 
 def check_strategies(chosen: list[str] | None, patterns: list | None, agents: list[str] | None) -> list[str] | None:
     """--upgrade: known strategies; in-place only with a pattern chosen that runs a sidecar."""
-    from patternbench.agents import UPGRADABLE
-    from patternbench.patterns import pattern_spec
     from patternbench.upgrade import check_strategy
 
     for strategy in chosen or []:
@@ -308,8 +312,6 @@ def check_strategies(chosen: list[str] | None, patterns: list | None, agents: li
 def load_agent_files(paths: list[Path], patterns: list | None) -> list:
     """--agent-file: each file validated and registered before anything is deployed; a
     pattern chosen explicitly that the agent cannot run in is an error, not a skip."""
-    from patternbench.agent_file import load_agent_file
-    from patternbench.patterns import pattern_spec
 
     specs = [load_agent_file(Path(p)) for p in paths]
     for spec in specs:
@@ -324,10 +326,8 @@ def load_agent_files(paths: list[Path], patterns: list | None) -> list:
 def fault_cases(args: argparse.Namespace, patterns: list | None) -> list:
     """--fault: the fault family for the chosen faults, patterns and agents. A pattern or
     agent named explicitly that cannot take a named fault is an error, not a skip."""
-    from itertools import product
 
     from patternbench.experiment import fault_matrix
-    from patternbench.faults import check_fault, fault_injection, fault_spec, parse_duration
 
     duration = parse_duration(args.fault_duration) if args.fault_duration is not None else None
     names = list(dict.fromkeys(args.fault or []))
@@ -340,7 +340,6 @@ def fault_cases(args: argparse.Namespace, patterns: list | None) -> list:
 
 def check_provider_faults(cases: list, provider: object) -> None:
     """Every fault of the run is one the provider can inject (before anything is deployed)."""
-    from patternbench.faults import check_fault
 
     kinds = abilities(provider).fault_kinds
     for case in cases:
@@ -349,16 +348,10 @@ def check_provider_faults(cases: list, provider: object) -> None:
 
 
 def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
-    import time
-
     from patternbench.experiment import run_matrix
-    from patternbench.report import write_report
-    from patternbench.summary import Thresholds
-    from patternbench.topology import load_topology
 
     cases, profile = experiment_options(args)
     topology = load_topology(args.topology)
-    from patternbench.patterns import pattern_spec
 
     for pattern in {c.pattern for c in cases}:
         pattern_spec(pattern).check(topology)
@@ -382,7 +375,6 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
         brought_up = True
     try:
         if args.calibrate:
-            from patternbench import calibration
             from patternbench.cluster_calibration import CLUSTER_KINDS
 
             doc = calibrate_on_cluster(provider, list(CLUSTER_KINDS), RUN_CALIBRATION_LENGTHS_S, profile.slo_ms, progress)
@@ -410,10 +402,8 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
 def sweep_after(provider: object, topology: object, patterns: list, rates: list[float], run_dir: Path, progress: Progress) -> None:
     """--sweep: latency and cost against load per pattern, into the run's own directory; an
     interrupted sweep still leaves the report of everything measured so far."""
-    import json
 
     from patternbench.pattern_sweep import run_sweeps
-    from patternbench.report import write_report
 
     meta_path = run_dir / "run.json"
     meta = json.loads(meta_path.read_text())
@@ -430,10 +420,6 @@ def sweep_after(provider: object, topology: object, patterns: list, rates: list[
 
 
 def cmd_report(args: argparse.Namespace, progress: Progress) -> int:
-    from patternbench.options import parse_slo_ms
-    from patternbench.report import write_report
-    from patternbench.summary import Thresholds
-
     slo_ms = parse_slo_ms(args.slo_ms) if args.slo_ms is not None else None
     summary = write_report(args.run_dir, Thresholds(), slo_ms)
     print(args.run_dir / "report.md")
@@ -443,8 +429,6 @@ def cmd_report(args: argparse.Namespace, progress: Progress) -> int:
 def cmd_calibrate(args: argparse.Namespace, progress: Progress) -> int:
     """Outages of known kind and length against what the probe stream measures; exit 1 when
     an error exceeds the 50 ms the measurement promises."""
-    from patternbench import calibration
-    from patternbench.options import parse_slo_ms
 
     lengths = calibration.parse_lengths(args.lengths)
     slo_ms = parse_slo_ms(args.slo_ms)
@@ -467,8 +451,6 @@ def cmd_calibrate(args: argparse.Namespace, progress: Progress) -> int:
                 with progress.step("take the local cluster down"):
                     provider.delete()
     else:
-        from patternbench.outages import calibrate_local
-
         kinds = calibration.parse_kinds(args.kinds or ",".join(calibration.KINDS))
         rows = calibrate_local(kinds, lengths, slo_ms, progress=progress)
         doc = calibration.document(rows, "local 127.0.0.1", slo_ms, calibration.PROBE_INTERVAL_S)
@@ -486,9 +468,7 @@ RUN_CALIBRATION_LENGTHS_S = [0.5, 2.0]
 
 def calibrate_on_cluster(provider: object, kinds: list[str], lengths: list[float], slo_ms: float, progress: Progress) -> dict:
     """The calibration document of outages injected at the local cluster's entry."""
-    from patternbench import calibration
     from patternbench.cluster_calibration import calibrate_cluster
-    from patternbench.topology import load_topology
 
     with progress.step(f"calibrate at the cluster's entry: {', '.join(kinds)} x {', '.join(f'{x:g}s' for x in lengths)}"):
         rows = calibrate_cluster(provider, load_topology(), kinds, lengths, slo_ms, progress=progress)
@@ -496,8 +476,6 @@ def calibrate_on_cluster(provider: object, kinds: list[str], lengths: list[float
 
 
 def cmd_compare(args: argparse.Namespace, progress: Progress) -> int:
-    from patternbench.baseline import compare, format_table, load_baseline, load_summary
-
     rows = compare(load_baseline(args.baseline), load_summary(args.run_dir), subset=args.subset)
     print(format_table(rows))
     worse = [r for r in rows if r.regressed]
@@ -507,10 +485,6 @@ def cmd_compare(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace, progress: Progress) -> int:
-    import json
-
-    from patternbench.baseline import load_baseline, load_summary, update_baseline
-
     summaries = [load_summary(d) for d in args.run_dirs]
     existing = load_baseline(args.baseline) if args.baseline.exists() else None
     doc = update_baseline(existing, summaries, args.provider)
@@ -521,8 +495,6 @@ def cmd_baseline(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
-    from patternbench.components import cache_root
-
     shutil.rmtree(args.results, ignore_errors=True)
     progress.say(f"removed {args.results}")
     if args.cache:
