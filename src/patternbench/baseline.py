@@ -63,8 +63,9 @@ def update_baseline(baseline: dict[str, Any] | None, summaries: list[dict[str, A
                 value = _value(f, entry)
                 if value is None:
                     continue
-                assert f.tolerance is not None, f"baselined figure {f.name} declares no tolerance"
-                fig = figures.setdefault(name, {"tolerance_abs": f.tolerance.absolute, "tolerance_rel": f.tolerance.relative, "samples": []})
+                tolerance = f.tolerance
+                assert tolerance is not None  # Figure refuses a baseline without one
+                fig = figures.setdefault(name, {"tolerance_abs": tolerance.absolute, "tolerance_rel": tolerance.relative, "samples": []})
                 fig["samples"] = (fig["samples"] + [value])[-HISTORY:]
                 fig["value"] = percentile(fig["samples"], PERCENTILE)
                 fig["runs"] = len(fig["samples"])

@@ -35,6 +35,10 @@ class Figure:
     column: str | None = None  # its column in the report's repeated-trials table (shared: "a / b")
     plotted: bool = False  # in intervals.png
 
+    def __post_init__(self) -> None:
+        if self.baseline is not None and self.tolerance is None:
+            raise ValueError(f"figure {self.name}: a baselined figure needs its tolerance")
+
     def of(self, entry: Entry) -> Any:
         """Its value in one entry as recorded (None when the entry lacks it)."""
         value: Any = entry

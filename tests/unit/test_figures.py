@@ -41,3 +41,5 @@ def test_the_registry_answers_each_reader_in_declaration_order() -> None:
 def test_an_unknown_figure_is_an_error() -> None:
     with pytest.raises(KeyError, match="unknown figure 'nope'"):
         figure("nope")
+    with pytest.raises(ValueError, match="needs its tolerance"):
+        Figure("toy", "ms", ("toy",), baseline="toy")

@@ -58,13 +58,9 @@ def lookup(sport: int, dport: int, timeout_s: float = 2.0) -> dict[str, Any]:
     return {"conntrack": [e for e in (parse_line(line) for line in done.stdout.splitlines()) if e is not None]}
 
 
-def _unnated_filter(host: str, dport: int) -> list[str]:
-    # No DNAT: the reply comes from the address the connection was sent to.
-    return ["-p", "tcp", "--orig-dst", host, "--orig-port-dst", str(dport), "--reply-src", host]
-
-
 def forget_unnated(host: str, dport: int, timeout_s: float = 5.0) -> list[dict[str, Any]]:
-    """Delete the bindings to host:dport that carry no DNAT, and return them.
+    """Delete the bindings to host:dport that carry no DNAT (the reply comes from the address
+    the connection was sent to), and return them (`conntrack -D` prints what it deleted).
 
     A connection the Service rejected (kube-proxy's REJECT while it had no endpoint, e.g. the
     readiness poll before kube-proxy programmed a new Service) leaves an entry in SYN_SENT,
@@ -72,11 +68,9 @@ def forget_unnated(host: str, dport: int, timeout_s: float = 5.0) -> list[dict[s
     end it. A later connection from the same source port matches that entry, keeps its "no
     NAT" decision and is refused by the host itself (kubernetes/kubernetes#48719; kube-proxy's
     conntrack reconciler cleans up UDP only)."""
-    found = subprocess.run(["conntrack", "-L", *_unnated_filter(host, dport)], capture_output=True, text=True, timeout=timeout_s, check=False)
-    entries = [e for e in (parse_line(line) for line in found.stdout.splitlines()) if e is not None]
-    if entries:
-        subprocess.run(["conntrack", "-D", *_unnated_filter(host, dport)], capture_output=True, text=True, timeout=timeout_s, check=False)
-    return entries
+    cmd = ["conntrack", "-D", "-p", "tcp", "--orig-dst", host, "--orig-port-dst", str(dport), "--reply-src", host]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    return [e for e in (parse_line(line) for line in done.stdout.splitlines()) if e is not None]
 
 
 def events_command(dport: int) -> list[str]:
