@@ -36,9 +36,8 @@ from typing import Any
 
 import yaml
 
-from patternbench.agents import AGENTS, AgentKind, AgentSpec, Placement, no_container, register
+from patternbench.agents import AGENTS, AgentKind, AgentSpec, Placement, register
 from patternbench.errors import UsageError
-from patternbench.render import Obj, RenderOptions, app_container, find, set_env
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
 TOP_KEYS = {"name", "kind", "images", "archives", "config", "proxy", "sidecar", "node"}
@@ -47,7 +46,6 @@ PART_KEYS = {"container": True, "volumes": False, "host_network": False}
 SLOTS = {"log": "logging", "mesh": "mesh", "generic": "agent-omega"}
 KINDS = {"log": AgentKind.LOG, "mesh": AgentKind.MESH, "generic": AgentKind.IDLE}
 VERSIONS = ("v1", "v2")
-APP_LOG_DIR = "/var/log/app"
 # Fields of a container patternbench sets itself.
 OWNED_CONTAINER_FIELDS = ("name", "image", "restartPolicy")
 
@@ -196,128 +194,15 @@ def parse_agent_file(path: Path, check_archives: bool = True) -> AgentFile:
     return AgentFile(path, name, kind, {v: images[v] for v in VERSIONS}, archives, dict(config), parts, ports, digest)
 
 
-# ---- rendering ----------------------------------------------------------------------------
-
-
-def _env(opts: RenderOptions, placement: Placement) -> list[dict[str, Any]]:
-    env = [
-        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "SINK_URL", "value": opts.sink_url},
-        {"name": "SINK_ENDPOINT", "value": opts.sink_url.split("://", 1)[-1].split("/", 1)[0]},
-    ]
-    if placement is Placement.POD:
-        env.append({"name": "APP_LOG_DIR", "value": APP_LOG_DIR})
-    else:
-        env += [{"name": "POD_LOGS_DIR", "value": opts.pod_logs_dir}, {"name": "APP_NAMESPACE", "value": opts.app_namespace}]
-    return env
-
-
-def _container(agent: AgentFile, part: Part, opts: RenderOptions, placement: Placement) -> Obj:
-    container = copy.deepcopy(part.container)
-    container.update({"name": agent.name, "image": agent.images["v1"]})
-    container.setdefault("imagePullPolicy", "IfNotPresent")
-    own = {e["name"] for e in container.get("env", []) or []}
-    container["env"] = [e for e in _env(opts, placement) if e["name"] not in own] + list(container.get("env", []) or [])
-    if agent.config:
-        container.setdefault("volumeMounts", []).append({"name": "agent-config", "mountPath": f"/etc/{agent.name}", "readOnly": True})
-    return container
-
-
-def _config_map(agent: AgentFile, namespace: str, opts: RenderOptions) -> Obj:
-    return {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": agent.config_map, "namespace": namespace, "labels": {"patternbench.dev/run": opts.run_id}},
-        "data": dict(agent.config),
-    }
-
-
-def _volumes(agent: AgentFile, part: Part) -> list[Obj]:
-    volumes = copy.deepcopy(part.volumes)
-    if agent.config:
-        volumes.append({"name": "agent-config", "configMap": {"name": agent.config_map}})
-    return volumes
-
-
-def sidecar_transform(agent: AgentFile) -> Any:
-    def add(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
-        if not instances:
-            return
-        part = agent.parts[Placement.POD]
-        if agent.config:
-            objs.append(_config_map(agent, opts.app_namespace, opts))
-        for deployment in find(objs, "Deployment"):
-            if deployment["metadata"]["namespace"] != opts.app_namespace:
-                continue
-            pod = deployment["spec"]["template"]["spec"]
-            container = _container(agent, part, opts, Placement.POD)
-            container["restartPolicy"] = "Always"  # a native sidecar: up before the app, down after it
-            pod.setdefault("initContainers", []).append(container)
-            pod.setdefault("volumes", []).extend(_volumes(agent, part))
-            app = app_container(deployment)
-            if agent.kind == "log":
-                pod["volumes"].append({"name": "app-logs", "emptyDir": {}})
-                app.setdefault("volumeMounts", []).append({"name": "app-logs", "mountPath": APP_LOG_DIR})
-                if not any(m["name"] == "app-logs" for m in container.get("volumeMounts", [])):
-                    container.setdefault("volumeMounts", []).append({"name": "app-logs", "mountPath": APP_LOG_DIR, "readOnly": True})
-                set_env(app, "LOG_PATH", f"{APP_LOG_DIR}/app.log")
-            if agent.kind == "mesh" and agent.proxy_ports:
-                set_env(app, "MESH_PROXY", f"127.0.0.1:{agent.proxy_ports[0]}")
-        if agent.kind == "mesh" and agent.proxy_ports:
-            for service in find(objs, "Service"):
-                if service["metadata"]["namespace"] == opts.app_namespace:
-                    service["spec"]["ports"][0]["targetPort"] = agent.proxy_ports[1]
-
-    return add
-
-
-def node_transform(agent: AgentFile) -> Any:
-    def add(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
-        if not instances:
-            return
-        part = agent.parts[Placement.NODE]
-        ns = opts.agents_namespace
-        labels = {"app.kubernetes.io/name": agent.name, "patternbench.dev/run": opts.run_id}
-        pod: dict[str, Any] = {
-            "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": 30,
-            "containers": [_container(agent, part, opts, Placement.NODE)],
-            "volumes": _volumes(agent, part),
-        }
-        if part.host_network:
-            pod.update({"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"})
-        if agent.config:
-            objs.append(_config_map(agent, ns, opts))
-        objs.append({
-            "apiVersion": "apps/v1", "kind": "DaemonSet",
-            "metadata": {"name": agent.name, "namespace": ns, "labels": labels},
-            "spec": {
-                "selector": {"matchLabels": {"app.kubernetes.io/name": agent.name}},
-                # Never two on a node at once: a successor takes over its predecessor's files.
-                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
-                "template": {"metadata": {"labels": {**labels, "patternbench.dev/role": "agent"}}, "spec": pod},
-            },
-        })
-        if agent.kind == "mesh" and agent.proxy_ports:
-            for deployment in find(objs, "Deployment"):
-                if deployment["metadata"]["namespace"] == opts.app_namespace:
-                    set_env(app_container(deployment), "MESH_PROXY", f"$(NODE_IP):{agent.proxy_ports[0]}")
-
-    return add
-
-
 def spec_of(agent: AgentFile) -> AgentSpec:
     """The AgentSpec of an agent file: it stands in for the built-in agent of its kind."""
     slot = AGENTS[SLOTS[agent.kind]]
     return AgentSpec(
         agent.name, KINDS[agent.kind], image=agent.name, container=agent.name, switch=slot.switch,
-        sidecar=sidecar_transform(agent) if Placement.POD in agent.parts else no_container,
-        node=node_transform(agent) if Placement.NODE in agent.parts else no_container,
         versions=VERSIONS, upgradable=True, proxy=slot.proxy if agent.kind == "mesh" else None,
         container_names=(agent.name,), stands_in_for=slot.name, placements=frozenset(agent.parts),
         images_by_version=dict(agent.images), source=str(agent.source), digest=agent.digest,
-        archives=tuple(agent.archives[v] for v in VERSIONS if v in agent.archives),
+        archives=tuple(agent.archives[v] for v in VERSIONS if v in agent.archives), file=agent,
     )
 
 

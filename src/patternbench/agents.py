@@ -1,23 +1,24 @@
-"""Every agent, defined once (AgentSpec): its images, how its sidecar container and its node
-DaemonSet are built, how it is upgraded and what is measured for it. Everything else looks an
-agent up by name; an unknown name is an error, never a default.
+"""Every agent, defined once (AgentSpec): its images, its kind, where it can run, how it is
+upgraded and what is measured for it. Everything else looks an agent up by name; an unknown
+name is an error, never a default. This is data: the objects an agent adds to a run are
+built in the render layer (render/agent_objects.py).
 
-Adding an agent: one AgentSpec in AGENTS (plus its Go code or image, and its snippet in
-manifests/sidecars.yaml and manifests/node-agents.yaml).
+Adding an agent: one AgentSpec in AGENTS, its builders in render.agent_objects.BUILT_IN (plus
+its Go code or image, and its snippet in manifests/sidecars.yaml and manifests/node-agents.yaml),
+and its name in patterns.CLASSIC if the sidecar, DaemonSet and hybrid patterns place it.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from patternbench.errors import UsageError
-from patternbench.render import (
-    MESH_INBOUND_PORT, MESH_OUTBOUND_PORT, Obj, RenderOptions, app_container, find, load_template, set_env, values,
-)
+
+if TYPE_CHECKING:
+    from patternbench.agent_file import AgentFile
 
 
 class AgentKind(str, Enum):
@@ -70,8 +71,8 @@ def proxy_mode(name: str) -> ProxyMode:
     return mode
 
 
-# (objects, render options, instances) -> None: adds the agent to the rendered objects.
-Transform = Callable[[list[Obj], RenderOptions, int], None]
+# Replicas of each service's waypoint Deployment.
+WAYPOINT_REPLICAS = 2
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,6 @@ class AgentSpec:
     container: str  # its container's name (sidecar and DaemonSet); upgrades and faults aim at it
     # The topology's `agents:` key that says how many instances run (a bool: 0 or 1, an int: k).
     switch: str
-    sidecar: Transform  # add it to every app pod
-    node: Transform  # add it once per node
     versions: tuple[str, ...] = ("v1", "v2")  # deployed at the first, upgraded to the next
     # Upgrade: patch the image of every workload that runs `container` to the next version
     # and wait with kubectl's rollout rules (sidecars: every app pod recreated; DaemonSets:
@@ -97,12 +96,12 @@ class AgentSpec:
     # An agent from an agent file (agent_file.py) takes a built-in agent's place: every
     # pattern puts it where it puts that one, in the placements it gives a container for.
     stands_in_for: str | None = None
-    placements: frozenset[Placement] = frozenset(Placement)
+    placements: frozenset[Placement] = frozenset({Placement.POD, Placement.NODE})
     images_by_version: dict[str, str] | None = None  # full refs per version (else image:version)
     source: str | None = None  # the agent file it came from; None: patternbench's own
     digest: str | None = None  # sha256 of that file: the same agent read again (a run's copy) is no conflict
     archives: tuple[Path, ...] = ()  # OCI archives a provider that loads images imports
-    service: Transform | None = None  # add it once per app service (Placement.SERVICE)
+    file: AgentFile | None = None  # the agent file, parsed: its containers are built from it
 
     @property
     def measured(self) -> tuple[str, ...]:
@@ -137,157 +136,7 @@ class AgentSpec:
         return self.proxy[placement]
 
 
-# ---- the mesh proxy -----------------------------------------------------------------------
-
-
-def _sidecar_snippets(opts: RenderOptions) -> Obj:
-    return load_template("sidecars.yaml", values(opts))[0]
-
-
-def _app_deployments(objs: list[Obj], opts: RenderOptions) -> list[Obj]:
-    return [d for d in find(objs, "Deployment") if d["metadata"]["namespace"] == opts.app_namespace]
-
-
-def mesh_sidecar(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
-    """The proxy beside every app: the app's outbound through 127.0.0.1, every Service's
-    traffic into the pod through the proxy's inbound port; a Role to watch EndpointSlices."""
-    if not instances:
-        return
-    snippets = _sidecar_snippets(opts)
-    for deployment in _app_deployments(objs, opts):
-        pod = deployment["spec"]["template"]["spec"]
-        pod.setdefault("initContainers", []).append(copy.deepcopy(snippets["meshproxy"]))
-        pod.setdefault("volumes", []).append(copy.deepcopy(snippets["volumes"]["mesh_token"]))
-        set_env(app_container(deployment), "MESH_PROXY", f"127.0.0.1:{MESH_OUTBOUND_PORT}")
-    for service in find(objs, "Service"):
-        if service["metadata"]["namespace"] == opts.app_namespace:
-            service["spec"]["ports"][0]["targetPort"] = MESH_INBOUND_PORT
-    objs += _sidecar_rbac(objs, opts)
-
-
-def _sidecar_rbac(objs: list[Obj], opts: RenderOptions) -> list[Obj]:
-    role = next(o for o in load_template("rbac.yaml", values(opts)) if o["kind"] == "Role")
-    subjects = [
-        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": opts.app_namespace}
-        for sa in find(objs, "ServiceAccount")
-        if sa["metadata"]["namespace"] == opts.app_namespace
-    ]
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": "meshproxy-endpointslices", "namespace": opts.app_namespace, "labels": {"patternbench.dev/run": opts.run_id}},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]},
-        "subjects": subjects,
-    }
-    return [role, binding]
-
-
-def mesh_node(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
-    """One hostNetwork proxy per node (its ServiceAccount, headless Service, ClusterRole),
-    the apps pointed at their node's proxy. Naive: no socket handover on upgrade."""
-    if not instances:
-        return
-    objs += [d for d in load_template("node-agents.yaml", values(opts)) if d["metadata"]["name"] == "meshproxy"]
-    objs += [o for o in load_template("rbac.yaml", values(opts)) if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
-    for deployment in _app_deployments(objs, opts):
-        set_env(app_container(deployment), "MESH_PROXY", f"$(NODE_IP):{MESH_OUTBOUND_PORT}")
-    if opts.naive:
-        proxy = find(objs, "DaemonSet", "meshproxy")[0]
-        proxy["spec"]["updateStrategy"]["rollingUpdate"] = {"maxSurge": 0, "maxUnavailable": 1}
-        set_env(proxy["spec"]["template"]["spec"]["containers"][0], "REUSE_PORT", "false")
-
-
-# ---- the log agent ------------------------------------------------------------------------
-
-
-def log_sidecar(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
-    """A log agent beside every app, tailing the file the app writes to a shared emptyDir."""
-    if not instances:
-        return
-    snippets = _sidecar_snippets(opts)
-    for deployment in _app_deployments(objs, opts):
-        pod = deployment["spec"]["template"]["spec"]
-        app = app_container(deployment)
-        pod.setdefault("initContainers", []).append(copy.deepcopy(snippets["logagent"]))
-        pod.setdefault("volumes", []).append(copy.deepcopy(snippets["volumes"]["app_logs"]))
-        pod["volumes"].append(copy.deepcopy(snippets["volumes"]["logagent_state"]))
-        app.setdefault("volumeMounts", []).append({"name": "app-logs", "mountPath": "/var/log/app"})
-        set_env(app, "LOG_PATH", "/var/log/app/app.log")
-
-
-def log_node(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
-    """One log agent per node, reading the node's pod logs (read-only hostPath)."""
-    if instances:
-        objs += find(load_template("node-agents.yaml", values(opts)), "DaemonSet", "logagent")
-
-
-# ---- agent Ω: k agents that do nothing --------------------------------------------------
-
-
-def idle_sidecar(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
-    if not instances:
-        return
-    snippets = _sidecar_snippets(opts)
-    for deployment in _app_deployments(objs, opts):
-        init = deployment["spec"]["template"]["spec"].setdefault("initContainers", [])
-        for i in range(instances):
-            agent = copy.deepcopy(snippets["extra_agent"])
-            agent["name"] = f"agent-omega-{i}"
-            init.append(agent)
-
-
-def idle_node(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
-    for i in range(instances):
-        objs += find(load_template("node-agents.yaml", values(opts, index=i)), "DaemonSet", f"agent-omega-{i}")
-
-
-# ---- the ambient mesh: a node L4 proxy and per-service waypoints -----------------------------
-
-# Replicas of each service's waypoint Deployment.
-WAYPOINT_REPLICAS = 2
-
-
-def _tunnel_apps(objs: list[Obj], opts: RenderOptions) -> None:
-    """Apps call through their node's L4 proxy as HTTP CONNECT tunnels."""
-    for deployment in _app_deployments(objs, opts):
-        app = app_container(deployment)
-        set_env(app, "MESH_PROXY", f"$(NODE_IP):{MESH_OUTBOUND_PORT}")
-        set_env(app, "MESH_TUNNEL", "connect")
-
-
-def l4_node(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
-    """One hostNetwork L4 proxy per node (its ServiceAccount, headless Service, RBAC), the
-    apps tunnelling through it. Naive: no socket handover on upgrade."""
-    if not instances:
-        return
-    objs += load_template("ambient.yaml", values(opts))
-    _tunnel_apps(objs, opts)
-    if opts.naive:
-        proxy = find(objs, "DaemonSet", "l4proxy")[0]
-        proxy["spec"]["updateStrategy"]["rollingUpdate"] = {"maxSurge": 0, "maxUnavailable": 1}
-        set_env(proxy["spec"]["template"]["spec"]["containers"][0], "REUSE_PORT", "false")
-
-
-def waypoint_service(objs: list[Obj], opts: RenderOptions, instances: int, services: list[str] | None = None, replicas: int = WAYPOINT_REPLICAS) -> None:
-    """A waypoint Deployment and its Service per app service (and one ServiceAccount)."""
-    if not instances:
-        return
-    names = services if services is not None else [d["metadata"]["name"] for d in _app_deployments(objs, opts)]
-    objs.append({
-        "apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": "waypoint", "namespace": opts.app_namespace, "labels": {"patternbench.dev/run": opts.run_id}},
-        "automountServiceAccountToken": False,
-    })
-    for name in names:
-        objs += load_template("waypoint.yaml", values(opts, service=name, replicas=replicas))
-
-
 # ---- the registry -------------------------------------------------------------------------
-
-def no_container(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
-    """The transform of a placement an agent has no container for (never called: specs say their placements)."""
-    raise UsageError("this agent has no container for that placement")
-
 
 # In the order a pattern adds them to a pod or a node (it decides the rendered objects' order).
 AGENTS: dict[str, AgentSpec] = {
@@ -295,26 +144,26 @@ AGENTS: dict[str, AgentSpec] = {
     for spec in (
         AgentSpec(
             "mesh", AgentKind.MESH, image="meshproxy", container="meshproxy", switch="mesh",
-            sidecar=mesh_sidecar, node=mesh_node, container_names=("meshproxy",),
+            container_names=("meshproxy",),
             proxy={Placement.POD: PROXY_MODES["sidecar"], Placement.NODE: PROXY_MODES["node"]},
         ),
         AgentSpec(
             "logging", AgentKind.LOG, image="logagent", container="logagent", switch="logging",
-            sidecar=log_sidecar, node=log_node, container_names=("logagent",),
+            container_names=("logagent",),
         ),
         AgentSpec(
             "l4proxy", AgentKind.MESH, image="meshproxy", container="l4proxy", switch="mesh",
-            sidecar=no_container, node=l4_node, container_names=("l4proxy",), placements=frozenset({Placement.NODE}),
+            container_names=("l4proxy",), placements=frozenset({Placement.NODE}),
             proxy={Placement.NODE: PROXY_MODES["l4"]},
         ),
         AgentSpec(
             "waypoint", AgentKind.MESH, image="meshproxy", container="waypoint", switch="mesh",
-            sidecar=no_container, node=no_container, service=waypoint_service, container_names=("waypoint",),
+            container_names=("waypoint",),
             placements=frozenset({Placement.SERVICE}), proxy={Placement.SERVICE: PROXY_MODES["waypoint"]},
         ),
         AgentSpec(
             "agent-omega", AgentKind.IDLE, image="agent-omega", container="agent", switch="extra_agents",
-            sidecar=idle_sidecar, node=idle_node, versions=("v1",), upgradable=False,
+            versions=("v1",), upgradable=False,
             container_names=("agent-omega", "agent"),
         ),
     )

@@ -30,7 +30,7 @@ from patternbench.patterns import pattern_spec
 from patternbench.progress import Progress
 from patternbench.render import Images, RenderOptions, render, to_yaml
 from patternbench.rollout import rollout_status
-from patternbench.sidecar_injection import injection_template, injector_objects, render_webhook
+from patternbench.render.injector_objects import injection_template, injector_objects, render_webhook
 from patternbench.topology import NodeCapacity, check_capacity
 
 

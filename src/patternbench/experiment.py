@@ -34,7 +34,7 @@ from patternbench.patterns import PATTERNS, pattern_spec
 from patternbench.progress import Progress
 from patternbench.render import agent_cpu_requested_m
 from patternbench.report import write_report
-from patternbench.sidecar_injection import injection_template
+from patternbench.render.injector_objects import injection_template
 from patternbench.topology import Pattern, Topology, containers_formula
 from patternbench.upgrade import STRATEGIES, rollout_recorder, upgrade_agent, upgrade_targets
 from patternbench.webhook_injector import restart_deployments, switch_template

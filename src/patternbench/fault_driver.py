@@ -21,7 +21,7 @@ from patternbench.cluster.provider import ContainerRef, FaultInjector
 from patternbench.deploy import poll
 from patternbench.errors import UsageError
 from patternbench.faults import FaultSpec, runs_on_nodes
-from patternbench.sidecar_injection import INJECTOR
+from patternbench.render.injector_objects import INJECTOR
 from patternbench.patterns import pattern_spec
 from patternbench.render import SERVES_LABEL
 from patternbench.topology import Pattern, Topology

@@ -1,7 +1,7 @@
 """Every pattern, defined once (PatternSpec): which agents it runs per pod and which per
-node. Its container formula, the proxies and hops a request passes and the transformation of
-the rendered objects all follow from those placements and the agents' specs; everything
-else looks a pattern up here, and an unknown one is an error, never a default.
+node. Its container formula and the proxies and hops a request passes follow from those
+placements and the agents' specs (the objects it renders: render/pattern_objects.py);
+everything else looks a pattern up here, and an unknown one is an error, never a default.
 
 Adding a pattern: its name in Pattern and one PatternSpec in PATTERNS.
 """
@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from patternbench.agents import AGENTS, AgentKind, AgentSpec, Placement, ProxyMode, agent_spec
 from patternbench.errors import UsageError
-from patternbench.render import Obj, RenderOptions, find, load_template, values
 
 if TYPE_CHECKING:
     from patternbench.topology import Agents, Topology
@@ -148,36 +147,6 @@ class PatternSpec:
     def needs_sink(self, agents: Agents) -> bool:
         """Whether a log agent runs, so the log sink is deployed and read."""
         return any(a.kind is AgentKind.LOG and agents.instances(a) for a in AGENTS.values() if a.name in self.placement)
-
-    def transform(self, objs: list[Obj], topology: Topology, opts: RenderOptions) -> None:
-        """The pattern's change to the rendered objects: the sink if a log agent runs, each
-        per-pod agent added to every app pod, each per-node agent as its DaemonSet."""
-        agents = topology.agents
-        if self.needs_sink(agents):
-            objs += load_template("sink.yaml", values(opts))
-        pod_agents = self.agents_at(Placement.POD)
-        if pod_agents:
-            for deployment in find(objs, "Deployment"):
-                if deployment["metadata"]["namespace"] == opts.app_namespace:
-                    pod = deployment["spec"]["template"]["spec"]
-                    pod.setdefault("initContainers", [])  # native sidecars live there
-                    pod.setdefault("volumes", [])
-        for agent in pod_agents:
-            stand_in(agent, opts).sidecar(objs, opts, agents.instances(agent))
-        for agent in self.agents_at(Placement.NODE):
-            stand_in(agent, opts).node(objs, opts, agents.instances(agent))
-        for agent in self.agents_at(Placement.SERVICE):
-            assert agent.service is not None, f"{agent.name} has no per-service workload"
-            agent.service(objs, opts, agents.instances(agent), [s.name for s in topology.services], topology.waypoint_replicas)
-
-
-def stand_in(agent: AgentSpec, opts: RenderOptions) -> AgentSpec:
-    """The agent that takes `agent`'s place in this run (an agent file's), else `agent`."""
-    for name in opts.stand_ins:
-        other = agent_spec(name)
-        if other.stands_in_for == agent.name:
-            return other
-    return agent
 
 
 # The agents the sidecar, DaemonSet and hybrid patterns place (the ambient ones have their own).

@@ -1,5 +1,5 @@
 """Certificates made with the `cryptography` package: a CA, serving and client certs, for the
-local cluster (cluster/local) and the sidecar injector's serving certificate (sidecar_injection).
+local cluster (cluster/local) and the sidecar injector's serving certificate (render/injector_objects.py).
 
 ECDSA P-256 keys: Kubernetes accepts them everywhere and they are generated in microseconds,
 which keeps `cluster up` fast.

@@ -2,7 +2,7 @@
 check that the API server really injects, switch the injector's template to v2, and upgrade
 the sidecars the way a webhook-injected mesh does (Istio: new template, then restart the
 Deployments; SidecarSet-style: new template for new pods, running pods patched in place).
-The pure side (template, objects, certificate) is sidecar_injection.py."""
+The pure side (template, objects, certificate) is render/injector_objects.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from kubernetes import client
 
 from patternbench.deploy import REQUEST_TIMEOUT, poll
 from patternbench.errors import UsageError
-from patternbench.sidecar_injection import ANNOTATION_INJECTED, INJECTOR, INJECTOR_PORT, TEMPLATE_CONFIGMAP, TEMPLATE_KEY
+from patternbench.render.injector_objects import ANNOTATION_INJECTED, INJECTOR, INJECTOR_PORT, TEMPLATE_CONFIGMAP, TEMPLATE_KEY
 from patternbench.render import Obj
 
 INJECTIONS = ("client", "webhook")

@@ -14,7 +14,7 @@ from kubernetes import client, config
 from patternbench.deploy import Deployer, poll, deploy_run
 from patternbench.errors import UsageError
 from patternbench.webhook_injector import wait_injecting
-from patternbench.sidecar_injection import ANNOTATION_INJECTED
+from patternbench.render.injector_objects import ANNOTATION_INJECTED
 from patternbench.progress import Progress
 from patternbench.render import render
 from patternbench.topology import Pattern, load_topology

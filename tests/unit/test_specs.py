@@ -15,6 +15,7 @@ from patternbench.errors import UsageError
 from patternbench.faults import check_fault
 from patternbench.patterns import PATTERNS, PatternSpec, pattern_spec
 from patternbench.render import RenderOptions, render
+from patternbench.render.agent_objects import BUILT_IN, objects_of
 from patternbench.summary import check_claims
 from patternbench.topology import Agents, Pattern, containers_formula, expected_hop_counts, load_topology, requested
 from patternbench.upgrade import upgrade_targets
@@ -196,3 +197,13 @@ def test_ambient_needs_the_mesh_and_waypoint_replicas(tmp_path) -> None:
     doc = {"services": [{"name": "a"}], "waypoint_replicas": 0}
     with pytest.raises(UsageError, match="waypoint_replicas: each service's waypoint needs at least 1 replica, got 0"):
         parse_topology(doc)
+
+
+def test_every_built_in_agent_has_a_builder_for_each_placement_it_runs_in():
+    """The model says where an agent can run; the render layer must build it there."""
+    assert set(BUILT_IN) == {name for name, a in AGENTS.items() if a.source is None}
+    for agent in (a for a in AGENTS.values() if a.source is None):
+        objects = objects_of(agent)
+        built = {Placement.POD: objects.sidecar, Placement.NODE: objects.node, Placement.SERVICE: objects.service}
+        for placement in agent.placements:
+            assert built[placement] is not None, (agent.name, placement)

@@ -1,11 +1,5 @@
-"""Topology x pattern -> Kubernetes objects.
-
-The application objects come from the same templates for every pattern; a pattern is a
-transformation of them, as client-side sidecar injection is (`linkerd inject`): add sidecar
-containers and volumes, or point the app at node agents and add DaemonSets. What each
-pattern and agent adds is in their specs (patterns.py, agents.py); this module holds the
-templates and the helpers they share.
-"""
+"""The render layer's base: the options of a run's objects, the manifests/ templates and the
+helpers every builder shares. It knows no agent and no pattern (those build on it)."""
 
 from __future__ import annotations
 
@@ -19,9 +13,9 @@ from typing import TYPE_CHECKING, Any, Iterable
 import yaml
 
 if TYPE_CHECKING:
-    from patternbench.topology import Pattern, Topology
+    from patternbench.topology import Topology
 
-MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+MANIFESTS = Path(__file__).resolve().parents[3] / "manifests"
 REGISTRY = "patternbench.local"
 SINK_PORT = 8080
 MESH_OUTBOUND_PORT = 15001
@@ -144,85 +138,6 @@ def app_objects(topology: Topology, opts: RenderOptions) -> list[Obj]:
 
 def app_container(deployment: Obj) -> Obj:
     return next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "app")
-
-
-def render(topology: Topology, pattern: Pattern, opts: RenderOptions) -> list[Obj]:
-    """Every object of a run, in apply order: namespaces, RBAC, sink, agents, application.
-    The pattern's spec transforms the application's objects (patterns.PatternSpec.transform)."""
-    from patternbench.patterns import pattern_spec  # patterns build on this module's helpers
-
-    objs = load_template("namespaces.yaml", values(opts))
-    objs += app_objects(topology, opts)
-    spec = pattern_spec(pattern)
-    if not spec.placement:
-        return objs  # no agent: the application as it is
-    spec.transform(objs, topology, opts)
-    size_agent_requests(objs, topology, opts)
-    return sorted(objs, key=_apply_rank)
-
-
-# The resource policy, stated in every report: in every pattern each built-in agent requests
-# the same CPU in total, AGENT_CPU_M per app pod it serves. A sidecar serves its own pod, a
-# node agent its node's share of the app pods, a waypoint its service's pods. Under CPU
-# contention the kernel shares CPU by these requests (cgroup cpu.shares), so a node proxy
-# that carries a whole node's traffic is not weighed like a single sidecar.
-AGENT_CPU_M = 10
-SERVES_LABEL = "patternbench.dev/serves"  # on a per-service agent's pod template: the service
-
-
-def agent_cpu_request_m(served_pods: int, instances: int) -> int:
-    """One instance's CPU request (millicores) under the policy."""
-    return max(AGENT_CPU_M, -(-AGENT_CPU_M * served_pods // max(1, instances)))
-
-
-def agent_cpu_requested_m(objs: list[Obj], nodes: int) -> dict[str, int]:
-    """CPU requested in total by each agent container name over all its instances (what the
-    policy sized, read back from the objects as applied)."""
-    from patternbench.agents import agent_by_container
-
-    out: dict[str, int] = {}
-    for obj in objs:
-        if obj["kind"] not in ("DaemonSet", "Deployment"):
-            continue
-        spec = obj["spec"]["template"]["spec"]
-        instances = nodes if obj["kind"] == "DaemonSet" else obj["spec"]["replicas"]
-        for container in spec.get("containers", []) + spec.get("initContainers", []):
-            if agent_by_container(container["name"]) is None:
-                continue
-            cpu = str(((container.get("resources") or {}).get("requests") or {}).get("cpu", "0"))
-            m = int(cpu.removesuffix("m")) if cpu.endswith("m") else int(float(cpu) * 1000)
-            out[container["name"]] = out.get(container["name"], 0) + m * instances
-    return out
-
-
-def size_agent_requests(objs: list[Obj], topology: Topology, opts: RenderOptions) -> None:
-    """Apply the policy to the built-in agents' workloads (agent files keep what they ask)."""
-    from patternbench.agents import agent_by_container
-
-    if opts.nodes is None:
-        return
-    for obj in objs:
-        if obj["kind"] not in ("DaemonSet", "Deployment"):
-            continue
-        labels = obj["spec"]["template"]["metadata"].get("labels") or {}
-        if labels.get("patternbench.dev/role") != "agent":
-            continue
-        if obj["kind"] == "DaemonSet":
-            served, instances = topology.app_pods, opts.nodes
-        else:
-            served, instances = topology.service(labels[SERVES_LABEL]).replicas, obj["spec"]["replicas"]
-        for container in obj["spec"]["template"]["spec"]["containers"]:
-            agent = agent_by_container(container["name"])
-            if agent is not None and agent.source is None:
-                container.setdefault("resources", {}).setdefault("requests", {})["cpu"] = f"{agent_cpu_request_m(served, instances)}m"
-
-
-_ORDER = ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "DaemonSet", "Deployment"]
-
-
-def _apply_rank(obj: Obj) -> int:
-    kind = obj["kind"]
-    return _ORDER.index(kind) if kind in _ORDER else len(_ORDER)
 
 
 def to_yaml(objs: list[Obj]) -> str:

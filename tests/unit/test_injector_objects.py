@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from patternbench import sidecar_injection as injection
+from patternbench.render import injector_objects as injection
 from patternbench.agent_file import load_agent_file
 from patternbench.errors import UsageError
-from patternbench.sidecar_injection import (
+from patternbench.render.injector_objects import (
     ANNOTATION_INJECTED, equal_apart_from_injection, inject_pod, injection_template, injector_objects, render_webhook,
     render_with, serving_certificate, skip_reason, without_pod_agents,
 )

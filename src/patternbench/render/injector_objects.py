@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any, Iterable
 from patternbench.agents import Placement
 from patternbench.pki import KeyPair, issue, new_ca
 from patternbench.errors import UsageError
-from patternbench.patterns import PatternSpec, pattern_spec, stand_in
-from patternbench.render import Obj, RenderOptions, app_objects, load_template, values
+from patternbench.patterns import PatternSpec, pattern_spec
+from patternbench.render import Obj, RenderOptions, app_objects, apply_rank, load_template, values
+from patternbench.render.agent_objects import stand_in
+from patternbench.render.pattern_objects import transform
 
 if TYPE_CHECKING:
     from patternbench.topology import Pattern, Topology
@@ -54,7 +56,7 @@ def render_with(spec: PatternSpec, topology: Topology, opts: RenderOptions) -> l
     objs = load_template("namespaces.yaml", values(opts))
     objs += app_objects(topology, opts)
     if spec.placement:
-        spec.transform(objs, topology, opts)
+        transform(spec, objs, topology, opts)
     return objs
 
 
@@ -234,14 +236,13 @@ def render_webhook(topology: Topology, pattern: Pattern | str, opts: RenderOptio
     """The run's objects when the webhook injects: the client-side render with each app
     Deployment's pod template as it is before injection. Everything that is no pod change
     (Services' targetPort, RBAC, the sink, DaemonSets, agent files' ConfigMaps) stays."""
-    from patternbench.render import _apply_rank
 
     spec = _sidecar_spec(pattern)
     objs = render_with(spec, topology, opts)
     base = _app_deployments(render_with(without_pod_agents(spec), topology, opts), opts)
     for name, deployment in _app_deployments(objs, opts).items():
         deployment["spec"]["template"] = copy.deepcopy(base[name]["spec"]["template"])
-    return sorted(objs, key=_apply_rank)
+    return sorted(objs, key=apply_rank)
 
 
 # ---- the injector's objects -----------------------------------------------------------------
