@@ -28,7 +28,8 @@ from patternbench.attribution import by_owner
 from patternbench.cluster.local.provider import LocalProvider
 from patternbench.cluster.registry import get_provider
 from patternbench.components import cache_root
-from patternbench.deploy import Deployer, deploy_run
+from patternbench.deploy import deploy_run
+from patternbench.kube import Deployer
 from patternbench.errors import UsageError
 from patternbench.experiment import PROFILES, Case, default_matrix, run_case, run_matrix
 from patternbench.images import build_data_plane, build_go_binaries, build_otelcol

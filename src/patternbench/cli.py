@@ -235,7 +235,7 @@ def cmd_deploy(args: argparse.Namespace, progress: Progress) -> int:
 def cmd_undeploy(args: argparse.Namespace, progress: Progress) -> int:
     from kubernetes import config as kube_config
 
-    from patternbench.deploy import Deployer
+    from patternbench.kube import Deployer
 
     provider = get_provider(args.provider, _options(args), progress)
     try:

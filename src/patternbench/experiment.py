@@ -19,7 +19,8 @@ from patternbench import fault_driver
 from patternbench.agent_file import keep_with_run
 from patternbench.agents import AgentKind, Placement, UPGRADABLE, agent_spec, file_agents, upgradable_spec
 from patternbench.cluster.provider import abilities
-from patternbench.deploy import Deployer, deploy_run, live_containers, new_run_id, placement
+from patternbench.deploy import deploy_run, new_run_id
+from patternbench.kube import Deployer, live_containers, placement
 from patternbench.errors import UsageError
 from patternbench.faults import FAULTS, fault_injection, fault_spec, runs_on_nodes
 from patternbench.inplace import upgrade_in_place

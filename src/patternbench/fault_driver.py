@@ -18,7 +18,7 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from patternbench.agents import Placement, upgradable_spec
 from patternbench.cluster.provider import ContainerRef, FaultInjector
-from patternbench.deploy import poll
+from patternbench.kube import poll
 from patternbench.errors import UsageError
 from patternbench.faults import FaultSpec, runs_on_nodes
 from patternbench.render.injector_objects import INJECTOR

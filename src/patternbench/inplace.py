@@ -19,7 +19,7 @@ from typing import Any, Callable
 from kubernetes import client
 
 from patternbench.agents import upgradable_spec
-from patternbench.deploy import REQUEST_TIMEOUT, poll
+from patternbench.kube import REQUEST_TIMEOUT, poll
 from patternbench.errors import UsageError
 from patternbench.render import SERVING_LABEL
 

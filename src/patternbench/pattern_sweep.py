@@ -11,7 +11,8 @@ from typing import Any
 
 from kubernetes import config as kube_config
 
-from patternbench.deploy import Deployer, deploy_run
+from patternbench.deploy import deploy_run
+from patternbench.kube import Deployer
 from patternbench.load.runner import read_jsonl
 from patternbench.load.sweep import Step, cost_per_step, max_sustained, run_sweep
 from patternbench.observe.resources import ResourceSampler

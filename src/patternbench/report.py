@@ -45,7 +45,6 @@ def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: 
     if not dirs and not load_sweeps(run_dir):
         raise UsageError(f"{run_dir} holds no experiment case (no */case.json) and no sweep")
     by_case: dict[str, list[dict[str, Any]]] = {}
-    problems_by_case: dict[str, list[str]] = {}
     for d in dirs:
         entry = summarize_case(d, slo_ms)
         entry["trial"] = int(_case_file(d, "case.json").get("trial", 1))

@@ -12,7 +12,7 @@ from typing import Any
 from kubernetes import client
 
 from patternbench.agents import Placement, upgradable_spec
-from patternbench.deploy import Deployer, REQUEST_TIMEOUT
+from patternbench.kube import Deployer, REQUEST_TIMEOUT
 from patternbench.errors import UsageError
 from patternbench.patterns import pattern_spec
 

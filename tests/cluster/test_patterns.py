@@ -12,7 +12,8 @@ import pytest
 from kubernetes import client, config
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from patternbench.deploy import DeployedRun, Deployer, deploy_run, live_containers
+from patternbench.deploy import DeployedRun, deploy_run
+from patternbench.kube import Deployer, live_containers
 from patternbench.load.records import answer_trail
 from patternbench.measure import call_hops, calls, crosses_nodes, pods_in, request_hops, via_kinds
 from patternbench.observe.logsink import sink_stats

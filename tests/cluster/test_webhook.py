@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from patternbench.deploy import Deployer, poll, deploy_run
+from patternbench.deploy import deploy_run
+from patternbench.kube import Deployer, poll
 from patternbench.errors import UsageError
 from patternbench.webhook_injector import wait_injecting
 from patternbench.render.injector_objects import ANNOTATION_INJECTED
