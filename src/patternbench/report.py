@@ -7,18 +7,20 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from patternbench.plots import save
+from patternbench.agent_file import register_run_agents
+from patternbench.agents import AgentKind, agent_spec
+from patternbench.attribution import CAUSES, by_owner
+from patternbench.calibration import CALIBRATION_FILE, load_calibration
 from patternbench.errors import UsageError
 from patternbench.faults import fault_spec
 from patternbench.figures import columns, figure, plotted
 from patternbench.load.runner import read_jsonl
-from patternbench.render import AGENT_CPU_M
-from patternbench.summary import SCHEMA_VERSION, Thresholds, check_claims, summarize_case
-from patternbench.agents import AgentKind, agent_spec
-from patternbench.topology import Agents, Pattern, Service, Topology, containers_formula, parse_agents
-from patternbench.calibration import CALIBRATION_FILE, load_calibration
 from patternbench.load.sweep import render_sweep_plots
+from patternbench.plots import pyplot, save
+from patternbench.render import AGENT_CPU_M
 from patternbench.rundir import load_sweeps
+from patternbench.summary import SCHEMA_VERSION, Thresholds, check_claims, summarize_case
+from patternbench.topology import Agents, Pattern, Service, Topology, containers_formula, parse_agents
 from patternbench.trials import aggregate, differences, metric_values
 
 
@@ -38,7 +40,6 @@ def _case_file(case_dir: Path, name: str) -> dict[str, Any]:
 def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: float | None = None) -> dict[str, Any]:
     """Every case's entry from its trials' raw records; the claims are checked on each trial.
     `slo_ms` re-measures downtime with another deadline than the run's."""
-    from patternbench.agent_file import register_run_agents
 
     register_run_agents(run_dir)  # the run's own agent files, so its agents are known
     dirs = case_dirs(run_dir)
@@ -126,7 +127,6 @@ def contention_text(cases: dict[str, Any]) -> list[str]:
 
 def causes_text(summary: dict[str, Any]) -> list[str]:
     """Every failed request with its cause (attribution.py), per case and for the run."""
-    from patternbench.attribution import CAUSES, by_owner
 
     total = summary.get("failures_by_cause") or {}
     if not sum(total.values()):
@@ -312,12 +312,8 @@ def render_interval_plots(run_dir: Path, summary: dict[str, Any]) -> Path | None
     cases = summary["cases"]
     if max((len(e.get("trials") or [e]) for e in cases.values()), default=1) < 2:
         return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
 
 
@@ -517,12 +513,8 @@ def claims_text(cases: dict[str, Any]) -> list[str]:
 
 def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
     """PNG plots; skipped (with a note) if matplotlib is not importable."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return []
     made = []
     # Latency and errors over time, upgrade window marked, one panel per case.

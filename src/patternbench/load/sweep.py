@@ -24,7 +24,7 @@ from patternbench.errors import UsageError
 from patternbench.load.runner import LoadConfig, LoadProcess, read_jsonl
 from patternbench.measure import agent_resources
 from patternbench.options import parse_sweep
-from patternbench.plots import save
+from patternbench.plots import pyplot, save
 
 
 # A step is sustained when the load went out on schedule, nearly all of it came back good,
@@ -164,11 +164,9 @@ def cost_per_step(steps: list[Step], samples: list[dict[str, Any]], is_agent: Ca
 def render_sweep_plots(out_dir: Path, sweeps: dict[str, list[dict[str, Any]]]) -> list[Path]:
     """latency-vs-load.png (p50 and p99 against offered rate, one line per pattern) and
     cost-per-1k-rps.png (agent vCPU per 1000 requests/s and MiB per instance)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        return []
     made = []
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, rows in sweeps.items():

@@ -11,7 +11,11 @@ import re
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
+
+from patternbench.lifeline import die_with_parent
+from patternbench.load.conntrack import events_command
 
 PRESSURE = Path("/proc/pressure/cpu")
 
@@ -50,8 +54,6 @@ class MetricsSnapshots:
         self.out_dir = out_dir / "metrics"
 
     def _snap(self, suffix: str) -> None:
-        import urllib.request
-
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for name, url in self.urls.items():
             try:
@@ -150,9 +152,6 @@ class ConntrackEvents:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ConntrackEvents:
-        from patternbench.lifeline import die_with_parent
-        from patternbench.load.conntrack import events_command
-
         handle = self.out.open("ab")
         try:
             self._proc = subprocess.Popen(events_command(self.port), stdout=handle, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
