@@ -13,7 +13,8 @@ from patternbench.errors import UsageError
 from patternbench.experiment import PROFILES, Case, Profile, Trial, default_matrix, fault_matrix, fault_smoke, interleave, run_case
 from patternbench.faults import parse_duration
 from patternbench.pytest_plugin import MEASUREMENT
-from patternbench.summary import Thresholds, check_claims, summarize_case
+from patternbench.verdicts import Thresholds
+from patternbench.summary import check_claims, summarize_case
 from patternbench.topology import Pattern, load_topology
 
 

@@ -17,7 +17,8 @@ from patternbench.experiment import Case, Profile, run_case
 from patternbench.patterns import PATTERNS, Pattern, pattern_spec
 from patternbench.load.runner import read_jsonl
 from patternbench.measure import agent_resources
-from patternbench.summary import Thresholds, check_claims, is_agent_sample, summarize_case
+from patternbench.verdicts import Thresholds
+from patternbench.summary import check_claims, is_agent_sample, summarize_case
 from patternbench.topology import load_topology
 
 pytestmark = pytest.mark.cluster

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from patternbench.experiment import Case
-from patternbench.summary import Thresholds, charged_failures, expected_proxies
+from patternbench.verdicts import Thresholds
+from patternbench.summary import expected_proxies
+from patternbench.verdicts import charged_failures
 from patternbench.agents import Placement
 from patternbench.patterns import pattern_spec
 from patternbench.topology import Pattern, expected_hop_counts, load_topology

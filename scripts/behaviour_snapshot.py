@@ -93,7 +93,46 @@ def main() -> int:
             fault = {"kind": "agent-kill", "expected_blast_radius": None, "blast_radius": 0.0, "failed_in_window": 1, "upgrade_completed": None, "instance": None}
             out(f"--- check_claims fault {pattern.value} {agent}: {summary.check_claims({**entry, 'fault': fault}, 2)}")
     figures_snapshot()
+    faults_snapshot()
     return 0
+
+
+def _faulted(name: str, pattern: str, agent: str | None, kind: str, k: int) -> dict:
+    """A synthetic faulted case entry whose numbers vary with k (so every claim can fire)."""
+    return {
+        "case": name, "pattern": pattern, "agent": agent, "naive": False, "missing": [], "upgrade_strategy": "rolling",
+        "containers_total": 9, "containers_formula": 9, "proxies_per_request": 5, "hops": {"loopback": 5, "same_node": 1, "cross_node": 1},
+        "max_nodes_down_at_once": 1, "app_pods_recreated": 0, "app_container_restarts": 0, "app_pods": 6,
+        "injection": "webhook" if kind.startswith("injector") else "client", "failed_requests": k, "pattern_failures": k,
+        "unattributed_failures": 0, "failures_by_cause": {"rst-refused": k}, "downtime_s": 0.1 * k, "upgrade_duration_s": 10.0 + k,
+        "log_lines_lost": k, "log_lines_duplicated": 3 * k, "log_max_batch_lines": 2, "upgrade_error": "timeout" if k else None,
+        "fault": {
+            "kind": kind, "duration_s": 5.0, "target": {"container": "meshproxy", "pod": "p-1", "node": "n1"},
+            "failed_in_window": k, "requests_in_window": 100, "blast_radius": 0.05 * k, "expected_blast_radius": 0.1,
+            "instance": "sidecar/p-1", "window_s": 2.0, "detect_s": 0.5, "recovery_s": 1.5, "affected_pods": ["p-1"] * k,
+            "affected_nodes": ["n1"], "upgrade_completed": (k == 0) if "during" in kind else None,
+            "blast_radius_by_node": {"n1": {"failed": k, "requests": 50, "share_failed": k / 50}},
+            "pod_creations_refused": k, "app_pods_created_during_fault": k, "app_pods_without_sidecar": ["p-2"] * k,
+        },
+    }
+
+
+def faults_snapshot() -> None:
+    """Each fault's claims and the report's fault sections, on synthetic entries."""
+    from patternbench import report
+    from patternbench.faults import FAULTS
+
+    cases = {}
+    for kind in FAULTS:
+        for pattern, agent in (("sidecar", "mesh"), ("daemonset", "logging"), ("sidecar", "logging"), ("none", None)):
+            for k in (0, 3):
+                name = f"{pattern}-{agent}-{kind}-{k}"
+                entry = _faulted(name, pattern, agent, kind, k)
+                out(f"--- fault claims {name}: {summary.check_claims(entry, 2)}")
+                cases[name] = entry
+    cases["sidecar-mesh-webhook"] = {**_faulted("x", "sidecar", "mesh", "agent-kill", 0), "fault": None, "injection": "webhook"}
+    out("--- faults_text", "\n".join(report.faults_text(cases)))
+    out("--- lifecycle_text", "\n".join(report.lifecycle_text(cases)))
 
 
 def _trial(pattern: str, k: int) -> dict:

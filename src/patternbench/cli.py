@@ -28,7 +28,7 @@ from patternbench.outages import calibrate_local
 from patternbench.patterns import pattern_spec
 from patternbench.progress import Progress
 from patternbench.report import write_report
-from patternbench.summary import Thresholds
+from patternbench.verdicts import Thresholds
 from patternbench.topology import Pattern, load_topology, parse_agents
 
 

@@ -199,10 +199,8 @@ def fault_matrix(
             if control and spec.target == "agent":
                 continue
             for agent in agents:
-                if name == "agent-kill-during-upgrade" and not runs_on_nodes(pattern, agent):
+                if not control and not spec.applies(pattern, agent):
                     continue
-                if name == "agent-hang" and not agent_spec(agent).on_request_path:
-                    continue  # a frozen log agent only delays lines; the checkpoint covers a kill
                 if spec.target == "apiserver" and agent != agents[0]:
                     continue  # one outage per pattern is enough
                 if spec.target == "injector" and (control or agent != agents[0] or runs_on_nodes(pattern, agent)):

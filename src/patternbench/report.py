@@ -12,14 +12,16 @@ from patternbench.agents import AgentKind, agent_spec
 from patternbench.attribution import CAUSES, by_owner
 from patternbench.calibration import CALIBRATION_FILE, load_calibration
 from patternbench.errors import UsageError
-from patternbench.faults import fault_spec
+from patternbench.faults import FAULTS
+from patternbench.report_format import fmt, pct, pick_case
 from patternbench.figures import columns, figure, plotted
 from patternbench.load.runner import read_jsonl
 from patternbench.load.sweep import render_sweep_plots
 from patternbench.plots import pyplot, save
 from patternbench.render import AGENT_CPU_M
 from patternbench.rundir import load_sweeps
-from patternbench.summary import SCHEMA_VERSION, Thresholds, check_claims, summarize_case
+from patternbench.summary import SCHEMA_VERSION, check_claims, summarize_case
+from patternbench.verdicts import Thresholds
 from patternbench.topology import Agents, Pattern, Service, Topology, containers_formula, parse_agents
 from patternbench.trials import aggregate, differences, metric_values
 
@@ -118,10 +120,10 @@ def contention_text(cases: dict[str, Any]) -> list[str]:
     for name, e in rows:
         waits = e.get("cpu_wait") or {}
         app = waits.get("app") or {}
-        agents = ", ".join(f"{c} {_pct(w.get('wait_share'))} ({_fmt(w.get('cpu_s'))})" for c, w in waits.items() if c != "app")
+        agents = ", ".join(f"{c} {pct(w.get('wait_share'))} ({fmt(w.get('cpu_s'))})" for c, w in waits.items() if c != "app")
         proxy = e.get("entry_proxy") or {}
-        programmed = f"{proxy.get('programmed')}, {_fmt(proxy.get('p50_s'))} / {_fmt(proxy.get('p99_s'))}" if proxy else "–"
-        out.append(f"| {name} | {_pct(e.get('host_cpu_pressure'))} | {_pct(app.get('wait_share'))} | {agents or '–'} | {programmed} |")
+        programmed = f"{proxy.get('programmed')}, {fmt(proxy.get('p50_s'))} / {fmt(proxy.get('p99_s'))}" if proxy else "–"
+        out.append(f"| {name} | {pct(e.get('host_cpu_pressure'))} | {pct(app.get('wait_share'))} | {agents or '–'} | {programmed} |")
     return out + [""]
 
 
@@ -149,14 +151,6 @@ def causes_text(summary: dict[str, Any]) -> list[str]:
     return out
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def render_markdown(summary: dict[str, Any]) -> str:
     cases = summary["cases"]
     lines = [f"# patternbench report — {summary['run_id']}", ""]
@@ -178,11 +172,11 @@ def render_markdown(summary: dict[str, Any]) -> str:
         during = e["latency_ms"]["during"] or {}
         hops = e.get("hops") or {}
         lines.append(
-            f"| {name} | {_fmt(e['containers_total'])} / {_fmt(e['containers_formula'])} | {_fmt(e['proxies_per_request'])} "
-            f"| {_fmt(hops.get('loopback', 0))} / {_fmt(hops.get('same_node', 0))} / {_fmt(hops.get('cross_node', 0))} | {_pct(e.get('cross_node_share'))} | {_fmt(before['p50'])} / {_fmt(before['p99'])} "
-            f"| {_fmt(during.get('p99'))} | {e['failed_requests']} of {e['total_requests']} | {_fmt(e['downtime_s'])} | {_fmt(e['max_outage_s'])} "
-            f"| {_fmt(e['app_pods_recreated'])} | {_fmt(e['app_container_restarts'])} | {_fmt(e['agent_cpu_m_total'])} | {_fmt(e['agent_memory_mib_total'])} "
-            f"| {_fmt(e['log_lines_lost'])} / {_fmt(e['log_lines_duplicated'])} | {_fmt(e['upgrade_duration_s'])} |"
+            f"| {name} | {fmt(e['containers_total'])} / {fmt(e['containers_formula'])} | {fmt(e['proxies_per_request'])} "
+            f"| {fmt(hops.get('loopback', 0))} / {fmt(hops.get('same_node', 0))} / {fmt(hops.get('cross_node', 0))} | {pct(e.get('cross_node_share'))} | {fmt(before['p50'])} / {fmt(before['p99'])} "
+            f"| {fmt(during.get('p99'))} | {e['failed_requests']} of {e['total_requests']} | {fmt(e['downtime_s'])} | {fmt(e['max_outage_s'])} "
+            f"| {fmt(e['app_pods_recreated'])} | {fmt(e['app_container_restarts'])} | {fmt(e['agent_cpu_m_total'])} | {fmt(e['agent_memory_mib_total'])} "
+            f"| {fmt(e['log_lines_lost'])} / {fmt(e['log_lines_duplicated'])} | {fmt(e['upgrade_duration_s'])} |"
         )
     lines += ["", *claims_text(cases), "", *lifecycle_text(cases), *nodes_text(cases), "", *faults_text(cases), ""]
     lines += [*trials_text(summary), *differences_text(summary), *sweeps_text(summary), *calibration_text(summary)]
@@ -219,7 +213,7 @@ def _requested(cases: dict[str, Any]) -> str:
 
 def _ci(entry: dict[str, Any], metric: str, value: Any) -> str:
     ci = entry.get(f"{metric}_ci95")
-    return _fmt(value) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+    return fmt(value) + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
 
 
 def trials_text(summary: dict[str, Any]) -> list[str]:
@@ -238,7 +232,7 @@ def trials_text(summary: dict[str, Any]) -> list[str]:
     ]
     for name, e in cases.items():
         # A column of one figure shows its interval; a shared one ("a / b") the values only.
-        cells = [_ci(e, figs[0].name, figs[0].of(e)) if len(figs) == 1 else " / ".join(_fmt(f.of(e)) for f in figs) for figs in columns().values()]
+        cells = [_ci(e, figs[0].name, figs[0].of(e)) if len(figs) == 1 else " / ".join(fmt(f.of(e)) for f in figs) for figs in columns().values()]
         out.append(f"| {name} | {len(e.get('trials') or [e])} | " + " | ".join(cells) + " |")
     return out + ["", "Plot: intervals.png (each figure per case, trials as dots, the interval as an error bar).", ""]
 
@@ -256,9 +250,9 @@ def differences_text(summary: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        ci = f"[{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}]" if r["ci95"] else "–"
+        ci = f"[{fmt(r['ci95'][0])}, {fmt(r['ci95'][1])}]" if r["ci95"] else "–"
         verdict = "–" if r["excludes_zero"] is None else ("**yes**" if r["excludes_zero"] else "no")
-        out.append(f"| {r['metric']} | {r['a']} | {r['b']} | {_fmt(r['difference'])} | {ci} | {verdict} |")
+        out.append(f"| {r['metric']} | {r['a']} | {r['b']} | {fmt(r['difference'])} | {ci} | {verdict} |")
     return out + [""]
 
 
@@ -278,10 +272,10 @@ def sweeps_text(summary: dict[str, Any]) -> list[str]:
     for pattern, doc in sweeps.items():
         for r in doc["steps"]:
             out.append(
-                f"| {pattern} | {_fmt(r['offered_rps'], 0)} | {_fmt(r['achieved_rps'], 1)} | {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} "
-                f"| {_fmt(r['agent_vcpu_per_1k_rps'], 3)} | {_fmt(r['agent_memory_mib_per_instance'], 1)} | {_fmt(r['agent_instances'], 1)} | {'no: ' + r['saturated'] if r['saturated'] else 'yes'} |"
+                f"| {pattern} | {fmt(r['offered_rps'], 0)} | {fmt(r['achieved_rps'], 1)} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} "
+                f"| {fmt(r['agent_vcpu_per_1k_rps'], 3)} | {fmt(r['agent_memory_mib_per_instance'], 1)} | {fmt(r['agent_instances'], 1)} | {'no: ' + r['saturated'] if r['saturated'] else 'yes'} |"
             )
-    out += ["", "Highest rate sustained: " + ", ".join(f"{p} {_fmt(d['max_sustained_rps'], 0)}/s" for p, d in sweeps.items()) + ".", ""]
+    out += ["", "Highest rate sustained: " + ", ".join(f"{p} {fmt(d['max_sustained_rps'], 0)}/s" for p, d in sweeps.items()) + ".", ""]
     return out
 
 
@@ -293,8 +287,8 @@ def calibration_text(summary: dict[str, Any]) -> list[str]:
         return out + ["No calibration found: run `patternbench calibrate` (it writes results/calibration.json, which later runs carry). "
                       "Until then the downtime figures have no measured error bar.", ""]
     out += [
-        f"Latest calibration ({cal.get('when')}, target {cal.get('target')}, deadline {_fmt(cal.get('slo_ms'))} ms, probe every "
-        f"{_fmt(cal.get('probe_interval_s'), 3)} s): downtime figures carry ±{_fmt(cal.get('max_error_ms'), 1)} ms, the worst error over every injected outage."
+        f"Latest calibration ({cal.get('when')}, target {cal.get('target')}, deadline {fmt(cal.get('slo_ms'))} ms, probe every "
+        f"{fmt(cal.get('probe_interval_s'), 3)} s): downtime figures carry ±{fmt(cal.get('max_error_ms'), 1)} ms, the worst error over every injected outage."
         + ("" if cal.get("source", "run") == "run" else
            f" This run carries no calibration of its own: this is the latest one {cal['source']} ({CALIBRATION_FILE} in its parent directory), made at another time."),
         "",
@@ -302,7 +296,7 @@ def calibration_text(summary: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for r in cal.get("rows") or []:
-        out.append(f"| {r['kind']} | {_fmt(r['injected_s'], 3)} | {_fmt(r['measured_s'], 3)} | {_fmt(r['error_ms'], 1)} | {_fmt(r['start_error_ms'], 1)} / {_fmt(r['end_error_ms'], 1)} |")
+        out.append(f"| {r['kind']} | {fmt(r['injected_s'], 3)} | {fmt(r['measured_s'], 3)} | {fmt(r['error_ms'], 1)} | {fmt(r['start_error_ms'], 1)} / {fmt(r['end_error_ms'], 1)} |")
     return out + [""]
 
 
@@ -341,10 +335,6 @@ def render_interval_plots(run_dir: Path, summary: dict[str, Any]) -> Path | None
     return save(fig, run_dir / "intervals.png")
 
 
-def _pct(share: float | None) -> str:
-    return "–" if share is None else f"{100 * share:.0f} %"
-
-
 def nodes_text(cases: dict[str, Any]) -> list[str]:
     """What the nodes saw: where the pods ran, how many requests each proxy instance carried
     (request grouping), and each node's agent replacement in DaemonSet rollouts."""
@@ -357,14 +347,14 @@ def nodes_text(cases: dict[str, Any]) -> list[str]:
     out += ["| case | proxy | instances | min | median | max |", "|---|---|---|---|---|---|"]
     for name, e in cases.items():
         for mode, g in (e.get("request_grouping") or {}).items():
-            out.append(f"| {name} | {mode} | {g['instances']} | {g['min']} | {_fmt(g['median'], 1)} | {g['max']} |")
+            out.append(f"| {name} | {mode} | {g['instances']} | {g['min']} | {fmt(g['median'], 1)} | {g['max']} |")
     rollouts = {n: e for n, e in cases.items() if e.get("node_rollouts")}
     if rollouts:
         out += ["", "**Node-by-node DaemonSet rollouts** (seconds from the upgrade's start: when the node's old agent stopped serving, when its successor was Ready, and how long the node had none):", ""]
         out += ["| case | agent | node | old stopped s | new Ready s | node without agent s |", "|---|---|---|---|---|---|"]
         for name, e in rollouts.items():
             for r in sorted(e["node_rollouts"], key=lambda r: (r["new_ready_s"] is None, r["new_ready_s"] or 0)):
-                out.append(f"| {name} | {r['workload']} | {r['node']} | {_fmt(r['old_stopped_s'])} | {_fmt(r['new_ready_s'])} | {_fmt(r['down_s'])} |")
+                out.append(f"| {name} | {r['workload']} | {r['node']} | {fmt(r['old_stopped_s'])} | {fmt(r['new_ready_s'])} | {fmt(r['down_s'])} |")
             out.append(f"| {name} | | **most nodes without their agent at once** | | | **{e['max_nodes_down_at_once']}** |")
     return out
 
@@ -398,61 +388,29 @@ def faults_text(cases: dict[str, Any]) -> list[str]:
     for name, e in faulted.items():
         f = e["fault"]
         hit = _hit(f.get("target"))
-        duration = f" ({_fmt(f['duration_s'], 0)} s)" if f.get("duration_s") else ""
+        duration = f" ({fmt(f['duration_s'], 0)} s)" if f.get("duration_s") else ""
         completed = "–" if f.get("upgrade_completed") is None else ("yes" if f["upgrade_completed"] else f"**no** ({e.get('upgrade_error')})")
         out.append(
-            f"| {name} | {f['kind']}{duration} | {hit} | {f['failed_in_window']} of {f['requests_in_window']} | {_pct(f['blast_radius'])} "
-            f"| {_pct(f.get('expected_blast_radius'))} | {_fmt(f['window_s'])} | {_fmt(f.get('detect_s'))} | {_fmt(f.get('recovery_s'))} "
-            f"| {len(f['affected_pods'])} / {len(f['affected_nodes'])} | {_fmt(e.get('log_lines_lost'))} / {_fmt(e.get('log_lines_duplicated'))} | {completed} |"
+            f"| {name} | {f['kind']}{duration} | {hit} | {f['failed_in_window']} of {f['requests_in_window']} | {pct(f['blast_radius'])} "
+            f"| {pct(f.get('expected_blast_radius'))} | {fmt(f['window_s'])} | {fmt(f.get('detect_s'))} | {fmt(f.get('recovery_s'))} "
+            f"| {len(f['affected_pods'])} / {len(f['affected_nodes'])} | {fmt(e.get('log_lines_lost'))} / {fmt(e.get('log_lines_duplicated'))} | {completed} |"
         )
     out += ["", "Failed share of the requests in the fault window by the node their entry pod ran on:", ""]
     for name, e in faulted.items():
         rows = e["fault"].get("blast_radius_by_node") or {}
         if rows:
-            parts = ", ".join(f"{node} {r['failed']}/{r['requests']} ({_pct(r['share_failed'])})" for node, r in rows.items())
+            parts = ", ".join(f"{node} {r['failed']}/{r['requests']} ({pct(r['share_failed'])})" for node, r in rows.items())
             unattributed = e["fault"].get("unattributed_failures")
             out.append(f"- {name}: {parts}" + (f"; {unattributed} failed before reaching any app" if unattributed else ""))
-    hangs = [e for e in faulted.values() if e["fault"]["kind"] == "agent-hang"]
-    if hangs:
-        out += ["", "A hung mesh proxy (alive, answering nothing) is taken out of its Service by its readiness probe (1 s period) "
-                "and restarted by its liveness probe after 3 missed probes 2 s apart (about 6 s); the log agent has no probe, "
-                "so a hung log agent stays hung until it is let go."]
+    injected = {e["fault"]["kind"] for e in faulted.values()}
+    out += [line for note in dict.fromkeys(FAULTS[k].note for k in injected if FAULTS[k].note) for line in ("", note)]  # type: ignore[misc]
     return out
 
 
-def _pick(cases: dict[str, Any], pattern: str, agent: str | None, naive: bool = False, strategy: str = "rolling", injection: str = "client") -> dict[str, Any] | None:
-    return next((
-        e for e in cases.values()
-        if e["pattern"] == pattern and e["agent"] == agent and e["naive"] == naive and (e.get("upgrade_strategy") or "rolling") == strategy
-        and e.get("injection", "client") == injection and not e.get("fault")
-    ), None)
-
-
-def injector_text(cases: dict[str, Any]) -> list[str]:
-    """What an unavailable injector does to pod creation during a webhook-injected rollout,
-    beside the same rollout without the fault; empty when the run injected no such fault."""
-    faulted = {n: e for n, e in cases.items() if e.get("fault") and fault_spec(e["fault"]["kind"]).target == "injector"}
-    if not faulted:
-        return []
-    out = ["## When the injector fails during a rollout", "",
-           "The webhook's failurePolicy is Fail, so while the injector cannot answer the API server refuses every app pod "
-           "(none is admitted without its sidecar) and the Deployments wait; their maxUnavailable 0 keeps the old pods serving. "
-           "Refusals are the controllers' FailedCreate events (a floor: the event recorder folds and rate-limits them); pods "
-           "created and pods without the sidecar come from the pod watch.", "",
-           "| case | fault | creations refused (at least) | app pods created while unavailable | app pods without the sidecar | rollout s | same rollout without the fault s | failed requests | downtime s |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    verdicts = []
-    for name, e in faulted.items():
-        f = e["fault"]
-        plain = _pick(cases, e["pattern"], e["agent"], e["naive"], e.get("upgrade_strategy") or "rolling", "webhook")
-        base = plain["upgrade_duration_s"] if plain else None
-        without = f.get("app_pods_without_sidecar")
-        out.append(f"| {name} | {f['kind']} ({_fmt(f.get('duration_s'), 0)} s) | {_fmt(f.get('pod_creations_refused'))} | {_fmt(f.get('app_pods_created_during_fault'))} "
-                   f"| {len(without) if without is not None else '–'} | {_fmt(e['upgrade_duration_s'])} | {_fmt(base)} | {e['failed_requests']} | {_fmt(e['downtime_s'])} |")
-        stall = f", {_fmt(e['upgrade_duration_s'] - base)} s longer than without it" if base is not None and e["upgrade_duration_s"] is not None else ""
-        verdicts.append(f"- {f['kind']}: {_fmt(f.get('pod_creations_refused'))} pod creations refused, {_fmt(f.get('app_pods_created_during_fault'))} admitted "
-                        f"while it lasted; the rollout took {_fmt(e['upgrade_duration_s'])} s{stall}; {e['failed_requests']} requests failed.")
-    return out + ["", *verdicts, ""]
+def fault_sections(cases: dict[str, Any]) -> list[str]:
+    """The sections faults declare (FaultSpec.section), each once, in the registry's order."""
+    sections = dict.fromkeys(spec.section for spec in FAULTS.values() if spec.section is not None)
+    return [line for section in sections for line in section(cases)]  # type: ignore[misc]
 
 
 def lifecycle_text(cases: dict[str, Any]) -> list[str]:
@@ -460,8 +418,8 @@ def lifecycle_text(cases: dict[str, Any]) -> list[str]:
     to whether the sidecar still loses on lifecycle, from the measured numbers."""
     out: list[str] = []
     for agent in ("mesh", "logging"):
-        rows = [("sidecar, rolling", _pick(cases, "sidecar", agent)), ("sidecar, in place", _pick(cases, "sidecar", agent, strategy="in-place")),
-                ("sidecar, in place, no drain", _pick(cases, "sidecar", agent, naive=True, strategy="in-place")), ("DaemonSet", _pick(cases, "daemonset", agent))]
+        rows = [("sidecar, rolling", pick_case(cases, "sidecar", agent)), ("sidecar, in place", pick_case(cases, "sidecar", agent, strategy="in-place")),
+                ("sidecar, in place, no drain", pick_case(cases, "sidecar", agent, naive=True, strategy="in-place")), ("DaemonSet", pick_case(cases, "daemonset", agent))]
         rows = [(label, e) for label, e in rows if e]
         if not any(label.startswith("sidecar, in place") for label, _ in rows):
             continue
@@ -469,12 +427,12 @@ def lifecycle_text(cases: dict[str, Any]) -> list[str]:
             out = ["## Lifecycle: rolling and in-place sidecar upgrades against the DaemonSet", ""]
         out += [f"**{agent} agent**", "", "| upgrade | duration s | app pods recreated | container restarts | failed requests | downtime s | log lines lost / dup |", "|---|---|---|---|---|---|---|"]
         for label, e in rows:
-            out.append(f"| {label} | {_fmt(e['upgrade_duration_s'])} | {e['app_pods_recreated']} | {e['app_container_restarts']} | {e['failed_requests']} | {_fmt(e['downtime_s'])} | {_fmt(e['log_lines_lost'])} / {_fmt(e['log_lines_duplicated'])} |")
+            out.append(f"| {label} | {fmt(e['upgrade_duration_s'])} | {e['app_pods_recreated']} | {e['app_container_restarts']} | {e['failed_requests']} | {fmt(e['downtime_s'])} | {fmt(e['log_lines_lost'])} / {fmt(e['log_lines_duplicated'])} |")
         in_place, node = dict(rows).get("sidecar, in place"), dict(rows).get("DaemonSet")
         if in_place and node:
             worse = []
             if (in_place["upgrade_duration_s"] or 0) > (node["upgrade_duration_s"] or 0):
-                worse.append(f"it takes {in_place['upgrade_duration_s'] / max(node['upgrade_duration_s'] or 1e-9, 1e-9):.1f}x as long ({_fmt(in_place['upgrade_duration_s'])} s against {_fmt(node['upgrade_duration_s'])} s)")
+                worse.append(f"it takes {in_place['upgrade_duration_s'] / max(node['upgrade_duration_s'] or 1e-9, 1e-9):.1f}x as long ({fmt(in_place['upgrade_duration_s'])} s against {fmt(node['upgrade_duration_s'])} s)")
             if in_place["app_container_restarts"] > node["app_container_restarts"]:
                 worse.append(f"it restarts {in_place['app_container_restarts']} containers inside app pods against {node['app_container_restarts']}")
             if in_place["failed_requests"] > node["failed_requests"]:
@@ -485,29 +443,29 @@ def lifecycle_text(cases: dict[str, Any]) -> list[str]:
                        if worse else f"With in-place upgrades the sidecar no longer loses to the DaemonSet on lifecycle in this run ({in_place['app_pods_recreated']} pods recreated, as fast, as few failures).")
             out += ["", verdict]
         out.append("")
-    return out + injector_text(cases)
+    return out + fault_sections(cases)
 
 
 def claims_text(cases: dict[str, Any]) -> list[str]:
     """The seed's three claims, answered with the measured numbers where the run has them."""
     out = ["## The seed's three claims", ""]
-    side, node, hyb, ctl = (_pick(cases, p, "mesh") for p in ("sidecar", "daemonset", "hybrid", "none"))
-    ctl = ctl or _pick(cases, "none", None)
+    side, node, hyb, ctl = (pick_case(cases, p, "mesh") for p in ("sidecar", "daemonset", "hybrid", "none"))
+    ctl = ctl or pick_case(cases, "none", None)
     out += ["**1. Resources.** Sidecars multiply containers: S·R·(1+k') against S·R + nodes·k'."]
     for e in (ctl, side, hyb, node):
         if e:
-            out.append(f"- {e['pattern']}: {e['containers_total']} live containers (formula {e['containers_formula']}); agents use {_fmt(e['agent_cpu_m_total'])} m CPU and {_fmt(e['agent_memory_mib_total'])} MiB in {e['agent_instances']} instances ({_fmt(e['agent_memory_mib_per_instance'])} MiB each).")
+            out.append(f"- {e['pattern']}: {e['containers_total']} live containers (formula {e['containers_formula']}); agents use {fmt(e['agent_cpu_m_total'])} m CPU and {fmt(e['agent_memory_mib_total'])} MiB in {e['agent_instances']} instances ({fmt(e['agent_memory_mib_per_instance'])} MiB each).")
     out += ["", "**2. Lifecycle.** Upgrading a sidecar recreates every app pod; upgrading a DaemonSet agent touches none, but interrupts its node unless it hands its sockets over."]
     for e in cases.values():
         if e["agent"]:
-            out.append(f"- {e['case']}: {e['app_pods_recreated']} app pods recreated, {e['app_container_restarts']} restarts, {e['failed_requests']} failed requests, {_fmt(e['downtime_s'])} s downtime, upgrade took {_fmt(e['upgrade_duration_s'])} s" + (f", log lines lost {e['log_lines_lost']}" if agent_spec(e['agent']).kind is AgentKind.LOG else "") + ".")
+            out.append(f"- {e['case']}: {e['app_pods_recreated']} app pods recreated, {e['app_container_restarts']} restarts, {e['failed_requests']} failed requests, {fmt(e['downtime_s'])} s downtime, upgrade took {fmt(e['upgrade_duration_s'])} s" + (f", log lines lost {e['log_lines_lost']}" if agent_spec(e['agent']).kind is AgentKind.LOG else "") + ".")
     out += ["", "**3. Network distance.** A sidecar is a loopback hop from its app; a node agent a network hop away, shared by the node's pods."]
     for e in (ctl, side, node):
         if e:
             lat = e["latency_ms"]["before"]
             agents = e.get("requests_per_agent") or {}
             grouping = f"; busiest proxy instance carried {max(agents.values())} requests over {len(agents)} instances" if agents else ""
-            out.append(f"- {e['pattern']}: {_fmt(e['proxies_per_request'])} proxies per request, hops {e.get('hops')}; p50 {_fmt(lat['p50'])} ms, p99 {_fmt(lat['p99'])} ms before the upgrade{grouping}.")
+            out.append(f"- {e['pattern']}: {fmt(e['proxies_per_request'])} proxies per request, hops {e.get('hops')}; p50 {fmt(lat['p50'])} ms, p99 {fmt(lat['p99'])} ms before the upgrade{grouping}.")
     return out
 
 

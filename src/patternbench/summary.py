@@ -7,7 +7,6 @@ every number from the raw records, and a case cut short still summarizes what it
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +16,7 @@ from patternbench.load.conntrack import bindings
 from patternbench.load.runner import read_jsonl
 from patternbench.agents import AGENTS, AgentKind, Placement, agent_by_container, agent_spec, upgradable_spec
 from patternbench.faults import fault_spec
+from patternbench.verdicts import Thresholds, causes_text, charged_failures
 from patternbench.patterns import pattern_spec
 from patternbench.topology import Agents
 
@@ -125,14 +125,6 @@ def _entry_proxy(case_dir: Path) -> dict[str, Any] | None:
     return measure.proxy_programming(start.read_text(), end.read_text())
 
 
-def charged_failures(entry: dict[str, Any]) -> int:
-    """The failures a claim counts: the pattern's and the unattributed ones (a summary from
-    before attribution counts every failure)."""
-    if "pattern_failures" not in entry:
-        return entry["failed_requests"]
-    return entry["pattern_failures"] + entry["unattributed_failures"]
-
-
 def is_agent_sample(sample: dict[str, Any]) -> bool:
     """A resource sample of an agent's container (any registered agent, agent files' too)."""
     prefixes = tuple(name for a in AGENTS.values() for name in a.container_names)
@@ -237,12 +229,6 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     return entry
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    max_failed_requests: int = 0
-    max_log_lines_lost: int = 0
-
-
 def expected_proxies(pattern: str, calls_per_request: int, mesh: bool = True, cross_node_share: float | None = None) -> float | None:
     """Proxy hops per request the pattern implies: each call passes two proxies; with mesh
     sidecars the entry request also passes the entry pod's inbound sidecar; through ambient
@@ -284,7 +270,7 @@ def check_claims(
     if entry.get("max_nodes_down_at_once") is not None and entry["max_nodes_down_at_once"] > 1:
         failures.append(f"{entry['max_nodes_down_at_once']} nodes had their agent down at once during the DaemonSet rollout")
     if (entry.get("unattributed_failures") or 0) > thresholds.max_failed_requests:
-        failures.append(f"{entry['unattributed_failures']} failed requests have no cause the evidence decides ({_causes(entry)})")
+        failures.append(f"{entry['unattributed_failures']} failed requests have no cause the evidence decides ({causes_text(entry)})")
     fault = entry.get("fault")
     if fault:
         failures += fault_claims(entry, fault, thresholds)
@@ -299,7 +285,7 @@ def check_claims(
         if not node_agent and not in_place and entry["app_pods_recreated"] != entry.get("app_pods"):
             failures.append(f"a sidecar upgrade recreated {entry['app_pods_recreated']} of {entry.get('app_pods')} app pods")
         if not naive and not fault and charged_failures(entry) > thresholds.max_failed_requests:
-            failures.append(f"{charged_failures(entry)} requests failed during the upgrade (threshold {thresholds.max_failed_requests}; {_causes(entry)}); downtime {entry['downtime_s']}s")
+            failures.append(f"{charged_failures(entry)} requests failed during the upgrade (threshold {thresholds.max_failed_requests}; {causes_text(entry)}); downtime {entry['downtime_s']}s")
         log_agent = agent_spec(agent).kind is AgentKind.LOG
         if log_agent and spec.lossless_log_upgrade and (entry["log_lines_lost"] or 0) > thresholds.max_log_lines_lost:
             failures.append(f"{entry['log_lines_lost']} log lines lost in a DaemonSet log-agent upgrade")
@@ -312,58 +298,26 @@ def check_claims(
     return failures
 
 
-def _causes(entry: dict[str, Any]) -> str:
-    counts = {k: v for k, v in (entry.get("failures_by_cause") or {}).items() if v}
-    return "causes: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
-
-
 # Slack on the model's bound for a dead proxy instance: requests in flight when it died and
 # the probe stream's own timing make the measured share noisy by a few percent.
 BLAST_RADIUS_SLACK = 0.1
 
 
 def fault_claims(entry: dict[str, Any], fault: dict[str, Any], thresholds: Thresholds) -> list[str]:
-    """What the model says a fault may cost; returns what did not hold.
+    """What the model says any fault may cost, and then what its own FaultSpec claims
+    (faults.py); returns what did not hold.
 
     - A dead or hung proxy instance can fail only the requests whose path passes it: the
       blast radius stays within the share of traffic it carried before (plus slack).
-    - A log agent is not on the request path: killing it fails no request, and a node log
-      agent resumes from its checkpoint: no line lost. It checkpoints after the sink took a
-      batch, so a kill between the sink's answer and the checkpoint repeats that batch
-      (at-least-once): no more lines repeated than the largest batch the sink received.
-    - The mesh keeps routing with the endpoints it knows while the API server is down: a
-      steady-state outage fails no request.
     - A rollout survives a fault in its middle: it completes.
     """
     out: list[str] = []
-    kind, agent = fault["kind"], entry.get("agent")
+    kind = fault["kind"]
+    spec = fault_spec(kind)
     expected = fault.get("expected_blast_radius")
     if expected is not None and fault["blast_radius"] > expected + BLAST_RADIUS_SLACK:
         out.append(f"{kind}: {fault['blast_radius']:.0%} of requests failed in the fault window, more than the {expected:.0%} that passed {fault['instance']}")
-    if agent and agent_spec(agent).kind is AgentKind.LOG and kind in ("agent-kill", "agent-kill-during-upgrade"):
-        if fault["failed_in_window"] > thresholds.max_failed_requests:
-            out.append(f"{kind} of a log agent failed {fault['failed_in_window']} requests")
-        node_agent = pattern_spec(entry["pattern"]).runs_on_nodes(agent)
-        if node_agent and (entry.get("log_lines_lost") or 0) > thresholds.max_log_lines_lost:
-            out.append(f"{kind} of a node log agent lost {entry.get('log_lines_lost')} log lines")
-        # Sidecar and node log agents both resume from a checkpoint: at most one batch again.
-        repeated, batch = entry.get("log_lines_duplicated") or 0, entry.get("log_max_batch_lines") or 0
-        if repeated > batch:
-            where = "node" if node_agent else "sidecar"
-            out.append(f"{kind} of a {where} log agent repeated {repeated} log lines, more than one batch ({batch})")
-    if kind == "apiserver-down" and charged_failures(entry) > thresholds.max_failed_requests:
-        out.append(f"{charged_failures(entry)} requests failed while the API server was down (threshold {thresholds.max_failed_requests}; {_causes(entry)})")
-    if fault.get("upgrade_completed") is False:
-        out.append(f"{kind}: the rollout did not complete ({entry.get('upgrade_error')})")
-    if fault_spec(kind).target == "injector":
-        # failurePolicy Fail: while the injector cannot answer, no app pod is admitted (with or
-        # without its sidecar) and the rollout waits; maxUnavailable 0 keeps the old pods serving.
-        if not fault.get("pod_creations_refused"):
-            out.append(f"{kind}: no pod creation was refused (the fault missed the rollout, or no refusal event was recorded)")
-        if fault.get("app_pods_created_during_fault"):
-            out.append(f"{kind}: {fault['app_pods_created_during_fault']} app pods were created while the injector was unavailable")
-        if fault.get("app_pods_without_sidecar"):
-            out.append(f"{kind}: app pods ran without the sidecar: {', '.join(fault['app_pods_without_sidecar'])}")
-        if charged_failures(entry) > thresholds.max_failed_requests:
-            out.append(f"{kind}: {charged_failures(entry)} requests failed while a stalled rollout kept its old pods (threshold {thresholds.max_failed_requests}; {_causes(entry)})")
-    return out
+    own = spec.claims(entry, fault, thresholds) if spec.claims is not None else []
+    completed = [f"{kind}: the rollout did not complete ({entry.get('upgrade_error')})"] if fault.get("upgrade_completed") is False else []
+    # The injector's claims are about the stalled rollout, so they follow its own.
+    return out + (own + completed if spec.target != "injector" else completed + own)

@@ -7,7 +7,8 @@ from patternbench.cli import main
 from patternbench.errors import UsageError
 from patternbench.experiment import Case, fault_matrix, fault_smoke
 from patternbench.faults import FAULTS, check_fault, fault_spec, parse_duration, runs_on_nodes
-from patternbench.summary import Thresholds, fault_claims
+from patternbench.verdicts import Thresholds
+from patternbench.summary import fault_claims
 from patternbench.topology import Pattern
 
 ALL = frozenset(FAULTS)

@@ -71,7 +71,7 @@ def test_lifecycle_section_answers_from_the_numbers() -> None:
 
 
 def test_injector_section_compares_with_the_same_rollout_without_the_fault() -> None:
-    from patternbench.report import injector_text
+    from patternbench.report import fault_sections as injector_text
 
     plain = {"pattern": "sidecar", "agent": "mesh", "naive": False, "upgrade_strategy": "rolling", "injection": "webhook",
              "upgrade_duration_s": 20.0, "failed_requests": 0, "downtime_s": 0.0, "fault": None}
