@@ -10,7 +10,8 @@ from typing import Any, Iterator
 import pytest
 
 from patternbench.errors import UsageError
-from patternbench.experiment import PROFILES, Case, Profile, Trial, default_matrix, fault_matrix, fault_smoke, interleave, run_case
+from patternbench.cases import PROFILES, Case, Profile, Trial, default_matrix, fault_matrix, fault_smoke, interleave
+from patternbench.experiment import run_case
 from patternbench.faults import parse_duration
 from patternbench.pytest_plugin import MEASUREMENT
 from patternbench.verdicts import Thresholds

@@ -13,7 +13,8 @@ import pytest
 
 from patternbench.agent_file import keep_with_run, load_agent_file
 from patternbench.agents import AGENTS
-from patternbench.experiment import Case, Profile, run_case
+from patternbench.cases import Case, Profile
+from patternbench.experiment import run_case
 from patternbench.patterns import PATTERNS, Pattern, pattern_spec
 from patternbench.load.runner import read_jsonl
 from patternbench.measure import agent_resources

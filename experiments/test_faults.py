@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from patternbench.experiment import Case
+from patternbench.cases import Case
 from patternbench.faults import fault_spec, runs_on_nodes
 from patternbench.topology import Pattern
 

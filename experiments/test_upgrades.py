@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from patternbench.experiment import Case
+from patternbench.cases import Case
 from patternbench.verdicts import Thresholds
 from patternbench.summary import expected_proxies
 from patternbench.verdicts import charged_failures

@@ -14,7 +14,7 @@ from itertools import product
 
 from patternbench import measure, summary
 from patternbench.errors import UsageError
-from patternbench.experiment import default_matrix, fault_matrix, fault_smoke
+from patternbench.cases import default_matrix, fault_matrix, fault_smoke
 from patternbench.faults import FAULTS, check_fault, runs_on_nodes
 from patternbench.render import Images, RenderOptions, render, to_yaml
 from patternbench.topology import (

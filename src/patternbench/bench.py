@@ -31,7 +31,8 @@ from patternbench.components import cache_root
 from patternbench.deploy import deploy_run
 from patternbench.kube import Deployer
 from patternbench.errors import UsageError
-from patternbench.experiment import PROFILES, Case, default_matrix, run_case, run_matrix
+from patternbench.cases import PROFILES, Case, default_matrix
+from patternbench.experiment import run_case, run_matrix
 from patternbench.images import build_data_plane, build_go_binaries, build_otelcol
 from patternbench.load.runner import LoadConfig, LoadProcess, read_jsonl
 from patternbench.load.sweep import max_sustained, run_sweep

@@ -250,7 +250,7 @@ def cmd_undeploy(args: argparse.Namespace, progress: Progress) -> int:
 def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
     """Cases and profile from the command line, validated before any load starts."""
 
-    from patternbench.experiment import PROFILES, default_matrix
+    from patternbench.cases import PROFILES, default_matrix
 
 
     args.repeat = parse_repeat(args.repeat)
@@ -295,7 +295,7 @@ def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
 
 def check_strategies(chosen: list[str] | None, patterns: list | None, agents: list[str] | None) -> list[str] | None:
     """--upgrade: known strategies; in-place only with a pattern chosen that runs a sidecar."""
-    from patternbench.upgrade import check_strategy
+    from patternbench.strategies import check_strategy
 
     for strategy in chosen or []:
         check_strategy(strategy, patterns[0] if patterns else "none", None)
@@ -327,7 +327,7 @@ def fault_cases(args: argparse.Namespace, patterns: list | None) -> list:
     """--fault: the fault family for the chosen faults, patterns and agents. A pattern or
     agent named explicitly that cannot take a named fault is an error, not a skip."""
 
-    from patternbench.experiment import fault_matrix
+    from patternbench.cases import fault_matrix
 
     duration = parse_duration(args.fault_duration) if args.fault_duration is not None else None
     names = list(dict.fromkeys(args.fault or []))

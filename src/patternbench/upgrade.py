@@ -11,10 +11,9 @@ from typing import Any
 
 from kubernetes import client
 
-from patternbench.agents import Placement, upgradable_spec
+from patternbench.agents import upgradable_spec
 from patternbench.kube import Deployer, REQUEST_TIMEOUT
 from patternbench.errors import UsageError
-from patternbench.patterns import pattern_spec
 
 
 @dataclass(frozen=True)
@@ -25,21 +24,6 @@ class Target:
     container: str
     init: bool  # a native sidecar lives in initContainers
     image: str  # what it runs now
-
-
-# How an agent is upgraded: `rolling` changes the workload's template (sidecars: every app
-# pod recreated; DaemonSets: node by node); `in-place` patches each running pod's sidecar
-# image, one pod at a time with a drain (inplace.py), and recreates nothing.
-STRATEGIES = ("rolling", "in-place")
-
-
-def check_strategy(strategy: str, pattern: Any, agent: str | None, field: str = "--upgrade") -> None:
-    """An unknown strategy, or in-place where the agent is no sidecar, is an error."""
-
-    if strategy not in STRATEGIES:
-        raise UsageError(f"{field}: unknown upgrade strategy {strategy!r} (choose one of {', '.join(STRATEGIES)})")
-    if strategy == "in-place" and agent is not None and pattern_spec(pattern).placement_of(agent) is not Placement.POD:
-        raise UsageError(f"{field} in-place upgrades a sidecar: the {pattern_spec(pattern).name} pattern runs no {agent} sidecar")
 
 
 def upgrade_targets(objects: list[dict[str, Any]], agent: str) -> list[Target]:

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from patternbench.cluster_calibration import VERDICTS
-from patternbench.experiment import PROFILES, Case, run_case
+from patternbench.cases import PROFILES, Case
+from patternbench.experiment import run_case
 from patternbench.outages import IPTABLES_COMMENT, Injection, ruled_outage
 from patternbench.load.conntrack import bindings
 from patternbench.load.runner import read_jsonl

@@ -11,7 +11,7 @@ import yaml
 from patternbench import cli
 from patternbench.agent_file import load_agent_file, parse_agent_file
 from patternbench.agents import AGENTS, Placement
-from patternbench.experiment import default_matrix
+from patternbench.cases import default_matrix
 from patternbench.patterns import Pattern, pattern_spec
 from patternbench.render import RenderOptions, render
 from patternbench.topology import load_topology

@@ -7,7 +7,7 @@ import pytest
 
 from patternbench.calibration import Comparison, document
 from patternbench.errors import UsageError
-from patternbench.experiment import Case, interleave
+from patternbench.cases import Case, interleave
 from patternbench.report import write_report
 from patternbench.topology import Pattern
 from patternbench.trials import aggregate, differences

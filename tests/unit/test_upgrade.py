@@ -31,7 +31,7 @@ def test_unknown_agent() -> None:
 def test_in_place_cases_and_the_serving_label() -> None:
     """In place only where the agent is a sidecar; its runs' Services select on the serving
     label that takes a pod out of the endpoints, and their pods carry it."""
-    from patternbench.experiment import default_matrix
+    from patternbench.cases import default_matrix
     from patternbench.render import SERVING_LABEL, RenderOptions, render
     from patternbench.topology import Pattern, load_topology
 
@@ -48,10 +48,19 @@ def test_in_place_cases_and_the_serving_label() -> None:
 def test_webhook_injection_cases() -> None:
     """By default the sidecar proxy's upgrades also run with the webhook; with --injection
     webhook every case whose pattern has sidecars does, and the DaemonSet's do not change."""
-    from patternbench.experiment import default_matrix
+    from patternbench.cases import default_matrix
 
     default = [c.id for c in default_matrix()]
     assert default[-2:] == ["sidecar-mesh-webhook", "sidecar-mesh-in-place-webhook"]
     webhook = {c.id: c.injection for c in default_matrix(injection="webhook")}
     assert webhook["sidecar-logging-webhook"] == webhook["hybrid-mesh-in-place-webhook"] == "webhook"
     assert webhook["daemonset-mesh"] == webhook["none-control"] == "client"
+
+
+def test_every_strategy_runs_with_every_injection_mode():
+    """A strategy declared in strategies.py has its runner for each way sidecars get in."""
+    from patternbench.strategies import STRATEGIES
+    from patternbench.upgrade_runs import UPGRADES
+    from patternbench.webhook_injector import INJECTIONS
+
+    assert set(UPGRADES) == {(s, i) for s in STRATEGIES for i in INJECTIONS}
