@@ -16,7 +16,7 @@ setup:
 ## a local cluster it brings up and takes down again
 test: setup
 	cd images && go test -count=1 ./...
-	$(PYTEST) tests experiments -v --profile short --results-dir $(RESULTS) --junitxml=$(RESULTS)/junit-tests.xml
+	$(PYTEST) tests experiments -v --profile short --results $(RESULTS) --junitxml=$(RESULTS)/junit-tests.xml
 
 ## test-unit: the fast tests only (no cluster, no root needed)
 test-unit:

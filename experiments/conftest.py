@@ -3,35 +3,26 @@ selects what runs), and the session's run directory gets summary.json and report
 
 from __future__ import annotations
 
-from dataclasses import replace
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from patternbench.errors import UsageError
-from patternbench.cases import PROFILES, Case, Profile, Trial, default_matrix, fault_matrix, fault_smoke, interleave
+from patternbench.cases import Case, Profile, Trial, fault_smoke, interleave
 from patternbench.experiment import run_case
-from patternbench.faults import parse_duration
-from patternbench.pytest_plugin import MEASUREMENT
+from patternbench.pytest_plugin import PLAN
 from patternbench.verdicts import Thresholds
 from patternbench.summary import check_claims, summarize_case
-from patternbench.topology import Pattern, load_topology
+from patternbench.topology import load_topology
 
 
 def selected_cases(config: pytest.Config) -> list[Case]:
-    """The upgrade matrix (unless --fault picks faults only) and the fault cases."""
-    patterns = [Pattern.parse(p, "--pattern") for p in config.getoption("--pattern") or []] or None
-    agents = config.getoption("--agent") or None
-    faults = config.getoption("--fault")
-    if faults:
-        try:
-            duration = parse_duration(config.getoption("--fault-duration")) if config.getoption("--fault-duration") else None
-            return fault_matrix(faults, patterns, agents, duration)
-        except UsageError as exc:
-            raise pytest.UsageError(str(exc)) from None
-    smoke = [c for c in fault_smoke() if (not patterns or c.pattern in patterns) and (not agents or c.agent in (None, *agents))]
-    return default_matrix(patterns, agents, config.getoption("--upgrade") or None, config.getoption("--injection")) + smoke
+    """The upgrade matrix (unless --fault picks faults only) and the fault cases: with no
+    --fault, one fault case per pattern (fault_smoke) for the chosen patterns and agents."""
+    plan = config.stash[PLAN]
+    if plan.faults:
+        return plan.fault_cases()
+    smoke = [c for c in fault_smoke() if (not plan.patterns or c.pattern in plan.patterns) and (not plan.agents or c.agent in (None, *plan.agents))]
+    return plan.matrix() + smoke
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -40,26 +31,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         want_faults = metafunc.definition.get_closest_marker("faults") is not None
         cases = [c for c in selected_cases(metafunc.config) if bool(c.fault) == want_faults]
         # With --repeat N every case runs N times in interleaved order (a b c a b c).
-        trials = interleave(cases, metafunc.config.stash[MEASUREMENT].repeat)
+        trials = interleave(cases, metafunc.config.stash[PLAN].repeat)
         metafunc.parametrize("case,trial", [(t.case, t) for t in trials], ids=[t.dir_name for t in trials])
 
 
 @pytest.fixture(scope="session")
 def profile(request: pytest.FixtureRequest) -> Profile:
-    config = request.config
-    chosen = PROFILES[config.getoption("--profile")]
-    if config.getoption("--duration") is not None:
-        chosen = replace(chosen, before_s=config.getoption("--duration"), after_s=config.getoption("--duration"))
-    if config.getoption("--users") is not None:
-        chosen = replace(chosen, load=replace(chosen.load, users=config.getoption("--users")))
-    measurement = config.stash[MEASUREMENT]
-    if measurement.rps is not None:
-        chosen = replace(chosen, load=replace(chosen.load, rps=measurement.rps))
-    if measurement.slo_ms is not None:
-        timeout_s = max(chosen.load.probe_timeout_s, 2 * measurement.slo_ms / 1000)
-        chosen = replace(chosen, slo_ms=measurement.slo_ms, load=replace(chosen.load, probe_timeout_s=timeout_s))
-    chosen.validate()
-    return chosen
+    """The profile the options chose, with their overrides (run_options.profile_of)."""
+    return request.config.stash[PLAN].profile
 
 
 @pytest.fixture(scope="session")
@@ -73,22 +52,22 @@ def experiment_run(request: pytest.FixtureRequest, cluster: object, profile: Pro
 
     from patternbench.experiment import copy_latest_calibration
 
-    run_dir = Path(request.config.getoption("--results-dir")) / new_run_id()
+    run_dir = request.config.stash[PLAN].results / new_run_id()
     run_dir.mkdir(parents=True, exist_ok=True)
-    copy_latest_calibration(Path(request.config.getoption("--results-dir")), run_dir)
+    copy_latest_calibration(request.config.stash[PLAN].results, run_dir)
     from patternbench.agent_file import keep_with_run
     from patternbench.agents import file_agents
 
     keep_with_run(file_agents(), run_dir)
     planned = [c.id for c in selected_cases(request.config)]
-    repeat = request.config.stash[MEASUREMENT].repeat
+    repeat = request.config.stash[PLAN].repeat
     (run_dir / "run.json").write_text(json.dumps({"profile": asdict(profile), "cases_planned": planned, "repeat": repeat, "provider": cluster.name}, indent=1))  # type: ignore[attr-defined]
     state: dict[str, Any] = {"dir": run_dir, "entries": {}, "sweeps": []}
     try:
         yield state
     finally:
         if state["entries"] or state["sweeps"]:
-            write_report(run_dir, Thresholds(max_failed_requests=request.config.getoption("--max-failed-requests")))
+            write_report(run_dir, Thresholds(max_failed_requests=request.config.stash[PLAN].max_failed_requests))
             print(f"\nexperiment report: {run_dir / 'report.md'}")
 
 
@@ -103,7 +82,7 @@ def result(case: Case, trial: Trial, cluster: object, experiment_run: dict[str, 
 
 @pytest.fixture
 def thresholds(request: pytest.FixtureRequest) -> Thresholds:
-    return Thresholds(max_failed_requests=request.config.getoption("--max-failed-requests"))
+    return Thresholds(max_failed_requests=request.config.stash[PLAN].max_failed_requests)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 
 from patternbench.agent_file import keep_with_run, load_agent_file
 from patternbench.agents import AGENTS
+from patternbench.pytest_plugin import PLAN
 from patternbench.cases import Case, Profile
 from patternbench.experiment import run_case
 from patternbench.patterns import PATTERNS, Pattern, pattern_spec
@@ -29,7 +30,7 @@ AGENT_FILES = sorted((Path(__file__).resolve().parents[1] / "agents").glob("*.ya
 
 def file_cases(config: pytest.Config) -> list[Case]:
     """Per agent file, one upgrade case per pattern it can run in (--pattern narrows them)."""
-    chosen = {Pattern.parse(p, "--pattern") for p in config.getoption("--pattern") or []}
+    chosen = set(config.stash[PLAN].patterns or [])
     cases = []
     known = dict(AGENTS)
     for path in AGENT_FILES:

@@ -11,7 +11,7 @@ import pytest
 from patternbench.load.sweep import MIN_ACHIEVED_SHARE
 from patternbench.pattern_sweep import STEP_S, SWEEPS_DIR, sweep_pattern
 from patternbench.progress import Progress
-from patternbench.pytest_plugin import MEASUREMENT
+from patternbench.pytest_plugin import PLAN
 from patternbench.topology import Pattern, containers_formula, load_topology
 
 pytestmark = pytest.mark.cluster
@@ -25,13 +25,13 @@ SMOKE_STEP_S = 4.0
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "swept" in metafunc.fixturenames:
         config = metafunc.config
-        chosen = [Pattern.parse(p, "--pattern") for p in config.getoption("--pattern") or []]
-        swept = (chosen or list(Pattern)) if config.stash[MEASUREMENT].sweep else [Pattern.DAEMONSET]
+        chosen = config.stash[PLAN].patterns or []
+        swept = (chosen or list(Pattern)) if config.stash[PLAN].sweep else [Pattern.DAEMONSET]
         metafunc.parametrize("swept", swept, ids=[p.value for p in swept])
 
 
 def test_sweep(swept: Pattern, cluster: Any, experiment_run: dict[str, Any], request: pytest.FixtureRequest) -> None:
-    rates = request.config.stash[MEASUREMENT].sweep
+    rates = request.config.stash[PLAN].sweep
     step_s = STEP_S if rates else SMOKE_STEP_S
     topology = load_topology()
     out = experiment_run["dir"] / SWEEPS_DIR / swept.value

@@ -53,6 +53,16 @@ PROFILES = {
 }
 
 
+# How sidecars get into app pods: rendered into the Deployments, or added at admission.
+INJECTIONS = ("client", "webhook")
+
+
+def check_injection(injection: str, field: str = "--injection") -> str:
+    if injection not in INJECTIONS:
+        raise UsageError(f"{field}: unknown injection {injection!r} (choose one of {', '.join(INJECTIONS)})")
+    return injection
+
+
 @dataclass(frozen=True)
 class Case:
     pattern: Pattern
@@ -62,7 +72,7 @@ class Case:
     fault: str | None = None
     fault_duration_s: float | None = None  # None: the fault's default
     upgrade: str = "rolling"  # strategies.STRATEGIES
-    injection: str = "client"  # webhook_injector.INJECTIONS: how sidecars get into app pods
+    injection: str = "client"  # INJECTIONS
 
     @property
     def id(self) -> str:

@@ -7,28 +7,26 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import replace
-from itertools import product
 from pathlib import Path
 from typing import NoReturn, Sequence
 
 from patternbench import calibration
-from patternbench.agent_file import load_agent_file
-from patternbench.agents import UPGRADABLE, upgradable_spec
 from patternbench.baseline import compare, format_table, load_baseline, load_summary, update_baseline
 from patternbench.cluster.local.provider import LocalProvider
 from patternbench.cluster.provider import KnowsIfUp, ReportsDaemons, abilities
-from patternbench.cluster.registry import PROVIDER_NAMES, ProviderOptions, get_provider, parse_node_count
+from patternbench.cluster.registry import ProviderOptions, get_provider
 from patternbench.components import cache_root
 from patternbench.errors import StepFailed, UsageError
-from patternbench.faults import FAULTS, check_fault, fault_injection, fault_spec, parse_duration
+from patternbench.faults import FAULTS, check_fault
 from patternbench.images import build_data_plane
-from patternbench.options import parse_repeat, parse_rps, parse_slo_ms, parse_sweep
+from patternbench.options import parse_slo_ms
 from patternbench.outages import calibrate_local
 from patternbench.patterns import pattern_spec
 from patternbench.progress import Progress
 from patternbench.report import write_report
 from patternbench.verdicts import Thresholds
+from patternbench.cases import Case
+from patternbench.run_options import PROVIDER_OPTIONS, RUN_OPTIONS, RunPlan, add_options, provider_options, resolve_run
 from patternbench.topology import Pattern, load_topology, parse_agents
 
 
@@ -36,29 +34,11 @@ FAULT_NAMES = tuple(FAULTS)
 
 
 def _provider_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--provider", default="local", help=f"one of {', '.join(PROVIDER_NAMES)} (default: local)")
-    parser.add_argument("--bin-dir", type=Path, help="use Kubernetes/etcd/CoreDNS binaries from DIR instead of building them")
-    parser.add_argument("--name", default="patternbench", help="cluster name (kind, gke)")
-    parser.add_argument("--nodes", default="3", help="nodes (local: N nodes on this machine; kind: 1 control plane + N-1 workers; gke)")
-    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig provider: the file to use")
-    parser.add_argument("--context", help="kubeconfig provider: the context to use")
-    parser.add_argument("--project", help="gke: the Google Cloud project")
-    parser.add_argument("--zone", default="us-central1-a", help="gke: the zone")
-    parser.add_argument("--registry", help="gke/kubeconfig: registry to push images to")
+    add_options(parser.add_argument, PROVIDER_OPTIONS)
 
 
 def _options(args: argparse.Namespace) -> ProviderOptions:
-    return ProviderOptions(
-        bin_dir=args.bin_dir,
-        name=args.name,
-        nodes=parse_node_count(args.nodes, local=args.provider == "local"),
-        kubeconfig=args.kubeconfig,
-        context=args.context,
-        project=args.project,
-        zone=args.zone,
-        registry=args.registry,
-        keep_on_failure=getattr(args, "keep", False),
-    )
+    return provider_options(lambda dest: getattr(args, dest), keep_on_failure=getattr(args, "keep", False))
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -102,26 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="the experiments: every pattern x agent under load, upgraded; a report at the end")
     _provider_args(run)
-    run.add_argument("--pattern", action="append", help="only this pattern (repeatable)")
-    run.add_argument("--agent", action="append", help=f"only this agent: {' or '.join(UPGRADABLE)} (repeatable)")
-    run.add_argument("--upgrade", action="append", metavar="STRATEGY", help="rolling (new template: sidecar pods recreated, DaemonSets node by node) and/or in-place (each pod's sidecar image patched, one pod at a time with a drain); default both (repeatable)")
-    run.add_argument("--injection", default=None, metavar="HOW", help="client (sidecars rendered into the Deployments) or webhook (a mutating admission webhook adds them); default: client, plus the sidecar proxy's upgrades with the webhook")
-    run.add_argument("--agent-file", action="append", type=Path, metavar="FILE", help="bring your own agent (YAML, see agent_file.py and agents/): it runs beside the built-in agent of its kind in every pattern it supports (repeatable)")
-    run.add_argument("--profile", default="full", choices=["short", "full"], help="phase lengths and load (default: full)")
-    run.add_argument("--duration", type=float, help="seconds of load before and after the upgrade (overrides the profile)")
-    run.add_argument("--users", type=int, help="Locust users (overrides the profile)")
-    run.add_argument("--topology", type=Path, help="topology YAML (default: topologies/default.yaml)")
-    run.add_argument("--results", type=Path, default=Path("results"))
-    run.add_argument("--keep-cluster", action="store_true", help="leave a cluster this command brought up running")
-    run.add_argument("--max-failed-requests", type=int, default=0, help="zero-downtime threshold (default 0)")
-    run.add_argument("--repeat", default="1", metavar="N", help="run every case N times, interleaved (a b c a b c); medians and 95 %% intervals (default 1)")
-    run.add_argument("--slo-ms", default=None, metavar="MS", help="a probe slower than this is unavailable (default 1000)")
-    run.add_argument("--rps", default=None, metavar="R", help="open-loop load: R requests/s on schedule, latency from the intended start (instead of --users)")
-    run.add_argument("--sweep", default=None, metavar="R1,R2,...", help="after the cases, per pattern (--pattern, default all): open-loop load at these rising rates until errors or saturation; latency and agent cost against load")
-    run.add_argument("--fault", action="append", metavar="KIND", help="inject this fault instead of the upgrade matrix (repeatable): " + ", ".join(FAULT_NAMES))
-    run.add_argument("--fault-duration", default=None, metavar="S", help="seconds a timed fault (hang, API server outage) lasts (default: the fault's own)")
-    run.add_argument("--calibrate", action="store_true", help="first calibrate the outage measurement at the cluster's entry (local provider), so the report carries this run's own error bar")
-    run.add_argument("--faults", action="store_true", help="add the fault family to the upgrade matrix (each fault case once, whatever --repeat)")
+    add_options(run.add_argument, RUN_OPTIONS)
     report = sub.add_parser("report", help="rebuild summary.json, report.md and plots from a run's raw records")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--slo-ms", default=None, metavar="MS", help="re-measure downtime with this deadline instead of the run's")
@@ -217,7 +178,7 @@ def cmd_images(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, progress: Progress) -> int:
-    from patternbench.deploy import deploy_run, new_run_id
+    from patternbench.deploy import deploy_run, new_run_id  # brings the kubernetes client: kept off the CLI's start
 
     pattern = Pattern.parse(args.pattern, "--pattern")
     topology = load_topology(args.topology)
@@ -233,9 +194,9 @@ def cmd_deploy(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def cmd_undeploy(args: argparse.Namespace, progress: Progress) -> int:
-    from kubernetes import config as kube_config
+    from kubernetes import config as kube_config  # brings the kubernetes client: kept off the CLI's start
 
-    from patternbench.kube import Deployer
+    from patternbench.kube import Deployer  # brings the kubernetes client: kept off the CLI's start
 
     provider = get_provider(args.provider, _options(args), progress)
     try:
@@ -247,95 +208,15 @@ def cmd_undeploy(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-def experiment_options(args: argparse.Namespace) -> tuple[list, object]:
-    """Cases and profile from the command line, validated before any load starts."""
-
-    from patternbench.cases import PROFILES, default_matrix
-
-
-    args.repeat = parse_repeat(args.repeat)
-    slo_ms = parse_slo_ms(args.slo_ms) if args.slo_ms is not None else None
-    rps = parse_rps(args.rps) if args.rps is not None else None
-    sweep = parse_sweep(args.sweep) if args.sweep is not None else None
-    if rps is not None and args.users is not None:
-        raise UsageError("--rps and --users are two load modes: give one")
-    if sweep is not None and rps is not None:
-        raise UsageError("--sweep sets the rates itself: drop --rps")
-    patterns = [Pattern.parse(p, "--pattern") for p in args.pattern] if args.pattern else None
-    for agent in args.agent or []:
-        upgradable_spec(agent, "--agent")
-    load_agent_files(args.agent_file or [], patterns)
-    strategies = check_strategies(args.upgrade, patterns, args.agent)
-    from patternbench.webhook_injector import check_injection
-
-    injection = check_injection(args.injection) if args.injection is not None else None
-    profile = PROFILES[args.profile]
-    if args.duration is not None:
-        if args.duration <= 0:
-            raise UsageError(f"--duration must be positive, got {args.duration}")
-        profile = replace(profile, before_s=args.duration, after_s=args.duration)
-    if args.users is not None:
-        profile = replace(profile, load=replace(profile.load, users=args.users))
-    if rps is not None:
-        profile = replace(profile, load=replace(profile.load, rps=rps))
-    if slo_ms is not None:
-        # The probes must wait past the deadline, or a probe cut off early reads as an error.
-        timeout_s = max(profile.load.probe_timeout_s, 2 * slo_ms / 1000)
-        profile = replace(profile, slo_ms=slo_ms, load=replace(profile.load, probe_timeout_s=timeout_s))
-    profile.validate()
-    cases = fault_cases(args, patterns) if args.fault else default_matrix(patterns, args.agent, strategies, injection)
-    if args.faults and not args.fault:
-        cases += fault_cases(args, patterns)
+def experiment_options(args: argparse.Namespace) -> tuple[RunPlan, list[Case]]:
+    """The run's options and its cases, validated before any load starts."""
+    plan = resolve_run(lambda dest: getattr(args, dest))
+    cases = plan.fault_cases() if plan.faults else plan.matrix()
+    if args.faults and not plan.faults:
+        cases += plan.fault_cases()
     if not cases:
         raise UsageError("no case to run for that --pattern/--agent selection")
-    args.sweep_rates = sweep
-    args.sweep_patterns = patterns or list(Pattern)
-    return cases, profile
-
-
-def check_strategies(chosen: list[str] | None, patterns: list | None, agents: list[str] | None) -> list[str] | None:
-    """--upgrade: known strategies; in-place only with a pattern chosen that runs a sidecar."""
-    from patternbench.strategies import check_strategy
-
-    for strategy in chosen or []:
-        check_strategy(strategy, patterns[0] if patterns else "none", None)
-    if chosen and "rolling" not in chosen:
-        for pattern in patterns or []:
-            if not pattern_spec(pattern).placement:
-                continue
-            runnable = [a for a in agents or UPGRADABLE if pattern_spec(pattern).runs(a)]
-            if runnable and not any(pattern_spec(pattern).placement_of(a).value == "pod" for a in runnable):  # type: ignore[union-attr]
-                check_strategy("in-place", pattern, runnable[0])
-    return chosen
-
-
-def load_agent_files(paths: list[Path], patterns: list | None) -> list:
-    """--agent-file: each file validated and registered before anything is deployed; a
-    pattern chosen explicitly that the agent cannot run in is an error, not a skip."""
-
-    specs = [load_agent_file(Path(p)) for p in paths]
-    for spec in specs:
-        for pattern in patterns or []:
-            ps = pattern_spec(pattern)
-            if ps.placement and not ps.runs(spec.name):
-                where = ps.placement.get(spec.slot)
-                raise UsageError(f"--agent-file {spec.source}: the {pattern.value} pattern runs it per {where.value if where else '?'}, and the file gives no container for that")
-    return specs
-
-
-def fault_cases(args: argparse.Namespace, patterns: list | None) -> list:
-    """--fault: the fault family for the chosen faults, patterns and agents. A pattern or
-    agent named explicitly that cannot take a named fault is an error, not a skip."""
-
-    from patternbench.cases import fault_matrix
-
-    duration = parse_duration(args.fault_duration) if args.fault_duration is not None else None
-    names = list(dict.fromkeys(args.fault or []))
-    injections = {name: fault_injection(fault_spec(name), args.injection) for name in names}
-    if args.pattern:
-        for name, pattern, agent in product(names, patterns or [], args.agent or ["mesh"]):
-            check_fault(name, pattern, agent, frozenset([name]), "chosen", injections[name])
-    return fault_matrix(names or None, patterns, args.agent, duration)
+    return plan, cases
 
 
 def check_provider_faults(cases: list, provider: object) -> None:
@@ -348,9 +229,10 @@ def check_provider_faults(cases: list, provider: object) -> None:
 
 
 def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
-    from patternbench.experiment import run_matrix
+    from patternbench.experiment import run_matrix  # brings the kubernetes client: kept off the CLI's start
 
-    cases, profile = experiment_options(args)
+    plan, cases = experiment_options(args)
+    profile = plan.profile
     topology = load_topology(args.topology)
 
     for pattern in {c.pattern for c in cases}:
@@ -375,15 +257,15 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
         brought_up = True
     try:
         if args.calibrate:
-            from patternbench.cluster_calibration import CLUSTER_KINDS
+            from patternbench.cluster_calibration import CLUSTER_KINDS  # brings the kubernetes client: kept off the CLI's start
 
             doc = calibrate_on_cluster(provider, list(CLUSTER_KINDS), RUN_CALIBRATION_LENGTHS_S, profile.slo_ms, progress)
             calibration.write(args.results, doc)  # the run copies the latest in as it starts
             progress.say(f"   calibration: max error {doc['max_error_ms']:.1f} ms over {len(doc['rows'])} injected outages")
         # The fault family runs once per fault even with --repeat (its own window is measured).
-        run_dir = run_matrix(provider, topology, cases, profile, args.results, progress, repeat=args.repeat, fault_repeat=1 if args.faults else None)
-        if args.sweep_rates:
-            sweep_after(provider, topology, args.sweep_patterns, args.sweep_rates, run_dir, progress)
+        run_dir = run_matrix(provider, topology, cases, profile, args.results, progress, repeat=plan.repeat, fault_repeat=1 if args.faults else None)
+        if plan.sweep:
+            sweep_after(provider, topology, plan.patterns or list(Pattern), plan.sweep, run_dir, progress)
     finally:
         if brought_up and not args.keep_cluster:
             with progress.step("take the local cluster down"):
@@ -403,7 +285,7 @@ def sweep_after(provider: object, topology: object, patterns: list, rates: list[
     """--sweep: latency and cost against load per pattern, into the run's own directory; an
     interrupted sweep still leaves the report of everything measured so far."""
 
-    from patternbench.pattern_sweep import run_sweeps
+    from patternbench.pattern_sweep import run_sweeps  # brings the kubernetes client: kept off the CLI's start
 
     meta_path = run_dir / "run.json"
     meta = json.loads(meta_path.read_text())
@@ -433,7 +315,7 @@ def cmd_calibrate(args: argparse.Namespace, progress: Progress) -> int:
     lengths = calibration.parse_lengths(args.lengths)
     slo_ms = parse_slo_ms(args.slo_ms)
     if args.target == "cluster":
-        from patternbench.cluster_calibration import CLUSTER_KINDS, check_kinds
+        from patternbench.cluster_calibration import CLUSTER_KINDS, check_kinds  # brings the kubernetes client: kept off the CLI's start
 
         kinds = calibration.parse_kinds(args.kinds) if args.kinds else list(CLUSTER_KINDS)
         check_kinds(kinds)
@@ -468,7 +350,7 @@ RUN_CALIBRATION_LENGTHS_S = [0.5, 2.0]
 
 def calibrate_on_cluster(provider: object, kinds: list[str], lengths: list[float], slo_ms: float, progress: Progress) -> dict:
     """The calibration document of outages injected at the local cluster's entry."""
-    from patternbench.cluster_calibration import calibrate_cluster
+    from patternbench.cluster_calibration import calibrate_cluster  # brings the kubernetes client: kept off the CLI's start
 
     with progress.step(f"calibrate at the cluster's entry: {', '.join(kinds)} x {', '.join(f'{x:g}s' for x in lengths)}"):
         rows = calibrate_cluster(provider, load_topology(), kinds, lengths, slo_ms, progress=progress)

@@ -18,15 +18,6 @@ from patternbench.errors import UsageError
 from patternbench.render.injector_objects import ANNOTATION_INJECTED, INJECTOR, INJECTOR_PORT, TEMPLATE_CONFIGMAP, TEMPLATE_KEY
 from patternbench.render import Obj
 
-INJECTIONS = ("client", "webhook")
-
-
-def check_injection(injection: str, field: str = "--injection") -> str:
-    if injection not in INJECTIONS:
-        raise UsageError(f"{field}: unknown injection {injection!r} (choose one of {', '.join(INJECTIONS)})")
-    return injection
-
-
 def redacted(objs: list[Obj]) -> list[Obj]:
     """The objects as saved with a run's results: no Secret's data (the injector's key)."""
     out = []

@@ -60,8 +60,9 @@ def test_good_values_parse() -> None:
 
 def test_good_options_reach_the_profile() -> None:
     args = cli.build_parser().parse_args(["run", "--repeat", "3", "--slo-ms", "1500", "--rps", "250"])
-    cases, profile = cli.experiment_options(args)
-    assert args.repeat == 3 and cases
+    plan, cases = cli.experiment_options(args)
+    profile = plan.profile
+    assert plan.repeat == 3 and cases
     assert profile.slo_ms == 1500 and profile.load.rps == 250
     assert profile.load.probe_timeout_s == 3.0  # twice the deadline: a cut-off probe still reads as slow
 

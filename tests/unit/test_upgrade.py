@@ -61,6 +61,6 @@ def test_every_strategy_runs_with_every_injection_mode():
     """A strategy declared in strategies.py has its runner for each way sidecars get in."""
     from patternbench.strategies import STRATEGIES
     from patternbench.upgrade_runs import UPGRADES
-    from patternbench.webhook_injector import INJECTIONS
+    from patternbench.cases import INJECTIONS
 
     assert set(UPGRADES) == {(s, i) for s in STRATEGIES for i in INJECTIONS}

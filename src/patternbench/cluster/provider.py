@@ -185,7 +185,7 @@ def require_cli(binary: str, what: str) -> str:
 
 def nodes_from_api(kubeconfig: Path) -> list[NodeInfo]:
     """Nodes as the API server sees them: a short read-only query, so pykube reads best here."""
-    import pykube
+    import pykube  # about 0.2 s (requests): only a provider that asks the API for its nodes pays it
 
     api = pykube.HTTPClient(pykube.KubeConfig.from_file(str(kubeconfig)), timeout=10)
     found = []
