@@ -44,7 +44,7 @@ TOP_KEYS = {"name", "kind", "images", "archives", "config", "proxy", "sidecar", 
 PART_KEYS = {"container": True, "volumes": False, "host_network": False}
 # The slot each kind stands in for: the built-in agent whose place it takes.
 SLOTS = {"log": "logging", "mesh": "mesh", "generic": "agent-omega"}
-KINDS = {"log": AgentKind.LOG, "mesh": AgentKind.MESH, "generic": AgentKind.IDLE}
+KINDS = {"log": AgentKind.LOG, "mesh": AgentKind.MESH, "generic": AgentKind.GENERIC}
 VERSIONS = ("v1", "v2")
 # Fields of a container patternbench sets itself.
 OWNED_CONTAINER_FIELDS = ("name", "image", "restartPolicy")

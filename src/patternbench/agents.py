@@ -26,7 +26,7 @@ class AgentKind(str, Enum):
 
     MESH = "mesh"  # on the request path: measured by its hops (Via trails) and downtime
     LOG = "log"  # ships the app's log lines: measured by log delivery (the sink's counts)
-    IDLE = "idle"  # does nothing ("agent Ω"): stands for k further agents, measured by its resources only
+    GENERIC = "generic"  # does nothing: stands for k further agents (the topology's extra_agents), measured by its resources only
 
 
 class Placement(str, Enum):
@@ -109,7 +109,7 @@ class AgentSpec:
         return {
             AgentKind.MESH: ("proxies_per_request", "hops", "requests_per_agent", "request_grouping"),
             AgentKind.LOG: ("log_lines_lost", "log_lines_duplicated", "log_delivery_lag_s"),
-            AgentKind.IDLE: (),
+            AgentKind.GENERIC: (),
         }[self.kind]
 
     @property
@@ -162,7 +162,7 @@ AGENTS: dict[str, AgentSpec] = {
             placements=frozenset({Placement.SERVICE}), proxy={Placement.SERVICE: PROXY_MODES["waypoint"]},
         ),
         AgentSpec(
-            "agent-omega", AgentKind.IDLE, image="agent-omega", container="agent", switch="extra_agents",
+            "agent-omega", AgentKind.GENERIC, image="agent-omega", container="agent", switch="extra_agents",
             versions=("v1",), upgradable=False,
             container_names=("agent-omega", "agent"),
         ),

@@ -184,7 +184,7 @@ def build_data_plane(out_dir: Path | None = None) -> list[ImageArchive]:
     out_dir = out_dir or cache_root() / "images"
     archives = build_project_images(DATA_PLANE, "v1", out_dir / "v1")
     archives += build_project_images(AGENT_IMAGES, "v2", out_dir / "v2")
-    # "Agent Ω", the seed's generic extra agent: a process that only holds its place.
+    # The generic agent (agent-omega): a process that only holds its place.
     pause = build_go_binaries(("pause",), "v1", out_dir / "v1" / "bin")["pause"]
     archives.append(write_oci_archive(ImageSpec("patternbench.local/agent-omega", "v1", pause, ("/pause",)), out_dir / "v1" / "agent-omega-v1.tar"))
     return archives

@@ -28,7 +28,7 @@ DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "default
 
 @dataclass(frozen=True)
 class Agents:
-    """Which agents run: the mesh proxy, the log agent, and k generic agents ("agent Ω").
+    """Which agents run: the mesh proxy, the log agent, and k generic agents (agent-omega).
     Each field is the switch (AgentSpec.switch) of a registered agent and a key of the
     topology's `agents:`; a bool runs 0 or 1 instance, an int k."""
 

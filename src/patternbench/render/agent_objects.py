@@ -109,7 +109,7 @@ def log_node(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
         objs += find(load_template("node-agents.yaml", values(opts)), "DaemonSet", "logagent")
 
 
-# ---- agent Ω: k agents that do nothing --------------------------------------------------
+# ---- the generic agent: k agents that do nothing --------------------------------------------------
 
 
 def idle_sidecar(objs: list[Obj], opts: RenderOptions, instances: int) -> None:
