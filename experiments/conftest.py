@@ -8,7 +8,8 @@ from typing import Any, Iterator
 import pytest
 
 from patternbench.cases import Case, Profile, Trial, fault_smoke, interleave
-from patternbench.experiment import run_case
+from patternbench.experiment import run_case, start_run
+from patternbench.report import write_report
 from patternbench.pytest_plugin import PLAN
 from patternbench.verdicts import Thresholds
 from patternbench.summary import check_claims, summarize_case
@@ -44,24 +45,8 @@ def profile(request: pytest.FixtureRequest) -> Profile:
 @pytest.fixture(scope="session")
 def experiment_run(request: pytest.FixtureRequest, cluster: object, profile: Profile) -> Iterator[dict[str, Any]]:
     """{'dir': run dir, 'entries': case id -> summary entry}; the report is written at the end."""
-    from patternbench.deploy import new_run_id
-    from patternbench.report import write_report
-
-    import json
-    from dataclasses import asdict
-
-    from patternbench.experiment import copy_latest_calibration
-
-    run_dir = request.config.stash[PLAN].results / new_run_id()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    copy_latest_calibration(request.config.stash[PLAN].results, run_dir)
-    from patternbench.agent_file import keep_with_run
-    from patternbench.agents import file_agents
-
-    keep_with_run(file_agents(), run_dir)
-    planned = [c.id for c in selected_cases(request.config)]
-    repeat = request.config.stash[PLAN].repeat
-    (run_dir / "run.json").write_text(json.dumps({"profile": asdict(profile), "cases_planned": planned, "repeat": repeat, "provider": cluster.name}, indent=1))  # type: ignore[attr-defined]
+    plan = request.config.stash[PLAN]
+    run_dir, _ = start_run(plan.results, cluster.name, profile, [c.id for c in selected_cases(request.config)], plan.repeat)  # type: ignore[attr-defined]
     state: dict[str, Any] = {"dir": run_dir, "entries": {}, "sweeps": []}
     try:
         yield state

@@ -14,6 +14,7 @@ from typing import Any
 from patternbench.errors import UsageError
 from patternbench.figures import Figure, baselined
 from patternbench.stats import percentile
+from patternbench.rundir import SUMMARY
 
 SCHEMA_VERSION = 1
 HISTORY = 30  # samples kept per figure
@@ -25,7 +26,7 @@ def _value(f: Figure, entry: dict[str, Any]) -> float | None:
 
 
 def load_summary(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "summary.json"
+    path = run_dir / SUMMARY
     try:
         summary = json.loads(path.read_text())
     except OSError:

@@ -41,6 +41,7 @@ from patternbench.progress import Progress
 from patternbench.report import write_report
 from patternbench.stats import percentile
 from patternbench.topology import Pattern, load_topology
+from patternbench.rundir import LOAD_SUMMARY, REQUESTS
 
 
 def timed(cmd: list[str]) -> float:
@@ -230,7 +231,7 @@ def bench_capture(runs: int) -> dict[str, Any]:
                 before = used()
                 run_case(provider, topology, Case(Pattern.NONE, None), profile, out, capture=capture)
                 cpu[capture].append((used() - before) / time_under_load(Path(tmp), out.name))
-                probes = [r["ms"] for r in read_jsonl(out / "requests.jsonl") if r.get("kind") == "probe" and not r.get("error")]
+                probes = [r["ms"] for r in read_jsonl(out / REQUESTS) if r.get("kind") == "probe" and not r.get("error")]
                 p99[capture].append(percentile(probes, 99) or 0.0)
     median = statistics.median
     return {
@@ -326,7 +327,7 @@ def bench_load_chain(runs: int) -> dict[str, float]:
                 load.start()
                 assert load.proc is not None
                 load.proc.wait(timeout=60)
-                summary = json.loads((Path(tmp) / "load-summary.json").read_text())
+                summary = json.loads((Path(tmp) / LOAD_SUMMARY).read_text())
             steps[f"load_rps_at_{users}_users"] = round(summary["avg_rps"], 1)
             print(f"  {users} users: {summary['avg_rps']:.0f} req/s, cpu warning {summary['cpu_warning']}", flush=True)
             if summary["cpu_warning"]:

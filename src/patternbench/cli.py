@@ -28,6 +28,7 @@ from patternbench.verdicts import Thresholds
 from patternbench.cases import Case
 from patternbench.run_options import PROVIDER_OPTIONS, RUN_OPTIONS, RunPlan, add_options, provider_options, resolve_run
 from patternbench.topology import Pattern, load_topology, parse_agents
+from patternbench.rundir import REPORT, RUN, check_writable
 
 
 FAULT_NAMES = tuple(FAULTS)
@@ -239,13 +240,7 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
         pattern_spec(pattern).check(topology)
     if args.calibrate and args.provider != "local":
         raise UsageError("--calibrate injects outages with iptables on this machine: it needs --provider local")
-    try:
-        args.results.mkdir(parents=True, exist_ok=True)
-        probe = args.results / ".patternbench-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"cannot write results to {args.results}: {exc.strerror}") from None
+    check_writable(args.results)
     provider = get_provider(args.provider, _options(args), progress)
     check_provider_faults(cases, provider)
     started = time.monotonic()
@@ -277,7 +272,7 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
     progress.say(f"{len(cases)} cases in {elapsed:.0f}s; report: {run_dir / 'report.md'}")
     for case, problems in summary["failed_claims"].items():
         progress.say(f"   claim failed in {case}: {'; '.join(problems)}")
-    print(run_dir / "report.md")
+    print(run_dir / REPORT)
     return 1 if summary["failed_claims"] else 0
 
 
@@ -285,26 +280,24 @@ def sweep_after(provider: object, topology: object, patterns: list, rates: list[
     """--sweep: latency and cost against load per pattern, into the run's own directory; an
     interrupted sweep still leaves the report of everything measured so far."""
 
+    from patternbench.experiment import mark_interrupted  # brings the kubernetes client: kept off the CLI's start
     from patternbench.pattern_sweep import run_sweeps  # brings the kubernetes client: kept off the CLI's start
 
-    meta_path = run_dir / "run.json"
+    meta_path = run_dir / RUN
     meta = json.loads(meta_path.read_text())
     meta["sweep_rates"] = rates
     meta_path.write_text(json.dumps(meta, indent=1))
     try:
         run_sweeps(provider, topology, patterns, rates, run_dir, progress)
     except BaseException:
-        meta["interrupted"] = True
-        meta_path.write_text(json.dumps(meta, indent=1))
-        write_report(run_dir)
-        progress.say(f" partial report (interrupted in the sweeps): {run_dir / 'report.md'}")
+        mark_interrupted(run_dir, progress, " in the sweeps")
         raise
 
 
 def cmd_report(args: argparse.Namespace, progress: Progress) -> int:
     slo_ms = parse_slo_ms(args.slo_ms) if args.slo_ms is not None else None
     summary = write_report(args.run_dir, Thresholds(), slo_ms)
-    print(args.run_dir / "report.md")
+    print(args.run_dir / REPORT)
     return 1 if summary["failed_claims"] else 0
 
 

@@ -30,6 +30,7 @@ from patternbench.topology import check_capacity
 
 from patternbench.webhook_injector import redacted, wait_injecting
 from patternbench.kube import REQUEST_TIMEOUT, Deployer, node_capacities, poll
+from patternbench.rundir import MANIFESTS
 
 Obj = dict[str, Any]
 
@@ -134,7 +135,7 @@ def deploy_run(
         out = Path(results_dir)
         out.mkdir(parents=True, exist_ok=True)
 
-        (out / "manifests.yaml").write_text(to_yaml(redacted(objs + injector)))
+        (out / MANIFESTS).write_text(to_yaml(redacted(objs + injector)))
     if injector:
         apply_with_injector(deployer, objs, injector, opts.app_namespace, opts.agents_namespace, progress, timeout_s)
     else:

@@ -38,19 +38,7 @@ from patternbench.cases import Case, Profile, interleave
 from patternbench.strategies import strategy
 from patternbench.upgrade_runs import UpgradeJob, run_upgrade
 from patternbench.upgrade import upgrade_agent, upgrade_targets
-
-
-class Timeline:
-    """Phase marks on the monotonic clock, appended to timeline.jsonl as they happen."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def mark(self, phase: str, **extra: Any) -> float:
-        t = time.monotonic()
-        with self.path.open("a") as handle:
-            handle.write(json.dumps({"t": t, "wall": time.time(), "phase": phase, **extra}) + "\n")
-        return t
+from patternbench.rundir import REPORT, REQUESTS, Timeline, check_writable, load_sweeps, CALIBRATION, CASE, CONNTRACK_EVENTS, DEPLOYMENT, ENDPOINTS, EVENTS, LOAD_SUMMARY, PODS, PODS_AFTER, PODS_BEFORE, PRESSURE, RESOURCES, ROLLOUTS, RUN, SCHED, SINK, TIMELINE, TRIPWIRE, WARNINGS
 
 
 def entry_port(url: str) -> int:
@@ -101,8 +89,8 @@ def run_case(
     `out_dir`. `capture` False leaves out the failure evidence (to measure what it costs)."""
     progress = progress or Progress()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "case.json").write_text(json.dumps({**case.to_json(), "trial": trial, "profile": asdict(profile)}, indent=1))
-    timeline = Timeline(out_dir / "timeline.jsonl")
+    (out_dir / CASE).write_text(json.dumps({**case.to_json(), "trial": trial, "profile": asdict(profile)}, indent=1))
+    timeline = Timeline(out_dir / TIMELINE)
     timeline.mark("setup")
     run = deploy_run(
         provider, topology, case.pattern, naive=case.naive, results_dir=out_dir, progress=progress, agent=case.agent,
@@ -111,7 +99,7 @@ def run_case(
     api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
     core = client.CoreV1Api(api)
     namespaces = list(run.namespaces)
-    (out_dir / "deployment.json").write_text(json.dumps({
+    (out_dir / DEPLOYMENT).write_text(json.dumps({
         "run_id": run.run_id, "entry_url": run.entry_url, "entry_service": run.entry_service, "nodes": run.nodes, "namespaces": namespaces,
         "containers_live": live_containers(core, namespaces),
         "containers_formula": containers_formula(topology, case.pattern, run.nodes),
@@ -124,24 +112,24 @@ def run_case(
         "forgotten_bindings": run.forgotten_bindings,
     }, indent=1))
     able = abilities(provider)
-    watcher = PodWatcher(api, namespaces, out_dir / "pods.jsonl").start()
-    sampler = ResourceSampler(api, namespaces, out_dir / "resources.jsonl").start()
+    watcher = PodWatcher(api, namespaces, out_dir / PODS).start()
+    sampler = ResourceSampler(api, namespaces, out_dir / RESOURCES).start()
     # Evidence for every failed request (attribution.py): what the Service offered, the
     # host's view of each new connection, its proxies' logs and its CPU pressure.
     evidence: list[Any] = []
     if capture:
         evidence += [
-            EndpointSliceWatcher(api, namespaces, out_dir / "endpoints.jsonl").start(),
-            PressureSampler(out_dir / "pressure.jsonl").start(),
+            EndpointSliceWatcher(api, namespaces, out_dir / ENDPOINTS).start(),
+            PressureSampler(out_dir / PRESSURE).start(),
             LogSlices(able.evidence_logs, out_dir).start(),
             MetricsSnapshots(able.evidence_metrics, out_dir).start(),
         ]
         if able.conntrack_here:
-            evidence.append(ConntrackEvents(entry_port(run.entry_url), out_dir / "conntrack-events.log").start())
+            evidence.append(ConntrackEvents(entry_port(run.entry_url), out_dir / CONNTRACK_EVENTS).start())
         if able.tripwire_prefix is not None:
-            evidence.append(KernelLog(able.tripwire_prefix, out_dir / "tripwire.jsonl").start())
+            evidence.append(KernelLog(able.tripwire_prefix, out_dir / TRIPWIRE).start())
         if able.container_cgroups is not None:
-            evidence.append(SchedSampler(able.container_cgroups, out_dir / "sched.jsonl").start())
+            evidence.append(SchedSampler(able.container_cgroups, out_dir / SCHED).start())
     started = time.monotonic()
 
     def report(p: dict[str, Any]) -> None:
@@ -156,7 +144,7 @@ def run_case(
         phase["name"] = "before"
         timeline.mark("before")
         time.sleep(profile.before_s)
-        (out_dir / "pods-before.json").write_text(json.dumps(app_pods(core, run.app_namespace)))
+        (out_dir / PODS_BEFORE).write_text(json.dumps(app_pods(core, run.app_namespace)))
         if case.fault:
             phase["name"] = "fault"
             with progress.step(f"[{case.id}] inject {case.fault}"):
@@ -169,15 +157,15 @@ def run_case(
         phase["name"] = "after"
         timeline.mark("after")
         time.sleep(profile.after_s)
-        (out_dir / "pods-after.json").write_text(json.dumps(app_pods(core, run.app_namespace)))
+        (out_dir / PODS_AFTER).write_text(json.dumps(app_pods(core, run.app_namespace)))
         load_summary = load.stop()
         timeline.mark("end")
         if pattern_spec(case.pattern).needs_sink(topology.agents):
-            (out_dir / "sink.json").write_text(json.dumps(settled_sink_stats(api, run.agents_namespace)))
+            (out_dir / SINK).write_text(json.dumps(settled_sink_stats(api, run.agents_namespace)))
         if case.injection == "webhook":
-            (out_dir / "events.json").write_text(json.dumps(failed_creates(core, run.app_namespace)))
-        (out_dir / "warnings.json").write_text(json.dumps(warning_events(core, namespaces)))
-        (out_dir / "load-summary.json").write_text(json.dumps(load_summary))
+            (out_dir / EVENTS).write_text(json.dumps(failed_creates(core, run.app_namespace)))
+        (out_dir / WARNINGS).write_text(json.dumps(warning_events(core, namespaces)))
+        (out_dir / LOAD_SUMMARY).write_text(json.dumps(load_summary))
     finally:
         load.stop()
         watcher.stop()
@@ -226,7 +214,7 @@ def run_fault(provider: Any, api: client.ApiClient, topology: Topology, case: Ca
     new_image = upgradable_spec(agent).image_for("v2", upgrade_targets(run.objects, agent)[0].image)
     fault_driver.inject_during_upgrade(
         provider, spec, duration,
-        upgrade=lambda: upgrade_agent(api, run.objects, agent, timeout_s=profile.upgrade_timeout_s, progress_log=out_dir / "rollouts.jsonl"),
+        upgrade=lambda: upgrade_agent(api, run.objects, agent, timeout_s=profile.upgrade_timeout_s, progress_log=out_dir / ROLLOUTS),
         find_target=lambda: fault_driver.new_node_agent(core, run.agents_namespace, agent, new_image, timeout_s=60),
         mark=mark,
     )
@@ -250,19 +238,8 @@ def run_matrix(
 
     progress = progress or Progress()
     profile.validate()
-    run_dir = results_root / (run_id or new_run_id())
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".writable"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"cannot write results to {results_root}: {exc.strerror}") from None
     trials = interleave(cases, repeat, fault_repeat)
-    meta = {"profile": asdict(profile), "cases_planned": [c.id for c in cases], "repeat": repeat, "provider": provider.name, "started_wall": time.time()}
-    copy_latest_calibration(results_root, run_dir)
-    keep_with_run(file_agents(), run_dir)
-    (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
+    run_dir, meta = start_run(results_root, provider.name, profile, [c.id for c in cases], repeat, run_id)
     try:
         for i, trial in enumerate(trials, 1):
             label = trial.case.id + (f" (trial {trial.k}/{trial.repeat})" if trial.repeat > 1 else "")
@@ -271,23 +248,43 @@ def run_matrix(
             if on_case:
                 on_case(trial.case, run_dir / trial.dir_name)
     except BaseException:
-        meta["interrupted"] = True
-        (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
-        if any(run_dir.glob("*/requests.jsonl")):
-            try:
-                write_report(run_dir)
-                progress.say(f" partial report (interrupted): {run_dir / 'report.md'}")
-            except Exception as exc:  # noqa: BLE001 - never hide why the run stopped
-                progress.say(f" could not write the partial report: {exc}")
+        mark_interrupted(run_dir, progress)
         raise
     meta["finished_wall"] = time.time()
-    (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
+    (run_dir / RUN).write_text(json.dumps(meta, indent=1))
     return run_dir
+
+
+def start_run(results_root: Path, provider: str, profile: Profile, planned: list[str], repeat: int, run_id: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """A new run directory, checked writable, with what travels with the run (the latest
+    calibration, the agent files) and run.json; the CLI and the pytest plugin both start here."""
+    run_dir = results_root / (run_id or new_run_id())
+    check_writable(run_dir, shown=results_root)
+    meta = {"profile": asdict(profile), "cases_planned": planned, "repeat": repeat, "provider": provider, "started_wall": time.time()}
+    copy_latest_calibration(results_root, run_dir)
+    keep_with_run(file_agents(), run_dir)
+    (run_dir / RUN).write_text(json.dumps(meta, indent=1))
+    return run_dir, meta
+
+
+def mark_interrupted(run_dir: Path, progress: Progress, where: str = "") -> None:
+    """An interrupted run keeps what it measured: run.json says so and the report of
+    everything so far is written (never hiding why the run stopped)."""
+    meta = json.loads((run_dir / RUN).read_text())
+    meta["interrupted"] = True
+    (run_dir / RUN).write_text(json.dumps(meta, indent=1))
+    if not any(run_dir.glob(f"*/{REQUESTS}")) and not load_sweeps(run_dir):
+        return
+    try:
+        write_report(run_dir)
+        progress.say(f" partial report (interrupted{where}): {run_dir / REPORT}")
+    except Exception as exc:  # noqa: BLE001 - never hide why the run stopped
+        progress.say(f" could not write the partial report: {exc}")
 
 
 def copy_latest_calibration(results_root: Path, run_dir: Path) -> None:
     """The latest `patternbench calibrate` result travels with the run, so its report (and
     any rebuild of it) carries the measurement's own error bar."""
-    latest = results_root / "calibration.json"
+    latest = results_root / CALIBRATION
     if latest.exists():
-        (run_dir / "calibration.json").write_text(latest.read_text())
+        (run_dir / CALIBRATION).write_text(latest.read_text())

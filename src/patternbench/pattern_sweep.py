@@ -17,7 +17,7 @@ from patternbench.load.runner import read_jsonl
 from patternbench.load.sweep import Step, cost_per_step, max_sustained, run_sweep
 from patternbench.observe.resources import ResourceSampler
 from patternbench.progress import Progress
-from patternbench.rundir import SWEEPS_DIR
+from patternbench.rundir import RESOURCES, SWEEPS_DIR
 from patternbench.summary import is_agent_sample
 from patternbench.topology import Pattern, Topology
 
@@ -36,7 +36,7 @@ def sweep_pattern(
     out_dir.mkdir(parents=True, exist_ok=True)
     run = deploy_run(provider, topology, pattern, progress=progress)
     api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
-    samples_path = out_dir / "resources.jsonl"
+    samples_path = out_dir / RESOURCES
     sampler = ResourceSampler(api, list(run.namespaces), samples_path, interval_s=SAMPLE_INTERVAL_S).start()
     try:
         def said(s: Step) -> None:

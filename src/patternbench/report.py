@@ -19,7 +19,7 @@ from patternbench.load.runner import read_jsonl
 from patternbench.load.sweep import render_sweep_plots
 from patternbench.plots import pyplot, save
 from patternbench.render import AGENT_CPU_M
-from patternbench.rundir import load_sweeps
+from patternbench.rundir import CASE, DEPLOYMENT, REPORT, REQUESTS, RUN, SUMMARY, TIMELINE, load_sweeps
 from patternbench.summary import SCHEMA_VERSION, check_claims, summarize_case
 from patternbench.verdicts import Thresholds
 from patternbench.topology import Agents, Pattern, Service, Topology, containers_formula, parse_agents
@@ -50,9 +50,9 @@ def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: 
     by_case: dict[str, list[dict[str, Any]]] = {}
     for d in dirs:
         entry = summarize_case(d, slo_ms)
-        entry["trial"] = int(_case_file(d, "case.json").get("trial", 1))
+        entry["trial"] = int(_case_file(d, CASE).get("trial", 1))
         entry["dir"] = d.name
-        deployment = _case_file(d, "deployment.json")
+        deployment = _case_file(d, DEPLOYMENT)
         if deployment:
             # Runs from before deployment.json recorded the agents ran the topology's defaults.
             agents = parse_agents(deployment["agents"]) if "agents" in deployment else Agents()
@@ -73,7 +73,7 @@ def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: 
         cases[name] = entry
         if problems:
             failures[name] = problems
-    meta = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    meta = json.loads((run_dir / RUN).read_text()) if (run_dir / RUN).exists() else {}
     planned = meta.get("cases_planned") or []
     order = {name: i for i, name in enumerate(planned)}
     cases = dict(sorted(cases.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
@@ -482,8 +482,8 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
         return []
     fig, axes = plt.subplots(len(dirs), 1, figsize=(10, 2.2 * len(dirs)), squeeze=False)
     for ax, d in zip(axes[:, 0], dirs):
-        marks = {m["phase"]: m["t"] for m in read_jsonl(d / "timeline.jsonl")}
-        records = read_jsonl(d / "requests.jsonl")
+        marks = {m["phase"]: m["t"] for m in read_jsonl(d / TIMELINE)}
+        records = read_jsonl(d / REQUESTS)
         t0 = marks.get("before", min((r["t"] for r in records), default=0))
         good = [r for r in records if r.get("kind") == "user" and not r.get("error")]
         ax.plot([r["t"] - t0 for r in good], [r["ms"] for r in good], ".", ms=1.5, label="latency (ms)")
@@ -536,9 +536,9 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
         # costs against a sidecar's, at a glance.
         fig, axes = plt.subplots(len(faulted), 1, figsize=(10, 2.2 * len(faulted)), squeeze=False)
         for ax, d in zip(axes[:, 0], faulted):
-            marks = {m["phase"]: m["t"] for m in read_jsonl(d / "timeline.jsonl")}
+            marks = {m["phase"]: m["t"] for m in read_jsonl(d / TIMELINE)}
             t0 = marks["fault_start"]
-            users = [r for r in read_jsonl(d / "requests.jsonl") if r.get("kind") == "user"]
+            users = [r for r in read_jsonl(d / REQUESTS) if r.get("kind") == "user"]
             per_node: dict[str, dict[int, list[int]]] = {}
             for r in users:
                 node = (r.get("entry") or [None, None])[1] or "no answer"
@@ -580,8 +580,8 @@ def write_report(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: f
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a run directory")
     summary = build_summary(run_dir, thresholds, slo_ms)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=False))
-    (run_dir / "report.md").write_text(render_markdown(summary))
+    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=1, sort_keys=False))
+    (run_dir / REPORT).write_text(render_markdown(summary))
     render_plots(run_dir, summary)
     render_interval_plots(run_dir, summary)
     if summary["sweeps"]:

@@ -19,6 +19,7 @@ from patternbench.faults import fault_spec
 from patternbench.verdicts import Thresholds, causes_text, charged_failures
 from patternbench.patterns import pattern_spec
 from patternbench.topology import Agents
+from patternbench.rundir import CASE, CONNTRACK_EVENTS, DEPLOYMENT, ENDPOINTS, EVENTS, LOAD_SUMMARY, PODS, PODS_AFTER, PODS_BEFORE, PRESSURE, REQUESTS, RESOURCES, SCHED, SINK, TIMELINE, TRIPWIRE
 
 SCHEMA_VERSION = 1
 
@@ -103,15 +104,15 @@ def _attributed(
 ) -> dict[str, Any]:
     """failures_by_cause over the same requests as failed_requests, and the count per owner."""
     failed = [r for r in measure.in_window(users, start, end) + measure.in_window(probes, start, end) if not measure.ok(r)]
-    events = case_dir / "conntrack-events.log"
+    events = case_dir / CONNTRACK_EVENTS
     ev = attribution.Evidence(
-        service=attribution.ServiceTimeline.of(read_jsonl(case_dir / "endpoints.jsonl"), deployment.get("entry_service") or ""),
+        service=attribution.ServiceTimeline.of(read_jsonl(case_dir / ENDPOINTS), deployment.get("entry_service") or ""),
         pods=pods,
         windows=activity,
         bindings=bindings(events.read_text(errors="replace").splitlines()) if events.exists() else {},
         outages=outages,
         rejected=attribution.Evidence.rejections(probes),
-        unnated=attribution.Evidence.tripwire(read_jsonl(case_dir / "tripwire.jsonl"), urlsplit(deployment.get("entry_url") or "").port or 0),
+        unnated=attribution.Evidence.tripwire(read_jsonl(case_dir / TRIPWIRE), urlsplit(deployment.get("entry_url") or "").port or 0),
     )
     counts = attribution.failures_by_cause(failed, ev)
     return {"failures_by_cause": counts, **{f"{owner}_failures": n for owner, n in attribution.by_owner(counts).items()}}
@@ -142,17 +143,17 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     """One summary entry from a case directory; `missing` lists what the case never wrote.
     `slo_ms` overrides the deadline the case ran with (re-measuring with another one)."""
     unreadable: list[str] = []
-    case = _read_json(case_dir / "case.json", unreadable) or {}
-    deployment = _read_json(case_dir / "deployment.json", unreadable) or {}
-    marks = {m["phase"]: m for m in read_jsonl(case_dir / "timeline.jsonl")}
-    requests = read_jsonl(case_dir / "requests.jsonl")
-    pods = read_jsonl(case_dir / "pods.jsonl")
+    case = _read_json(case_dir / CASE, unreadable) or {}
+    deployment = _read_json(case_dir / DEPLOYMENT, unreadable) or {}
+    marks = {m["phase"]: m for m in read_jsonl(case_dir / TIMELINE)}
+    requests = read_jsonl(case_dir / REQUESTS)
+    pods = read_jsonl(case_dir / PODS)
     users = [r for r in requests if r.get("kind") == "user"]
     probes = [r for r in requests if r.get("kind") == "probe"]
-    samples = read_jsonl(case_dir / "resources.jsonl")
-    load_summary = _read_json(case_dir / "load-summary.json", unreadable) or {}
-    sink = _read_json(case_dir / "sink.json", unreadable)
-    missing = [name for name in ("deployment.json", "requests.jsonl", "pods-after.json", "load-summary.json") if not (case_dir / name).exists()]
+    samples = read_jsonl(case_dir / RESOURCES)
+    load_summary = _read_json(case_dir / LOAD_SUMMARY, unreadable) or {}
+    sink = _read_json(case_dir / SINK, unreadable)
+    missing = [name for name in (DEPLOYMENT, REQUESTS, PODS_AFTER, LOAD_SUMMARY) if not (case_dir / name).exists()]
 
     entry: dict[str, Any] = {
         "case": case.get("id", case_dir.name), "pattern": case.get("pattern"), "agent": case.get("agent"), "naive": case.get("naive", False),
@@ -184,7 +185,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
         "after": measure.latency_ms(measure.in_window(users, up_end or before_end, end)),
     }
     entry.update(measure.hop_summary(measure.in_window(users, start, end)))
-    before, after = _read_json(case_dir / "pods-before.json", unreadable), _read_json(case_dir / "pods-after.json", unreadable)
+    before, after = _read_json(case_dir / PODS_BEFORE, unreadable), _read_json(case_dir / PODS_AFTER, unreadable)
     entry.update(measure.pod_changes(before, after) if before is not None and after is not None else {"app_pods_recreated": None, "app_container_restarts": None})
     entry["app_pods"] = deployment.get("app_pods")
     entry["containers_total"] = deployment.get("containers_live")
@@ -195,8 +196,8 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     entry.update(measure.agent_resources(samples, is_agent_sample))
     # Starvation, visible: each container's share of runnable time spent waiting for a CPU,
     # and the host's CPU pressure, over the measured window.
-    entry["cpu_wait"] = measure.run_queue_wait(read_jsonl(case_dir / "sched.jsonl"), pods, start, end) or None
-    entry["host_cpu_pressure"] = measure.cpu_pressure(read_jsonl(case_dir / "pressure.jsonl"), start, end)
+    entry["cpu_wait"] = measure.run_queue_wait(read_jsonl(case_dir / SCHED), pods, start, end) or None
+    entry["host_cpu_pressure"] = measure.cpu_pressure(read_jsonl(case_dir / PRESSURE), start, end)
     entry["entry_proxy"] = _entry_proxy(case_dir)
     per_agent = measure.requests_per_agent(measure.in_window(users, start, end))
     entry["requests_per_agent"] = per_agent
@@ -222,7 +223,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
         entry["log_lines_lost"] = entry["log_lines_duplicated"] = None
     entry["upgrade_duration_s"] = round(up_end - up_start, 3) if up_start and up_end else None
     entry["upgrade_error"] = marks.get("upgrade_failed", {}).get("error")
-    entry.update(_fault_entry(case, marks, users, probes, pods, end, _read_json(case_dir / "events.json", unreadable)))
+    entry.update(_fault_entry(case, marks, users, probes, pods, end, _read_json(case_dir / EVENTS, unreadable)))
     entry["load"] = load_summary
     entry["invalid"] = bool(load_summary.get("cpu_warning"))
     entry["missing"] = missing + [f"{name} (not valid JSON)" for name in unreadable]

@@ -21,6 +21,7 @@ from patternbench.agents import upgradable_spec
 from patternbench.topology import Topology
 from patternbench.upgrade import rollout_recorder, upgrade_agent, upgrade_targets
 from patternbench.webhook_injector import restart_deployments, switch_template
+from patternbench.rundir import ROLLOUTS
 
 
 @dataclass
@@ -44,7 +45,7 @@ class UpgradeJob:
 
     @property
     def rollouts_log(self) -> Path:
-        return self.out_dir / "rollouts.jsonl"
+        return self.out_dir / ROLLOUTS
 
 
 def rolling(job: UpgradeJob) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from patternbench.lifeline import die_with_parent
 from patternbench.errors import UsageError
+from patternbench.rundir import LOAD_CONFIG, LOAD_SUMMARY, REQUESTS
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,10 @@ class LoadProcess:
         table (the provider's `conntrack_here` ability: the entry's NAT happens here)."""
         config.validate()
         self.out_dir = out_dir
-        self.records = out_dir / "requests.jsonl"
-        self.summary_path = out_dir / "load-summary.json"
+        self.records = out_dir / REQUESTS
+        self.summary_path = out_dir / LOAD_SUMMARY
         self.stop_file = out_dir / ".stop-load"
-        self.config_path = out_dir / "load-config.json"
+        self.config_path = out_dir / LOAD_CONFIG
         self.on_progress = on_progress
         workers = config.workers if config.rps is not None else 1
         self.config_paths: list[Path] = []

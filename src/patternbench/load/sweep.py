@@ -25,6 +25,7 @@ from patternbench.load.runner import LoadConfig, LoadProcess, read_jsonl
 from patternbench.measure import agent_resources
 from patternbench.options import parse_sweep
 from patternbench.plots import pyplot, save
+from patternbench.rundir import REQUESTS
 
 
 # A step is sustained when the load went out on schedule, nearly all of it came back good,
@@ -110,7 +111,7 @@ def run_sweep(
     for rate in rates:
         step_dir = out_dir / f"step-{rate:g}"
         step_dir.mkdir(parents=True, exist_ok=True)
-        (step_dir / "requests.jsonl").unlink(missing_ok=True)
+        (step_dir / REQUESTS).unlink(missing_ok=True)
         config = LoadConfig(rps=rate, workers=workers, connections=connections, probe_interval_s=1.0)
         load = LoadProcess(url, config, step_dir, max_duration_s=step_s)
         start = time.monotonic()
@@ -119,7 +120,7 @@ def run_sweep(
             summary = load.wait(timeout_s=step_s + 120)
         finally:
             load.stop()
-        step = step_from_records(rate, read_jsonl(step_dir / "requests.jsonl"), summary, start, time.monotonic())
+        step = step_from_records(rate, read_jsonl(step_dir / REQUESTS), summary, start, time.monotonic())
         steps.append(step)
         (out_dir / "steps.json").write_text(json.dumps([asdict(s) for s in steps], indent=1))
         if on_step:
