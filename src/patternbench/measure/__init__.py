@@ -1,0 +1,60 @@
+"""Pure functions from records to numbers, by family: via (trails), availability (outages,
+latency), hops, rollouts, faults, resources. Nothing here talks to a cluster; summary.py
+assembles a case's figures from them (the figures themselves are declared in figures.py).
+"""
+
+from __future__ import annotations
+
+from patternbench.measure.via import ViaEntry, Location, parse_via, via_entries, via_kinds, calls, pods_in, proxies_per_request
+from patternbench.measure.records import Record, ok, in_window
+from patternbench.measure.availability import DEFAULT_SLO_MS, probe_cause, Outage, outage_spans, outages, latency_ms, availability
+from patternbench.measure.hops import hop_kind, path_hops, call_hops, entry_hops, request_hops, crosses_nodes, hop_summary, requests_per_agent, grouping
+from patternbench.measure.rollouts import NodeRollout, node_rollouts, max_concurrent, pod_changes, pods_created, pods_without, webhook_refusals
+from patternbench.measure.faults import touches, recovered_at, went_down_since, affected, fault_impact
+from patternbench.measure.resources import agent_resources, run_queue_wait, cpu_pressure, proxy_programming
+
+__all__ = [
+    "Record",
+    "ViaEntry",
+    "Location",
+    "parse_via",
+    "via_entries",
+    "via_kinds",
+    "calls",
+    "pods_in",
+    "proxies_per_request",
+    "ok",
+    "in_window",
+    "DEFAULT_SLO_MS",
+    "probe_cause",
+    "Outage",
+    "outage_spans",
+    "outages",
+    "latency_ms",
+    "availability",
+    "hop_kind",
+    "path_hops",
+    "call_hops",
+    "entry_hops",
+    "request_hops",
+    "crosses_nodes",
+    "hop_summary",
+    "requests_per_agent",
+    "grouping",
+    "NodeRollout",
+    "node_rollouts",
+    "max_concurrent",
+    "pod_changes",
+    "pods_created",
+    "pods_without",
+    "webhook_refusals",
+    "touches",
+    "recovered_at",
+    "went_down_since",
+    "affected",
+    "fault_impact",
+    "agent_resources",
+    "run_queue_wait",
+    "cpu_pressure",
+    "proxy_programming",
+]

@@ -1,0 +1,111 @@
+"""Resources: the agents' CPU and memory, the CPU they waited for, and how fast proxies
+learned endpoints.
+
+Pure functions from records to numbers: nothing here talks to a cluster."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+from patternbench.measure.records import Record
+
+
+def agent_resources(samples: list[Record], is_agent: Any) -> dict[str, Any]:
+    """CPU (millicores) and memory (MiB) of the agent containers: totals over the instances
+    alive at each sample, and per instance. Instances replaced during an upgrade are not
+    double-counted: CPU is the agents' CPU time over the sampled span, memory the mean of
+    each sampling round's sum. `is_agent(record)` says which containers are agents.
+    A round is every node's answer to one sampling pass (`round`; records written before
+    rounds were stamped fall back to their own time, one node per round)."""
+    agents = [s for s in samples if is_agent(s)]
+    if not agents:
+        return {"agent_instances": 0, "agent_cpu_m_total": None, "agent_memory_mib_total": None, "agent_cpu_m_per_instance": None, "agent_memory_mib_per_instance": None}
+    rounds: dict[float, list[Record]] = {}
+    for s in agents:
+        rounds.setdefault(s.get("round", s["t"]), []).append(s)
+    instances = statistics.fmean(len(rs) for rs in rounds.values())
+    memory = statistics.fmean(sum(r["memory_mib"] for r in rs) for rs in rounds.values())
+    per_instance: dict[tuple[str, str], list[Record]] = {}
+    for s in agents:
+        per_instance.setdefault((s["pod"], s["container"]), []).append(s)
+    span = max(rounds) - min(rounds)
+    cpu_ns = 0.0
+    for rs in per_instance.values():
+        timed = sorted((r["t"], r["cpu_ns"]) for r in rs if r.get("cpu_ns") is not None)
+        if len(timed) >= 2:
+            cpu_ns += max(0, timed[-1][1] - timed[0][1])
+    cpu = cpu_ns / 1e6 / span if span > 0 else 0.0
+    return {
+        "agent_instances": round(instances, 2),
+        "agent_cpu_m_total": round(cpu, 2),
+        "agent_memory_mib_total": round(memory, 2),
+        "agent_cpu_m_per_instance": round(cpu / instances, 2),
+        "agent_memory_mib_per_instance": round(memory / instances, 2),
+    }
+
+
+def run_queue_wait(sched: list[Record], pods: list[Record], start: float, end: float) -> dict[str, dict[str, float]]:
+    """Per container name (app, meshproxy, ...): over [start, end], the CPU time it ran and
+    the share of its runnable time it spent waiting for a CPU (`wait_share`), from the
+    cumulative per-container samples (observe/host.SchedSampler); containers that started
+    or ended inside the window count from their first to their last sample."""
+    names = {cid: name for p in pods for name, cid in (p.get("container_ids") or {}).items()}
+    first: dict[str, Record] = {}
+    last: dict[str, Record] = {}
+    for r in sched:
+        if start <= r["t"] <= end and r["cid"] in names:
+            first.setdefault(r["cid"], r)
+            last[r["cid"]] = r
+    totals: dict[str, list[float]] = {}
+    for cid, a in first.items():
+        b = last[cid]
+        run, wait = b["run_ms"] - a["run_ms"], b["wait_ms"] - a["wait_ms"]
+        t = totals.setdefault(names[cid], [0.0, 0.0, 0.0])
+        t[0] += max(0.0, run)
+        t[1] += max(0.0, wait)
+        t[2] += max(0.0, b.get("throttled_ms", 0.0) - a.get("throttled_ms", 0.0))
+    return {
+        name: {"cpu_s": round(run / 1000, 3), "wait_share": round(wait / (run + wait), 4) if run + wait > 0 else None, "throttled_s": round(thr / 1000, 3)}
+        for name, (run, wait, thr) in sorted(totals.items())
+    }
+
+
+def cpu_pressure(samples: list[Record], start: float, end: float) -> float | None:
+    """The host's mean CPU pressure (PSI `some`: the share of time some runnable task waited)."""
+    window = [s["cpu_some"] for s in samples if start <= s["t"] <= end]
+    return round(sum(window) / len(window), 4) if window else None
+
+
+def _histogram_buckets(text: str, name: str) -> dict[float, float]:
+    out: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == f"{name}_bucket":
+                le = float(sample.labels["le"])
+                out[le] = out.get(le, 0.0) + sample.value
+    return out
+
+
+def _counter(text: str, name: str) -> float:
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name in (name, f"{name}_total"))
+
+
+def proxy_programming(start: str, end: str) -> dict[str, Any]:
+    """A kube-proxy's work during a case, from its metrics at the case's start and end: how
+    many endpoint changes it programmed, the p50 and p99 of the time from a change in the API
+    to its rules in place (`kubeproxy_network_programming_duration_seconds`, as the upper
+    bound of the histogram bucket), and failed iptables-restore calls."""
+    name = "kubeproxy_network_programming_duration_seconds"
+    a, b = _histogram_buckets(start, name), _histogram_buckets(end, name)
+    delta = sorted((le, b[le] - a.get(le, 0.0)) for le in b)
+    count = delta[-1][1] if delta else 0.0
+
+    def quantile(q: float) -> float | None:
+        if not count:
+            return None
+        return next((le for le, n in delta if n >= q * count), None)
+
+    failures = _counter(end, "kubeproxy_sync_proxy_rules_iptables_restore_failures") - _counter(start, "kubeproxy_sync_proxy_rules_iptables_restore_failures")
+    return {"programmed": int(count), "p50_s": quantile(0.5), "p99_s": quantile(0.99), "restore_failures": int(failures)}
