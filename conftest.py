@@ -26,7 +26,7 @@ def agent_files_dir() -> Path:
 @pytest.fixture(autouse=True)
 def agent_registry() -> Iterator[None]:
     """Agent files register agents process-wide; each test leaves the registry as it found it."""
-    from patternbench.agents import AGENTS
+    from patternbench.specs.agents import AGENTS
 
     before = dict(AGENTS)
     yield

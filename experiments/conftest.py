@@ -7,13 +7,13 @@ from typing import Any, Iterator
 
 import pytest
 
-from patternbench.cases import Case, Profile, Trial, fault_smoke, interleave
+from patternbench.specs.cases import Case, Profile, Trial, fault_smoke, interleave
 from patternbench.experiment import run_case, start_run
-from patternbench.report import write_report
+from patternbench.results.report import write_report
 from patternbench.pytest_plugin import PLAN
-from patternbench.verdicts import Thresholds
-from patternbench.summary import check_claims, summarize_case
-from patternbench.topology import load_topology
+from patternbench.results.verdicts import Thresholds
+from patternbench.results.summary import check_claims, summarize_case
+from patternbench.specs.topology import load_topology
 
 
 def selected_cases(config: pytest.Config) -> list[Case]:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from patternbench.cases import Case
-from patternbench.faults import fault_spec, runs_on_nodes
-from patternbench.topology import Pattern
+from patternbench.specs.cases import Case
+from patternbench.specs.faults import fault_spec, runs_on_nodes
+from patternbench.specs.topology import Pattern
 
 pytestmark = [pytest.mark.cluster, pytest.mark.faults]
 

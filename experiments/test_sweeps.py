@@ -12,7 +12,7 @@ from patternbench.load.sweep import MIN_ACHIEVED_SHARE
 from patternbench.pattern_sweep import STEP_S, SWEEPS_DIR, sweep_pattern
 from patternbench.progress import Progress
 from patternbench.pytest_plugin import PLAN
-from patternbench.topology import Pattern, containers_formula, load_topology
+from patternbench.specs.topology import Pattern, containers_formula, load_topology
 
 pytestmark = pytest.mark.cluster
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from patternbench.cases import Case
-from patternbench.verdicts import Thresholds
-from patternbench.summary import expected_proxies
-from patternbench.verdicts import charged_failures
-from patternbench.agents import Placement
-from patternbench.patterns import pattern_spec
-from patternbench.topology import Pattern, expected_hop_counts, load_topology
+from patternbench.specs.cases import Case
+from patternbench.results.verdicts import Thresholds
+from patternbench.results.summary import expected_proxies
+from patternbench.results.verdicts import charged_failures
+from patternbench.specs.agents import Placement
+from patternbench.specs.patterns import pattern_spec
+from patternbench.specs.topology import Pattern, expected_hop_counts, load_topology
 
 pytestmark = pytest.mark.cluster
 

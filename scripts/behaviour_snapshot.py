@@ -12,15 +12,17 @@ import json
 import sys
 from itertools import product
 
-from patternbench import measure, summary
+from patternbench import measure
+
+from patternbench.results import summary
 from patternbench.errors import UsageError
-from patternbench.cases import default_matrix, fault_matrix, fault_smoke
-from patternbench.faults import FAULTS, check_fault, runs_on_nodes
+from patternbench.specs.cases import default_matrix, fault_matrix, fault_smoke
+from patternbench.specs.faults import FAULTS, check_fault, runs_on_nodes
 from patternbench.render import Images, RenderOptions, render, to_yaml
-from patternbench.topology import (
+from patternbench.specs.topology import (
     Agents, Pattern, expected_hop_counts, expected_hops, containers_formula, load_topology, requested,
 )
-from patternbench.upgrade import upgrade_targets
+from patternbench.operate.upgrade import upgrade_targets
 
 RUN_ID = "pb-snapshot"
 AGENT_SETS = [Agents(), Agents(mesh=False), Agents(logging=False), Agents(extra_agents=2), Agents(mesh=False, logging=False, extra_agents=1)]
@@ -119,8 +121,8 @@ def _faulted(name: str, pattern: str, agent: str | None, kind: str, k: int) -> d
 
 def faults_snapshot() -> None:
     """Each fault's claims and the report's fault sections, on synthetic entries."""
-    from patternbench import report
-    from patternbench.faults import FAULTS
+    from patternbench.results import report
+    from patternbench.specs.faults import FAULTS
 
     cases = {}
     for kind in FAULTS:
@@ -150,7 +152,9 @@ def _trial(pattern: str, k: int) -> dict:
 def figures_snapshot() -> None:
     """What every figure decides: intervals over trials, the sidecar-vs-DaemonSet differences,
     the baseline's figures and its comparison, and the report's tables of them."""
-    from patternbench import baseline, report, trials
+    from patternbench.results import baseline
+    from patternbench.results import report
+    from patternbench.results import trials
 
     cases = {f"{p}-mesh": trials.aggregate([_trial(p, k) for k in (1, 2, 4)]) for p in ("sidecar", "daemonset")}
     out("--- aggregate", json.dumps(cases, sort_keys=False))

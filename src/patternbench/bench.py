@@ -23,25 +23,27 @@ from typing import Any, Callable
 from kubernetes import config as kube_config
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from patternbench import calibration, otelcol_local
-from patternbench.attribution import by_owner
+from patternbench import calibration
+
+from patternbench.build import otelcol_local
+from patternbench.measure.attribution import by_owner
 from patternbench.cluster.local.provider import LocalProvider
 from patternbench.cluster.registry import get_provider
-from patternbench.components import cache_root
-from patternbench.deploy import deploy_run
-from patternbench.kube import Deployer
+from patternbench.build.components import cache_root
+from patternbench.operate.deploy import deploy_run
+from patternbench.operate.kube import Deployer
 from patternbench.errors import UsageError
-from patternbench.cases import PROFILES, Case, default_matrix
+from patternbench.specs.cases import PROFILES, Case, default_matrix
 from patternbench.experiment import run_case, run_matrix
-from patternbench.images import build_data_plane, build_go_binaries, build_otelcol
+from patternbench.build.images import build_data_plane, build_go_binaries, build_otelcol
 from patternbench.load.runner import LoadConfig, LoadProcess, read_jsonl
 from patternbench.load.sweep import max_sustained, run_sweep
 from patternbench.outages import calibrate_local
 from patternbench.progress import Progress
-from patternbench.report import write_report
+from patternbench.results.report import write_report
 from patternbench.stats import percentile
-from patternbench.topology import Pattern, load_topology
-from patternbench.rundir import LOAD_SUMMARY, REQUESTS
+from patternbench.specs.topology import Pattern, load_topology
+from patternbench.results.rundir import LOAD_SUMMARY, REQUESTS
 
 
 def timed(cmd: list[str]) -> float:
@@ -360,7 +362,7 @@ def bench_otelcol(runs: int) -> dict[str, float]:
     warm (the cache as `make test` finds it), their sizes, and the collector's resident
     memory at rest with the node config (median of `runs`)."""
 
-    build = [sys.executable, "-c", "from patternbench.images import build_otelcol; build_otelcol()"]
+    build = [sys.executable, "-c", "from patternbench.build.images import build_otelcol; build_otelcol()"]
     scratch = Path(tempfile.mkdtemp(prefix="pb-otelcol-cold-"))
     try:
         env = dict(os.environ, PATTERNBENCH_CACHE=str(scratch / "cache"), GOCACHE=str(scratch / "gocache"))

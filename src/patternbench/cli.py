@@ -11,24 +11,24 @@ from pathlib import Path
 from typing import NoReturn, Sequence
 
 from patternbench import calibration
-from patternbench.baseline import compare, format_table, load_baseline, load_summary, update_baseline
+from patternbench.results.baseline import compare, format_table, load_baseline, load_summary, update_baseline
 from patternbench.cluster.local.provider import LocalProvider
 from patternbench.cluster.provider import KnowsIfUp, ReportsDaemons, abilities
 from patternbench.cluster.registry import ProviderOptions, get_provider
-from patternbench.components import cache_root
+from patternbench.build.components import cache_root
 from patternbench.errors import StepFailed, UsageError
-from patternbench.faults import FAULTS, check_fault
-from patternbench.images import build_data_plane
+from patternbench.specs.faults import FAULTS, check_fault
+from patternbench.build.images import build_data_plane
 from patternbench.options import parse_slo_ms
 from patternbench.outages import calibrate_local
-from patternbench.patterns import pattern_spec
+from patternbench.specs.patterns import pattern_spec
 from patternbench.progress import Progress
-from patternbench.report import write_report
-from patternbench.verdicts import Thresholds
-from patternbench.cases import Case
+from patternbench.results.report import write_report
+from patternbench.results.verdicts import Thresholds
+from patternbench.specs.cases import Case
 from patternbench.run_options import PROVIDER_OPTIONS, RUN_OPTIONS, RunPlan, add_options, provider_options, resolve_run
-from patternbench.topology import Pattern, load_topology, parse_agents
-from patternbench.rundir import REPORT, RUN, check_writable
+from patternbench.specs.topology import Pattern, load_topology, parse_agents
+from patternbench.results.rundir import REPORT, RUN, check_writable
 
 
 FAULT_NAMES = tuple(FAULTS)
@@ -179,7 +179,7 @@ def cmd_images(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, progress: Progress) -> int:
-    from patternbench.deploy import deploy_run, new_run_id  # brings the kubernetes client: kept off the CLI's start
+    from patternbench.operate.deploy import deploy_run, new_run_id  # brings the kubernetes client: kept off the CLI's start
 
     pattern = Pattern.parse(args.pattern, "--pattern")
     topology = load_topology(args.topology)
@@ -197,7 +197,7 @@ def cmd_deploy(args: argparse.Namespace, progress: Progress) -> int:
 def cmd_undeploy(args: argparse.Namespace, progress: Progress) -> int:
     from kubernetes import config as kube_config  # brings the kubernetes client: kept off the CLI's start
 
-    from patternbench.kube import Deployer  # brings the kubernetes client: kept off the CLI's start
+    from patternbench.operate.kube import Deployer  # brings the kubernetes client: kept off the CLI's start
 
     provider = get_provider(args.provider, _options(args), progress)
     try:

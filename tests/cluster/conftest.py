@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from patternbench.images import ImageArchive, build_project_images
+from patternbench.build.images import ImageArchive, build_project_images
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 from patternbench.calibration import PROMISED_ERROR_MS
 from patternbench.cluster_calibration import CLUSTER_KINDS, calibrate_cluster
 from patternbench.outages import IPTABLES_COMMENT
-from patternbench.topology import load_topology
+from patternbench.specs.topology import load_topology
 
 pytestmark = pytest.mark.cluster
 

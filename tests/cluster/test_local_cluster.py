@@ -13,7 +13,7 @@ from kubernetes import client
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from patternbench.cluster.local import hostnet
-from patternbench.images import ImageArchive
+from patternbench.build.images import ImageArchive
 from patternbench.load.runner import read_jsonl
 from patternbench.observe.host import KernelLog
 from patternbench.load.conntrack import forget_unnated

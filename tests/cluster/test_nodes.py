@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from patternbench.images import ImageArchive
+from patternbench.build.images import ImageArchive
 
 pytestmark = pytest.mark.cluster
 

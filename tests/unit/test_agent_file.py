@@ -9,13 +9,13 @@ import pytest
 import yaml
 
 from patternbench import cli
-from patternbench.agent_file import load_agent_file, parse_agent_file
-from patternbench.agents import AGENTS, Placement
-from patternbench.cases import default_matrix
-from patternbench.patterns import Pattern, pattern_spec
+from patternbench.specs.agent_file import load_agent_file, parse_agent_file
+from patternbench.specs.agents import AGENTS, Placement
+from patternbench.specs.cases import default_matrix
+from patternbench.specs.patterns import Pattern, pattern_spec
 from patternbench.render import RenderOptions, render
-from patternbench.topology import load_topology
-from patternbench.upgrade import upgrade_targets
+from patternbench.specs.topology import load_topology
+from patternbench.operate.upgrade import upgrade_targets
 
 OWN = Path(__file__).resolve().parents[2] / "agents" / "own-logagent.yaml"
 
@@ -116,7 +116,7 @@ def test_own_log_agent_renders_where_the_built_in_one_does(pattern: Pattern) -> 
 
 
 def test_a_run_keeps_its_agent_files_and_reads_them_back(tmp_path: Path) -> None:
-    from patternbench.agent_file import keep_with_run, register_run_agents
+    from patternbench.specs.agent_file import keep_with_run, register_run_agents
 
     spec = load_agent_file(write(tmp_path, GOOD))
     keep_with_run([spec], tmp_path / "run")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from patternbench.attribution import (
+from patternbench.measure.attribution import (
     CAUSES, Evidence, ServiceTimeline, attribute, by_owner, cause, failures_by_cause,
 )
 from patternbench.load.conntrack import bindings, parse_line

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from patternbench import components
-from patternbench.components import BuildCache, GoComponent
+from patternbench.build import components
+from patternbench.build.components import BuildCache, GoComponent
 from patternbench.errors import UsageError
 
 UPSTREAM_GO_MOD = """module k8s.io/kubernetes

@@ -5,11 +5,11 @@ import pytest
 from patternbench import measure
 from patternbench.cli import main
 from patternbench.errors import UsageError
-from patternbench.cases import Case, fault_matrix, fault_smoke
-from patternbench.faults import FAULTS, check_fault, fault_spec, parse_duration, runs_on_nodes
-from patternbench.verdicts import Thresholds
-from patternbench.summary import fault_claims
-from patternbench.topology import Pattern
+from patternbench.specs.cases import Case, fault_matrix, fault_smoke
+from patternbench.specs.faults import FAULTS, check_fault, fault_spec, parse_duration, runs_on_nodes
+from patternbench.results.verdicts import Thresholds
+from patternbench.results.summary import fault_claims
+from patternbench.specs.topology import Pattern
 
 ALL = frozenset(FAULTS)
 
@@ -186,7 +186,7 @@ def test_admission_measurements_from_the_pod_watch_and_events() -> None:
 
 
 def test_fault_cases_can_run_fewer_times_than_the_upgrade_matrix() -> None:
-    from patternbench.cases import interleave
+    from patternbench.specs.cases import interleave
 
     a, b = Case(Pattern.SIDECAR, "mesh"), Case(Pattern.SIDECAR, "mesh", fault="agent-kill")
     trials = interleave([a, b], 3, fault_repeat=1)

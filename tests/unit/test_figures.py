@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from patternbench import baseline, report, trials
-from patternbench.figures import FIGURES, Figure, Tolerance, baselined, columns, figure, plotted, with_interval
+from patternbench.results import baseline
+
+from patternbench.results import report
+
+from patternbench.results import trials
+from patternbench.specs.figures import FIGURES, Figure, Tolerance, baselined, columns, figure, plotted, with_interval
 
 
 def _trial(pattern: str, toy: float) -> dict:
@@ -15,7 +19,7 @@ def _trial(pattern: str, toy: float) -> dict:
 
 def test_a_toy_figure_declared_in_one_place_reaches_every_reader(monkeypatch: pytest.MonkeyPatch) -> None:
     toy = Figure("toy_ms", "ms", ("toy", "ms"), interval=True, baseline="toy", tolerance=Tolerance(1.0, 0.0), column="toy ms", plotted=True)
-    monkeypatch.setattr("patternbench.figures.FIGURES", {"toy_ms": toy})
+    monkeypatch.setattr("patternbench.specs.figures.FIGURES", {"toy_ms": toy})
     cases = {f"{p}-mesh": trials.aggregate([_trial(p, v + (5 if p == "sidecar" else 0)) for v in (1.0, 2.0, 3.0)]) for p in ("sidecar", "daemonset")}
     assert cases["sidecar-mesh"]["toy_ms_ci95"] is not None
     (row,) = trials.differences(cases)

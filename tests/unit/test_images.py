@@ -7,7 +7,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from patternbench.images import ImageSpec, layer_tar, write_oci_archive
+from patternbench.build.images import ImageSpec, layer_tar, write_oci_archive
 
 
 def _spec(tmp_path: Path) -> ImageSpec:

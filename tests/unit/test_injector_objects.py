@@ -14,15 +14,15 @@ import pytest
 from cryptography import x509
 
 from patternbench.render import injector_objects as injection
-from patternbench.agent_file import load_agent_file
+from patternbench.specs.agent_file import load_agent_file
 from patternbench.errors import UsageError
 from patternbench.render.injector_objects import (
     ANNOTATION_INJECTED, equal_apart_from_injection, inject_pod, injection_template, injector_objects, render_webhook,
     render_with, serving_certificate, skip_reason, without_pod_agents,
 )
-from patternbench.patterns import PATTERNS, pattern_spec
+from patternbench.specs.patterns import PATTERNS, pattern_spec
 from patternbench.render import Images, RenderOptions, find, render
-from patternbench.topology import Agents, Pattern, load_topology
+from patternbench.specs.topology import Agents, Pattern, load_topology
 
 REPO = Path(__file__).resolve().parents[2]
 GO_TESTDATA = REPO / "images" / "internal" / "inject" / "testdata"
@@ -217,7 +217,7 @@ def test_serving_certificate_is_for_the_service_and_signed_by_the_bundle() -> No
 
 
 def test_the_injector_image_is_built_with_the_data_plane_in_v1_only() -> None:
-    from patternbench import images
+    from patternbench.build import images
 
     assert "injector" in images.DATA_PLANE and "injector" not in images.AGENT_IMAGES
     assert injection.injector_image(OPTS) == "patternbench.local/injector:v1"
@@ -268,7 +268,7 @@ def test_why_the_api_server_could_not_call_the_webhook_is_one_line() -> None:
 
     from kubernetes.client import ApiException
 
-    from patternbench.webhook_injector import webhook_call_failure
+    from patternbench.operate.webhook_injector import webhook_call_failure
 
     def refusal(message: str) -> ApiException:
         exc = ApiException(status=500)

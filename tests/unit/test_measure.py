@@ -7,8 +7,8 @@ import pytest
 
 from patternbench import measure
 from patternbench.stats import percentile
-from patternbench.verdicts import Thresholds
-from patternbench.summary import check_claims, expected_proxies, summarize_case
+from patternbench.results.verdicts import Thresholds
+from patternbench.results.summary import check_claims, expected_proxies, summarize_case
 
 
 def probe(t: float, good: bool = True) -> dict:

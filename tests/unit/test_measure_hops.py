@@ -6,7 +6,7 @@ from patternbench.measure import (
     Location, NodeRollout, calls, grouping, hop_kind, hop_summary, max_concurrent, node_rollouts, parse_via, pods_in,
     proxies_per_request, request_hops, requests_per_agent, via_entries, via_kinds,
 )
-from patternbench.topology import Pattern, expected_hop_counts
+from patternbench.specs.topology import Pattern, expected_hop_counts
 
 ANSWER = {
     "service": "frontend", "pod": "f-1", "via": "1.1 sidecar/f-1",

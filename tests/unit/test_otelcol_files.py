@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from patternbench.images import OTELCOL_DIR, OTELCOL_RELEASES, otelcol_source_key
+from patternbench.build.images import OTELCOL_DIR, OTELCOL_RELEASES, otelcol_source_key
 
 
 def _requires(release: str) -> dict[str, str]:

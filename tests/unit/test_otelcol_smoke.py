@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from patternbench import otelcol_local as oc
+from patternbench.build import otelcol_local as oc
 
 V1, V2 = oc.cached_otelcol_binary("v1"), oc.cached_otelcol_binary("v2")
-pytestmark = pytest.mark.skipif(V1 is None or V2 is None, reason="collector binaries not built (patternbench.images.build_otelcol)")
+pytestmark = pytest.mark.skipif(V1 is None or V2 is None, reason="collector binaries not built (patternbench.build.images.build_otelcol)")
 
 
 class Writer(threading.Thread):

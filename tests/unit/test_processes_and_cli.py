@@ -12,7 +12,7 @@ from patternbench import cli
 from patternbench.cluster.local import steps
 from patternbench.cluster.local.processes import Daemon, ProcInfo, descendants, kill_all, matching
 from patternbench.cluster.local.settings import LocalSettings
-from patternbench.components import Binaries
+from patternbench.build.components import Binaries
 from patternbench.errors import UsageError
 
 

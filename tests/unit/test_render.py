@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from patternbench.render import RenderOptions, agent_cpu_requested_m, find, render, to_yaml
-from patternbench.topology import Agents, Pattern, load_topology
+from patternbench.specs.topology import Agents, Pattern, load_topology
 
 OPTS = RenderOptions(run_id="pb-test-0001", pod_logs_dir="/logs/pods", agent_state_dir="/state")
 TOPO = load_topology()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from patternbench.errors import UsageError
-from patternbench.report import write_report
+from patternbench.results.report import write_report
 from tests.unit.test_measure import probe, user, write_case
 
 
@@ -54,7 +54,7 @@ def test_report_shows_latency_and_cost_against_load(tmp_path: Path) -> None:
 
 
 def test_lifecycle_section_answers_from_the_numbers() -> None:
-    from patternbench.report import lifecycle_text
+    from patternbench.results.report import lifecycle_text
 
     def entry(pattern: str, strategy: str, duration: float, recreated: int, restarts: int, failed: int, naive: bool = False) -> dict:
         return {"pattern": pattern, "agent": "mesh", "naive": naive, "upgrade_strategy": strategy, "upgrade_duration_s": duration,
@@ -71,7 +71,7 @@ def test_lifecycle_section_answers_from_the_numbers() -> None:
 
 
 def test_injector_section_compares_with_the_same_rollout_without_the_fault() -> None:
-    from patternbench.report import fault_sections as injector_text
+    from patternbench.results.report import fault_sections as injector_text
 
     plain = {"pattern": "sidecar", "agent": "mesh", "naive": False, "upgrade_strategy": "rolling", "injection": "webhook",
              "upgrade_duration_s": 20.0, "failed_requests": 0, "downtime_s": 0.0, "fault": None}

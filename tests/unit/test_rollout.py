@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from patternbench.errors import UsageError
-from patternbench.rollout import rollout_status
+from patternbench.operate.rollout import rollout_status
 
 
 def deployment(gen=2, observed=2, replicas=3, updated=3, total=3, available=3, conditions=()):

@@ -8,17 +8,19 @@ import json
 
 import pytest
 
-from patternbench import images, measure
-from patternbench.agents import AGENTS, UPGRADABLE, AgentKind, Placement, agent_spec, proxy_mode, upgradable_spec
+from patternbench import measure
+
+from patternbench.build import images
+from patternbench.specs.agents import AGENTS, UPGRADABLE, AgentKind, Placement, agent_spec, proxy_mode, upgradable_spec
 from patternbench.cluster.provider import DEFAULT_NODE_PATHS, FaultInjector, HasEntryHost, HasNodePaths, UsesRegistry, abilities
 from patternbench.errors import UsageError
-from patternbench.faults import check_fault
-from patternbench.patterns import PATTERNS, PatternSpec, pattern_spec
+from patternbench.specs.faults import check_fault
+from patternbench.specs.patterns import PATTERNS, PatternSpec, pattern_spec
 from patternbench.render import RenderOptions, render
 from patternbench.render.agent_objects import BUILT_IN, objects_of
-from patternbench.summary import check_claims
-from patternbench.topology import Agents, Pattern, containers_formula, expected_hop_counts, load_topology, requested
-from patternbench.upgrade import upgrade_targets
+from patternbench.results.summary import check_claims
+from patternbench.specs.topology import Agents, Pattern, containers_formula, expected_hop_counts, load_topology, requested
+from patternbench.operate.upgrade import upgrade_targets
 
 TOPO = load_topology()
 OPTS = RenderOptions(run_id="pb-test")
@@ -155,7 +157,7 @@ def test_real_providers_declare_their_abilities() -> None:
     from patternbench.cluster.remote import GkeProvider, KindProvider, KubeconfigProvider
 
     assert all(hasattr(LocalProvider, m) for m in ("node_paths", "entry_host", "is_up", "daemons", "status", "node_status"))
-    from patternbench.faults import FAULTS, injectable
+    from patternbench.specs.faults import FAULTS, injectable
 
     assert injectable(LocalProvider.fault_mechanisms) == frozenset(FAULTS)
     assert injectable(GkeProvider.fault_mechanisms) == frozenset({"agent-kill", "agent-kill-during-upgrade", "injector-down-during-upgrade"})
@@ -170,7 +172,7 @@ def test_ambient_formula_proxies_and_tunnel_trails() -> None:
     L4 (3 proxies) whatever the nodes; without waypoints one L4 within a node, two across.
     A tunnel trail is classified like a Via: a waypoint in a pod of its own, an L4 per node."""
     from patternbench.load.records import answer_trail
-    from patternbench.patterns import pattern_spec
+    from patternbench.specs.patterns import pattern_spec
 
     nodes, services = 3, len(TOPO.services)
     ambient, l4 = pattern_spec(Pattern.AMBIENT), pattern_spec(Pattern.AMBIENT_L4)
@@ -189,8 +191,8 @@ def test_ambient_formula_proxies_and_tunnel_trails() -> None:
 
 
 def test_ambient_needs_the_mesh_and_waypoint_replicas(tmp_path) -> None:
-    from patternbench.patterns import pattern_spec
-    from patternbench.topology import Agents, parse_topology
+    from patternbench.specs.patterns import pattern_spec
+    from patternbench.specs.topology import Agents, parse_topology
 
     with pytest.raises(UsageError, match="--pattern ambient: it is a mesh pattern, and the topology turns the mesh off"):
         pattern_spec(Pattern.AMBIENT).check(TOPO.with_agents(Agents(mesh=False)))

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from patternbench.errors import UsageError
-from patternbench.topology import (
+from patternbench.specs.topology import (
     Agents, NodeCapacity, Pattern, check_capacity, containers_formula, load_topology, parse_topology,
 )
 

@@ -4,8 +4,8 @@ import pytest
 
 from patternbench.errors import UsageError
 from patternbench.render import RenderOptions, render
-from patternbench.topology import Pattern, load_topology
-from patternbench.upgrade import image_patch, retag, upgrade_targets
+from patternbench.specs.topology import Pattern, load_topology
+from patternbench.operate.upgrade import image_patch, retag, upgrade_targets
 
 OPTS = RenderOptions(run_id="pb-test-0001")
 
@@ -31,9 +31,9 @@ def test_unknown_agent() -> None:
 def test_in_place_cases_and_the_serving_label() -> None:
     """In place only where the agent is a sidecar; its runs' Services select on the serving
     label that takes a pod out of the endpoints, and their pods carry it."""
-    from patternbench.cases import default_matrix
+    from patternbench.specs.cases import default_matrix
     from patternbench.render import SERVING_LABEL, RenderOptions, render
-    from patternbench.topology import Pattern, load_topology
+    from patternbench.specs.topology import Pattern, load_topology
 
     ids = [c.id for c in default_matrix(strategies=["in-place"], injection="client")]
     assert ids == ["none-control", "sidecar-mesh-in-place", "sidecar-logging-in-place", "hybrid-mesh-in-place", "sidecar-mesh-in-place-naive"]
@@ -48,7 +48,7 @@ def test_in_place_cases_and_the_serving_label() -> None:
 def test_webhook_injection_cases() -> None:
     """By default the sidecar proxy's upgrades also run with the webhook; with --injection
     webhook every case whose pattern has sidecars does, and the DaemonSet's do not change."""
-    from patternbench.cases import default_matrix
+    from patternbench.specs.cases import default_matrix
 
     default = [c.id for c in default_matrix()]
     assert default[-2:] == ["sidecar-mesh-webhook", "sidecar-mesh-in-place-webhook"]
@@ -59,8 +59,8 @@ def test_webhook_injection_cases() -> None:
 
 def test_every_strategy_runs_with_every_injection_mode():
     """A strategy declared in strategies.py has its runner for each way sidecars get in."""
-    from patternbench.strategies import STRATEGIES
-    from patternbench.upgrade_runs import UPGRADES
-    from patternbench.cases import INJECTIONS
+    from patternbench.specs.strategies import STRATEGIES
+    from patternbench.operate.upgrade_runs import UPGRADES
+    from patternbench.specs.cases import INJECTIONS
 
     assert set(UPGRADES) == {(s, i) for s in STRATEGIES for i in INJECTIONS}

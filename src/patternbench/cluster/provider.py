@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
 from patternbench.errors import UsageError
-from patternbench.faults import injectable
-from patternbench.images import ImageArchive
+from patternbench.specs.faults import injectable
+from patternbench.build.images import ImageArchive
 
 
 @dataclass(frozen=True)

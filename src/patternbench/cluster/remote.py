@@ -19,7 +19,7 @@ from kubernetes import client, config
 
 from patternbench.cluster.provider import Capabilities, ContainerRef, NodeInfo, nodes_from_api, require_cli
 from patternbench.errors import UsageError
-from patternbench.images import ImageArchive
+from patternbench.build.images import ImageArchive
 from patternbench.progress import Progress
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from patternbench.lifeline import die_with_parent
 from patternbench.errors import UsageError
-from patternbench.rundir import LOAD_CONFIG, LOAD_SUMMARY, REQUESTS
+from patternbench.results.rundir import LOAD_CONFIG, LOAD_SUMMARY, REQUESTS
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from patternbench.errors import UsageError
 from patternbench.load.runner import LoadConfig, LoadProcess, read_jsonl
 from patternbench.measure import agent_resources
 from patternbench.options import parse_sweep
-from patternbench.plots import pyplot, save
-from patternbench.rundir import REQUESTS
+from patternbench.results.plots import pyplot, save
+from patternbench.results.rundir import REQUESTS
 
 
 # A step is sustained when the load went out on schedule, nearly all of it came back good,

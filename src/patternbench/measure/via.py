@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from patternbench.agents import proxy_mode
+from patternbench.specs.agents import proxy_mode
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,14 @@ import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from patternbench.agents import WAYPOINT_REPLICAS, AgentSpec, Placement, agent_spec
+from patternbench.specs.agents import WAYPOINT_REPLICAS, AgentSpec, Placement, agent_spec
 from patternbench.errors import UsageError
 from patternbench.render.base import (
     MESH_INBOUND_PORT, MESH_OUTBOUND_PORT, Obj, RenderOptions, app_container, find, load_template, set_env, values,
 )
 
 if TYPE_CHECKING:
-    from patternbench.agent_file import AgentFile, Part
+    from patternbench.specs.agent_file import AgentFile, Part
 
 # (objects, render options, instances) -> None: adds the agent to the rendered objects.
 Transform = Callable[[list[Obj], RenderOptions, int], None]

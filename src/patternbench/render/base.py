@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import yaml
 
 if TYPE_CHECKING:
-    from patternbench.topology import Topology
+    from patternbench.specs.topology import Topology
 
 MANIFESTS = Path(__file__).resolve().parents[3] / "manifests"
 REGISTRY = "patternbench.local"

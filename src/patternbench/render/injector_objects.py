@@ -24,16 +24,16 @@ import copy
 import json
 from typing import TYPE_CHECKING, Any, Iterable
 
-from patternbench.agents import Placement
+from patternbench.specs.agents import Placement
 from patternbench.pki import KeyPair, issue, new_ca
 from patternbench.errors import UsageError
-from patternbench.patterns import PatternSpec, pattern_spec
+from patternbench.specs.patterns import PatternSpec, pattern_spec
 from patternbench.render import Obj, RenderOptions, app_objects, apply_rank, load_template, values
 from patternbench.render.agent_objects import stand_in
 from patternbench.render.pattern_objects import transform
 
 if TYPE_CHECKING:
-    from patternbench.topology import Pattern, Topology
+    from patternbench.specs.topology import Pattern, Topology
 
 ANNOTATION_INJECT = "patternbench.dev/inject"  # "false": the injector leaves the pod alone
 ANNOTATION_INJECTED = "patternbench.dev/injected"  # the template version a pod was given

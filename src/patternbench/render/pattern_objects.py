@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from patternbench.agents import Placement
+from patternbench.specs.agents import Placement
 from patternbench.render.agent_objects import objects_of, stand_in
 from patternbench.render.base import Obj, RenderOptions, find, load_template, values
 
 if TYPE_CHECKING:
-    from patternbench.patterns import PatternSpec
-    from patternbench.topology import Topology
+    from patternbench.specs.patterns import PatternSpec
+    from patternbench.specs.topology import Topology
 
 
 def transform(spec: PatternSpec, objs: list[Obj], topology: Topology, opts: RenderOptions) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from patternbench.agents import agent_by_container
+from patternbench.specs.agents import agent_by_container
 from patternbench.render.base import Obj, RenderOptions
 
 if TYPE_CHECKING:
-    from patternbench.topology import Topology
+    from patternbench.specs.topology import Topology
 
 
 # The resource policy, stated in every report: in every pattern each built-in agent requests

@@ -24,9 +24,9 @@ from patternbench import pki
 from patternbench.cluster.local import configs, hostnet, nodens
 from patternbench.cluster.local.processes import Daemon
 from patternbench.cluster.local.settings import LocalSettings, MachineSize, NodeSettings
-from patternbench.components import Binaries
+from patternbench.build.components import Binaries
 from patternbench.errors import StepFailed, UsageError
-from patternbench.images import ImageArchive
+from patternbench.build.images import ImageArchive
 
 
 @dataclass

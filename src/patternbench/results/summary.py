@@ -11,15 +11,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from patternbench import attribution, measure
+from patternbench import measure
+
+from patternbench.measure import attribution
 from patternbench.load.conntrack import bindings
 from patternbench.load.runner import read_jsonl
-from patternbench.agents import AGENTS, AgentKind, Placement, agent_by_container, agent_spec, upgradable_spec
-from patternbench.faults import fault_spec
-from patternbench.verdicts import Thresholds, causes_text, charged_failures
-from patternbench.patterns import pattern_spec
-from patternbench.topology import Agents
-from patternbench.rundir import CASE, CONNTRACK_EVENTS, DEPLOYMENT, ENDPOINTS, EVENTS, LOAD_SUMMARY, PODS, PODS_AFTER, PODS_BEFORE, PRESSURE, REQUESTS, RESOURCES, SCHED, SINK, TIMELINE, TRIPWIRE
+from patternbench.specs.agents import AGENTS, AgentKind, Placement, agent_by_container, agent_spec, upgradable_spec
+from patternbench.specs.faults import fault_spec
+from patternbench.results.verdicts import Thresholds, causes_text, charged_failures
+from patternbench.specs.patterns import pattern_spec
+from patternbench.specs.topology import Agents
+from patternbench.results.rundir import CASE, CONNTRACK_EVENTS, DEPLOYMENT, ENDPOINTS, EVENTS, LOAD_SUMMARY, PODS, PODS_AFTER, PODS_BEFORE, PRESSURE, REQUESTS, RESOURCES, SCHED, SINK, TIMELINE, TRIPWIRE
 
 SCHEMA_VERSION = 1
 

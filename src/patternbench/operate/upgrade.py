@@ -11,8 +11,8 @@ from typing import Any
 
 from kubernetes import client
 
-from patternbench.agents import upgradable_spec
-from patternbench.kube import Deployer, REQUEST_TIMEOUT
+from patternbench.specs.agents import upgradable_spec
+from patternbench.operate.kube import Deployer, REQUEST_TIMEOUT
 from patternbench.errors import UsageError
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes import client
 
-from patternbench.kube import REQUEST_TIMEOUT, poll
+from patternbench.operate.kube import REQUEST_TIMEOUT, poll
 from patternbench.errors import UsageError
 from patternbench.render.injector_objects import ANNOTATION_INJECTED, INJECTOR, INJECTOR_PORT, TEMPLATE_CONFIGMAP, TEMPLATE_KEY
 from patternbench.render import Obj

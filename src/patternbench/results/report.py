@@ -7,23 +7,23 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from patternbench.agent_file import register_run_agents
-from patternbench.agents import AgentKind, agent_spec
-from patternbench.attribution import CAUSES, by_owner
+from patternbench.specs.agent_file import register_run_agents
+from patternbench.specs.agents import AgentKind, agent_spec
+from patternbench.measure.attribution import CAUSES, by_owner
 from patternbench.calibration import CALIBRATION_FILE, load_calibration
 from patternbench.errors import UsageError
-from patternbench.faults import FAULTS
-from patternbench.report_format import fmt, pct, pick_case
-from patternbench.figures import columns, figure, plotted
+from patternbench.specs.faults import FAULTS
+from patternbench.results.report_format import fmt, pct, pick_case
+from patternbench.specs.figures import columns, figure, plotted
 from patternbench.load.runner import read_jsonl
 from patternbench.load.sweep import render_sweep_plots
-from patternbench.plots import pyplot, save
+from patternbench.results.plots import pyplot, save
 from patternbench.render import AGENT_CPU_M
-from patternbench.rundir import CASE, DEPLOYMENT, REPORT, REQUESTS, RUN, SUMMARY, TIMELINE, load_sweeps
-from patternbench.summary import SCHEMA_VERSION, check_claims, summarize_case
-from patternbench.verdicts import Thresholds
-from patternbench.topology import Agents, Pattern, Service, Topology, containers_formula, parse_agents
-from patternbench.trials import aggregate, differences, metric_values
+from patternbench.results.rundir import CASE, DEPLOYMENT, REPORT, REQUESTS, RUN, SUMMARY, TIMELINE, load_sweeps
+from patternbench.results.summary import SCHEMA_VERSION, check_claims, summarize_case
+from patternbench.results.verdicts import Thresholds
+from patternbench.specs.topology import Agents, Pattern, Service, Topology, containers_formula, parse_agents
+from patternbench.results.trials import aggregate, differences, metric_values
 
 
 def case_dirs(run_dir: Path) -> list[Path]:

@@ -8,8 +8,8 @@ import copy
 import statistics
 from typing import Any
 
-from patternbench import figures
-from patternbench.figures import figure, with_interval
+from patternbench.specs import figures
+from patternbench.specs.figures import figure, with_interval
 from patternbench.stats import bootstrap_ci, bootstrap_difference
 
 Entry = dict[str, Any]

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from patternbench.agents import AGENTS, AgentKind, AgentSpec, Placement, register
+from patternbench.specs.agents import AGENTS, AgentKind, AgentSpec, Placement, register
 from patternbench.errors import UsageError
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")

@@ -16,21 +16,21 @@ from typing import Any
 
 from kubernetes import config as kube_config
 
-from patternbench.agents import agent_spec
+from patternbench.specs.agents import agent_spec
 from patternbench.cluster.provider import abilities
 from patternbench.errors import UsageError
-from patternbench.images import ImageArchive, build_data_plane, on_demand_archives
+from patternbench.build.images import ImageArchive, build_data_plane, on_demand_archives
 from patternbench.load.conntrack import forget_unnated
-from patternbench.patterns import pattern_spec
+from patternbench.specs.patterns import pattern_spec
 from patternbench.progress import Progress
 from patternbench.render import Images, RenderOptions, render, to_yaml
 from patternbench.render.injector_objects import injection_template, injector_objects, render_webhook
-from patternbench.topology import check_capacity
+from patternbench.specs.topology import check_capacity
 
 
-from patternbench.webhook_injector import redacted, wait_injecting
-from patternbench.kube import REQUEST_TIMEOUT, Deployer, node_capacities, poll
-from patternbench.rundir import MANIFESTS
+from patternbench.operate.webhook_injector import redacted, wait_injecting
+from patternbench.operate.kube import REQUEST_TIMEOUT, Deployer, node_capacities, poll
+from patternbench.results.rundir import MANIFESTS
 
 Obj = dict[str, Any]
 

@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from patternbench.errors import UsageError
-from patternbench.agents import Placement
-from patternbench.patterns import Pattern, pattern_spec  # Pattern: re-exported, the public handle
+from patternbench.specs.agents import Placement
+from patternbench.specs.patterns import Pattern, pattern_spec  # Pattern: re-exported, the public handle
 
 if TYPE_CHECKING:
-    from patternbench.agents import AgentSpec
+    from patternbench.specs.agents import AgentSpec
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Service names end up in object names with suffixes; leave room under the 63-char limit.
 MAX_NAME = 40
-DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "default.yaml"
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[3] / "topologies" / "default.yaml"
 
 
 @dataclass(frozen=True)

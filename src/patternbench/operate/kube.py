@@ -20,8 +20,8 @@ from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wa
 
 from patternbench.errors import UsageError
 from patternbench.progress import Progress
-from patternbench.rollout import rollout_status
-from patternbench.topology import NodeCapacity
+from patternbench.operate.rollout import rollout_status
+from patternbench.specs.topology import NodeCapacity
 
 
 RUN_LABEL = "patternbench.dev/run"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from patternbench.errors import UsageError
 
 if TYPE_CHECKING:
-    from patternbench.agent_file import AgentFile
+    from patternbench.specs.agent_file import AgentFile
 
 
 class AgentKind(str, Enum):

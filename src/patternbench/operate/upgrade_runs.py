@@ -11,17 +11,17 @@ from typing import Any, Callable
 
 from kubernetes import client
 
-from patternbench.cases import Case, Profile
+from patternbench.specs.cases import Case, Profile
 from patternbench.errors import UsageError
-from patternbench.inplace import upgrade_in_place
-from patternbench.kube import Deployer
+from patternbench.operate.inplace import upgrade_in_place
+from patternbench.operate.kube import Deployer
 from patternbench.progress import Progress
 from patternbench.render.injector_objects import injection_template
-from patternbench.agents import upgradable_spec
-from patternbench.topology import Topology
-from patternbench.upgrade import rollout_recorder, upgrade_agent, upgrade_targets
-from patternbench.webhook_injector import restart_deployments, switch_template
-from patternbench.rundir import ROLLOUTS
+from patternbench.specs.agents import upgradable_spec
+from patternbench.specs.topology import Topology
+from patternbench.operate.upgrade import rollout_recorder, upgrade_agent, upgrade_targets
+from patternbench.operate.webhook_injector import restart_deployments, switch_template
+from patternbench.results.rundir import ROLLOUTS
 
 
 @dataclass

@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 from kubernetes import client
 
-from patternbench.agents import upgradable_spec
-from patternbench.kube import REQUEST_TIMEOUT, poll
+from patternbench.specs.agents import upgradable_spec
+from patternbench.operate.kube import REQUEST_TIMEOUT, poll
 from patternbench.errors import UsageError
 from patternbench.render import SERVING_LABEL
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from patternbench.agents import Placement
+from patternbench.specs.agents import Placement
 from patternbench.errors import UsageError
-from patternbench.patterns import pattern_spec
+from patternbench.specs.patterns import pattern_spec
 
 
 @dataclass(frozen=True)

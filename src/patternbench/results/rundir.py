@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from patternbench.errors import UsageError
-from patternbench.topology import Pattern
+from patternbench.specs.topology import Pattern
 
 
 # ---- a case directory: results/<run>/<case>[.t<k>]/ ----

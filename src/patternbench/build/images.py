@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from patternbench.components import cache_root, go_env
+from patternbench.build.components import cache_root, go_env
 from patternbench.errors import UsageError
 
 NONROOT_UID = 65532
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 IMAGES_MODULE = REPO_ROOT / "images"
 
 

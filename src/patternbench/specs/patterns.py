@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from patternbench.agents import AGENTS, AgentKind, AgentSpec, Placement, ProxyMode, agent_spec
+from patternbench.specs.agents import AGENTS, AgentKind, AgentSpec, Placement, ProxyMode, agent_spec
 from patternbench.errors import UsageError
 
 if TYPE_CHECKING:
-    from patternbench.topology import Agents, Topology
+    from patternbench.specs.topology import Agents, Topology
 
 
 class Pattern(str, Enum):
