@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from patternbench.results import baseline
-
-from patternbench.results import report
-
-from patternbench.results import trials
+from patternbench.results import baseline, report, trials
 from patternbench.specs.figures import FIGURES, Figure, Tolerance, baselined, columns, figure, plotted, with_interval
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from patternbench.specs.agent_file import register_run_agents
-from patternbench.specs.agents import AgentKind, agent_spec
+from patternbench.specs.agents import AGENTS, AgentKind, agent_spec
+from patternbench.specs.patterns import PATTERNS, PatternSpec
 from patternbench.measure.attribution import CAUSES, by_owner
 from patternbench.calibration import CALIBRATION_FILE, load_calibration
 from patternbench.errors import UsageError
@@ -22,7 +23,7 @@ from patternbench.render import AGENT_CPU_M
 from patternbench.results.rundir import CASE, DEPLOYMENT, REPORT, REQUESTS, RUN, SUMMARY, TIMELINE, load_sweeps
 from patternbench.results.summary import SCHEMA_VERSION, check_claims, summarize_case
 from patternbench.results.verdicts import Thresholds
-from patternbench.specs.topology import Agents, Pattern, Service, Topology, containers_formula, parse_agents
+from patternbench.specs.topology import Agents, Service, Topology, containers_formula, parse_agents
 from patternbench.results.trials import aggregate, differences, metric_values
 
 
@@ -446,13 +447,18 @@ def lifecycle_text(cases: dict[str, Any]) -> list[str]:
     return out + fault_sections(cases)
 
 
+def _representative(cases: dict[str, Any], spec: PatternSpec) -> dict[str, Any] | None:
+    """The case that shows a pattern in the claims: its mesh agent's upgrade, else its control."""
+    mesh = [a.name for a in AGENTS.values() if a.kind is AgentKind.MESH and spec.runs(a.name)]
+    return next((e for e in (pick_case(cases, spec.name, a) for a in mesh) if e), None) or pick_case(cases, spec.name, None)
+
+
 def claims_text(cases: dict[str, Any]) -> list[str]:
     """The seed's three claims, answered with the measured numbers where the run has them."""
     out = ["## The seed's three claims", ""]
-    side, node, hyb, ctl = (pick_case(cases, p, "mesh") for p in ("sidecar", "daemonset", "hybrid", "none"))
-    ctl = ctl or pick_case(cases, "none", None)
+    shown = [e for e in (_representative(cases, spec) for spec in PATTERNS.values()) if e]
     out += ["**1. Resources.** Sidecars multiply containers: S·R·(1+k') against S·R + nodes·k'."]
-    for e in (ctl, side, hyb, node):
+    for e in shown:
         if e:
             out.append(f"- {e['pattern']}: {e['containers_total']} live containers (formula {e['containers_formula']}); agents use {fmt(e['agent_cpu_m_total'])} m CPU and {fmt(e['agent_memory_mib_total'])} MiB in {e['agent_instances']} instances ({fmt(e['agent_memory_mib_per_instance'])} MiB each).")
     out += ["", "**2. Lifecycle.** Upgrading a sidecar recreates every app pod; upgrading a DaemonSet agent touches none, but interrupts its node unless it hands its sockets over."]
@@ -460,7 +466,7 @@ def claims_text(cases: dict[str, Any]) -> list[str]:
         if e["agent"]:
             out.append(f"- {e['case']}: {e['app_pods_recreated']} app pods recreated, {e['app_container_restarts']} restarts, {e['failed_requests']} failed requests, {fmt(e['downtime_s'])} s downtime, upgrade took {fmt(e['upgrade_duration_s'])} s" + (f", log lines lost {e['log_lines_lost']}" if agent_spec(e['agent']).kind is AgentKind.LOG else "") + ".")
     out += ["", "**3. Network distance.** A sidecar is a loopback hop from its app; a node agent a network hop away, shared by the node's pods."]
-    for e in (ctl, side, node):
+    for e in shown:
         if e:
             lat = e["latency_ms"]["before"]
             agents = e.get("requests_per_agent") or {}
@@ -562,7 +568,7 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
     nodes = next((e["nodes"] for e in cases.values() if e.get("nodes")), 1)
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = list(range(1, 21))
-    for pattern in (Pattern.SIDECAR, Pattern.HYBRID, Pattern.DAEMONSET, Pattern.NONE):
+    for pattern in PATTERNS:
         ys = [containers_formula(Topology(tuple(Service(f"s{i}", 2) for i in range(n)), "s0", Agents()), pattern, nodes) for n in xs]
         ax.plot(xs, ys, label=f"{pattern.value} (formula)")
     for e in cases.values():
