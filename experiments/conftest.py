@@ -7,12 +7,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from patternbench.specs.cases import Case, Profile, Trial, fault_smoke, interleave
 from patternbench.experiment import run_case, start_run
-from patternbench.results.report import write_report
 from patternbench.pytest_plugin import PLAN
-from patternbench.results.verdicts import Thresholds
+from patternbench.results.report import write_report
 from patternbench.results.summary import check_claims, summarize_case
+from patternbench.results.verdicts import Thresholds
+from patternbench.specs.cases import Case, Profile, Trial, fault_smoke, interleave
 from patternbench.specs.topology import load_topology
 
 

@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from patternbench.specs.agent_file import keep_with_run, load_agent_file
-from patternbench.specs.agents import AGENTS
-from patternbench.pytest_plugin import PLAN
-from patternbench.specs.cases import Case, Profile
 from patternbench.experiment import run_case
-from patternbench.specs.patterns import PATTERNS, Pattern, pattern_spec
 from patternbench.load.runner import read_jsonl
 from patternbench.measure import agent_resources
-from patternbench.results.verdicts import Thresholds
+from patternbench.pytest_plugin import PLAN
 from patternbench.results.summary import check_claims, is_agent_sample, summarize_case
+from patternbench.results.verdicts import Thresholds
+from patternbench.specs.agent_file import keep_with_run, load_agent_file
+from patternbench.specs.agents import AGENTS
+from patternbench.specs.cases import Case, Profile
+from patternbench.specs.patterns import PATTERNS, Pattern, pattern_spec
 from patternbench.specs.topology import load_topology
 
 pytestmark = pytest.mark.cluster

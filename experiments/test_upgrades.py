@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from patternbench.specs.cases import Case
-from patternbench.results.verdicts import Thresholds
 from patternbench.results.summary import expected_proxies
-from patternbench.results.verdicts import charged_failures
+from patternbench.results.verdicts import Thresholds, charged_failures
 from patternbench.specs.agents import Placement
+from patternbench.specs.cases import Case
 from patternbench.specs.patterns import pattern_spec
 from patternbench.specs.topology import Pattern, expected_hop_counts, load_topology
 

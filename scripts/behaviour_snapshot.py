@@ -13,16 +13,21 @@ import sys
 from itertools import product
 
 from patternbench import measure
-
-from patternbench.results import summary
 from patternbench.errors import UsageError
+from patternbench.operate.upgrade import upgrade_targets
+from patternbench.render import Images, RenderOptions, render, to_yaml
+from patternbench.results import summary
 from patternbench.specs.cases import default_matrix, fault_matrix, fault_smoke
 from patternbench.specs.faults import FAULTS, check_fault, runs_on_nodes
-from patternbench.render import Images, RenderOptions, render, to_yaml
 from patternbench.specs.topology import (
-    Agents, Pattern, expected_hop_counts, expected_hops, containers_formula, load_topology, requested,
+    Agents,
+    Pattern,
+    containers_formula,
+    expected_hop_counts,
+    expected_hops,
+    load_topology,
+    requested,
 )
-from patternbench.operate.upgrade import upgrade_targets
 
 RUN_ID = "pb-snapshot"
 AGENT_SETS = [Agents(), Agents(mesh=False), Agents(logging=False), Agents(extra_agents=2), Agents(mesh=False, logging=False, extra_agents=1)]
@@ -152,9 +157,7 @@ def _trial(pattern: str, k: int) -> dict:
 def figures_snapshot() -> None:
     """What every figure decides: intervals over trials, the sidecar-vs-DaemonSet differences,
     the baseline's figures and its comparison, and the report's tables of them."""
-    from patternbench.results import baseline
-    from patternbench.results import report
-    from patternbench.results import trials
+    from patternbench.results import baseline, report, trials
 
     cases = {f"{p}-mesh": trials.aggregate([_trial(p, k) for k in (1, 2, 4)]) for p in ("sidecar", "daemonset")}
     out("--- aggregate", json.dumps(cases, sort_keys=False))

@@ -24,26 +24,25 @@ from kubernetes import config as kube_config
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from patternbench import calibration
-
 from patternbench.build import otelcol_local
-from patternbench.measure.attribution import by_owner
+from patternbench.build.components import cache_root
+from patternbench.build.images import build_data_plane, build_go_binaries, build_otelcol
 from patternbench.cluster.local.provider import LocalProvider
 from patternbench.cluster.registry import get_provider
-from patternbench.build.components import cache_root
-from patternbench.operate.deploy import deploy_run
-from patternbench.operate.kube import Deployer
 from patternbench.errors import UsageError
-from patternbench.specs.cases import PROFILES, Case, default_matrix
 from patternbench.experiment import run_case, run_matrix
-from patternbench.build.images import build_data_plane, build_go_binaries, build_otelcol
 from patternbench.load.runner import LoadConfig, LoadProcess, read_jsonl
 from patternbench.load.sweep import max_sustained, run_sweep
+from patternbench.measure.attribution import by_owner
+from patternbench.operate.deploy import deploy_run
+from patternbench.operate.kube import Deployer
 from patternbench.outages import calibrate_local
 from patternbench.progress import Progress
 from patternbench.results.report import write_report
-from patternbench.stats import percentile
-from patternbench.specs.topology import Pattern, load_topology
 from patternbench.results.rundir import LOAD_SUMMARY, REQUESTS
+from patternbench.specs.cases import PROFILES, Case, default_matrix
+from patternbench.specs.topology import Pattern, load_topology
+from patternbench.stats import percentile
 
 
 def timed(cmd: list[str]) -> float:

@@ -8,9 +8,8 @@ mechanisms that cause the outages.
 
 from __future__ import annotations
 
-import statistics
-
 import json
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path

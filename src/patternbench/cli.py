@@ -11,25 +11,24 @@ from pathlib import Path
 from typing import NoReturn, Sequence
 
 from patternbench import calibration
-from patternbench.results.baseline import compare, format_table, load_baseline, load_summary, update_baseline
+from patternbench.build.components import cache_root
+from patternbench.build.images import build_data_plane
 from patternbench.cluster.local.provider import LocalProvider
 from patternbench.cluster.provider import KnowsIfUp, ReportsDaemons, abilities
 from patternbench.cluster.registry import ProviderOptions, get_provider
-from patternbench.build.components import cache_root
 from patternbench.errors import StepFailed, UsageError
-from patternbench.specs.faults import FAULTS, check_fault
-from patternbench.build.images import build_data_plane
 from patternbench.options import parse_slo_ms
 from patternbench.outages import calibrate_local
-from patternbench.specs.patterns import pattern_spec
 from patternbench.progress import Progress
+from patternbench.results.baseline import compare, format_table, load_baseline, load_summary, update_baseline
 from patternbench.results.report import write_report
-from patternbench.results.verdicts import Thresholds
-from patternbench.specs.cases import Case
-from patternbench.run_options import PROVIDER_OPTIONS, RUN_OPTIONS, RunPlan, add_options, provider_options, resolve_run
-from patternbench.specs.topology import Pattern, load_topology, parse_agents
 from patternbench.results.rundir import REPORT, RUN, check_writable
-
+from patternbench.results.verdicts import Thresholds
+from patternbench.run_options import PROVIDER_OPTIONS, RUN_OPTIONS, RunPlan, add_options, provider_options, resolve_run
+from patternbench.specs.cases import Case
+from patternbench.specs.faults import FAULTS, check_fault
+from patternbench.specs.patterns import pattern_spec
+from patternbench.specs.topology import Pattern, load_topology, parse_agents
 
 FAULT_NAMES = tuple(FAULTS)
 

@@ -19,13 +19,12 @@ from urllib.parse import urlsplit
 from kubernetes import config as kube_config
 
 from patternbench.calibration import Comparison, compare
+from patternbench.errors import UsageError
 from patternbench.operate.deploy import deploy_run
 from patternbench.operate.kube import Deployer
-from patternbench.errors import UsageError
 from patternbench.outages import IPTABLES_COMMENT, ProbeStream, ruled_outage, sweep_drop_rules
 from patternbench.progress import Progress
 from patternbench.specs.topology import Pattern, Topology
-
 
 CLUSTER_KINDS = ("refused", "dropped")
 # icmp-port-unreachable, not tcp-reset: a reset made in OUTPUT for a packet kube-proxy has

@@ -12,33 +12,59 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from kubernetes import client, config as kube_config
+from kubernetes import client
+from kubernetes import config as kube_config
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from patternbench.operate import fault_driver
-from patternbench.specs.agent_file import keep_with_run
-from patternbench.specs.agents import file_agents, upgradable_spec
 from patternbench.cluster.provider import abilities
-from patternbench.operate.deploy import deploy_run, new_run_id
-from patternbench.operate.kube import Deployer, live_containers, placement
 from patternbench.errors import UsageError
-from patternbench.specs.faults import fault_spec
 from patternbench.load.runner import LoadProcess
 from patternbench.observe.endpoints import EndpointSliceWatcher
 from patternbench.observe.host import ConntrackEvents, KernelLog, LogSlices, MetricsSnapshots, PressureSampler, SchedSampler
 from patternbench.observe.logsink import sink_stats
 from patternbench.observe.pods import PodWatcher, failed_creates, warning_events
 from patternbench.observe.resources import ResourceSampler
-from patternbench.specs.patterns import pattern_spec
+from patternbench.operate import fault_driver
+from patternbench.operate.deploy import deploy_run, new_run_id
+from patternbench.operate.kube import Deployer, live_containers, placement
+from patternbench.operate.upgrade import upgrade_agent, upgrade_targets
+from patternbench.operate.upgrade_runs import UpgradeJob, run_upgrade
 from patternbench.progress import Progress
 from patternbench.render import agent_cpu_requested_m
 from patternbench.results.report import write_report
-from patternbench.specs.topology import Topology, containers_formula
+from patternbench.results.rundir import (
+    CALIBRATION,
+    CASE,
+    CONNTRACK_EVENTS,
+    DEPLOYMENT,
+    ENDPOINTS,
+    EVENTS,
+    LOAD_SUMMARY,
+    PODS,
+    PODS_AFTER,
+    PODS_BEFORE,
+    PRESSURE,
+    REPORT,
+    REQUESTS,
+    RESOURCES,
+    ROLLOUTS,
+    RUN,
+    SCHED,
+    SINK,
+    TIMELINE,
+    TRIPWIRE,
+    WARNINGS,
+    Timeline,
+    check_writable,
+    load_sweeps,
+)
+from patternbench.specs.agent_file import keep_with_run
+from patternbench.specs.agents import file_agents, upgradable_spec
 from patternbench.specs.cases import Case, Profile, interleave
+from patternbench.specs.faults import fault_spec
+from patternbench.specs.patterns import pattern_spec
 from patternbench.specs.strategies import strategy
-from patternbench.operate.upgrade_runs import UpgradeJob, run_upgrade
-from patternbench.operate.upgrade import upgrade_agent, upgrade_targets
-from patternbench.results.rundir import REPORT, REQUESTS, Timeline, check_writable, load_sweeps, CALIBRATION, CASE, CONNTRACK_EVENTS, DEPLOYMENT, ENDPOINTS, EVENTS, LOAD_SUMMARY, PODS, PODS_AFTER, PODS_BEFORE, PRESSURE, RESOURCES, ROLLOUTS, RUN, SCHED, SINK, TIMELINE, TRIPWIRE, WARNINGS
+from patternbench.specs.topology import Topology, containers_formula
 
 
 def entry_port(url: str) -> int:

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from patternbench.calibration import KINDS, Comparison, Injection, PROBE_INTERVAL_S, compare
+from patternbench.calibration import KINDS, PROBE_INTERVAL_S, Comparison, Injection, compare
 from patternbench.errors import UsageError
 from patternbench.load.probe import probe_once
 from patternbench.progress import Progress

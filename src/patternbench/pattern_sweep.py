@@ -11,16 +11,15 @@ from typing import Any
 
 from kubernetes import config as kube_config
 
-from patternbench.operate.deploy import deploy_run
-from patternbench.operate.kube import Deployer
 from patternbench.load.runner import read_jsonl
 from patternbench.load.sweep import Step, cost_per_step, max_sustained, run_sweep
 from patternbench.observe.resources import ResourceSampler
+from patternbench.operate.deploy import deploy_run
+from patternbench.operate.kube import Deployer
 from patternbench.progress import Progress
 from patternbench.results.rundir import RESOURCES, SWEEPS_DIR
 from patternbench.results.summary import is_agent_sample
 from patternbench.specs.topology import Pattern, Topology
-
 
 # Long enough for at least four resource samples per step (CPU comes from their differences).
 STEP_S = 8.0

@@ -10,7 +10,8 @@ import uuid
 from typing import Any, Callable, Iterator
 
 import pytest
-from kubernetes import client, config as kube_config
+from kubernetes import client
+from kubernetes import config as kube_config
 
 from patternbench.cluster.registry import ProviderOptions, get_provider
 from patternbench.errors import StepFailed, UsageError

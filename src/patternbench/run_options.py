@@ -9,13 +9,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from patternbench.cluster.registry import PROVIDER_NAMES, ProviderOptions, parse_node_count
+from patternbench.errors import UsageError
+from patternbench.options import parse_repeat, parse_rps, parse_slo_ms, parse_sweep
 from patternbench.specs.agent_file import load_agent_file
 from patternbench.specs.agents import UPGRADABLE, AgentSpec, upgradable_spec
 from patternbench.specs.cases import PROFILES, Case, Profile, check_injection, default_matrix, fault_matrix
-from patternbench.cluster.registry import PROVIDER_NAMES, ProviderOptions, parse_node_count
-from patternbench.errors import UsageError
 from patternbench.specs.faults import FAULTS, check_fault, fault_injection, fault_spec, parse_duration
-from patternbench.options import parse_repeat, parse_rps, parse_slo_ms, parse_sweep
 from patternbench.specs.patterns import Pattern, pattern_spec
 from patternbench.specs.strategies import check_strategy
 

@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from patternbench.cluster_calibration import VERDICTS
-from patternbench.specs.cases import PROFILES, Case
 from patternbench.experiment import run_case
-from patternbench.outages import IPTABLES_COMMENT, Injection, ruled_outage
 from patternbench.load.conntrack import bindings
 from patternbench.load.runner import read_jsonl
+from patternbench.outages import IPTABLES_COMMENT, Injection, ruled_outage
 from patternbench.results.summary import summarize_case
+from patternbench.specs.cases import PROFILES, Case
 from patternbench.specs.topology import Pattern, load_topology
 
 pytestmark = pytest.mark.cluster

@@ -12,12 +12,12 @@ import pytest
 from kubernetes import client
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from patternbench.cluster.local import hostnet
 from patternbench.build.images import ImageArchive
-from patternbench.load.runner import read_jsonl
-from patternbench.observe.host import KernelLog
+from patternbench.cluster.local import hostnet
 from patternbench.load.conntrack import forget_unnated
 from patternbench.load.probe import probe_once
+from patternbench.load.runner import read_jsonl
+from patternbench.observe.host import KernelLog
 
 pytestmark = pytest.mark.cluster
 

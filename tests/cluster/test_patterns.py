@@ -12,11 +12,11 @@ import pytest
 from kubernetes import client, config
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from patternbench.operate.deploy import DeployedRun, deploy_run
-from patternbench.operate.kube import Deployer, live_containers
 from patternbench.load.records import answer_trail
 from patternbench.measure import call_hops, calls, crosses_nodes, pods_in, request_hops, via_kinds
 from patternbench.observe.logsink import sink_stats
+from patternbench.operate.deploy import DeployedRun, deploy_run
+from patternbench.operate.kube import Deployer, live_containers
 from patternbench.progress import Progress
 from patternbench.specs.patterns import pattern_spec
 from patternbench.specs.topology import Pattern, containers_formula, expected_hop_counts, load_topology

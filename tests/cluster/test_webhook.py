@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from patternbench.errors import UsageError
 from patternbench.operate.deploy import deploy_run
 from patternbench.operate.kube import Deployer, poll
-from patternbench.errors import UsageError
 from patternbench.operate.webhook_injector import wait_injecting
-from patternbench.render.injector_objects import ANNOTATION_INJECTED
 from patternbench.progress import Progress
 from patternbench.render import render
+from patternbench.render.injector_objects import ANNOTATION_INJECTED
 from patternbench.specs.topology import Pattern, load_topology
 
 pytestmark = pytest.mark.cluster

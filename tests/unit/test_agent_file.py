@@ -9,13 +9,13 @@ import pytest
 import yaml
 
 from patternbench import cli
+from patternbench.operate.upgrade import upgrade_targets
+from patternbench.render import RenderOptions, render
 from patternbench.specs.agent_file import load_agent_file, parse_agent_file
 from patternbench.specs.agents import AGENTS, Placement
 from patternbench.specs.cases import default_matrix
 from patternbench.specs.patterns import Pattern, pattern_spec
-from patternbench.render import RenderOptions, render
 from patternbench.specs.topology import load_topology
-from patternbench.operate.upgrade import upgrade_targets
 
 OWN = Path(__file__).resolve().parents[2] / "agents" / "own-logagent.yaml"
 

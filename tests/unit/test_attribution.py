@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from patternbench.measure.attribution import (
-    CAUSES, Evidence, ServiceTimeline, attribute, by_owner, cause, failures_by_cause,
-)
 from patternbench.load.conntrack import bindings, parse_line
+from patternbench.measure.attribution import (
+    CAUSES,
+    Evidence,
+    ServiceTimeline,
+    attribute,
+    by_owner,
+    cause,
+    failures_by_cause,
+)
 
 SVC = "entry"
 

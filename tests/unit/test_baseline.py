@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from patternbench import cli
-from patternbench.results.baseline import compare, load_baseline, load_summary, update_baseline
 from patternbench.errors import UsageError
+from patternbench.results.baseline import compare, load_baseline, load_summary, update_baseline
 
 ENTRY = {"downtime_s": 0.0, "failed_requests": 0, "latency_ms": {"before": {"p99": 20.0}}, "agent_memory_mib_total": 20.0, "log_lines_lost": 0, "invalid": False, "missing": []}
 SUMMARY = {"schema": 1, "run_id": "pb-1", "cases": {"daemonset-mesh": ENTRY}}

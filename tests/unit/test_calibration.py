@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from patternbench import measure
-from patternbench.calibration import Injection, compare, expected_s, load_calibration, parse_kinds, parse_lengths, write, document
+from patternbench.calibration import Injection, compare, document, expected_s, load_calibration, parse_kinds, parse_lengths, write
 from patternbench.errors import UsageError
 
 DATA = Path(__file__).parent / "data"

@@ -5,10 +5,10 @@ import pytest
 from patternbench import measure
 from patternbench.cli import main
 from patternbench.errors import UsageError
+from patternbench.results.summary import fault_claims
+from patternbench.results.verdicts import Thresholds
 from patternbench.specs.cases import Case, fault_matrix, fault_smoke
 from patternbench.specs.faults import FAULTS, check_fault, fault_spec, parse_duration, runs_on_nodes
-from patternbench.results.verdicts import Thresholds
-from patternbench.results.summary import fault_claims
 from patternbench.specs.topology import Pattern
 
 ALL = frozenset(FAULTS)

@@ -13,15 +13,23 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from patternbench.render import injector_objects as injection
-from patternbench.specs.agent_file import load_agent_file
 from patternbench.errors import UsageError
-from patternbench.render.injector_objects import (
-    ANNOTATION_INJECTED, equal_apart_from_injection, inject_pod, injection_template, injector_objects, render_webhook,
-    render_with, serving_certificate, skip_reason, without_pod_agents,
-)
-from patternbench.specs.patterns import PATTERNS, pattern_spec
 from patternbench.render import Images, RenderOptions, find, render
+from patternbench.render import injector_objects as injection
+from patternbench.render.injector_objects import (
+    ANNOTATION_INJECTED,
+    equal_apart_from_injection,
+    inject_pod,
+    injection_template,
+    injector_objects,
+    render_webhook,
+    render_with,
+    serving_certificate,
+    skip_reason,
+    without_pod_agents,
+)
+from patternbench.specs.agent_file import load_agent_file
+from patternbench.specs.patterns import PATTERNS, pattern_spec
 from patternbench.specs.topology import Agents, Pattern, load_topology
 
 REPO = Path(__file__).resolve().parents[2]

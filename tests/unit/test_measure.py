@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from patternbench import measure
-from patternbench.stats import percentile
-from patternbench.results.verdicts import Thresholds
 from patternbench.results.summary import check_claims, expected_proxies, summarize_case
+from patternbench.results.verdicts import Thresholds
+from patternbench.stats import percentile
 
 
 def probe(t: float, good: bool = True) -> dict:

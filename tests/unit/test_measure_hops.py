@@ -3,8 +3,21 @@ from __future__ import annotations
 import pytest
 
 from patternbench.measure import (
-    Location, NodeRollout, calls, grouping, hop_kind, hop_summary, max_concurrent, node_rollouts, parse_via, pods_in,
-    proxies_per_request, request_hops, requests_per_agent, via_entries, via_kinds,
+    Location,
+    NodeRollout,
+    calls,
+    grouping,
+    hop_kind,
+    hop_summary,
+    max_concurrent,
+    node_rollouts,
+    parse_via,
+    pods_in,
+    proxies_per_request,
+    request_hops,
+    requests_per_agent,
+    via_entries,
+    via_kinds,
 )
 from patternbench.specs.topology import Pattern, expected_hop_counts
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from patternbench.outages import LocalTarget
 from patternbench.load.runner import LoadConfig, LoadProcess, read_jsonl
+from patternbench.outages import LocalTarget
 
 RATE = 200.0
 STALL_S = 1.0

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from patternbench import cli
+from patternbench.build.components import Binaries
 from patternbench.cluster.local import steps
 from patternbench.cluster.local.processes import Daemon, ProcInfo, descendants, kill_all, matching
 from patternbench.cluster.local.settings import LocalSettings
-from patternbench.build.components import Binaries
 from patternbench.errors import UsageError
 
 

@@ -9,18 +9,17 @@ import json
 import pytest
 
 from patternbench import measure
-
 from patternbench.build import images
-from patternbench.specs.agents import AGENTS, UPGRADABLE, AgentKind, Placement, agent_spec, proxy_mode, upgradable_spec
 from patternbench.cluster.provider import DEFAULT_NODE_PATHS, FaultInjector, HasEntryHost, HasNodePaths, UsesRegistry, abilities
 from patternbench.errors import UsageError
-from patternbench.specs.faults import check_fault
-from patternbench.specs.patterns import PATTERNS, PatternSpec, pattern_spec
+from patternbench.operate.upgrade import upgrade_targets
 from patternbench.render import RenderOptions, render
 from patternbench.render.agent_objects import BUILT_IN, objects_of
 from patternbench.results.summary import check_claims
+from patternbench.specs.agents import AGENTS, UPGRADABLE, AgentKind, Placement, agent_spec, proxy_mode, upgradable_spec
+from patternbench.specs.faults import check_fault
+from patternbench.specs.patterns import PATTERNS, PatternSpec, pattern_spec
 from patternbench.specs.topology import Agents, Pattern, containers_formula, expected_hop_counts, load_topology, requested
-from patternbench.operate.upgrade import upgrade_targets
 
 TOPO = load_topology()
 OPTS = RenderOptions(run_id="pb-test")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from patternbench.outages import LocalTarget
 from patternbench.load.sweep import Step, cost_per_step, max_sustained, render_sweep_plots, run_sweep, saturation
+from patternbench.outages import LocalTarget
 
 
 def test_saturation_reasons() -> None:

@@ -7,7 +7,13 @@ import yaml
 
 from patternbench.errors import UsageError
 from patternbench.specs.topology import (
-    Agents, NodeCapacity, Pattern, check_capacity, containers_formula, load_topology, parse_topology,
+    Agents,
+    NodeCapacity,
+    Pattern,
+    check_capacity,
+    containers_formula,
+    load_topology,
+    parse_topology,
 )
 
 GOOD = {

@@ -7,10 +7,10 @@ import pytest
 
 from patternbench.calibration import Comparison, document
 from patternbench.errors import UsageError
-from patternbench.specs.cases import Case, interleave
 from patternbench.results.report import write_report
-from patternbench.specs.topology import Pattern
 from patternbench.results.trials import aggregate, differences
+from patternbench.specs.cases import Case, interleave
+from patternbench.specs.topology import Pattern
 from tests.unit.test_measure import NODE_CALL, call, probe, user, write_case
 
 # One call f -> o through sidecars (both on n1), as test_report's sidecar case.

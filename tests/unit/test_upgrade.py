@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 
 from patternbench.errors import UsageError
+from patternbench.operate.upgrade import image_patch, retag, upgrade_targets
 from patternbench.render import RenderOptions, render
 from patternbench.specs.topology import Pattern, load_topology
-from patternbench.operate.upgrade import image_patch, retag, upgrade_targets
 
 OPTS = RenderOptions(run_id="pb-test-0001")
 
@@ -31,8 +31,8 @@ def test_unknown_agent() -> None:
 def test_in_place_cases_and_the_serving_label() -> None:
     """In place only where the agent is a sidecar; its runs' Services select on the serving
     label that takes a pod out of the endpoints, and their pods carry it."""
-    from patternbench.specs.cases import default_matrix
     from patternbench.render import SERVING_LABEL, RenderOptions, render
+    from patternbench.specs.cases import default_matrix
     from patternbench.specs.topology import Pattern, load_topology
 
     ids = [c.id for c in default_matrix(strategies=["in-place"], injection="client")]
@@ -59,8 +59,8 @@ def test_webhook_injection_cases() -> None:
 
 def test_every_strategy_runs_with_every_injection_mode():
     """A strategy declared in strategies.py has its runner for each way sidecars get in."""
-    from patternbench.specs.strategies import STRATEGIES
     from patternbench.operate.upgrade_runs import UPGRADES
     from patternbench.specs.cases import INJECTIONS
+    from patternbench.specs.strategies import STRATEGIES
 
     assert set(UPGRADES) == {(s, i) for s in STRATEGIES for i in INJECTIONS}

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
+from patternbench.build.images import ImageArchive
 from patternbench.errors import UsageError
 from patternbench.specs.faults import injectable
-from patternbench.build.images import ImageArchive
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from patternbench.cluster.provider import ClusterProvider
 from patternbench.errors import UsageError
 from patternbench.progress import Progress
 
+
 @dataclass(frozen=True)
 class ProviderOptions:
     bin_dir: Path | None = None

@@ -17,9 +17,9 @@ from typing import Callable
 import yaml
 from kubernetes import client, config
 
+from patternbench.build.images import ImageArchive
 from patternbench.cluster.provider import Capabilities, ContainerRef, NodeInfo, nodes_from_api, require_cli
 from patternbench.errors import UsageError
-from patternbench.build.images import ImageArchive
 from patternbench.progress import Progress
 
 

@@ -29,14 +29,13 @@ from typing import Any  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
 import gevent  # noqa: E402
-
-from patternbench.lifeline import ParentWatch  # noqa: E402
 import gevent.pool  # noqa: E402
 from locust import FastHttpUser, constant_throughput, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
-from patternbench.load.openloop import OpenLoop  # noqa: E402
+from patternbench.lifeline import ParentWatch  # noqa: E402
 from patternbench.load import conntrack  # noqa: E402
+from patternbench.load.openloop import OpenLoop  # noqa: E402
 from patternbench.load.probe import probe_once  # noqa: E402
 from patternbench.load.records import answer_trail, failure_detail  # noqa: E402
 

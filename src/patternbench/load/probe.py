@@ -10,6 +10,7 @@ answer the pod that gave it."""
 
 from __future__ import annotations
 
+import _socket  # the C module: never gevent-patched, so a non-blocking read stays non-blocking
 import errno
 import http.client
 import json
@@ -19,8 +20,6 @@ import struct
 import time
 import uuid
 from typing import Any, Callable
-
-import _socket  # the C module: never gevent-patched, so a non-blocking read stays non-blocking
 
 # <linux/in.h>, <linux/in6.h>, <linux/errqueue.h>
 IP_RECVERR, IPV6_RECVERR = 11, 25

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from patternbench.lifeline import die_with_parent
 from patternbench.errors import UsageError
+from patternbench.lifeline import die_with_parent
 from patternbench.results.rundir import LOAD_CONFIG, LOAD_SUMMARY, REQUESTS
 
 

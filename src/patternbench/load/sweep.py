@@ -27,7 +27,6 @@ from patternbench.options import parse_sweep
 from patternbench.results.plots import pyplot, save
 from patternbench.results.rundir import REQUESTS
 
-
 # A step is sustained when the load went out on schedule, nearly all of it came back good,
 # and latency stayed far from a stall. Above these the target (or the harness) saturated.
 MAX_ERROR_RATE = 0.01

@@ -5,13 +5,13 @@ assembles a case's figures from them (the figures themselves are declared in fig
 
 from __future__ import annotations
 
-from patternbench.measure.via import ViaEntry, Location, parse_via, via_entries, via_kinds, calls, pods_in, proxies_per_request
-from patternbench.measure.records import Record, ok, in_window
-from patternbench.measure.availability import DEFAULT_SLO_MS, probe_cause, Outage, outage_spans, outages, latency_ms, availability
-from patternbench.measure.hops import hop_kind, path_hops, call_hops, entry_hops, request_hops, crosses_nodes, hop_summary, requests_per_agent, grouping
-from patternbench.measure.rollouts import NodeRollout, node_rollouts, max_concurrent, pod_changes, pods_created, pods_without, webhook_refusals
-from patternbench.measure.faults import touches, recovered_at, went_down_since, affected, fault_impact
-from patternbench.measure.resources import agent_resources, run_queue_wait, cpu_pressure, proxy_programming
+from patternbench.measure.availability import DEFAULT_SLO_MS, Outage, availability, latency_ms, outage_spans, outages, probe_cause
+from patternbench.measure.faults import affected, fault_impact, recovered_at, touches, went_down_since
+from patternbench.measure.hops import call_hops, crosses_nodes, entry_hops, grouping, hop_kind, hop_summary, path_hops, request_hops, requests_per_agent
+from patternbench.measure.records import Record, in_window, ok
+from patternbench.measure.resources import agent_resources, cpu_pressure, proxy_programming, run_queue_wait
+from patternbench.measure.rollouts import NodeRollout, max_concurrent, node_rollouts, pod_changes, pods_created, pods_without, webhook_refusals
+from patternbench.measure.via import Location, ViaEntry, calls, parse_via, pods_in, proxies_per_request, via_entries, via_kinds
 
 __all__ = [
     "Record",

@@ -8,9 +8,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from patternbench.measure.records import Record, in_window, ok
 from patternbench.stats import percentile
-from patternbench.measure.records import Record, ok, in_window
-
 
 # A probe is unavailable when it fails or takes longer than this, dated from its start.
 DEFAULT_SLO_MS = 1000.0

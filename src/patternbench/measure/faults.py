@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from patternbench.measure.via import parse_via
 from patternbench.measure.records import Record, ok
+from patternbench.measure.via import parse_via
 
 
 def touches(record: Record, instance: str) -> bool:

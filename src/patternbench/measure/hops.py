@@ -9,8 +9,8 @@ import statistics
 from collections import Counter
 from typing import Any
 
-from patternbench.measure.via import Location, parse_via
 from patternbench.measure.records import Record, ok
+from patternbench.measure.via import Location, parse_via
 
 
 def hop_kind(a: Location, b: Location) -> str:

@@ -9,6 +9,7 @@ import statistics
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+
 from patternbench.measure.records import Record
 
 

@@ -5,7 +5,6 @@ and forget the host's stale bindings; DeployedRun is what the rest of a run uses
 
 from __future__ import annotations
 
-
 import datetime as dt
 import secrets
 import urllib.error
@@ -16,21 +15,19 @@ from typing import Any
 
 from kubernetes import config as kube_config
 
-from patternbench.specs.agents import agent_spec
+from patternbench.build.images import ImageArchive, build_data_plane, on_demand_archives
 from patternbench.cluster.provider import abilities
 from patternbench.errors import UsageError
-from patternbench.build.images import ImageArchive, build_data_plane, on_demand_archives
 from patternbench.load.conntrack import forget_unnated
-from patternbench.specs.patterns import pattern_spec
+from patternbench.operate.kube import REQUEST_TIMEOUT, Deployer, node_capacities, poll
+from patternbench.operate.webhook_injector import redacted, wait_injecting
 from patternbench.progress import Progress
 from patternbench.render import Images, RenderOptions, render, to_yaml
 from patternbench.render.injector_objects import injection_template, injector_objects, render_webhook
-from patternbench.specs.topology import check_capacity
-
-
-from patternbench.operate.webhook_injector import redacted, wait_injecting
-from patternbench.operate.kube import REQUEST_TIMEOUT, Deployer, node_capacities, poll
 from patternbench.results.rundir import MANIFESTS
+from patternbench.specs.agents import agent_spec
+from patternbench.specs.patterns import pattern_spec
+from patternbench.specs.topology import check_capacity
 
 Obj = dict[str, Any]
 

@@ -16,16 +16,16 @@ from typing import Any, Callable
 from kubernetes import client
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from patternbench.specs.agents import Placement, upgradable_spec
 from patternbench.cluster.provider import ContainerRef, FaultInjector
-from patternbench.operate.kube import poll
 from patternbench.errors import UsageError
-from patternbench.specs.faults import FaultSpec, runs_on_nodes
-from patternbench.render.injector_objects import INJECTOR
-from patternbench.specs.patterns import pattern_spec
-from patternbench.render import SERVES_LABEL
-from patternbench.specs.topology import Pattern, Topology
+from patternbench.operate.kube import poll
 from patternbench.operate.upgrade import UpgradeResult
+from patternbench.render import SERVES_LABEL
+from patternbench.render.injector_objects import INJECTOR
+from patternbench.specs.agents import Placement, upgradable_spec
+from patternbench.specs.faults import FaultSpec, runs_on_nodes
+from patternbench.specs.patterns import pattern_spec
+from patternbench.specs.topology import Pattern, Topology
 
 Mark = Callable[..., float]
 

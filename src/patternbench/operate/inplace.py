@@ -18,10 +18,10 @@ from typing import Any, Callable
 
 from kubernetes import client
 
-from patternbench.specs.agents import upgradable_spec
-from patternbench.operate.kube import REQUEST_TIMEOUT, poll
 from patternbench.errors import UsageError
+from patternbench.operate.kube import REQUEST_TIMEOUT, poll
 from patternbench.render import SERVING_LABEL
+from patternbench.specs.agents import upgradable_spec
 
 # kube-proxy syncs its rules within about a second of an EndpointSlice change; the app's
 # own calls time out after seconds. Long enough for both, short enough for a fleet.

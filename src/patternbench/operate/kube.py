@@ -7,7 +7,6 @@ Everything a run creates carries its run id as a label, so it can be found again
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -19,10 +18,9 @@ from kubernetes.dynamic.exceptions import DynamicApiError
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from patternbench.errors import UsageError
-from patternbench.progress import Progress
 from patternbench.operate.rollout import rollout_status
+from patternbench.progress import Progress
 from patternbench.specs.topology import NodeCapacity
-
 
 RUN_LABEL = "patternbench.dev/run"
 OWNER_LABEL = "patternbench.dev/owner"

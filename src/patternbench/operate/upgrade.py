@@ -11,9 +11,9 @@ from typing import Any
 
 from kubernetes import client
 
-from patternbench.specs.agents import upgradable_spec
-from patternbench.operate.kube import Deployer, REQUEST_TIMEOUT
 from patternbench.errors import UsageError
+from patternbench.operate.kube import REQUEST_TIMEOUT, Deployer
+from patternbench.specs.agents import upgradable_spec
 
 
 @dataclass(frozen=True)

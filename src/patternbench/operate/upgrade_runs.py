@@ -11,17 +11,17 @@ from typing import Any, Callable
 
 from kubernetes import client
 
-from patternbench.specs.cases import Case, Profile
 from patternbench.errors import UsageError
 from patternbench.operate.inplace import upgrade_in_place
 from patternbench.operate.kube import Deployer
-from patternbench.progress import Progress
-from patternbench.render.injector_objects import injection_template
-from patternbench.specs.agents import upgradable_spec
-from patternbench.specs.topology import Topology
 from patternbench.operate.upgrade import rollout_recorder, upgrade_agent, upgrade_targets
 from patternbench.operate.webhook_injector import restart_deployments, switch_template
+from patternbench.progress import Progress
+from patternbench.render.injector_objects import injection_template
 from patternbench.results.rundir import ROLLOUTS
+from patternbench.specs.agents import upgradable_spec
+from patternbench.specs.cases import Case, Profile
+from patternbench.specs.topology import Topology
 
 
 @dataclass

@@ -13,10 +13,11 @@ from typing import Any
 
 from kubernetes import client
 
-from patternbench.operate.kube import REQUEST_TIMEOUT, poll
 from patternbench.errors import UsageError
-from patternbench.render.injector_objects import ANNOTATION_INJECTED, INJECTOR, INJECTOR_PORT, TEMPLATE_CONFIGMAP, TEMPLATE_KEY
+from patternbench.operate.kube import REQUEST_TIMEOUT, poll
 from patternbench.render import Obj
+from patternbench.render.injector_objects import ANNOTATION_INJECTED, INJECTOR, INJECTOR_PORT, TEMPLATE_CONFIGMAP, TEMPLATE_KEY
+
 
 def redacted(objs: list[Obj]) -> list[Obj]:
     """The objects as saved with a run's results: no Secret's data (the injector's key)."""

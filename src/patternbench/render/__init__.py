@@ -13,13 +13,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from patternbench.specs.patterns import Pattern, pattern_spec
 from patternbench.render.base import (
-    MESH_INBOUND_PORT, MESH_OUTBOUND_PORT, REGISTRY, SERVING_LABEL, SINK_PORT, Images, Obj, RenderOptions,
-    app_container, app_objects, find, load_template, set_env, to_yaml, values,
+    MESH_INBOUND_PORT,
+    MESH_OUTBOUND_PORT,
+    REGISTRY,
+    SERVING_LABEL,
+    SINK_PORT,
+    Images,
+    Obj,
+    RenderOptions,
+    app_container,
+    app_objects,
+    find,
+    load_template,
+    set_env,
+    to_yaml,
+    values,
 )
 from patternbench.render.pattern_objects import transform
 from patternbench.render.policy import AGENT_CPU_M, SERVES_LABEL, agent_cpu_requested_m, size_agent_requests
+from patternbench.specs.patterns import Pattern, pattern_spec
 
 if TYPE_CHECKING:
     from patternbench.specs.topology import Topology

@@ -9,11 +9,19 @@ import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from patternbench.specs.agents import WAYPOINT_REPLICAS, AgentSpec, Placement, agent_spec
 from patternbench.errors import UsageError
 from patternbench.render.base import (
-    MESH_INBOUND_PORT, MESH_OUTBOUND_PORT, Obj, RenderOptions, app_container, find, load_template, set_env, values,
+    MESH_INBOUND_PORT,
+    MESH_OUTBOUND_PORT,
+    Obj,
+    RenderOptions,
+    app_container,
+    find,
+    load_template,
+    set_env,
+    values,
 )
+from patternbench.specs.agents import WAYPOINT_REPLICAS, AgentSpec, Placement, agent_spec
 
 if TYPE_CHECKING:
     from patternbench.specs.agent_file import AgentFile, Part

@@ -4,7 +4,6 @@ helpers every builder shares. It knows no agent and no pattern (those build on i
 from __future__ import annotations
 
 import secrets
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template

@@ -24,13 +24,13 @@ import copy
 import json
 from typing import TYPE_CHECKING, Any, Iterable
 
-from patternbench.specs.agents import Placement
-from patternbench.pki import KeyPair, issue, new_ca
 from patternbench.errors import UsageError
-from patternbench.specs.patterns import PatternSpec, pattern_spec
+from patternbench.pki import KeyPair, issue, new_ca
 from patternbench.render import Obj, RenderOptions, app_objects, apply_rank, load_template, values
 from patternbench.render.agent_objects import stand_in
 from patternbench.render.pattern_objects import transform
+from patternbench.specs.agents import Placement
+from patternbench.specs.patterns import PatternSpec, pattern_spec
 
 if TYPE_CHECKING:
     from patternbench.specs.topology import Pattern, Topology

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from patternbench.specs.agents import Placement
 from patternbench.render.agent_objects import objects_of, stand_in
 from patternbench.render.base import Obj, RenderOptions, find, load_template, values
+from patternbench.specs.agents import Placement
 
 if TYPE_CHECKING:
     from patternbench.specs.patterns import PatternSpec

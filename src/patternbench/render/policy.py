@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from patternbench.specs.agents import agent_by_container
 from patternbench.render.base import Obj, RenderOptions
+from patternbench.specs.agents import agent_by_container
 
 if TYPE_CHECKING:
     from patternbench.specs.topology import Topology

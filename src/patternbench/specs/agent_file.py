@@ -36,8 +36,8 @@ from typing import Any
 
 import yaml
 
-from patternbench.specs.agents import AGENTS, AgentKind, AgentSpec, Placement, register
 from patternbench.errors import UsageError
+from patternbench.specs.agents import AGENTS, AgentKind, AgentSpec, Placement, register
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
 TOP_KEYS = {"name", "kind", "images", "archives", "config", "proxy", "sidecar", "node"}

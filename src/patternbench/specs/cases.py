@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from patternbench.specs.agents import AgentKind, Placement, UPGRADABLE, agent_spec, file_agents
 from patternbench.errors import UsageError
-from patternbench.specs.faults import FAULTS, fault_injection, fault_spec, runs_on_nodes
 from patternbench.load.runner import LoadConfig
 from patternbench.measure import DEFAULT_SLO_MS
+from patternbench.specs.agents import UPGRADABLE, AgentKind, Placement, agent_spec, file_agents
+from patternbench.specs.faults import FAULTS, fault_injection, fault_spec, runs_on_nodes
 from patternbench.specs.patterns import PATTERNS, pattern_spec
 from patternbench.specs.strategies import STRATEGIES, strategy
 from patternbench.specs.topology import Pattern

@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from patternbench.specs.agents import AGENTS, AgentKind, agent_spec
 from patternbench.errors import UsageError
-from patternbench.specs.patterns import PATTERNS, Pattern, pattern_spec
 from patternbench.results.report_format import fmt, pick_case
 from patternbench.results.verdicts import Thresholds, causes_text, charged_failures
+from patternbench.specs.agents import AGENTS, AgentKind, agent_spec
+from patternbench.specs.patterns import PATTERNS, Pattern, pattern_spec
 
 Entry = dict[str, Any]
 # (summary entry, its fault record, thresholds) -> the claims that did not hold

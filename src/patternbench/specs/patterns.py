@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from patternbench.specs.agents import AGENTS, AgentKind, AgentSpec, Placement, ProxyMode, agent_spec
 from patternbench.errors import UsageError
+from patternbench.specs.agents import AGENTS, AgentKind, AgentSpec, Placement, ProxyMode, agent_spec
 
 if TYPE_CHECKING:
     from patternbench.specs.topology import Agents, Topology

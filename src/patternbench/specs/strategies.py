@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from patternbench.specs.agents import Placement
 from patternbench.errors import UsageError
+from patternbench.specs.agents import Placement
 from patternbench.specs.patterns import pattern_spec
 
 

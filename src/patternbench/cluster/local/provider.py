@@ -15,14 +15,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from patternbench.build.components import COREDNS_VERSION, Binaries, BuildCache, resolve_binaries
+from patternbench.build.images import ImageArchive, ImageSpec, build_go_binaries, write_oci_archive
 from patternbench.cluster.local import faults as local_faults
 from patternbench.cluster.local import hostnet, nodens, steps
 from patternbench.cluster.local.processes import Daemon, all_processes, descendants, kill_all, matching, read_proc
 from patternbench.cluster.local.settings import AGENT_STATE_DIR, POD_LOGS_DIR, LocalSettings, NodeSettings
 from patternbench.cluster.provider import Capabilities, ContainerRef, NodeInfo, nodes_from_api
-from patternbench.build.components import COREDNS_VERSION, BuildCache, Binaries, resolve_binaries
 from patternbench.errors import StepFailed, UsageError
-from patternbench.build.images import ImageArchive, ImageSpec, build_go_binaries, write_oci_archive
 from patternbench.progress import Progress
 
 PAUSE_VERSION = "3.10.1"

@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tenacity import RetryError, retry_if_result, Retrying, stop_after_delay, wait_fixed
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from patternbench import pki
+from patternbench.build.components import Binaries
+from patternbench.build.images import ImageArchive
 from patternbench.cluster.local import configs, hostnet, nodens
 from patternbench.cluster.local.processes import Daemon
 from patternbench.cluster.local.settings import LocalSettings, MachineSize, NodeSettings
-from patternbench.build.components import Binaries
 from patternbench.errors import StepFailed, UsageError
-from patternbench.build.images import ImageArchive
 
 
 @dataclass
