@@ -121,7 +121,7 @@ def write_case(tmp: Path, pattern: str, agent: str | None, requests: list[dict],
     d = tmp / f"{pattern}-{agent}"
     d.mkdir()
     (d / "case.json").write_text(json.dumps({"id": d.name, "pattern": pattern, "agent": agent, "naive": False}))
-    (d / "deployment.json").write_text(json.dumps({"containers_live": 8, "containers_formula": 8, "app_pods": 2, "nodes": 1, "calls_per_request": 1}))
+    (d / "deployment.json").write_text(json.dumps({"containers_live": 8, "containers_formula": 8, "app_pods": 2, "nodes": 1, "calls_per_request": 1, "agents": {"mesh": True, "logging": True, "extra_agents": 0}}))
     marks = [{"phase": "warmup", "t": 0.0}, {"phase": "before", "t": 1.0}]
     if upgrade:
         marks += [{"phase": "upgrade_start", "t": upgrade[0]}, {"phase": "upgrade_end", "t": upgrade[1]}]

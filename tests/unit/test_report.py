@@ -101,3 +101,15 @@ def test_no_silent_defaults_for_a_cut_short_case_or_a_borrowed_calibration(tmp_p
     assert summary["failed_claims"] == {"sidecar-mesh": ["the case is incomplete: missing deployment.json, load-summary.json (not valid JSON); its claims cannot be checked"]}
     assert summary["calibration"]["source"] == "beside the run"
     assert "This run carries no calibration of its own" in (run / "report.md").read_text()
+
+
+def test_a_deployment_that_does_not_say_which_agents_ran_gets_no_claims_checked(tmp_path: Path) -> None:
+    requests = [user(1.5 + i * 0.1) for i in range(20)] + [probe(2.0)]
+    run = tmp_path / "run"
+    run.mkdir()
+    d = write_case(run, "sidecar", "mesh", requests, {"a": {"app": 0}}, {"a": {"app": 0}}, (3.0, 7.0))
+    deployment = json.loads((d / "deployment.json").read_text())
+    del deployment["agents"]
+    (d / "deployment.json").write_text(json.dumps(deployment))
+    summary = write_report(run)
+    assert summary["failed_claims"] == {"sidecar-mesh": ["deployment.json does not say which agents ran; its claims cannot be checked"]}

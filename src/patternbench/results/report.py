@@ -54,12 +54,12 @@ def build_summary(run_dir: Path, thresholds: Thresholds = Thresholds(), slo_ms: 
         entry["trial"] = int(_case_file(d, CASE).get("trial", 1))
         entry["dir"] = d.name
         deployment = _case_file(d, DEPLOYMENT)
-        if deployment:
-            # Runs from before deployment.json recorded the agents ran the topology's defaults.
-            agents = parse_agents(deployment["agents"]) if "agents" in deployment else Agents()
-            problems = check_claims(entry, deployment.get("calls_per_request", 0), thresholds, agents)
-        else:  # what ran is unknown: no claim can be checked against a guess
-            problems = [f"the case is incomplete: missing {', '.join(entry['missing']) or 'deployment.json'}; its claims cannot be checked"]
+        if deployment and "agents" in deployment:
+            problems = check_claims(entry, deployment.get("calls_per_request", 0), thresholds, parse_agents(deployment["agents"]))
+        elif deployment:  # which agents ran is unknown: no claim is checked against a guess
+            problems = [f"{DEPLOYMENT} does not say which agents ran; its claims cannot be checked"]
+        else:
+            problems = [f"the case is incomplete: missing {', '.join(entry['missing']) or DEPLOYMENT}; its claims cannot be checked"]
         entry["claims_failed"] = problems
         by_case.setdefault(entry["case"], []).append(entry)
     cases, failures = {}, {}

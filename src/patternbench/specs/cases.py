@@ -234,7 +234,7 @@ class Trial:
 
     @property
     def dir_name(self) -> str:
-        # One trial keeps the case's own directory name, as before repetitions existed.
+        # One trial keeps the case's own directory name: a run without --repeat has one directory per case.
         return self.case.id if self.repeat == 1 else f"{self.case.id}.t{self.k}"
 
 
