@@ -5,7 +5,7 @@ PB      := $(BIN)/patternbench
 PYTEST  := $(BIN)/python -m pytest
 RESULTS ?= results
 
-.PHONY: setup test test-unit experiment nightly bench clean cluster-up cluster-down
+.PHONY: setup test test-unit experiment study plan nightly bench clean cluster-up cluster-down
 
 ## setup: host packages, the Python venv, Kubernetes/etcd/CoreDNS built into ~/.cache/patternbench
 setup:
@@ -22,9 +22,23 @@ test: setup
 test-unit:
 	$(PYTEST) tests -m "not cluster and not cluster_down" -q
 
-## experiment: the main job: the whole default matrix on the local cluster, a report at the end
+## experiment: the main job, the article's question: no agent, sidecar, DaemonSet and hybrid,
+## for the mesh and the log agent, rolling upgrades, 3 interleaved trials, the calibration;
+## the report opens with the answer (who wins each claim, by how much, with its interval)
+EXPERIMENT_ARGS := --profile full --repeat 3 --calibrate --pattern none --pattern sidecar --pattern daemonset --pattern hybrid \
+	--agent mesh --agent logging --upgrade rolling --injection client --no-naive
 experiment: setup
-	$(PB) run --profile full --calibrate --repeat 3 --faults --sweep 100,200,400,800,1600 --results $(RESULTS)
+	$(PB) run $(EXPERIMENT_ARGS) --results $(RESULTS)
+
+## study: everything: every pattern (ambient too), in-place and webhook upgrades, naive
+## variants, the fault family and the load sweep
+STUDY_ARGS := --profile full --repeat 3 --calibrate --faults --sweep 100,200,400,800,1600
+study: setup
+	$(PB) run $(STUDY_ARGS) --results $(RESULTS)
+
+## plan: what `make experiment` would run and how long it should take, without a cluster
+plan:
+	$(PB) run $(EXPERIMENT_ARGS) --results $(RESULTS) --plan
 
 ## nightly: what the nightly workflow does, on the local provider: the matrix (short profile),
 ## then every figure against baselines/local.json (exit 1 on a regression)

@@ -31,6 +31,7 @@ from patternbench.operate.upgrade import upgrade_agent, upgrade_targets
 from patternbench.operate.upgrade_runs import UpgradeJob, run_upgrade
 from patternbench.progress import Progress
 from patternbench.render import agent_cpu_requested_m
+from patternbench.results.durations import Eta, minutes
 from patternbench.results.report import write_report
 from patternbench.results.rundir import (
     CALIBRATION,
@@ -257,6 +258,7 @@ def run_matrix(
     on_case: Callable[[Case, Path], None] | None = None,
     repeat: int = 1,
     fault_repeat: int | None = None,
+    eta: Eta | None = None,
 ) -> Path:
     """Every case in turn into results/<run-id>/<case>/ (with --repeat N, N interleaved
     trials into <case>.t<k>/); summary.json and report.md at the end, and also when
@@ -266,11 +268,19 @@ def run_matrix(
     profile.validate()
     trials = interleave(cases, repeat, fault_repeat)
     run_dir, meta = start_run(results_root, provider.name, profile, [c.id for c in cases], repeat, run_id)
+    if eta is not None:
+        meta["planned_s"] = round(eta.total_s(), 1)
+        (run_dir / RUN).write_text(json.dumps(meta, indent=1))
+    started = time.monotonic()
     try:
         for i, trial in enumerate(trials, 1):
             label = trial.case.id + (f" (trial {trial.k}/{trial.repeat})" if trial.repeat > 1 else "")
+            began = time.monotonic()
             with progress.step(f"case {i}/{len(trials)}: {label}"):
                 run_case(provider, topology, trial.case, profile, run_dir / trial.dir_name, progress, trial=trial.k)
+            if eta is not None:
+                eta.finish(time.monotonic() - began)
+                progress.say(f"   {i}/{len(trials)} trials done in {minutes(time.monotonic() - started)}; about {minutes(eta.remaining_s())} left")
             if on_case:
                 on_case(trial.case, run_dir / trial.dir_name)
     except BaseException:

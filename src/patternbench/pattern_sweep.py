@@ -17,12 +17,13 @@ from patternbench.observe.resources import ResourceSampler
 from patternbench.operate.deploy import deploy_run
 from patternbench.operate.kube import Deployer
 from patternbench.progress import Progress
+from patternbench.results.durations import SWEEP_STEP_S
 from patternbench.results.rundir import RESOURCES, SWEEPS_DIR
 from patternbench.results.summary import is_agent_sample
 from patternbench.specs.topology import Pattern, Topology
 
 # Long enough for at least four resource samples per step (CPU comes from their differences).
-STEP_S = 8.0
+STEP_S = SWEEP_STEP_S
 SAMPLE_INTERVAL_S = 1.0
 
 

@@ -82,9 +82,11 @@ RUN_OPTIONS = (
     RunOption("--slo-ms", "a probe slower than this is unavailable (default 1000)", metavar="MS"),
     RunOption("--rps", "open-loop load: R requests/s on schedule, latency from the intended start (instead of --users)", metavar="R"),
     RunOption("--sweep", "after the cases, per pattern (--pattern, default all): open-loop load at these rising rates until errors or saturation; latency and agent cost against load", metavar="R1,R2,..."),
+    RunOption("--no-naive", "leave out the naive variants (no drain, no socket handover) the matrix adds for comparison", switch=True),
     RunOption("--fault", "inject this fault instead of the upgrade matrix (repeatable): " + ", ".join(FAULTS), repeatable=True, metavar="KIND"),
     RunOption("--fault-duration", "seconds a timed fault (hang, API server outage) lasts (default: the fault's own)", metavar="S"),
     RunOption("--calibrate", "first calibrate the outage measurement at the cluster's entry (local provider), so the report carries this run's own error bar", switch=True, cli_only=True),
+    RunOption("--plan", "print the cases, trials, phases and the expected duration (from earlier runs' timelines), and stop: no cluster is touched", switch=True, cli_only=True),
     RunOption("--faults", "add the fault family to the upgrade matrix (each fault case once, whatever --repeat)", switch=True, cli_only=True),
 )
 
@@ -116,6 +118,7 @@ class RunPlan:
     agents: list[str] | None  # None: every upgradable agent
     strategies: list[str] | None
     injection: str | None
+    naive: bool  # the matrix adds the naive variants
     agent_files: list[AgentSpec]
     profile: Profile
     repeat: int
@@ -127,7 +130,7 @@ class RunPlan:
 
     def matrix(self) -> list[Case]:
         """The upgrade matrix for this selection."""
-        return default_matrix(self.patterns, self.agents, self.strategies, self.injection)
+        return default_matrix(self.patterns, self.agents, self.strategies, self.injection, self.naive)
 
     def fault_cases(self) -> list[Case]:
         """The fault family for the chosen faults (all without --fault), patterns and agents."""
@@ -155,7 +158,7 @@ def resolve_run(get: Getter) -> RunPlan:
     fault_duration = parse_duration(get("fault_duration")) if get("fault_duration") is not None else None
     check_chosen_faults(faults, patterns, agents, injection, explicit=bool(get("pattern")))
     return RunPlan(
-        patterns=patterns, agents=agents, strategies=strategies, injection=injection, agent_files=agent_files,
+        patterns=patterns, agents=agents, strategies=strategies, injection=injection, naive=not get("no_naive"), agent_files=agent_files,
         profile=profile_of(get("profile"), get("duration"), get("users"), rps, slo_ms), repeat=repeat, sweep=sweep,
         faults=faults, fault_duration_s=fault_duration, max_failed_requests=get("max_failed_requests"), results=Path(get("results")),
     )

@@ -18,6 +18,7 @@ from patternbench.results.report_format import fmt, pct, pick_case
 from patternbench.specs.figures import columns, figure, plotted
 from patternbench.load.runner import read_jsonl
 from patternbench.load.sweep import render_sweep_plots
+from patternbench.results.answer import answer_text
 from patternbench.results.plots import pyplot, save
 from patternbench.render import AGENT_CPU_M
 from patternbench.results.rundir import CASE, DEPLOYMENT, REPORT, REQUESTS, RUN, SUMMARY, TIMELINE, load_sweeps
@@ -163,6 +164,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         lines += [f"Cases planned but not run: {', '.join(summary['cases_not_run'])}.", ""]
     if summary["invalid_cases"]:
         lines += [f"**Invalid** (Locust warned that its CPU was saturated, so its timings are not trustworthy): {', '.join(summary['invalid_cases'])}.", ""]
+    lines += answer_text(summary)
     lines += [
         "## Side by side", "",
         "| case | containers (live / formula) | proxies per request | hops loopback / same node / cross node | calls crossing nodes | p50 / p99 ms before | p99 ms during | failed requests | downtime s | max outage s | app pods recreated | app restarts | agent CPU m | agent MiB | log lines lost / dup | upgrade s |",

@@ -124,11 +124,12 @@ WEBHOOK_DEFAULT = ((Pattern.SIDECAR, "mesh", "rolling"), (Pattern.SIDECAR, "mesh
 
 def default_matrix(
     patterns: list[Pattern] | None = None, agents: list[str] | None = None, strategies: list[str] | None = None,
-    injection: str | None = None,
+    injection: str | None = None, naive: bool = True,
 ) -> list[Case]:
-    """The control, every pattern x agent, and the naive variants where the handover and
-    drains matter most (node mesh proxy, sidecar mesh proxy); with the in-place strategy,
-    every built-in sidecar upgraded in place too (and the sidecar proxy without a drain)."""
+    """The control, every pattern x agent, and (unless `naive` is False) the naive variants
+    where the handover and drains matter most (node mesh proxy, sidecar mesh proxy); with the
+    in-place strategy, every built-in sidecar upgraded in place too (and the sidecar proxy
+    without a drain)."""
     strategies = strategies or list(STRATEGIES)
     patterns = patterns or list(PATTERNS)
     agents = with_kind_members(agents or list(UPGRADABLE))
@@ -153,6 +154,8 @@ def default_matrix(
         cases += [Case(p, a, naive=True, upgrade="in-place") for p, a in IN_PLACE_NAIVE if p in patterns and a in agents]
     if "rolling" not in strategies:
         cases = [c for c in cases if c.agent is None or c.upgrade != "rolling"]
+    if not naive:
+        cases = [c for c in cases if not c.naive]
     if injection == "webhook":
         # Every case whose pattern has sidecars gets them from the injector.
         return [replace(c, injection="webhook") if c.agent and pattern_spec(c.pattern).agents_at(Placement.POD) else c for c in cases]

@@ -34,10 +34,16 @@ class Figure:
     tolerance: Tolerance | None = None  # the baseline's default tolerance
     column: str | None = None  # its column in the report's repeated-trials table (shared: "a / b")
     plotted: bool = False  # in intervals.png
+    # The article's claim it answers in the report's opening verdict (CLAIMS), if any.
+    claim: str | None = None
 
     def __post_init__(self) -> None:
         if self.baseline is not None and self.tolerance is None:
             raise ValueError(f"figure {self.name}: a baselined figure needs its tolerance")
+        if self.claim is not None and self.claim not in CLAIMS:
+            raise ValueError(f"figure {self.name}: unknown claim {self.claim!r} (known: {', '.join(CLAIMS)})")
+        if self.claim is not None and not self.interval:
+            raise ValueError(f"figure {self.name}: a figure that answers a claim needs its interval")
 
     def of(self, entry: Entry) -> Any:
         """Its value in one entry as recorded (None when the entry lacks it)."""
@@ -51,22 +57,30 @@ class Figure:
 
 _DOWNTIME = "error / slow downtime s"
 
+# The article's three claims, in the order the report's verdict answers them.
+CLAIMS = {
+    "resources": "Resources: sidecars multiply the agents' containers, CPU and memory",
+    "lifecycle": "Lifecycle: upgrading a sidecar recreates every app pod; a DaemonSet's touches none",
+    "network": "Network distance: a sidecar is a loopback hop from its app, a node agent a network hop",
+}
+
 # Latency is the steady state, before the upgrade.
 FIGURES: dict[str, Figure] = {f.name: f for f in (
     Figure("downtime_s", "s", ("downtime_s",), interval=True, baseline="downtime_s", tolerance=Tolerance(0.2, 0.5),
-           column="downtime s", plotted=True),
+           column="downtime s", plotted=True, claim="lifecycle"),
     Figure("error_downtime_s", "s", ("error_downtime_s",), interval=True, column=_DOWNTIME),
     Figure("slow_downtime_s", "s", ("slow_downtime_s",), interval=True, column=_DOWNTIME),
     Figure("failed_requests", "requests", ("failed_requests",), interval=True, baseline="failed_requests", tolerance=Tolerance(2, 0.5),
-           column="failed requests", plotted=True),
-    Figure("latency_p50_ms", "ms", ("latency_ms", "before", "p50"), interval=True, column="p50 ms before", plotted=True),
+           column="failed requests", plotted=True, claim="lifecycle"),
+    Figure("latency_p50_ms", "ms", ("latency_ms", "before", "p50"), interval=True, column="p50 ms before", plotted=True, claim="network"),
     Figure("latency_p99_ms", "ms", ("latency_ms", "before", "p99"), interval=True, baseline="latency_p99_ms", tolerance=Tolerance(5.0, 0.5),
-           column="p99 ms before", plotted=True),
-    Figure("agent_cpu_m_total", "millicores", ("agent_cpu_m_total",), interval=True, column="agent CPU m", plotted=True),
+           column="p99 ms before", plotted=True, claim="network"),
+    Figure("agent_cpu_m_total", "millicores", ("agent_cpu_m_total",), interval=True, column="agent CPU m", plotted=True, claim="resources"),
     Figure("agent_memory_mib_total", "MiB", ("agent_memory_mib_total",), interval=True, baseline="agent_memory_mib",
-           tolerance=Tolerance(8.0, 0.25), column="agent MiB", plotted=True),
+           tolerance=Tolerance(8.0, 0.25), column="agent MiB", plotted=True, claim="resources"),
     Figure("agent_cpu_m_per_instance", "millicores", ("agent_cpu_m_per_instance",), interval=True),
     Figure("agent_memory_mib_per_instance", "MiB", ("agent_memory_mib_per_instance",), interval=True),
+    Figure("app_pods_recreated", "pods", ("app_pods_recreated",), interval=True, claim="lifecycle"),
     Figure("log_lines_lost", "lines", ("log_lines_lost",), baseline="log_lines_lost", tolerance=Tolerance(0, 0.0)),
 )}
 
@@ -86,6 +100,13 @@ def with_interval() -> list[Figure]:
 def baselined() -> dict[str, Figure]:
     """Baseline name -> figure, in declaration order."""
     return {f.baseline: f for f in FIGURES.values() if f.baseline is not None}
+
+
+def answering(claim: str) -> list[Figure]:
+    """The figures that answer one of the CLAIMS, in declaration order."""
+    if claim not in CLAIMS:
+        raise KeyError(f"unknown claim {claim!r}; known: {', '.join(CLAIMS)}")
+    return [f for f in FIGURES.values() if f.claim == claim]
 
 
 def plotted() -> list[Figure]:
