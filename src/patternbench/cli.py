@@ -21,7 +21,7 @@ from patternbench.options import parse_slo_ms
 from patternbench.outages import calibrate_local
 from patternbench.progress import Progress
 from patternbench.results.baseline import compare, format_table, load_baseline, load_summary, update_baseline
-from patternbench.results.durations import CALIBRATION_S, CLUSTER_UP_S, DEFAULT_DEPLOY_S, SWEEP_STEP_S, Eta, estimate, plan_text
+from patternbench.results.durations import CALIBRATION_S, CLUSTER_UP_S, DEFAULT_DEPLOY_S, SWEEP_STEP_S, Eta, estimate, plan_text, shared_deployments_s
 from patternbench.results.report import write_report
 from patternbench.results.rundir import REPORT, RUN, check_writable
 from patternbench.results.verdicts import Thresholds
@@ -242,8 +242,11 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
         raise UsageError("--calibrate injects outages with iptables on this machine: it needs --provider local")
     fault_repeat = 1 if args.faults else None  # the fault family runs once per fault even with --repeat
     trials = interleave(cases, plan.repeat, fault_repeat)
-    estimates = estimate(cases, profile, args.results)
+    share = not args.redeploy
+    estimates = estimate(cases, profile, args.results, share)
     extra = {"calibration at the entry": CALIBRATION_S} if args.calibrate else {}
+    if shared_deployments_s(cases, share):
+        extra["deployments shared by trials"] = shared_deployments_s(cases, share)
     if plan.sweep:
         extra["load sweep"] = len(plan.patterns or list(Pattern)) * (DEFAULT_DEPLOY_S + len(plan.sweep) * SWEEP_STEP_S)
     if args.plan:
@@ -260,7 +263,7 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
     up = not provider.capabilities.creates_cluster or (isinstance(provider, KnowsIfUp) and provider.is_up())
     for line in plan_text(trials, estimates, profile, 0.0 if up else CLUSTER_UP_S, extra):
         progress.say(line)
-    eta = Eta(trials, estimates, extra_s=extra.get("load sweep", 0.0))
+    eta = Eta(trials, estimates, extra_s=extra.get("load sweep", 0.0) + extra.get("deployments shared by trials", 0.0))
     if not up:
         if args.provider != "local":
             raise UsageError(f"the {args.provider} cluster is not up: run `patternbench cluster up --provider {args.provider}` first")
@@ -273,7 +276,7 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
             doc = calibrate_on_cluster(provider, list(CLUSTER_KINDS), RUN_CALIBRATION_LENGTHS_S, profile.slo_ms, progress)
             calibration.write(args.results, doc)  # the run copies the latest in as it starts
             progress.say(f"   calibration: max error {doc['max_error_ms']:.1f} ms over {len(doc['rows'])} injected outages")
-        run_dir = run_matrix(provider, topology, cases, profile, args.results, progress, repeat=plan.repeat, fault_repeat=fault_repeat, eta=eta)
+        run_dir = run_matrix(provider, topology, cases, profile, args.results, progress, repeat=plan.repeat, fault_repeat=fault_repeat, eta=eta, share_deployments=share)
         if plan.sweep:
             sweep_after(provider, topology, plan.patterns or list(Pattern), plan.sweep, run_dir, progress)
     finally:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 from kubernetes import client
@@ -21,11 +22,11 @@ from patternbench.errors import UsageError
 from patternbench.load.runner import LoadProcess
 from patternbench.observe.endpoints import EndpointSliceWatcher
 from patternbench.observe.host import ConntrackEvents, KernelLog, LogSlices, MetricsSnapshots, PressureSampler, SchedSampler
-from patternbench.observe.logsink import sink_stats
+from patternbench.observe.logsink import sink_mark, sink_stats
 from patternbench.observe.pods import PodWatcher, failed_creates, warning_events
 from patternbench.observe.resources import ResourceSampler
 from patternbench.operate import fault_driver
-from patternbench.operate.deploy import deploy_run, new_run_id
+from patternbench.operate.deploy import DeployedRun, deploy_run, new_run_id
 from patternbench.operate.kube import Deployer, live_containers, placement
 from patternbench.operate.upgrade import upgrade_agent, upgrade_targets
 from patternbench.operate.upgrade_runs import UpgradeJob, run_upgrade
@@ -61,7 +62,7 @@ from patternbench.results.rundir import (
 )
 from patternbench.specs.agent_file import keep_with_run
 from patternbench.specs.agents import file_agents, upgradable_spec
-from patternbench.specs.cases import Case, Profile, interleave
+from patternbench.specs.cases import Case, Profile, Trial, deployment_groups, interleave
 from patternbench.specs.faults import fault_spec
 from patternbench.specs.patterns import pattern_spec
 from patternbench.specs.strategies import strategy
@@ -101,6 +102,14 @@ def settled_sink_stats(api: client.ApiClient, namespace: str, timeout_s: float =
     return retrying(read)
 
 
+def deploy_case(provider: Any, topology: Topology, case: Case, out_dir: Path, progress: Progress) -> DeployedRun:
+    """A fresh deployment of the case's pattern, as its upgrade strategy and injection need it."""
+    return deploy_run(
+        provider, topology, case.pattern, naive=case.naive, results_dir=out_dir, progress=progress, agent=case.agent,
+        serving_label=strategy(case.upgrade).serving_label, injection=case.injection,
+    )
+
+
 def run_case(
     provider: Any,
     topology: Topology,
@@ -111,18 +120,25 @@ def run_case(
     keep: bool = False,
     trial: int = 1,
     capture: bool = True,
+    deployed: DeployedRun | None = None,
+    versions: tuple[str, str] = ("v1", "v2"),
 ) -> Path:
     """Run one case (trial `trial` of it); everything it observes lands in `out_dir`. Returns
-    `out_dir`. `capture` False leaves out the failure evidence (to measure what it costs)."""
+    `out_dir`. `capture` False leaves out the failure evidence (to measure what it costs).
+    `deployed`: run on this deployment (which the caller removes) instead of a fresh one;
+    `versions`: the agent's version before and after the upgrade (a trial on a deployment
+    an earlier trial upgraded rolls it back)."""
     progress = progress or Progress()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / CASE).write_text(json.dumps({**case.to_json(), "trial": trial, "profile": asdict(profile)}, indent=1))
+    (out_dir / CASE).write_text(json.dumps({
+        **case.to_json(), "trial": trial, "profile": asdict(profile), "fresh_deployment": deployed is None,
+        "upgrade_versions": list(versions) if case.upgrades else None,
+    }, indent=1))
     timeline = Timeline(out_dir / TIMELINE)
     timeline.mark("setup")
-    run = deploy_run(
-        provider, topology, case.pattern, naive=case.naive, results_dir=out_dir, progress=progress, agent=case.agent,
-        serving_label=strategy(case.upgrade).serving_label, injection=case.injection,
-    )
+    run = deployed or deploy_case(provider, topology, case, out_dir, progress)
+    if deployed is not None:
+        keep = True  # the caller's deployment: it takes it down after its last trial
     api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
     core = client.CoreV1Api(api)
     namespaces = list(run.namespaces)
@@ -163,6 +179,8 @@ def run_case(
         progress.say(f"   [{case.id}] {phase['name']:<8} {time.monotonic() - started:6.1f}s  requests {p['requests']:>6}  errors {p['failures']:>4}  {p['rps']:>6.1f} req/s")
 
     phase = {"name": "warmup"}
+    if pattern_spec(case.pattern).needs_sink(topology.agents):
+        sink_mark(api, run.agents_namespace)  # the sink counts this trial's lines from here
     load = LoadProcess(run.entry_url, profile.load, out_dir, max_duration_s=3600, on_progress=report, conntrack=capture and able.conntrack_here)
     try:
         load.start()
@@ -178,9 +196,9 @@ def run_case(
                 run_fault(provider, api, topology, case, run, profile, out_dir, timeline.mark)
         elif case.agent:
             phase["name"] = "upgrade"
-            timeline.mark("upgrade_start", agent=case.agent)
-            with progress.step(f"[{case.id}] upgrade the {case.agent} agent v1 -> v2" + strategy(case.upgrade).step_suffix):
-                run_upgrade(UpgradeJob(api, topology, case, run, profile, out_dir, timeline.mark))
+            timeline.mark("upgrade_start", agent=case.agent, versions=list(versions))
+            with progress.step(f"[{case.id}] upgrade the {case.agent} agent {versions[0]} -> {versions[1]}" + strategy(case.upgrade).step_suffix):
+                run_upgrade(UpgradeJob(api, topology, case, run, profile, out_dir, timeline.mark, to_version=versions[1]))
         phase["name"] = "after"
         timeline.mark("after")
         time.sleep(profile.after_s)
@@ -259,6 +277,7 @@ def run_matrix(
     repeat: int = 1,
     fault_repeat: int | None = None,
     eta: Eta | None = None,
+    share_deployments: bool = True,
 ) -> Path:
     """Every case in turn into results/<run-id>/<case>/ (with --repeat N, N interleaved
     trials into <case>.t<k>/); summary.json and report.md at the end, and also when
@@ -272,23 +291,55 @@ def run_matrix(
         meta["planned_s"] = round(eta.total_s(), 1)
         (run_dir / RUN).write_text(json.dumps(meta, indent=1))
     started = time.monotonic()
+    groups = deployment_groups(trials, share=share_deployments)
+    if eta is not None:
+        eta.trials = [t for group in groups for t in group]  # the order they run in
+    i = 0
     try:
-        for i, trial in enumerate(trials, 1):
-            label = trial.case.id + (f" (trial {trial.k}/{trial.repeat})" if trial.repeat > 1 else "")
-            began = time.monotonic()
-            with progress.step(f"case {i}/{len(trials)}: {label}"):
-                run_case(provider, topology, trial.case, profile, run_dir / trial.dir_name, progress, trial=trial.k)
-            if eta is not None:
-                eta.finish(time.monotonic() - began)
-                progress.say(f"   {i}/{len(trials)} trials done in {minutes(time.monotonic() - started)}; about {minutes(eta.remaining_s())} left")
-            if on_case:
-                on_case(trial.case, run_dir / trial.dir_name)
+        for group in groups:
+            with shared_deployment(provider, topology, group, run_dir, progress) as deployed:
+                versions: dict[str, str] = {}  # the agents' versions on this deployment
+                for trial in group:
+                    i += 1
+                    agent = trial.case.agent or ""
+                    before = versions.get(agent, "v1")
+                    after = "v1" if before == "v2" else "v2"
+                    label = trial.case.id + (f" (trial {trial.k}/{trial.repeat})" if trial.repeat > 1 else "")
+                    began = time.monotonic()
+                    with progress.step(f"case {i}/{len(trials)}: {label}"):
+                        run_case(provider, topology, trial.case, profile, run_dir / trial.dir_name, progress, trial=trial.k,
+                                 deployed=deployed, versions=(before, after))
+                    if trial.case.upgrades:
+                        versions[agent] = after
+                    if eta is not None:
+                        eta.finish(time.monotonic() - began)
+                        progress.say(f"   {i}/{len(trials)} trials done in {minutes(time.monotonic() - started)}; about {minutes(eta.remaining_s())} left")
+                    if on_case:
+                        on_case(trial.case, run_dir / trial.dir_name)
     except BaseException:
         mark_interrupted(run_dir, progress)
         raise
     meta["finished_wall"] = time.time()
     (run_dir / RUN).write_text(json.dumps(meta, indent=1))
     return run_dir
+
+
+@contextmanager
+def shared_deployment(provider: Any, topology: Topology, group: list[Trial], run_dir: Path, progress: Progress) -> Iterator[DeployedRun | None]:
+    """One deployment for a group of trials that share it (its first trial's directory keeps
+    the manifests), taken down after the last; None for a trial that deploys its own."""
+    if len(group) == 1 and group[0].case.deployment_key is None:
+        yield None
+        return
+    first = group[0]
+    with progress.step(f"deploy {first.case.pattern.value} once for {len(group)} trials"):
+        deployed = deploy_case(provider, topology, first.case, run_dir / first.dir_name, progress)
+    try:
+        yield deployed
+    finally:
+        with progress.step(f"undeploy {first.case.pattern.value}"):
+            api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
+            Deployer(api, Progress(quiet=True)).undeploy(deployed.run_id, graceful=False, wait=False)
 
 
 def start_run(results_root: Path, provider: str, profile: Profile, planned: list[str], repeat: int, run_id: str | None = None) -> tuple[Path, dict[str, Any]]:

@@ -26,10 +26,13 @@ def test_estimates_come_from_earlier_trials_of_the_same_profile(tmp_path: Path) 
     for run, seconds in (("r1", 40.0), ("r2", 50.0), ("r3", 90.0)):
         _earlier_trial(tmp_path, run, side, "full", seconds)
     _earlier_trial(tmp_path, "r4", side, "short", 5.0)  # another profile: not counted
-    assert sorted(measured_trials(tmp_path)[("sidecar-mesh", "full")]) == [40.0, 50.0, 90.0]
-    est = estimate([side, ctl], PROFILES["full"], tmp_path)
+    assert sorted(measured_trials(tmp_path)[("sidecar-mesh", "full", True)]) == [40.0, 50.0, 90.0]
+    est = estimate([side, ctl], PROFILES["full"], tmp_path, share=False)
     assert est["sidecar-mesh"].seconds == 50.0 + DEFAULT_TEARDOWN_S and est["sidecar-mesh"].measured == 3
     assert est["none-control"].seconds == from_profile(ctl, PROFILES["full"]) and est["none-control"].measured == 0
+    # Trials on a shared deployment do not deploy: fresh ones' times do not stand for them.
+    shared = estimate([side], PROFILES["full"], tmp_path)["sidecar-mesh"]
+    assert shared.measured == 0 and shared.seconds == from_profile(side, PROFILES["full"], fresh=False) < from_profile(side, PROFILES["full"])
     assert from_profile(side, PROFILES["full"]) > from_profile(ctl, PROFILES["full"])  # an upgrade takes time
 
 

@@ -113,3 +113,21 @@ def test_a_claim_failing_in_one_trial_names_the_trial(tmp_path: Path) -> None:
     [problem] = summary["failed_claims"]["daemonset-logging"]
     assert problem.startswith("trial 2: a node-agent upgrade touched the app")
     assert "No calibration found" in (tmp_path / "report.md").read_text()
+
+
+def test_trials_of_a_pattern_share_one_deployment_in_their_interleaved_order() -> None:
+    from patternbench.specs.cases import deployment_groups
+
+    cases = [Case(Pattern.NONE, None), Case(Pattern.SIDECAR, "mesh"), Case(Pattern.SIDECAR, "logging"),
+             Case(Pattern.SIDECAR, "mesh", fault="agent-kill"), Case(Pattern.SIDECAR, "mesh", upgrade="in-place"),
+             Case(Pattern.DAEMONSET, "mesh"), Case(Pattern.DAEMONSET, "mesh", naive=True)]
+    trials = interleave(cases, 2)
+    groups = deployment_groups(trials)
+    names = [[t.dir_name for t in g] for g in groups]
+    assert names[0] == ["none-control.t1", "none-control.t2"]
+    assert names[1] == ["sidecar-mesh.t1", "sidecar-logging.t1", "sidecar-mesh.t2", "sidecar-logging.t2"]
+    # A fault and an in-place upgrade deploy fresh each trial; naive shares with naive only.
+    assert ["sidecar-mesh-agent-kill.t1"] in names and ["sidecar-mesh-in-place.t2"] in names
+    assert ["daemonset-mesh.t1", "daemonset-mesh.t2"] in names and ["daemonset-mesh-naive.t1", "daemonset-mesh-naive.t2"] in names
+    assert sorted(t.dir_name for g in groups for t in g) == sorted(t.dir_name for t in trials)
+    assert all(len(g) == 1 for g in deployment_groups(trials, share=False))

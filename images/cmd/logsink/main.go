@@ -1,8 +1,8 @@
 // Command logsink receives log batches (POST /ingest, newline-separated lines, from our own
 // agent; POST /v1/logs, OTLP/HTTP logs in JSON or protobuf, from agents that speak
 // OpenTelemetry, each record's body counted as one line) and answers GET /stats with what
-// arrived: received, missing, duplicated and delivery lag, per source pod and in total. In
-// memory only; experiments never upgrade it.
+// arrived: received, missing, duplicated and delivery lag, per source pod and in total, since
+// the last POST /mark (a trial's window). In memory only; experiments never upgrade it.
 package main
 
 import (
@@ -65,6 +65,11 @@ func main() {
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(stats.Snapshot())
+	})
+	// A new window: a trial on a deployment that earlier trials used counts its own lines.
+	mux.HandleFunc("POST /mark", func(w http.ResponseWriter, _ *http.Request) {
+		stats.Mark()
+		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })

@@ -22,6 +22,11 @@ type instance struct {
 	maxSeq   uint64
 	received uint64
 	dups     uint64
+	// The window (Mark): what it had counted when the window began, and the new sequence
+	// numbers above the highest it had seen then.
+	base  Counts
+	floor uint64
+	above uint64
 }
 
 // Stats is the sink's state; safe for concurrent use.
@@ -72,6 +77,9 @@ func (s *Stats) Add(raw []byte) {
 		inst.dups++
 	} else {
 		inst.seen[line.Seq] = struct{}{}
+		if line.Seq > inst.floor {
+			inst.above++
+		}
 	}
 	if line.Seq > inst.maxSeq {
 		inst.maxSeq = line.Seq
@@ -102,6 +110,33 @@ func (s *Stats) BatchDone(lines int) {
 	s.mu.Unlock()
 }
 
+// Mark begins a new window: from now on the counts, the lag samples and the batches are
+// those since the mark. A trial on a deployment that earlier trials used counts its own
+// lines only: each instance keeps its sequence, and what is missing in the window are the
+// gaps above the highest number it had seen at the mark (a gap from before is not counted
+// again, and a late line that fills one changes nothing in the window).
+func (s *Stats) Mark() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, insts := range s.pods {
+		for _, inst := range insts {
+			inst.base = Counts{Received: inst.received, Unique: uint64(len(inst.seen)), Duplicated: inst.dups}
+			inst.floor, inst.above = inst.maxSeq, 0
+		}
+	}
+	s.lags, s.lagStride, s.lagCount = nil, 1, 0
+	s.unparsed, s.foreign, s.batches, s.maxBatch = 0, 0, 0, 0
+}
+
+// since are an instance's counts in the current window.
+func (inst *instance) since() Counts {
+	// above <= maxSeq - floor <= MaxSeq and the bases only grow: nothing here can wrap.
+	return Counts{
+		Received: inst.received - inst.base.Received, Unique: uint64(len(inst.seen)) - inst.base.Unique,
+		Missing: (inst.maxSeq - inst.floor) - inst.above, Duplicated: inst.dups - inst.base.Duplicated, Instances: 1,
+	}
+}
+
 // Counts are the totals for one pod or for all.
 type Counts struct {
 	Received   uint64 `json:"received"`
@@ -130,8 +165,9 @@ type Snapshot struct {
 	MaxBatch int               `json:"max_batch_lines"`
 }
 
-// Snapshot computes the counts. Missing lines are the gaps below each instance's highest
-// sequence number (lines after the last one that arrived cannot be known as missing).
+// Snapshot computes the counts since the last Mark (or the start). Missing lines are the gaps
+// below each instance's highest sequence number (lines after the last one that arrived
+// cannot be known as missing).
 func (s *Stats) Snapshot() Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -139,12 +175,11 @@ func (s *Stats) Snapshot() Snapshot {
 	for pod, insts := range s.pods {
 		var c Counts
 		for _, inst := range insts {
-			unique := uint64(len(inst.seen))
-			c.Received += inst.received
-			c.Unique += unique
-			// unique <= maxSeq <= MaxSeq: no subtraction or sum here can wrap.
-			c.Missing += inst.maxSeq - min(unique, inst.maxSeq)
-			c.Duplicated += inst.dups
+			w := inst.since()
+			c.Received += w.Received
+			c.Unique += w.Unique
+			c.Missing += w.Missing
+			c.Duplicated += w.Duplicated
 			c.Instances++
 		}
 		snap.Sources[pod] = c

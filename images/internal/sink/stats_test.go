@@ -81,3 +81,31 @@ func TestForgedLinesCannotHideLoss(t *testing.T) {
 		t.Fatalf("forged lines changed the counts: %+v unparsed %d foreign %d", snap.Total, snap.Unparsed, snap.Foreign)
 	}
 }
+
+func TestMarkStartsAWindowThatCountsOnlyItsOwnLines(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
+	s := New("")
+	s.now = func() time.Time { return now }
+	for _, seq := range []int{1, 2, 4, 4} { // 3 missing, 4 twice: before the mark
+		s.Add(line("a", "i1", seq, now.Add(-5*time.Second)))
+	}
+	s.BatchDone(40)
+	s.Mark()
+	if snap := s.Snapshot(); snap.Total.Received != 0 || snap.Total.Missing != 0 || snap.Total.Duplicated != 0 || snap.MaxBatch != 0 || snap.Lag.Samples != 0 {
+		t.Fatalf("right after the mark: %+v", snap)
+	}
+	for _, seq := range []int{5, 7, 7} { // 6 missing, 7 twice: in the window
+		s.Add(line("a", "i1", seq, now.Add(-time.Second)))
+	}
+	s.Add(line("a", "i1", 3, now.Add(-time.Second))) // the old gap filled late: not a new line lost or found
+	s.Add(line("b", "j1", 1, now.Add(-time.Second))) // a pod new in the window
+	s.BatchDone(3)
+	snap := s.Snapshot()
+	if snap.Total.Received != 5 || snap.Total.Missing != 1 || snap.Total.Duplicated != 1 || snap.Total.Unique != 4 {
+		// a: received 5, 7, 7, 3 (4 lines, 3 new numbers), 6 missing above the mark's 4; b: 1 line
+		t.Fatalf("window totals: %+v", snap.Total)
+	}
+	if snap.MaxBatch != 3 || snap.Lag.MaxS != 1 || snap.Lag.Samples != 5 {
+		t.Fatalf("window batches %d, lag %+v", snap.MaxBatch, snap.Lag)
+	}
+}

@@ -37,6 +37,7 @@ class UpgradeJob:
     mark: Callable[..., Any]  # the case's Timeline.mark
     # Set once the pods are being replaced (what an injector fault waits for).
     started: threading.Event | None = None
+    to_version: str = "v2"  # a trial on a shared deployment may roll the agent back to v1
 
     @property
     def agent(self) -> str:
@@ -50,7 +51,7 @@ class UpgradeJob:
 
 def rolling(job: UpgradeJob) -> None:
     """Every workload that runs the agent gets the new image in its template; kubectl's rollout rules."""
-    result = upgrade_agent(job.api, job.run.objects, job.agent, timeout_s=job.profile.upgrade_timeout_s, progress_log=job.rollouts_log)
+    result = upgrade_agent(job.api, job.run.objects, job.agent, version=job.to_version, timeout_s=job.profile.upgrade_timeout_s, progress_log=job.rollouts_log)
     job.mark("upgrade_end", targets=[asdict(t) for t in result.targets])
 
 
@@ -110,4 +111,6 @@ def run_upgrade(job: UpgradeJob) -> None:
     run = UPGRADES.get((job.case.upgrade, job.case.injection))
     if run is None:
         raise UsageError(f"no upgrade runs strategy {job.case.upgrade!r} with {job.case.injection!r} injection")
+    if job.to_version != "v2" and not job.case.shares_deployment:
+        raise UsageError(f"{job.case.id} deploys fresh each trial: it only upgrades v1 -> v2")
     run(job)

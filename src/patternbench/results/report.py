@@ -237,6 +237,12 @@ def trials_text(summary: dict[str, Any]) -> list[str]:
         # A column of one figure shows its interval; a shared one ("a / b") the values only.
         cells = [_ci(e, figs[0].name, figs[0].of(e)) if len(figs) == 1 else " / ".join(fmt(f.of(e)) for f in figs) for figs in columns().values()]
         out.append(f"| {name} | {len(e.get('trials') or [e])} | " + " | ".join(cells) + " |")
+    shared = {name: e["trials"] for name, e in cases.items() if any(not t.get("fresh_deployment", True) for t in e.get("trials") or [])}
+    if shared:
+        out += ["", "Trials that shared their pattern's deployment (deployed once per run; each upgrade of an agent "
+                "rolls it the other way, so every trial is one rolling upgrade) upgraded in these directions:", ""]
+        out += [f"- {name}: " + ", ".join("→".join(t["upgrade_versions"]) if t.get("upgrade_versions") else "no upgrade" for t in trials)
+                for name, trials in shared.items()]
     return out + ["", "Plot: intervals.png (each figure per case, trials as dots, the interval as an error bar).", ""]
 
 

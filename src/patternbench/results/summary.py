@@ -161,6 +161,9 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
         "case": case.get("id", case_dir.name), "pattern": case.get("pattern"), "agent": case.get("agent"), "naive": case.get("naive", False),
         "upgrade_strategy": case.get("upgrade", "rolling") if case.get("agent") else None,
         "injection": case.get("injection", "client"),
+        # A trial on a deployment that earlier trials used; its upgrade's direction (v2 -> v1 rolls back).
+        "fresh_deployment": case.get("fresh_deployment", True),
+        "upgrade_versions": case.get("upgrade_versions"),
     }
     last_t = max((r["t"] for r in requests), default=0.0)
     start = marks.get("before", {}).get("t", marks.get("warmup", {}).get("t", 0.0))

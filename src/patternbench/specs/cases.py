@@ -83,6 +83,22 @@ class Case:
         )
 
     @property
+    def shares_deployment(self) -> bool:
+        """Whether its trials may run on a deployment other trials used (and roll the agent
+        back the next time): a rolling, client-injected upgrade, or the control, leaves the
+        deployment as it found it but for the agent's version. The others deploy fresh each
+        trial: a fault leaves damage (restarts, a stalled rollout), an in-place upgrade pods
+        that differ from their template, a webhook upgrade a switched template, an agent file
+        images of its own."""
+        return (self.fault is None and self.upgrade == "rolling" and self.injection == "client"
+                and (self.agent is None or agent_spec(self.agent).source is None))
+
+    @property
+    def deployment_key(self) -> tuple[Pattern, bool] | None:
+        """The trials with the same key share one deployment (None: a fresh one each)."""
+        return (self.pattern, self.naive) if self.shares_deployment else None
+
+    @property
     def upgrades(self) -> bool:
         """Whether the case upgrades its agent (every agent case, unless its fault replaces the upgrade)."""
         return self.agent is not None and (self.fault is None or fault_spec(self.fault).during_upgrade)
@@ -239,6 +255,24 @@ class Trial:
     def dir_name(self) -> str:
         # One trial keeps the case's own directory name: a run without --repeat has one directory per case.
         return self.case.id if self.repeat == 1 else f"{self.case.id}.t{self.k}"
+
+
+def deployment_groups(trials: list[Trial], share: bool = True) -> list[list[Trial]]:
+    """The trials in groups that run on one deployment each, in order of first appearance:
+    every trial whose case shares deployments with the others of its key (so a pattern is
+    deployed once per run), each other trial alone. `share` False: every trial alone."""
+    groups: list[list[Trial]] = []
+    index: dict[tuple[Pattern, bool], int] = {}
+    for trial in trials:
+        key = trial.case.deployment_key if share else None
+        if key is None:
+            groups.append([trial])
+        elif key in index:
+            groups[index[key]].append(trial)
+        else:
+            index[key] = len(groups)
+            groups.append([trial])
+    return groups
 
 
 def interleave(cases: list[Case], repeat: int, fault_repeat: int | None = None) -> list[Trial]:
