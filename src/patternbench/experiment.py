@@ -294,34 +294,48 @@ def run_matrix(
     groups = deployment_groups(trials, share=share_deployments)
     if eta is not None:
         eta.trials = [t for group in groups for t in group]  # the order they run in
-    i = 0
     try:
-        for group in groups:
-            with shared_deployment(provider, topology, group, run_dir, progress) as deployed:
-                versions: dict[str, str] = {}  # the agents' versions on this deployment
-                for trial in group:
-                    i += 1
-                    agent = trial.case.agent or ""
-                    before = versions.get(agent, "v1")
-                    after = "v1" if before == "v2" else "v2"
-                    label = trial.case.id + (f" (trial {trial.k}/{trial.repeat})" if trial.repeat > 1 else "")
-                    began = time.monotonic()
-                    with progress.step(f"case {i}/{len(trials)}: {label}"):
-                        run_case(provider, topology, trial.case, profile, run_dir / trial.dir_name, progress, trial=trial.k,
-                                 deployed=deployed, versions=(before, after))
-                    if trial.case.upgrades:
-                        versions[agent] = after
-                    if eta is not None:
-                        eta.finish(time.monotonic() - began)
-                        progress.say(f"   {i}/{len(trials)} trials done in {minutes(time.monotonic() - started)}; about {minutes(eta.remaining_s())} left")
-                    if on_case:
-                        on_case(trial.case, run_dir / trial.dir_name)
+        with progress.bar(len(trials), "trials") as bar:
+            _run_groups(provider, topology, groups, profile, run_dir, progress, eta, on_case, bar, len(trials), started)
     except BaseException:
         mark_interrupted(run_dir, progress)
         raise
     meta["finished_wall"] = time.time()
     (run_dir / RUN).write_text(json.dumps(meta, indent=1))
     return run_dir
+
+
+def _run_groups(
+    provider: Any, topology: Topology, groups: list[list[Trial]], profile: Profile, run_dir: Path, progress: Progress,
+    eta: Eta | None, on_case: Callable[[Case, Path], None] | None, bar: Any, total: int, started: float,
+) -> None:
+    """The trials, group by group, each group on its deployment (see deployment_groups)."""
+    i = 0
+    for group in groups:
+        with shared_deployment(provider, topology, group, run_dir, progress) as deployed:
+            versions: dict[str, str] = {}  # the agents' versions on this deployment
+            for trial in group:
+                i += 1
+                agent = trial.case.agent or ""
+                before = versions.get(agent, "v1")
+                after = "v1" if before == "v2" else "v2"
+                label = trial.case.id + (f" (trial {trial.k}/{trial.repeat})" if trial.repeat > 1 else "")
+                began = time.monotonic()
+                with progress.step(f"case {i}/{total}: {label}"):
+                    run_case(provider, topology, trial.case, profile, run_dir / trial.dir_name, progress, trial=trial.k,
+                             deployed=deployed, versions=(before, after))
+                if trial.case.upgrades:
+                    versions[agent] = after
+                if eta is not None:
+                    eta.finish(time.monotonic() - began)
+                    left = f"about {minutes(eta.remaining_s())} left"
+                    progress.say(f"   {i}/{total} trials done in {minutes(time.monotonic() - started)}; {left}")
+                    if bar is not None:
+                        bar.set_postfix_str(left)
+                if bar is not None:
+                    bar.update(1)
+                if on_case:
+                    on_case(trial.case, run_dir / trial.dir_name)
 
 
 @contextmanager

@@ -60,3 +60,25 @@ def test_plan_prints_and_touches_no_cluster(no_provider: None, capsys: pytest.Ca
 def test_plan_with_bad_input_exits_2_like_the_run(no_provider: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", "--plan", "--repeat", "0"]) == 2
     assert "--repeat must be a whole number" in capsys.readouterr().err
+
+
+def test_a_live_bar_only_in_a_terminal_and_lines_still_printed_above_it() -> None:
+    import io
+
+    from patternbench.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    plain = io.StringIO()
+    with Progress(stream=plain).bar(3, "trials") as bar:
+        assert bar is None  # CI: plain lines only
+    term = Terminal()
+    progress = Progress(stream=term)
+    with progress.bar(3, "trials") as bar:
+        assert bar is not None
+        progress.say("case 1/3 done")
+        bar.update(1)
+    out = term.getvalue()
+    assert "case 1/3 done" in out and "1/3" in out
