@@ -21,7 +21,7 @@ from patternbench.options import parse_slo_ms
 from patternbench.outages import calibrate_local
 from patternbench.progress import Progress
 from patternbench.results.baseline import compare, format_table, load_baseline, load_summary, update_baseline
-from patternbench.results.durations import CALIBRATION_S, CLUSTER_UP_S, DEFAULT_DEPLOY_S, SWEEP_STEP_S, Eta, estimate, plan_text, shared_deployments_s
+from patternbench.results.durations import CALIBRATION_S, CLUSTER_UP_S, DEFAULT_DEPLOY_S, SWEEP_STEP_S, Eta, estimate, minutes, plan_text, run_durations, shared_deployments_s
 from patternbench.results.report import write_report
 from patternbench.results.rundir import REPORT, RUN, check_writable
 from patternbench.results.verdicts import Thresholds
@@ -263,7 +263,7 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
     up = not provider.capabilities.creates_cluster or (isinstance(provider, KnowsIfUp) and provider.is_up())
     for line in plan_text(trials, estimates, profile, 0.0 if up else CLUSTER_UP_S, extra):
         progress.say(line)
-    eta = Eta(trials, estimates, extra_s=extra.get("load sweep", 0.0) + extra.get("deployments shared by trials", 0.0))
+    eta = Eta(trials, estimates, extra_s=extra.get("deployments shared by trials", 0.0))  # the trials alone: run.json compares them
     if not up:
         if args.provider != "local":
             raise UsageError(f"the {args.provider} cluster is not up: run `patternbench cluster up --provider {args.provider}` first")
@@ -287,7 +287,11 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
             progress.say(f"cluster kept: export KUBECONFIG={provider.kubeconfig()}")
     summary = write_report(run_dir, Thresholds(max_failed_requests=args.max_failed_requests))
     elapsed = time.monotonic() - started
-    progress.say(f"{len(cases)} cases in {elapsed:.0f}s; report: {run_dir / 'report.md'}")
+    took = run_durations(run_dir)
+    progress.say(f"{len(cases)} cases in {elapsed:.0f}s; report: {run_dir / REPORT}")
+    if took["plan_error"] is not None and took["harness_overhead_ratio"] is not None:
+        progress.say(f"   the trials took {minutes(took['actual_s'])} against {minutes(took['planned_s'])} planned ({took['plan_error']:+.0%}); "
+                     f"{minutes(took['under_load_s'])} of it under load (wall / load {took['harness_overhead_ratio']:.2f})")
     for case, problems in summary["failed_claims"].items():
         progress.say(f"   claim failed in {case}: {'; '.join(problems)}")
     print(run_dir / REPORT)
