@@ -34,7 +34,7 @@ def block(run_dir: Path, plot: str, docs: Path) -> list[str]:
     when = dt.datetime.fromtimestamp(meta.get("started_wall", 0), dt.timezone.utc).strftime("%Y-%m-%d")
     took = meta.get("finished_wall", 0) - meta.get("started_wall", 0)
     out = [START, "", f"From `{COMMAND}` on this machine (2 cores), {when}, run `{run_dir.name}`: "
-           f"{len(meta.get('cases_planned', []))} cases × {meta.get('repeat', 1)} trials in {took / 60:.0f} min.",
+           f"{len(meta.get('cases_planned', []))} cases × {meta.get('repeat', 1)} trials; the trials took {took / 60:.0f} min.",
            *answer_section((run_dir / "report.md").read_text())]
     source = run_dir / plot
     if source.exists():

@@ -23,5 +23,5 @@ def test_the_answer_block_is_replaced_from_the_report(tmp_path: Path) -> None:
     assert readme_answer.main([str(run), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "old" not in text and "| Resources |" in text and "long tables" not in text
-    assert "2 cases × 3 trials in 14 min" in text and "![intervals.png](docs/intervals.png)" in text and text.endswith("rest\n")
+    assert "2 cases × 3 trials; the trials took 14 min" in text and "![intervals.png](docs/intervals.png)" in text and text.endswith("rest\n")
     assert (tmp_path / "docs" / "intervals.png").read_bytes() == b"png"
