@@ -66,4 +66,4 @@ def test_every_command_the_workflow_runs_exists() -> None:
 
 
 def test_make_has_the_promised_targets() -> None:
-    assert {"setup", "test", "experiment", "bench", "clean", "nightly"} <= make_targets()
+    assert {"setup", "test", "experiment", "study", "plan", "bench", "clean", "nightly"} <= make_targets()
