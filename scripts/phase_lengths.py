@@ -14,6 +14,7 @@ from pathlib import Path
 
 from patternbench import measure
 from patternbench.load.runner import read_jsonl
+from patternbench.results.durations import timeline_marks
 from patternbench.results.summary import is_agent_sample
 
 LENGTHS_S = (2, 4, 6, 8, 10, 12, 15, 20, 30)
@@ -21,7 +22,7 @@ LENGTHS_S = (2, 4, 6, 8, 10, 12, 15, 20, 30)
 
 def window_figures(case_dir: Path, length: float | None) -> dict[str, float | None]:
     """p50, p99 (ms) and agent CPU (m) over the first `length` s of the before phase (None: all of it)."""
-    marks = {m["phase"]: m["t"] for m in read_jsonl(case_dir / "timeline.jsonl")}
+    marks = timeline_marks(case_dir)
     start = marks["before"]
     end = marks.get("upgrade_start") or marks.get("fault_start") or marks["after"]
     if length is not None:

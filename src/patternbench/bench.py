@@ -38,6 +38,7 @@ from patternbench.operate.deploy import deploy_run
 from patternbench.operate.kube import Deployer
 from patternbench.outages import calibrate_local
 from patternbench.progress import Progress
+from patternbench.results.durations import time_under_load
 from patternbench.results.report import write_report
 from patternbench.results.rundir import LOAD_SUMMARY, REQUESTS
 from patternbench.specs.cases import PROFILES, Case, default_matrix
@@ -242,18 +243,6 @@ def bench_capture(runs: int) -> dict[str, Any]:
         "capture_off_probe_p99_ms": round(median(p99[False]), 2),
         "capture_on_probe_p99_ms": round(median(p99[True]), 2),
     }
-
-
-def time_under_load(run_dir: Path, only: str = "*") -> float:
-    """Seconds the load ran in a run: warm-up mark to end mark of every case (or of the case
-    directory `only`), from its timeline."""
-
-    total = 0.0
-    for timeline in run_dir.glob(f"{only}/timeline.jsonl"):
-        marks = {m["phase"]: m["t"] for m in read_jsonl(timeline)}
-        if "warmup" in marks and "end" in marks:
-            total += marks["end"] - marks["warmup"]
-    return total
 
 
 def trivial_target() -> tuple[subprocess.Popen[bytes], str]:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from patternbench.errors import UsageError
+from patternbench.results.rundir import SUMMARY
 from patternbench.specs.figures import Figure, baselined
 from patternbench.stats import percentile
-from patternbench.results.rundir import SUMMARY
 
 SCHEMA_VERSION = 1
 HISTORY = 30  # samples kept per figure

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from patternbench.load.runner import read_jsonl
 from patternbench.results.rundir import CASE, RUN, TIMELINE
 from patternbench.specs.cases import Case, Profile, Trial
 
@@ -36,10 +37,7 @@ def _trial_seconds(case_dir: Path) -> tuple[tuple[str, str, bool], float] | None
     """((case id, profile name, fresh deployment), seconds from setup to teardown) of one earlier trial."""
     try:
         case = json.loads((case_dir / CASE).read_text())
-        marks = {}
-        for line in (case_dir / TIMELINE).read_text().splitlines():
-            mark = json.loads(line)
-            marks.setdefault(mark["phase"], mark["t"])
+        marks = timeline_marks(case_dir)
     except (OSError, ValueError, KeyError):
         return None
     if "setup" not in marks or "teardown" not in marks:
@@ -97,7 +95,6 @@ class Eta:
     done_estimated: float = 0.0
     done_actual: float = 0.0
     finished: int = 0
-    history: list[float] = field(default_factory=list)
 
     def total_s(self) -> float:
         return sum(self.estimates[t.case.id].seconds for t in self.trials) + self.extra_s
@@ -139,14 +136,17 @@ def plan_text(trials: list[Trial], estimates: dict[str, CaseEstimate], profile: 
     return out
 
 
-def under_load_s(run_dir: Path) -> float:
-    """Seconds the run's trials spent under load (each from its warmup mark to its end mark)."""
+def timeline_marks(case_dir: Path) -> dict[str, float]:
+    """Phase -> its time (monotonic s) in a case's timeline."""
+    return {m["phase"]: m["t"] for m in read_jsonl(case_dir / TIMELINE)}
+
+
+def time_under_load(run_dir: Path, only: str = "*") -> float:
+    """Seconds the load ran in a run: warm-up mark to end mark of every case (or of the case
+    directory `only`), from its timeline."""
     total = 0.0
-    for timeline in run_dir.glob(f"*/{TIMELINE}"):
-        marks = {}
-        for line in timeline.read_text().splitlines():
-            mark = json.loads(line)
-            marks.setdefault(mark["phase"], mark["t"])
+    for timeline in run_dir.glob(f"{only}/{TIMELINE}"):
+        marks = timeline_marks(timeline.parent)
         if "warmup" in marks and "end" in marks:
             total += marks["end"] - marks["warmup"]
     return total
@@ -158,7 +158,7 @@ def run_durations(run_dir: Path) -> dict[str, Any]:
     meta = json.loads((run_dir / RUN).read_text())
     started, finished, planned = meta.get("started_wall"), meta.get("finished_wall"), meta.get("planned_s")
     actual = finished - started if started and finished else None
-    loaded = under_load_s(run_dir)
+    loaded = time_under_load(run_dir)
     return {
         "planned_s": planned, "actual_s": actual, "plan_error": (planned - actual) / actual if planned and actual else None,
         "under_load_s": loaded, "harness_overhead_ratio": actual / loaded if actual and loaded else None,

@@ -7,25 +7,26 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from patternbench.specs.agent_file import register_run_agents
-from patternbench.specs.agents import AGENTS, AgentKind, agent_spec
-from patternbench.specs.patterns import PATTERNS, PatternSpec
-from patternbench.measure.attribution import CAUSES, by_owner
 from patternbench.calibration import CALIBRATION_FILE, load_calibration
 from patternbench.errors import UsageError
-from patternbench.specs.faults import FAULTS
-from patternbench.results.report_format import fmt, pct, pick_case
-from patternbench.specs.figures import columns, figure, plotted
 from patternbench.load.runner import read_jsonl
 from patternbench.load.sweep import render_sweep_plots
-from patternbench.results.answer import answer_text
-from patternbench.results.plots import pyplot, save
+from patternbench.measure.attribution import CAUSES, by_owner
 from patternbench.render import AGENT_CPU_M
-from patternbench.results.rundir import CASE, DEPLOYMENT, REPORT, REQUESTS, RUN, SUMMARY, TIMELINE, load_sweeps
+from patternbench.results.answer import answer_text
+from patternbench.results.durations import timeline_marks
+from patternbench.results.plots import pyplot, save
+from patternbench.results.report_format import fmt, pct, pick_case
+from patternbench.results.rundir import CASE, DEPLOYMENT, REPORT, REQUESTS, RUN, SUMMARY, load_sweeps
 from patternbench.results.summary import SCHEMA_VERSION, check_claims, summarize_case
-from patternbench.results.verdicts import Thresholds
-from patternbench.specs.topology import Agents, Service, Topology, containers_formula, parse_agents
 from patternbench.results.trials import aggregate, differences, metric_values
+from patternbench.results.verdicts import Thresholds
+from patternbench.specs.agent_file import register_run_agents
+from patternbench.specs.agents import AGENTS, AgentKind, agent_spec
+from patternbench.specs.faults import FAULTS
+from patternbench.specs.figures import columns, figure, plotted
+from patternbench.specs.patterns import PATTERNS, PatternSpec
+from patternbench.specs.topology import Agents, Service, Topology, containers_formula, parse_agents
 
 
 def case_dirs(run_dir: Path) -> list[Path]:
@@ -496,7 +497,7 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
         return []
     fig, axes = plt.subplots(len(dirs), 1, figsize=(10, 2.2 * len(dirs)), squeeze=False)
     for ax, d in zip(axes[:, 0], dirs):
-        marks = {m["phase"]: m["t"] for m in read_jsonl(d / TIMELINE)}
+        marks = timeline_marks(d)
         records = read_jsonl(d / REQUESTS)
         t0 = marks.get("before", min((r["t"] for r in records), default=0))
         good = [r for r in records if r.get("kind") == "user" and not r.get("error")]
@@ -550,7 +551,7 @@ def render_plots(run_dir: Path, summary: dict[str, Any]) -> list[Path]:
         # costs against a sidecar's, at a glance.
         fig, axes = plt.subplots(len(faulted), 1, figsize=(10, 2.2 * len(faulted)), squeeze=False)
         for ax, d in zip(axes[:, 0], faulted):
-            marks = {m["phase"]: m["t"] for m in read_jsonl(d / TIMELINE)}
+            marks = timeline_marks(d)
             t0 = marks["fault_start"]
             users = [r for r in read_jsonl(d / REQUESTS) if r.get("kind") == "user"]
             per_node: dict[str, dict[int, list[int]]] = {}

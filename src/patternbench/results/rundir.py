@@ -12,7 +12,6 @@ from typing import Any
 from patternbench.errors import UsageError
 from patternbench.specs.topology import Pattern
 
-
 # ---- a case directory: results/<run>/<case>[.t<k>]/ ----
 CASE = "case.json"  # the case and its profile, written first
 DEPLOYMENT = "deployment.json"  # what was deployed: run id, entry, containers, placement, agents, forgotten bindings

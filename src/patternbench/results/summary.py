@@ -12,16 +12,32 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from patternbench import measure
-
-from patternbench.measure import attribution
 from patternbench.load.conntrack import bindings
 from patternbench.load.runner import read_jsonl
+from patternbench.measure import attribution
+from patternbench.results.rundir import (
+    CASE,
+    CONNTRACK_EVENTS,
+    DEPLOYMENT,
+    ENDPOINTS,
+    EVENTS,
+    LOAD_SUMMARY,
+    PODS,
+    PODS_AFTER,
+    PODS_BEFORE,
+    PRESSURE,
+    REQUESTS,
+    RESOURCES,
+    SCHED,
+    SINK,
+    TIMELINE,
+    TRIPWIRE,
+)
+from patternbench.results.verdicts import Thresholds, causes_text, charged_failures
 from patternbench.specs.agents import AGENTS, AgentKind, Placement, agent_by_container, agent_spec, upgradable_spec
 from patternbench.specs.faults import fault_spec
-from patternbench.results.verdicts import Thresholds, causes_text, charged_failures
 from patternbench.specs.patterns import pattern_spec
 from patternbench.specs.topology import Agents
-from patternbench.results.rundir import CASE, CONNTRACK_EVENTS, DEPLOYMENT, ENDPOINTS, EVENTS, LOAD_SUMMARY, PODS, PODS_AFTER, PODS_BEFORE, PRESSURE, REQUESTS, RESOURCES, SCHED, SINK, TIMELINE, TRIPWIRE
 
 SCHEMA_VERSION = 1
 
