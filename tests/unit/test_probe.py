@@ -8,9 +8,11 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
+from patternbench.load import probe as probe_module
 from patternbench.load.probe import probe_once
 
 
@@ -71,3 +73,18 @@ def test_a_listener_that_never_answers_is_a_read_timeout():
         silent.listen(8)
         record = probe_once("127.0.0.1", silent.getsockname()[1], 0.3)
     assert record["how"] == "read-timeout" and record["status"] == 0
+
+
+def test_a_probe_is_dated_by_its_syn_and_its_request_not_by_when_its_thread_began(server, monkeypatch):
+    """A probe's thread can wait for the GIL between starting and sending; that wait is the
+    harness's, not the service's: `t` is the SYN, `queued_ms` the wait, `ms` excludes it."""
+    real = probe_module.TracedConnection.connect
+
+    def late_connect(self):
+        time.sleep(0.2)  # the thread waits before it sends
+        real(self)
+
+    monkeypatch.setattr(probe_module.TracedConnection, "connect", late_connect)
+    record = probe_once("127.0.0.1", server, 1.0)
+    assert record["error"] == "" and record["queued_ms"] >= 190
+    assert record["ms"] < 150 and 0 <= record["asked_ms"] < record["ms"]

@@ -1,5 +1,5 @@
-"""One availability probe: a GET on a new connection (Connection: close), timed from its
-start. Plain http.client, so the load process (gevent-patched) and the calibration (plain
+"""One availability probe: a GET on a new connection (Connection: close), timed from the
+moment its SYN is sent. Plain http.client, so the load process (gevent-patched) and the calibration (plain
 threads) send exactly the same probe.
 
 Each probe also keeps the evidence a failure needs to be explained (attribution.py): its
@@ -58,6 +58,11 @@ class TracedConnection(http.client.HTTPConnection):
     sport: int = 0
     icmp: dict[str, Any] | None = None
     connected: bool = False
+    # monotonic time just before connect(): when the SYN left. A probe's thread or greenlet
+    # can wait tens of ms for the GIL or the hub between being started and sending; dated by
+    # its start, a probe that was sent later than the next one reorders the stream around an
+    # outage's edge and splits it in two (shown on a loaded machine: 4 of 30 drops split).
+    sent_at: float | None = None
 
     def connect(self) -> None:
         family, kind, proto, _name, address = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0]
@@ -71,6 +76,7 @@ class TracedConnection(http.client.HTTPConnection):
         try:
             if self.source_address:
                 sock.bind(self.source_address)
+            self.sent_at = time.monotonic()
             sock.connect(address)
             self.connected = True
         except OSError:
@@ -118,15 +124,21 @@ def probe_once(
     host: str, port: int, timeout_s: float, path: str = "/",
     on_connect_failure: Callable[[int], dict[str, Any]] | None = None, source_port: int = 0,
 ) -> dict[str, Any]:
-    """A probe record: `t` monotonic start, `ms` until the answer (or the failure), status,
-    error, `sport`; `pod` for an answer, `how` (failure_kind) and `icmp` for a failure.
+    """A probe record: `t` monotonic time its SYN was sent, `ms` from then until the answer
+    (or the failure), status, error, `sport`, `queued_ms` (the harness's own delay between
+    starting the probe and sending it: not the service's time, so not in `ms`), `asked_ms`
+    once connected (from the SYN to sending the request: the handshake, plus any wait for
+    the GIL or the hub); `pod` for an answer, `how` (failure_kind) and `icmp` for a failure.
     `on_connect_failure(sport)` adds evidence to the record of a probe that could not connect
     (after it is timed). `source_port` pins the source port (the kernel picks one by default)."""
     start, wall = time.monotonic(), time.time()
     status, error = 0, ""
     extra: dict[str, Any] = {}
     conn = TracedConnection(host, port, timeout=timeout_s, source_address=("", source_port) if source_port else None)
+    asked: float | None = None
     try:
+        conn.connect()
+        asked = time.monotonic()
         conn.request("GET", path, headers={"X-Request-Id": "probe-" + uuid.uuid4().hex[:10], "Connection": "close"})
         resp = conn.getresponse()
         body = resp.read()
@@ -141,7 +153,13 @@ def probe_once(
             extra["icmp"] = conn.icmp
     finally:
         conn.close()
-    ms = round((time.monotonic() - start) * 1000, 3)
+    done = time.monotonic()
+    sent = conn.sent_at if conn.sent_at is not None else start
+    ms = round((done - sent) * 1000, 3)
     if on_connect_failure is not None and error and not conn.connected and conn.sport:
         extra.update(on_connect_failure(conn.sport))
-    return {"kind": "probe", "t": start, "wall": wall, "ms": ms, "status": status, "error": error, "sport": conn.sport, **extra}
+    return {
+        "kind": "probe", "t": sent, "wall": wall + (sent - start), "ms": ms, "queued_ms": round((sent - start) * 1000, 3),
+        **({"asked_ms": round((asked - sent) * 1000, 3)} if asked is not None else {}),
+        "status": status, "error": error, "sport": conn.sport, **extra,
+    }

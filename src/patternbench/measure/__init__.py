@@ -5,7 +5,7 @@ assembles a case's figures from them (the figures themselves are declared in fig
 
 from __future__ import annotations
 
-from patternbench.measure.availability import DEFAULT_SLO_MS, Outage, availability, latency_ms, outage_spans, outages, probe_cause
+from patternbench.measure.availability import DEFAULT_SLO_MS, Outage, asked_at, availability, latency_ms, outage_spans, outages, probe_cause
 from patternbench.measure.faults import affected, fault_impact, recovered_at, touches, went_down_since
 from patternbench.measure.hops import call_hops, crosses_nodes, entry_hops, grouping, hop_kind, hop_summary, path_hops, request_hops, requests_per_agent
 from patternbench.measure.records import Record, in_window, ok
@@ -27,6 +27,7 @@ __all__ = [
     "in_window",
     "DEFAULT_SLO_MS",
     "probe_cause",
+    "asked_at",
     "Outage",
     "outage_spans",
     "outages",
