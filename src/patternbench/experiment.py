@@ -341,8 +341,11 @@ def _run_groups(
 @contextmanager
 def shared_deployment(provider: Any, topology: Topology, group: list[Trial], run_dir: Path, progress: Progress) -> Iterator[DeployedRun | None]:
     """One deployment for a group of trials that share it (its first trial's directory keeps
-    the manifests), taken down after the last; None for a trial that deploys its own."""
-    if len(group) == 1 and group[0].case.deployment_key is None:
+    the manifests), taken down after the last; None for a group of one: that trial deploys
+    its own (so its case.json says fresh_deployment and its timeline's setup holds the deploy;
+    a one-trial group deployed here was recorded as shared, and the plan then never found the
+    fresh trials' times)."""
+    if len(group) == 1:
         yield None
         return
     first = group[0]
