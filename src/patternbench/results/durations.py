@@ -16,10 +16,13 @@ from patternbench.results.rundir import CASE, RUN, TIMELINE
 from patternbench.specs.cases import Case, Profile, Trial
 
 # Without an earlier measurement: deploy and readiness, the upgrade (or fault) and undeploy,
-# on this 2-core machine (the short profile's cases measured 30-45 s over 10 s of load).
-DEFAULT_DEPLOY_S = 15.0
-DEFAULT_UPGRADE_S = 20.0
-DEFAULT_TEARDOWN_S = 3.0
+# as measured on this 2-core machine over 21 fresh full-profile trials (run
+# pb-261203-210542-f413: 10.3 s median between one trial's end and the next one's load, of
+# which ~2 s undeploy; upgrades 4.6-11.7 s, median 7.4 s). The earlier guesses (15, 20, 3)
+# planned that run at 1368 s; it took 995 s (+37 %).
+DEFAULT_DEPLOY_S = 8.0
+DEFAULT_UPGRADE_S = 7.5
+DEFAULT_TEARDOWN_S = 2.5
 # Bringing the local cluster up warm, and the calibration at the entry (run --calibrate).
 CLUSTER_UP_S = 60.0
 CALIBRATION_S = 45.0
