@@ -318,7 +318,6 @@ def test_proxy_programming_is_the_cases_share_of_the_histogram() -> None:
     assert proxy_programming(end, end) == {"programmed": 0, "p50_s": None, "p99_s": None, "restore_failures": 0}
 
 
-
 def test_a_probe_caught_in_flight_is_dated_by_its_request_and_does_not_split_the_outage() -> None:
     """Recorded on a loaded machine (an injected 1.2 s drop at 1.0): a probe connected at 0.955
     but its thread waited for the GIL and sent its request at 1.01, after the drop began, so

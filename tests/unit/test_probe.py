@@ -85,6 +85,10 @@ def test_a_probe_is_dated_by_its_syn_and_its_request_not_by_when_its_thread_bega
         real(self)
 
     monkeypatch.setattr(probe_module.TracedConnection, "connect", late_connect)
+    before = time.monotonic()
     record = probe_once("127.0.0.1", server, 1.0)
-    assert record["error"] == "" and record["queued_ms"] >= 190
-    assert record["ms"] < 150 and 0 <= record["asked_ms"] < record["ms"]
+    after = time.monotonic()
+    assert record["error"] == "" and record["queued_ms"] >= 200
+    assert record["t"] >= before + 0.2  # dated after the wait: by its SYN
+    assert record["t"] + record["ms"] / 1000 <= after + 1e-6  # its time excludes the wait (ms rounded to 1 µs)
+    assert 0 <= record["asked_ms"] <= record["ms"]

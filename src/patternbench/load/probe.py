@@ -1,6 +1,6 @@
 """One availability probe: a GET on a new connection (Connection: close), timed from the
-moment its SYN is sent. Plain http.client, so the load process (gevent-patched) and the calibration (plain
-threads) send exactly the same probe.
+moment its SYN is sent. Plain http.client, so the load process (gevent-patched) and the
+calibration (plain threads) send exactly the same probe.
 
 Each probe also keeps the evidence a failure needs to be explained (attribution.py): its
 source port (to find its conntrack entry), how it failed at the socket (`how`: an ICMP
@@ -58,10 +58,7 @@ class TracedConnection(http.client.HTTPConnection):
     sport: int = 0
     icmp: dict[str, Any] | None = None
     connected: bool = False
-    # monotonic time just before connect(): when the SYN left. A probe's thread or greenlet
-    # can wait tens of ms for the GIL or the hub between being started and sending; dated by
-    # its start, a probe that was sent later than the next one reorders the stream around an
-    # outage's edge and splits it in two (shown on a loaded machine: 4 of 30 drops split).
+    # Monotonic time just before connect(): when the SYN left (probe_once says why).
     sent_at: float | None = None
 
     def connect(self) -> None:
@@ -126,7 +123,9 @@ def probe_once(
 ) -> dict[str, Any]:
     """A probe record: `t` monotonic time its SYN was sent, `ms` from then until the answer
     (or the failure), status, error, `sport`, `queued_ms` (the harness's own delay between
-    starting the probe and sending it: not the service's time, so not in `ms`), `asked_ms`
+    starting the probe and sending it: not the service's time, so not in `ms`; dated by its
+    start, a probe sent after the next one reorders the stream around an outage's edge and
+    splits it in two, as 4 of 30 drops on a loaded machine did), `asked_ms`
     once connected (from the SYN to sending the request: the handshake, plus any wait for
     the GIL or the hub); `pod` for an answer, `how` (failure_kind) and `icmp` for a failure.
     `on_connect_failure(sport)` adds evidence to the record of a probe that could not connect

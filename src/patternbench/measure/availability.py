@@ -66,6 +66,7 @@ def outage_spans(probes: list[Record], start: float, end: float, slo_ms: float =
     their starts would cut the outage short by up to the deadline. One still open at `end`
     is closed there."""
     window = sorted(in_window(probes, start, end), key=asked_at)
+    asked = [asked_at(p) for p in window]
     causes = [probe_cause(p, slo_ms) for p in window]
     usual_ms = statistics.median([float(p.get("ms") or 0.0) for p, c in zip(window, causes) if c is None] or [0.0])
     # next_answer[i]: the earliest answer of an available probe started after probe i.
@@ -88,16 +89,15 @@ def outage_spans(probes: list[Record], start: float, end: float, slo_ms: float =
             split[cause] += until - t
         found.append(Outage(parts[0][0], closes, split["error"], split["slow"]))
 
-    for i, (p, cause) in enumerate(zip(window, causes)):
+    for i, cause in enumerate(causes):
         if cause is None:
             continue
-        asked = asked_at(p)
-        if opened is not None and asked > closes:
+        if opened is not None and asked[i] > closes:
             close()
             opened, parts = None, []
         if opened is None:
-            opened = asked
-        parts.append((asked, cause))
+            opened = asked[i]
+        parts.append((asked[i], cause))
         closes = min(next_answer[i + 1], end)
     if opened is not None:
         close()
