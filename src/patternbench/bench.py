@@ -195,7 +195,7 @@ def bench_soak(runs: int) -> dict[str, Any]:
         Case(Pattern.DAEMONSET, "mesh"),
     ]
     rounds = 25 * runs
-    run_dir = run_matrix(_local_cluster(), load_topology(), cases, PROFILES["short"], Path("results") / "bench-soak", repeat=rounds)
+    run_dir = run_matrix(_local_cluster(), load_topology(), cases, PROFILES["short"], Path("results") / "bench-soak", repeat=rounds, share_deployments=False)
     summary = write_report(run_dir)
     causes = summary["failures_by_cause"]
 

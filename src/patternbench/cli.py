@@ -242,7 +242,7 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
         raise UsageError("--calibrate injects outages with iptables on this machine: it needs --provider local")
     fault_repeat = 1 if args.faults else None  # the fault family runs once per fault even with --repeat
     trials = interleave(cases, plan.repeat, fault_repeat)
-    share = args.share_deployments
+    share = not args.fresh_deployments
     estimates = estimate(cases, profile, args.results, share)
     extra = {"calibration at the entry": CALIBRATION_S} if args.calibrate else {}
     if shared_deployments_s(cases, share):

@@ -277,7 +277,7 @@ def run_matrix(
     repeat: int = 1,
     fault_repeat: int | None = None,
     eta: Eta | None = None,
-    share_deployments: bool = False,
+    share_deployments: bool = True,
 ) -> Path:
     """Every case in turn into results/<run-id>/<case>/ (with --repeat N, N interleaved
     trials into <case>.t<k>/); summary.json and report.md at the end, and also when

@@ -86,7 +86,7 @@ RUN_OPTIONS = (
     RunOption("--fault", "inject this fault instead of the upgrade matrix (repeatable): " + ", ".join(FAULTS), repeatable=True, metavar="KIND"),
     RunOption("--fault-duration", "seconds a timed fault (hang, API server outage) lasts (default: the fault's own)", metavar="S"),
     RunOption("--calibrate", "first calibrate the outage measurement at the cluster's entry (local provider), so the report carries this run's own error bar", switch=True, cli_only=True),
-    RunOption("--share-deployments", "let the trials of a pattern share one deployment, each upgrade rolling the agent back the next time: about 18 %% faster, but agents then live across trials and their memory grows (+15-30 %% measured against fresh deployments), so trials are no longer alike", switch=True, cli_only=True),
+    RunOption("--fresh-deployments", "deploy every trial afresh instead of once per pattern (the default: the trials of a pattern share one deployment, each upgrade rolling the agent the other way): slower, and its agents are younger when measured (agent memory rises through the agents' first minute: summary.json's agent_age_s says how old they were)", switch=True, cli_only=True),
     RunOption("--plan", "print the cases, trials, phases and the expected duration (from earlier runs' timelines), and stop: no cluster is touched", switch=True, cli_only=True),
     RunOption("--faults", "add the fault family to the upgrade matrix (each fault case once, whatever --repeat)", switch=True, cli_only=True),
 )

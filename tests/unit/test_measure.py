@@ -346,3 +346,19 @@ def test_a_probe_whose_syn_was_retried_is_dated_by_its_syn() -> None:
     assert measure.asked_at(retried) == 1.0
     assert measure.asked_at(prompt) == pytest.approx(1.04)
     assert measure.asked_at({"kind": "probe", "t": 1.0, "ms": 5.0}) == 1.0
+
+
+def test_agent_age_is_the_mean_time_since_each_sampled_agents_pod_became_ready() -> None:
+    pods = [
+        {"pod": "a", "ready_since": 1000.0}, {"pod": "a", "ready_since": 1001.0},  # the first readiness counts
+        {"pod": "b", "ready_since": 1020.0}, {"pod": "c", "ready_since": None},
+    ]
+    samples = [  # monotonic t; wall = t + 900
+        {"pod": "a", "container": "meshproxy", "t": 130.0}, {"pod": "b", "container": "meshproxy", "t": 130.0},
+        {"pod": "a", "container": "app", "t": 130.0}, {"pod": "c", "container": "meshproxy", "t": 130.0},
+    ]
+    is_agent = lambda s: s["container"] == "meshproxy"  # noqa: E731
+    # a: 1030 - 1000 = 30 s; b: 10 s; the app and the never-ready pod are not agents' ages.
+    assert measure.agent_age_s(samples, is_agent, pods, 900.0) == 20.0
+    assert measure.agent_age_s(samples, is_agent, pods, None) is None
+    assert measure.agent_age_s([], is_agent, pods, 900.0) is None

@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from patternbench.build.go_build import GoBuild, run_go_build
 from patternbench.errors import UsageError
 from patternbench.progress import Progress
 
@@ -218,14 +219,9 @@ class BuildCache:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         log = self.root / "logs" / f"build-{component.key}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
         ldflags = " ".join(("-s", "-w", *component.ldflags))
         cmd = ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(out) + "/", *component.packages]
-        with log.open("w") as handle:
-            result = subprocess.run(cmd, cwd=src, env=env, stdout=handle, stderr=subprocess.STDOUT)
-        if result.returncode != 0:
-            tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
-            raise UsageError(f"building {component.key} failed: {tail[0]} (full log: {log})")
+        run_go_build(GoBuild(component.key, cmd, list(component.packages), src, env, log), self.progress)
         for old, new in component.renames:
             (out / old).rename(out / new)
         sizes, digests = {}, {}

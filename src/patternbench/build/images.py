@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from patternbench.build.components import cache_root, go_env
+from patternbench.build.go_build import GoBuild, run_go_build
 from patternbench.errors import UsageError
+from patternbench.progress import Progress
 
 NONROOT_UID = 65532
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -216,7 +218,7 @@ def otelcol_source_key(release_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_otelcol_binary(release: str, root: Path | None = None) -> Path:
+def build_otelcol_binary(release: str, root: Path | None = None, progress: Progress | None = None) -> Path:
     """Build images/otelcol/<release> into a static binary, once per source key."""
     if shutil.which("go") is None:
         raise UsageError("`go` is not on PATH: install Go 1.25+ to build the collector")
@@ -235,16 +237,14 @@ def build_otelcol_binary(release: str, root: Path | None = None) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     cmd = ["go", "build", "-trimpath", "-ldflags", _OTELCOL_LDFLAGS, "-o", str(partial / "otelcol"), "."]
-    result = subprocess.run(cmd, cwd=release_dir, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise UsageError(f"building the collector {release} failed: {last}")
+    log = root / "logs" / f"build-otelcol-{release}.log"
+    run_go_build(GoBuild(f"the collector {release}", cmd, ["."], release_dir, env, log), progress or Progress())
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
     return binary
 
 
-def build_otelcol(out_dir: Path | None = None) -> list[ImageArchive]:
+def build_otelcol(out_dir: Path | None = None, progress: Progress | None = None) -> list[ImageArchive]:
     """`patternbench.local/otelcol:v1` and `:v2` (OTELCOL_RELEASES) as OCI archives.
 
     Cold, this downloads the collector's modules and compiles them (minutes); warm, the
@@ -253,7 +253,7 @@ def build_otelcol(out_dir: Path | None = None) -> list[ImageArchive]:
     out_dir = out_dir or cache_root() / "images"
     archives = []
     for tag, release in OTELCOL_RELEASES.items():
-        binary = build_otelcol_binary(release)
+        binary = build_otelcol_binary(release, progress=progress)
         path = out_dir / tag / f"otelcol-{tag}.tar"
         stamp = path.with_suffix(".json")
         key = f"{binary.parent.name}:{OTELCOL_ARGS}"

@@ -47,6 +47,23 @@ def agent_resources(samples: list[Record], is_agent: Any) -> dict[str, Any]:
     }
 
 
+def agent_age_s(samples: list[Record], is_agent: Any, pods: list[Record], wall_offset: float | None) -> float | None:
+    """How old the agents were when their memory was sampled: the mean, over agent samples,
+    of the time since their pod became ready (its `ready_since`, wall clock, 1 s resolution).
+    An agent's resident memory rises through its first minute (the Go heap grows to its
+    first collections), so memory figures are comparable only at like ages: a trial on a
+    fresh deployment samples younger agents than one on a deployment earlier trials used.
+    `wall_offset` is wall minus monotonic time (from the timeline's marks)."""
+    if wall_offset is None:
+        return None
+    ready: dict[str, float] = {}
+    for p in pods:
+        if p.get("ready_since") is not None:
+            ready.setdefault(p["pod"], p["ready_since"])
+    ages = [s["t"] + wall_offset - ready[s["pod"]] for s in samples if is_agent(s) and s.get("pod") in ready]
+    return round(statistics.fmean(ages), 1) if ages else None
+
+
 def run_queue_wait(sched: list[Record], pods: list[Record], start: float, end: float) -> dict[str, dict[str, float]]:
     """Per container name (app, meshproxy, ...): over [start, end], the CPU time it ran and
     the share of its runnable time it spent waiting for a CPU (`wait_share`), from the

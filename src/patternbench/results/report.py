@@ -241,10 +241,18 @@ def trials_text(summary: dict[str, Any]) -> list[str]:
     shared = {name: e["trials"] for name, e in cases.items() if any(not t.get("fresh_deployment", True) for t in e.get("trials") or [])}
     if shared:
         out += ["", "Trials that shared their pattern's deployment (deployed once per run; each upgrade of an agent "
-                "rolls it the other way, so every trial is one rolling upgrade) upgraded in these directions:", ""]
-        out += [f"- {name}: " + ", ".join("→".join(t["upgrade_versions"]) if t.get("upgrade_versions") else "no upgrade" for t in trials)
-                for name, trials in shared.items()]
+                "rolls it the other way, so every trial is one rolling upgrade) upgraded in these directions; in brackets, "
+                "the agents' mean age when sampled (their memory rises through their first minute, so a pattern's first trial, "
+                "on a fresh deployment, samples younger agents than the next):", ""]
+        out += [f"- {name}: " + ", ".join(_direction(t) for t in trials) for name, trials in shared.items()]
     return out + ["", "Plot: intervals.png (each figure per case, trials as dots, the interval as an error bar).", ""]
+
+
+def _direction(trial: dict[str, Any]) -> str:
+    """One shared trial's upgrade direction and its agents' age: "v2→v1 (agents 31 s old)"."""
+    versions = "→".join(trial["upgrade_versions"]) if trial.get("upgrade_versions") else "no upgrade"
+    age = trial.get("agent_age_s")
+    return versions + (f" (agents {age:.0f} s old)" if age is not None else "")
 
 
 def differences_text(summary: dict[str, Any]) -> list[str]:

@@ -7,6 +7,7 @@ every number from the raw records, and a case cut short still summarizes what it
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -215,6 +216,8 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     entry["nodes"] = deployment.get("nodes")
     entry["pods_per_node"] = _pods_per_node(deployment)
     entry.update(measure.agent_resources(samples, is_agent_sample))
+    offsets = [m["wall"] - m["t"] for m in marks.values() if "wall" in m]
+    entry["agent_age_s"] = measure.agent_age_s(samples, is_agent_sample, pods, statistics.median(offsets) if offsets else None)
     # Starvation, visible: each container's share of runnable time spent waiting for a CPU,
     # and the host's CPU pressure, over the measured window.
     entry["cpu_wait"] = measure.run_queue_wait(read_jsonl(case_dir / SCHED), pods, start, end) or None

@@ -80,6 +80,8 @@ FIGURES: dict[str, Figure] = {f.name: f for f in (
            tolerance=Tolerance(8.0, 0.25), column="agent MiB", plotted=True, claim="resources"),
     Figure("agent_cpu_m_per_instance", "millicores", ("agent_cpu_m_per_instance",), interval=True),
     Figure("agent_memory_mib_per_instance", "MiB", ("agent_memory_mib_per_instance",), interval=True),
+    # How old the agents were when sampled: memory rises through their first minute (resources.agent_age_s).
+    Figure("agent_age_s", "s", ("agent_age_s",), interval=True),
     Figure("app_pods_recreated", "pods", ("app_pods_recreated",), interval=True, claim="lifecycle"),
     Figure("log_lines_lost", "lines", ("log_lines_lost",), baseline="log_lines_lost", tolerance=Tolerance(0, 0.0)),
 )}
