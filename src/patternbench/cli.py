@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Any, Iterator, NoReturn, Sequence
 
 from patternbench import calibration
 from patternbench.build.components import cache_root
@@ -403,17 +406,47 @@ def cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
 COMMANDS = {"setup": cmd_setup, "cluster": cmd_cluster, "images": cmd_images, "deploy": cmd_deploy, "undeploy": cmd_undeploy, "run": cmd_run, "report": cmd_report, "calibrate": cmd_calibrate, "compare": cmd_compare, "baseline": cmd_baseline, "clean": cmd_clean}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (CI's timeout, `kill`, a container stop) taken like Ctrl-C: every cleanup
+    that an interrupt runs (the partial report, undeploy, the cluster this command brought up)
+    runs for it too, where Python's default would end the process on the spot."""
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """The first SIGTERM raises Terminated in the main thread while inside (later ones wait for
+    the cleanup); the old handler after."""
+
+    def raise_terminated(signum: int, frame: Any) -> None:
+        # Once: a second SIGTERM must not cut the cleanup the first one started (SIGKILL still ends it).
+        signal.signal(signal.SIGTERM, lambda *_: print("patternbench: already stopping, cleaning up", file=sys.stderr))
+        raise Terminated()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress = Progress()
     try:
-        return COMMANDS[args.command](args, progress)
+        with terminate_as_interrupt():
+            return COMMANDS[args.command](args, progress)
     except UsageError as exc:
         print(f"patternbench: {exc}", file=sys.stderr)
         return 2
     except StepFailed as exc:
         print(f"patternbench: step {exc.step!r} failed: {exc.reason}" + (f" ({exc.log_hint})" if exc.log_hint else ""), file=sys.stderr)
         return 2
+    except Terminated:
+        print("patternbench: terminated (SIGTERM); what ran was cleaned up", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("patternbench: interrupted", file=sys.stderr)
         return 130

@@ -102,3 +102,29 @@ def test_bad_experiment_input_exits_2_before_any_load(argv: list[str], message: 
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_sigterm_runs_the_same_cleanup_as_ctrl_c_and_exits_143() -> None:
+    """A run stopped by SIGTERM (CI's timeout, `kill`) cleans up like Ctrl-C: its finally
+    blocks run (undeploy, the partial report, the cluster it brought up)."""
+    code = (
+        "import os, signal, sys, time\n"
+        "from patternbench import cli\n"
+        "def command(args, progress):\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(10)\n"
+        "        return 0\n"
+        "    finally:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)  # a second one does not cut the cleanup\n"
+        "        time.sleep(0.2)\n"
+        "        print('cleaned up', flush=True)\n"
+        "cli.COMMANDS['clean'] = command\n"
+        "status = cli.main(['clean'])\n"
+        "print('handler restored', signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, flush=True)\n"
+        "sys.exit(status)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 143
+    assert done.stdout.splitlines() == ["cleaned up", "handler restored True"]
+    assert done.stderr.splitlines() == ["patternbench: already stopping, cleaning up", "patternbench: terminated (SIGTERM); what ran was cleaned up"]
