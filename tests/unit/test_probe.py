@@ -18,8 +18,12 @@ from patternbench.load.probe import probe_once
 
 class Answer(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        body = b'{"pod": "entry-7d9f", "node": "n1"}'
-        self.send_response(200)
+        if self.path == "/fail":
+            body = b'{"pod": "entry-7d9f", "downstream": [{"error": "EOF"}]}' + b" " * 2000
+            self.send_response(502)
+        else:
+            body = b'{"pod": "entry-7d9f", "node": "n1"}'
+            self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -46,6 +50,13 @@ def test_an_answer_names_the_pod_and_the_source_port(server):
     record = probe_once("127.0.0.1", server, 1.0)
     assert record["status"] == 200 and record["error"] == "" and record["pod"] == "entry-7d9f"
     assert 1024 < record["sport"] < 65536
+
+
+def test_an_error_answer_keeps_its_words(server):
+    record = probe_once("127.0.0.1", server, 1.0, path="/fail")
+    assert record["status"] == 502 and record["error"] == "HTTP502" and record["pod"] == "entry-7d9f"
+    assert record["answer"].startswith('{"pod": "entry-7d9f", "downstream": [{"error": "EOF"}]}') and len(record["answer"]) == 1000
+    assert "answer" not in probe_once("127.0.0.1", server, 1.0)
 
 
 def test_a_port_with_no_listener_is_refused_by_a_reset_and_the_evidence_hook_sees_its_port():

@@ -117,6 +117,9 @@ def answering_pod(body: bytes) -> str | None:
     return answer.get("pod") if isinstance(answer, dict) else None
 
 
+ANSWER_BYTES = 1000  # of an error answer's body kept in its record
+
+
 def probe_once(
     host: str, port: int, timeout_s: float, path: str = "/",
     on_connect_failure: Callable[[int], dict[str, Any]] | None = None, source_port: int = 0,
@@ -127,7 +130,7 @@ def probe_once(
     start, a probe sent after the next one reorders the stream around an outage's edge and
     splits it in two, as 4 of 30 drops on a loaded machine did), `asked_ms`
     once connected (from the SYN to sending the request: the handshake, plus any wait for
-    the GIL or the hub); `pod` for an answer, `how` (failure_kind) and `icmp` for a failure.
+    the GIL or the hub); `pod` for an answer, `answer` (its body's first ANSWER_BYTES) for an error status, `how` (failure_kind) and `icmp` for a failure.
     `on_connect_failure(sport)` adds evidence to the record of a probe that could not connect
     (after it is timed). `source_port` pins the source port (the kernel picks one by default)."""
     start, wall = time.monotonic(), time.time()
@@ -145,6 +148,9 @@ def probe_once(
         extra["pod"] = answering_pod(body)
         if status != 200:
             error = f"HTTP{status}"
+            # The error answer's own words (the app's JSON names the hop that failed and why;
+            # a proxy's text its error): without them a 502 can be charged but not explained.
+            extra["answer"] = body[:ANSWER_BYTES].decode("utf-8", errors="replace")
     except Exception as exc:  # noqa: BLE001 - every failure is a data point
         error = type(exc).__name__
         extra["how"] = failure_kind(exc, conn)
