@@ -362,3 +362,19 @@ def test_agent_age_is_the_mean_time_since_each_sampled_agents_pod_became_ready()
     assert measure.agent_age_s(samples, is_agent, pods, 900.0) == 20.0
     assert measure.agent_age_s(samples, is_agent, pods, None) is None
     assert measure.agent_age_s([], is_agent, pods, 900.0) is None
+
+
+def test_an_error_answer_is_kept_with_its_failure_and_shown_in_the_report(tmp_path: Path) -> None:
+    from patternbench.results.report import causes_text
+
+    answered = {"kind": "probe", "t": 4.5, "ms": 140.0, "status": 502, "error": "HTTP502", "pod": "f-1",
+                "answer": '{"service": "frontend",\n "downstream": [{"service": "orders", "error": "EOF"}]}'}
+    requests = [user(1.5, calls=[NODE_CALL]), probe(4.2, False), answered, probe(5.0)]
+    d = write_case(tmp_path, "daemonset", "mesh", requests, {"a": {"app": 0}}, {"a": {"app": 0}}, (4.0, 6.0))
+    entry = summarize_case(d)
+    assert entry["failed_requests"] == 2
+    # Only the failure that carried an answer, its time from the upgrade's start.
+    assert entry["failed_answers"] == [{"t_s": 0.5, "kind": "probe", "status": 502, "answer": answered["answer"]}]
+    summary = {"failures_by_cause": entry["failures_by_cause"], "cases": {"daemonset-mesh": {**entry, "trials": [{**entry, "trial": 2}]}}}
+    text = "\n".join(causes_text(summary))
+    assert '- daemonset-mesh (trial 2), probe at 0.5 s, HTTP 502: `{"service": "frontend", "downstream": [{"service": "orders", "error": "EOF"}]}`' in text

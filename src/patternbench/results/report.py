@@ -151,6 +151,11 @@ def causes_text(summary: dict[str, Any]) -> list[str]:
         owners = by_owner(counts)
         out.append(f"| {name} | {sum(counts.values())} | {owners['pattern']} | {owners['harness']} | {owners['unattributed']} | " + " | ".join(str(counts.get(c, 0)) for c in used) + " |")
     out += ["", *[f"- **{c}** ({CAUSES[c].owner}): {CAUSES[c].meaning}." for c in used], ""]
+    answered = [(name, t, a) for name, e in summary["cases"].items() for t in (e.get("trials") or [e]) for a in t.get("failed_answers") or []]
+    if answered:
+        out += ["What the chain answered, for the failures answered with an error status (seconds from the upgrade's or fault's start):", ""]
+        out += [f"- {name} (trial {t.get('trial', 1)}), {a['kind']} at {a['t_s']} s, HTTP {a['status']}: `{' '.join(a['answer'].split())}`" for name, t, a in answered]
+        out.append("")
     return out
 
 

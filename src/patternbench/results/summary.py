@@ -117,6 +117,9 @@ def _fault_entry(case: dict[str, Any], marks: dict[str, Any], users: list, probe
     return {"fault": fault, **{k: impact[k] for k in FAULT_KEYS}}
 
 
+ANSWERS_KEPT, ANSWER_SHOWN = 5, 400  # error answers kept per trial, and characters of each
+
+
 def _attributed(
     case_dir: Path, deployment: dict[str, Any], users: list, probes: list, pods: list, start: float, end: float,
     activity: list[tuple[float, float]], outages: list[tuple[float, float]],
@@ -134,7 +137,11 @@ def _attributed(
         unnated=attribution.Evidence.tripwire(read_jsonl(case_dir / TRIPWIRE), urlsplit(deployment.get("entry_url") or "").port or 0),
     )
     counts = attribution.failures_by_cause(failed, ev)
-    return {"failures_by_cause": counts, **{f"{owner}_failures": n for owner, n in attribution.by_owner(counts).items()}}
+    # What the chain itself said, for the failures answered with an error status (the app's
+    # JSON names the hop that failed): the first few, seconds from the window's start.
+    answers = [{"t_s": round(r["t"] - start, 3), "kind": r.get("kind"), "status": r.get("status"), "answer": r["answer"][:ANSWER_SHOWN]}
+               for r in sorted(failed, key=lambda r: r["t"]) if r.get("answer")][:ANSWERS_KEPT]
+    return {"failures_by_cause": counts, **{f"{owner}_failures": n for owner, n in attribution.by_owner(counts).items()}, "failed_answers": answers}
 
 
 def _entry_proxy(case_dir: Path) -> dict[str, Any] | None:
