@@ -459,7 +459,7 @@ func TestWaypointIndexFollowsSlices(t *testing.T) {
 		t.Fatalf("waypointFor %q", o.waypointFor())
 	}
 	s := NewStore()
-	s.SetSlice(o.serviceKey(), o.Metadata.Name, o.readyEndpoints())
+	s.SetSlice(o.serviceKey(), o.Metadata.Name, o.endpoints())
 	s.SetWaypoint(o.serviceKey(), o.Metadata.Name, o.waypointFor())
 	if wp, ok := s.WaypointOf("demo/orders"); !ok || wp != "demo/orders-waypoint" {
 		t.Fatalf("WaypointOf = %q %v", wp, ok)

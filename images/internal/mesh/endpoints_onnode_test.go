@@ -22,6 +22,49 @@ func TestOnNodeKeepsTheLastKnownNodeProxy(t *testing.T) {
 	}
 }
 
+// The roll seen on the cluster (1 DaemonSet roll in 15, 27 calls in 0.23 s): node 3's proxy
+// has just started and listed node 2's proxy, but never looked it up; node 2's old proxy
+// terminates (listed, not ready), leaves the slice, and its successor is listed not ready
+// before it is ready. Node 3's proxy must find node 2's address at every step.
+func TestOnNodeFromAFreshStoreThroughARoll(t *testing.T) {
+	const svc = "agents/meshproxy"
+	s := NewStore()
+	s.Replace(map[string]map[string][]Endpoint{svc: {"mp": {
+		{IP: "10.250.0.12", Port: 15006, NodeName: "n2", PodName: "old"},
+		{IP: "10.250.0.13", Port: 15006, NodeName: "n3", PodName: "new3"}}}})
+	steps := []struct {
+		what string
+		eps  []Endpoint
+	}{
+		{"old pod terminating", []Endpoint{{IP: "10.250.0.12", Port: 15006, NodeName: "n2", PodName: "old", NotReady: true}}},
+		{"old pod gone, successor not created", nil},
+		{"successor listed, not ready", []Endpoint{{IP: "10.250.0.12", Port: 15006, NodeName: "n2", PodName: "new2", NotReady: true}}},
+		{"successor ready", []Endpoint{{IP: "10.250.0.12", Port: 15006, NodeName: "n2", PodName: "new2"}}},
+	}
+	for _, step := range steps {
+		s.SetSlice(svc, "mp", append(step.eps, Endpoint{IP: "10.250.0.13", Port: 15006, NodeName: "n3", PodName: "new3"}))
+		if ep, ok := s.OnNode(svc, "n2"); !ok || ep.IP != "10.250.0.12" {
+			t.Fatalf("%s: node 2's proxy not found (%+v %v)", step.what, ep, ok)
+		}
+		if eps := s.Endpoints(svc); len(eps) != 1+len(step.eps)-countNotReady(step.eps) {
+			t.Fatalf("%s: a not-ready proxy was picked from: %+v", step.what, eps)
+		}
+	}
+	if ep, _ := s.OnNode(svc, "n2"); ep.PodName != "new2" || ep.NotReady {
+		t.Fatalf("a ready proxy is preferred, got %+v", ep)
+	}
+}
+
+func countNotReady(eps []Endpoint) int {
+	n := 0
+	for _, ep := range eps {
+		if ep.NotReady {
+			n++
+		}
+	}
+	return n
+}
+
 // Lookups made before the watcher's first list wait for it (a just-started node proxy that
 // the kernel already hands connections to), then answer from the list; after the deadline
 // they no longer wait.

@@ -87,9 +87,15 @@ func TestSliceReadinessAndPorts(t *testing.T) {
 	if o.serviceKey() != "ns/web" {
 		t.Fatalf("key %q", o.serviceKey())
 	}
-	eps := o.readyEndpoints()
-	if len(eps) != 2 || eps[0] != (Endpoint{"10.0.0.1", 15006, "n1", "web-1"}) || eps[1].IP != "10.0.0.3" {
-		t.Fatalf("ready endpoints: %+v", eps)
+	eps := o.endpoints()
+	if len(eps) != 3 || eps[0] != (Endpoint{IP: "10.0.0.1", Port: 15006, NodeName: "n1", PodName: "web-1"}) ||
+		!eps[1].NotReady || eps[1].IP != "10.0.0.2" || eps[2].NotReady || eps[2].IP != "10.0.0.3" {
+		t.Fatalf("endpoints: %+v", eps)
+	}
+	s := NewStore()
+	s.SetSlice(o.serviceKey(), o.Metadata.Name, eps)
+	if got := s.Endpoints("ns/web"); len(got) != 2 || got[0].IP != "10.0.0.1" || got[1].IP != "10.0.0.3" {
+		t.Fatalf("only ready endpoints are picked from, got %+v", got)
 	}
 }
 

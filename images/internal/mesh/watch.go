@@ -106,8 +106,9 @@ func (o *sliceObject) waypointFor() string {
 	return o.Metadata.Namespace + "/" + target
 }
 
-// readyEndpoints: ready (nil counts as ready, as the API says) IPv4 addresses on the first TCP port.
-func (o *sliceObject) readyEndpoints() []Endpoint {
+// endpoints: the IPv4 addresses on the first TCP port, each marked NotReady unless ready (nil
+// counts as ready, as the API says).
+func (o *sliceObject) endpoints() []Endpoint {
 	if o.AddressType != "" && o.AddressType != "IPv4" {
 		return nil
 	}
@@ -123,15 +124,13 @@ func (o *sliceObject) readyEndpoints() []Endpoint {
 	}
 	var eps []Endpoint
 	for _, e := range o.Endpoints {
-		if e.Conditions.Ready != nil && !*e.Conditions.Ready {
-			continue
-		}
+		notReady := e.Conditions.Ready != nil && !*e.Conditions.Ready
 		pod := ""
 		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
 			pod = e.TargetRef.Name
 		}
 		for _, addr := range e.Addresses {
-			eps = append(eps, Endpoint{IP: addr, Port: port, NodeName: e.NodeName, PodName: pod})
+			eps = append(eps, Endpoint{IP: addr, Port: port, NodeName: e.NodeName, PodName: pod, NotReady: notReady})
 		}
 	}
 	return eps
@@ -245,7 +244,7 @@ func (w *Watcher) list(ctx context.Context) (string, error) {
 		if all[key] == nil {
 			all[key] = map[string][]Endpoint{}
 		}
-		all[key][item.Metadata.Name] = item.readyEndpoints()
+		all[key][item.Metadata.Name] = item.endpoints()
 		if target := item.waypointFor(); target != "" {
 			if waypoints[key] == nil {
 				waypoints[key] = map[string]string{}
@@ -308,7 +307,7 @@ func (w *Watcher) watch(ctx context.Context, rv string) (string, error) {
 		switch event.Type {
 		case "ADDED", "MODIFIED":
 			if key != "" {
-				w.Store.SetSlice(key, obj.Metadata.Name, obj.readyEndpoints())
+				w.Store.SetSlice(key, obj.Metadata.Name, obj.endpoints())
 				w.Store.SetWaypoint(key, obj.Metadata.Name, obj.waypointFor())
 			}
 		case "DELETED":
