@@ -66,31 +66,36 @@ func countNotReady(eps []Endpoint) int {
 }
 
 // Lookups made before the watcher's first list wait for it (a just-started node proxy that
-// the kernel already hands connections to), then answer from the list; after the deadline
-// they no longer wait.
+// the kernel already hands connections to, on its outbound and its inbound side), then
+// answer from the list; after the deadline they no longer wait.
 func TestLookupsWaitForTheFirstList(t *testing.T) {
-	s := NewStore()
-	synced := make(chan struct{})
-	s.GateUntil(synced, time.Now().Add(5*time.Second))
-	found := make(chan bool, 1)
-	go func() {
-		_, ok := s.OnNode("agents/meshproxy", "n3")
-		found <- ok
-	}()
-	select {
-	case <-found:
-		t.Fatal("a lookup before the first list must wait for it")
-	case <-time.After(100 * time.Millisecond):
+	lookups := map[string]func(*Store) bool{
+		"OnNode":      func(s *Store) bool { _, ok := s.OnNode("agents/meshproxy", "n3"); return ok },
+		"PickAddr":    func(s *Store) bool { _, _, ok := s.PickAddr("agents/meshproxy"); return ok },
+		"HasEndpoint": func(s *Store) bool { return s.HasEndpoint("10.250.0.13", "15006") },
+		"Find":        func(s *Store) bool { _, ok := s.Find("agents/meshproxy", "10.250.0.13", 15006); return ok },
 	}
-	s.SetSlice("agents/meshproxy", "a", []Endpoint{{IP: "10.250.0.13", Port: 15006, NodeName: "n3"}})
-	close(synced)
-	select {
-	case ok := <-found:
-		if !ok {
-			t.Fatal("after the first list the node's proxy is known")
+	for name, lookup := range lookups {
+		s := NewStore()
+		synced := make(chan struct{})
+		s.GateUntil(synced, time.Now().Add(5*time.Second))
+		found := make(chan bool, 1)
+		go func() { found <- lookup(s) }()
+		select {
+		case <-found:
+			t.Fatalf("%s: a lookup before the first list must wait for it", name)
+		case <-time.After(100 * time.Millisecond):
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("the lookup did not go ahead after the first list")
+		s.SetSlice("agents/meshproxy", "a", []Endpoint{{IP: "10.250.0.13", Port: 15006, NodeName: "n3"}})
+		close(synced)
+		select {
+		case ok := <-found:
+			if !ok {
+				t.Fatalf("%s: after the first list the node's proxy is known", name)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%s: the lookup did not go ahead after the first list", name)
+		}
 	}
 
 	late := NewStore()
