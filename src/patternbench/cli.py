@@ -31,8 +31,8 @@ from patternbench.results.verdicts import Thresholds
 from patternbench.run_options import PROVIDER_OPTIONS, RUN_OPTIONS, RunPlan, add_options, provider_options, resolve_run
 from patternbench.specs.cases import Case, interleave
 from patternbench.specs.faults import FAULTS, check_fault
-from patternbench.specs.patterns import pattern_spec
 from patternbench.specs.generated_topology import choose_topology
+from patternbench.specs.patterns import pattern_spec
 from patternbench.specs.topology import Pattern, load_topology, parse_agents
 
 FAULT_NAMES = tuple(FAULTS)
