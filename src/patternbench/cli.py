@@ -31,6 +31,7 @@ from patternbench.results.verdicts import Thresholds
 from patternbench.run_options import PROVIDER_OPTIONS, RUN_OPTIONS, RunPlan, add_options, provider_options, resolve_run
 from patternbench.specs.cases import Case, interleave
 from patternbench.specs.faults import FAULTS, check_fault
+from patternbench.specs.generated_topology import choose_topology
 from patternbench.specs.patterns import pattern_spec
 from patternbench.specs.topology import Pattern, load_topology, parse_agents
 
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     _provider_args(deploy)
     deploy.add_argument("--pattern", required=True, help="none, sidecar, daemonset or hybrid")
     deploy.add_argument("--topology", type=Path, help="topology YAML (default: topologies/default.yaml)")
+    deploy.add_argument("--services", metavar="N", help="instead of --topology: a generated layered topology of N services")
+    deploy.add_argument("--replicas", metavar="R", help="with --services: pods per service (default 2)")
+    deploy.add_argument("--depth", metavar="D", help="with --services: levels below the entry (default 2)")
     deploy.add_argument("--extra-agents", type=int, help="k generic agents, overriding the topology")
     deploy.add_argument("--naive", action="store_true", help="no drain and no socket handover (for comparison)")
     deploy.add_argument("--results", type=Path, default=Path("results"), help="where the rendered manifests go")
@@ -185,7 +189,7 @@ def cmd_deploy(args: argparse.Namespace, progress: Progress) -> int:
     from patternbench.operate.deploy import deploy_run, new_run_id  # brings the kubernetes client: kept off the CLI's start
 
     pattern = Pattern.parse(args.pattern, "--pattern")
-    topology = load_topology(args.topology)
+    topology = choose_topology(args.topology, args.services, args.replicas, args.depth)
     if args.extra_agents is not None:
         topology = topology.with_agents(parse_agents({**topology.agents.__dict__, "extra_agents": args.extra_agents}))
     run_id = new_run_id()
@@ -237,7 +241,7 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
 
     plan, cases = experiment_options(args)
     profile = plan.profile
-    topology = load_topology(args.topology)
+    topology = choose_topology(args.topology, args.services, args.replicas, args.depth)
 
     for pattern in {c.pattern for c in cases}:
         pattern_spec(pattern).check(topology)

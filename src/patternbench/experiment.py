@@ -147,7 +147,7 @@ def run_case(
         "containers_live": live_containers(core, namespaces),
         "containers_formula": containers_formula(topology, case.pattern, run.nodes),
         "app_pods": topology.app_pods, "services": len(topology.services),
-        "calls_per_request": sum(len(s.calls) for s in topology.services),
+        "calls_per_request": topology.calls_per_request, "route": topology.route.value,
         "agents": asdict(topology.agents),
         # The resource policy as applied (render.size_agent_requests): CPU requested per agent.
         "agent_cpu_requested_m": agent_cpu_requested_m(run.objects, run.nodes),

@@ -62,6 +62,9 @@ MALFORMED = [
     (broken("services.0.calls", ["api", "api"]), "listed twice"),
     (broken("services.0", {"name": "web", "replica": 2}), "unknown field 'replica'"),
     ({"services": [{"name": "a"}], "colour": "blue"}, "unknown field 'colour'"),
+    ({**GOOD, "route": "some"}, "route: 'some' is not one of all, one"),
+    ({**GOOD, "route": "one", "services": [{"name": "web", "calls": ["api", "db"]}, {"name": "api", "calls": ["db"]}, {"name": "db"}]},
+     "services.web.calls: with route one every path from the entry to a leaf must make as many calls"),
     ("just text", "expected a mapping"),
 ]
 

@@ -1,5 +1,6 @@
-// Command app is the demo microservice: GET / calls each downstream Service (directly, or
-// through the mesh proxy in forward-proxy form), answers with the whole tree of hops, and
+// Command app is the demo microservice: GET / calls each downstream Service (ROUTE=all) or
+// one of them in turn (ROUTE=one: requests spread over a large topology without every
+// request visiting every service), directly or through the mesh proxy in forward-proxy form, answers with the whole tree of hops, and
 // logs one numbered line per request. On SIGTERM /readyz fails at once and the server keeps
 // serving for the drain period, so a rolling update loses no request.
 package main
@@ -19,6 +20,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"patternbench.local/images/internal/applog"
@@ -40,6 +42,8 @@ type settings struct {
 	Listen                string
 	Drain, Grace, Timeout time.Duration
 	Parallel              bool
+	// RouteOne: each request calls one downstream, the next in turn (ROUTE=one), instead of all.
+	RouteOne bool
 }
 
 func load(env *config.Env) settings {
@@ -59,6 +63,7 @@ func load(env *config.Env) settings {
 		Grace:       env.Duration("GRACE", 10*time.Second),
 		Timeout:     env.Duration("DOWNSTREAM_TIMEOUT", 5*time.Second),
 		Parallel:    env.Bool("PARALLEL", false),
+		RouteOne:    env.OneOf("ROUTE", "all", "all", "one") == "one",
 	}
 	if s.Tunnel == "connect" && s.Proxy == "" {
 		env.Required("MESH_PROXY") // a tunnel needs the node L4 proxy's address
@@ -92,6 +97,7 @@ type Downstream struct {
 
 type app struct {
 	s      settings
+	turn   atomic.Uint64 // ROUTE=one: the next downstream
 	log    *applog.Writer
 	client *http.Client
 	drain  serve.Draining
@@ -148,6 +154,15 @@ func (a *app) call(ctx context.Context, service, requestID string) Downstream {
 	return d
 }
 
+// targets are the downstreams this request calls: all of them, or (ROUTE=one) the next in turn.
+func (a *app) targets() []string {
+	if !a.s.RouteOne || len(a.s.Downstreams) < 2 {
+		return a.s.Downstreams
+	}
+	i := (a.turn.Add(1) - 1) % uint64(len(a.s.Downstreams))
+	return a.s.Downstreams[i : i+1]
+}
+
 // joinTrail joins trails, skipping empty ones.
 func joinTrail(parts ...string) string {
 	var kept []string
@@ -174,12 +189,13 @@ func (a *app) root(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(os.Stderr, "app: writing the log line: %v\n", err)
 	}
 	ans := Answer{Service: a.s.Service, Pod: a.s.Pod, Node: a.s.Node, Version: version, RequestID: requestID, Via: r.Header.Get("Via")}
-	ans.Downstream = make([]Downstream, len(a.s.Downstreams))
+	targets := a.targets()
+	ans.Downstream = make([]Downstream, len(targets))
 	ctx, cancel := context.WithTimeout(r.Context(), a.s.Timeout)
 	defer cancel()
 	if a.s.Parallel {
 		var wg sync.WaitGroup
-		for i, svc := range a.s.Downstreams {
+		for i, svc := range targets {
 			wg.Add(1)
 			go func(i int, svc string) {
 				defer wg.Done()
@@ -188,7 +204,7 @@ func (a *app) root(w http.ResponseWriter, r *http.Request) {
 		}
 		wg.Wait()
 	} else {
-		for i, svc := range a.s.Downstreams {
+		for i, svc := range targets {
 			ans.Downstream[i] = a.call(ctx, svc, requestID)
 		}
 	}

@@ -59,3 +59,50 @@ func TestReadyzChain(t *testing.T) {
 		t.Fatalf("readiness wrote request log lines: %q", logged.String())
 	}
 }
+
+// ROUTE=one: each request calls exactly one downstream, each in turn, so a large topology
+// spreads its load; ROUTE=all (the default) calls every downstream on every request.
+func TestRouteOneCallsTheDownstreamsInTurn(t *testing.T) {
+	var hits [3]atomic.Int64
+	var names []string
+	for i := range hits {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits[i].Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"service":"d"}`))
+		}))
+		defer srv.Close()
+		names = append(names, strings.TrimPrefix(srv.URL, "http://"))
+	}
+	for _, routeOne := range []bool{true, false} {
+		for i := range hits {
+			hits[i].Store(0)
+		}
+		a := &app{
+			s:      settings{Service: "a", Downstreams: names, Timeout: time.Second, RouteOne: routeOne},
+			log:    applog.NewWriter(&bytes.Buffer{}, "a-0", ""),
+			client: http.DefaultClient,
+		}
+		for n := 0; n < 6; n++ {
+			rec := httptest.NewRecorder()
+			a.root(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+			want := 3
+			if routeOne {
+				want = 1
+			}
+			if rec.Code != http.StatusOK || strings.Count(rec.Body.String(), `"status":200`) != want {
+				t.Fatalf("route one %v: request %d answered %d with %s, want %d downstream calls", routeOne, n, rec.Code, rec.Body, want)
+			}
+		}
+		for i := range hits {
+			want := int64(6)
+			if routeOne {
+				want = 2
+			}
+			if got := hits[i].Load(); got != want {
+				t.Fatalf("route one %v: downstream %d called %d times in 6 requests, want %d", routeOne, i, got, want)
+			}
+		}
+	}
+	cmdtest.ExpectOneLineNaming(t, "ROUTE", "SERVICE_NAME=a", "ROUTE=some")
+}

@@ -124,7 +124,7 @@ def app_objects(topology: Topology, opts: RenderOptions) -> list[Obj]:
     objs: list[Obj] = []
     for svc in topology.services:
         docs = load_template(
-            "app.yaml", values(opts, service=svc.name, replicas=svc.replicas, downstreams=",".join(svc.calls))
+            "app.yaml", values(opts, service=svc.name, replicas=svc.replicas, downstreams=",".join(svc.calls), route=topology.route.value)
         )
         if svc.name == topology.entry:
             find(docs, "Service")[0]["spec"]["type"] = "NodePort"

@@ -7,7 +7,8 @@ that names the field at fault.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,12 +54,22 @@ class Service:
     calls: tuple[str, ...] = ()
 
 
+class Route(str, Enum):
+    """Which downstreams a request calls: every one (a small chain or tree, every request
+    visits every service) or one, the next in turn (a large topology, whose load spreads over
+    its services without every request visiting all of them)."""
+
+    ALL = "all"
+    ONE = "one"
+
+
 @dataclass(frozen=True)
 class Topology:
     services: tuple[Service, ...]
     entry: str
     agents: Agents = field(default_factory=Agents)
     waypoint_replicas: int = 2  # each service's waypoint Deployment (the ambient pattern)
+    route: Route = Route.ALL
 
     @property
     def app_pods(self) -> int:
@@ -69,7 +80,22 @@ class Topology:
         return next(s for s in self.services if s.name == name)
 
     def with_agents(self, agents: Agents) -> Topology:
-        return Topology(self.services, self.entry, agents, self.waypoint_replicas)
+        return replace(self, agents=agents)
+
+    @property
+    def calls_per_request(self) -> int:
+        """Downstream calls one request makes through the whole topology: every call of
+        every service it reaches (route all; a service reached twice is called twice), or
+        the calls along one path from the entry (route one; validate makes every path
+        from the entry to a leaf equally long)."""
+        return _calls_below(self, self.entry, {s.name: s.calls for s in self.services})
+
+
+def _calls_below(topology: Topology, name: str, calls: dict[str, tuple[str, ...]]) -> int:
+    below = [1 + _calls_below(topology, nxt, calls) for nxt in calls[name]]
+    if not below:
+        return 0
+    return below[0] if topology.route is Route.ONE else sum(below)
 
 
 def containers_formula(topology: Topology, pattern: Pattern, nodes: int) -> int:
@@ -91,7 +117,7 @@ def parse_topology(doc: Any, source: str = "topology") -> Topology:
     """A topology from its YAML document; raises UsageError naming the first bad field."""
     if not isinstance(doc, dict):
         raise UsageError(f"{source}: expected a mapping with services, entry and agents")
-    unknown = set(doc) - {"services", "entry", "agents", "pattern", "waypoint_replicas"}
+    unknown = set(doc) - {"services", "entry", "agents", "pattern", "waypoint_replicas", "route"}
     if unknown:
         raise UsageError(f"{source}: unknown field {sorted(unknown)[0]!r}")
     raw_services = _expect(doc.get("services"), list, "services")
@@ -116,7 +142,10 @@ def parse_topology(doc: Any, source: str = "topology") -> Topology:
     waypoint_replicas = _expect(doc.get("waypoint_replicas", 2), int, "waypoint_replicas")
     if isinstance(waypoint_replicas, bool) or waypoint_replicas < 1:
         raise UsageError(f"waypoint_replicas: each service's waypoint needs at least 1 replica, got {waypoint_replicas}")
-    topology = Topology(services=tuple(services), entry=entry, agents=agents, waypoint_replicas=waypoint_replicas)
+    route_name = _expect(doc.get("route", Route.ALL.value), str, "route")
+    if route_name not in {r.value for r in Route}:
+        raise UsageError(f"route: {route_name!r} is not one of {', '.join(r.value for r in Route)}")
+    topology = Topology(services=tuple(services), entry=entry, agents=agents, waypoint_replicas=waypoint_replicas, route=Route(route_name))
     validate(topology)
     return topology
 
@@ -167,6 +196,30 @@ def validate(topology: Topology) -> None:
     for svc in topology.services:
         if svc.name not in reachable:
             raise UsageError(f"services.{svc.name}: not reachable from the entry service {topology.entry!r}")
+    if topology.route is Route.ONE:
+        uneven = uneven_paths(topology)
+        if uneven:
+            raise UsageError(f"services.{uneven}.calls: with route one every path from the entry to a leaf must make as many calls (so each request makes the same number), and {uneven}'s downstreams differ")
+
+
+def uneven_paths(topology: Topology) -> str | None:
+    """The first service (deepest first) whose downstreams lead to paths of different
+    lengths, or None. Run after the cycle check."""
+    calls = {s.name: s.calls for s in topology.services}
+    depth: dict[str, int] = {}
+    culprit: list[str] = []
+
+    def visit(name: str) -> int:
+        if name not in depth:
+            below = {visit(nxt) for nxt in calls[name]}
+            if len(below) > 1 and not culprit:
+                culprit.append(name)
+            depth[name] = 1 + max(below) if below else 0
+        return depth[name]
+
+    for svc in topology.services:
+        visit(svc.name)
+    return culprit[0] if culprit else None
 
 
 def find_cycle(topology: Topology) -> list[str]:

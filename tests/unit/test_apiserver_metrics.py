@@ -1,0 +1,40 @@
+"""The API server's figures from its own /metrics (a real scrape of the local cluster's
+kube-apiserver v1.34, with a DaemonSet mesh deployed: 3 node proxies watching EndpointSlices)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from patternbench.measure.apiserver import parse_metrics, phase_figures
+
+SCRAPE = (Path(__file__).parent / "data" / "apiserver-metrics.txt").read_text()
+
+
+def test_a_real_scrape_parses() -> None:
+    snap = parse_metrics(SCRAPE)
+    # As scraped: 10 cluster-wide EndpointSlice watches and 2 namespaced ones, summed.
+    assert snap.watchers["endpointslices"] == 12
+    assert snap.watch_events["endpointslices"] == 2595
+    assert snap.watch_bytes["endpointslices"] == pytest.approx(5.739936e6)
+    assert snap.objects["endpointslices"] == 7
+    assert snap.storage_bytes == pytest.approx(8.781824e6)
+    assert snap.cpu_s == pytest.approx(22.75) and snap.rss_bytes == pytest.approx(3.19442944e8)
+    assert snap.requests["WATCH"] > 0 and snap.requests["GET"] > 0
+
+
+def test_phase_figures_are_rates_over_the_phase_and_gauges_at_its_end() -> None:
+    start = parse_metrics(SCRAPE)
+    end = replace(start, watch_events={**start.watch_events, "endpointslices": start.watch_events["endpointslices"] + 300},
+                  cpu_s=start.cpu_s + 3.0, watchers={**start.watchers, "endpointslices": 15})
+    got = phase_figures(start, end, 60.0)
+    assert got["watch_events_per_s"] == {"endpointslices": 5.0}
+    assert got["cpu_cores"] == pytest.approx(0.05)
+    assert got["watchers"]["endpointslices"] == 15
+    assert got["requests_per_s"] == {}  # no counter moved
+    restarted = replace(start, cpu_s=1.5)
+    assert phase_figures(start, restarted, 10.0)["cpu_cores"] == pytest.approx(0.15)
+    with pytest.raises(ValueError):
+        phase_figures(start, end, 0)
