@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from patternbench.measure.apiserver import parse_metrics, phase_figures
+from patternbench.measure.apiserver import STEADY, parse_metrics, phase_figures, steady_figures
+from patternbench.observe.apiserver import kept_lines
 
 SCRAPE = (Path(__file__).parent / "data" / "apiserver-metrics.txt").read_text()
 
@@ -38,3 +39,22 @@ def test_phase_figures_are_rates_over_the_phase_and_gauges_at_its_end() -> None:
     assert phase_figures(start, restarted, 10.0)["cpu_cores"] == pytest.approx(0.15)
     with pytest.raises(ValueError):
         phase_figures(start, end, 0)
+
+
+def test_scrapes_keep_only_what_is_read() -> None:
+    noisy = "# HELP other_metric x\n# TYPE other_metric counter\nother_metric_total 5\n" + SCRAPE + "etcd_request_duration_seconds_bucket{le=\"1\"} 3\n"
+    kept = kept_lines(noisy)
+    assert "other_metric" not in kept and "etcd_request" not in kept
+    assert parse_metrics(kept) == parse_metrics(SCRAPE)
+
+
+def test_steady_figures_from_the_two_scrapes() -> None:
+    start = {"label": STEADY[0], "t": 100.0, "text": SCRAPE}
+    end = {"label": STEADY[1], "t": 115.0, "text": SCRAPE.replace("process_cpu_seconds_total 22.75", "process_cpu_seconds_total 24.25")}
+    got = steady_figures([start, end])
+    assert got is not None and got["seconds"] == 15.0 and got["cpu_cores"] == pytest.approx(0.1)
+    assert got["watchers"]["endpointslices"] == 12
+    assert steady_figures([start]) is None
+    refused = {**end, "error": "ApiException: (403) Forbidden"}
+    refused.pop("text")
+    assert steady_figures([start, refused]) == {"error": "ApiException: (403) Forbidden"}

@@ -14,6 +14,13 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 MIB = 1024 * 1024
+# The metrics parse_metrics reads: the scrapes keep these lines only.
+READ_METRICS = frozenset({
+    "apiserver_longrunning_requests", "apiserver_watch_events_total", "apiserver_watch_events_sizes_sum",
+    "apiserver_request_total", "apiserver_storage_objects", "apiserver_storage_size_bytes",
+    "process_cpu_seconds_total", "process_resident_memory_bytes",
+})
+STEADY = ("steady_start", "steady_end")  # the scrapes' labels, at the ends of the steady phase
 
 
 @dataclass(frozen=True)
@@ -82,3 +89,18 @@ def phase_figures(start: ApiServerSnapshot, end: ApiServerSnapshot, seconds: flo
         "objects": dict(sorted(end.objects.items())),
         "storage_mib": round(end.storage_bytes / MIB, 2),
     }
+
+
+def steady_figures(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The API server's figures over a trial's steady phase, from its two scrapes
+    (apiserver.jsonl); None without both, with `error` when the cluster refused them."""
+    by_label = {r.get("label"): r for r in records}
+    start, end = by_label.get(STEADY[0]), by_label.get(STEADY[1])
+    if start is None or end is None:
+        return None
+    errors = [r["error"] for r in (start, end) if "error" in r]
+    if errors:
+        return {"error": errors[0]}
+    figures = phase_figures(parse_metrics(start["text"]), parse_metrics(end["text"]), end["t"] - start["t"])
+    figures["seconds"] = round(end["t"] - start["t"], 2)
+    return figures

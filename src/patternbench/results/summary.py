@@ -16,7 +16,9 @@ from patternbench import measure
 from patternbench.load.conntrack import bindings
 from patternbench.load.runner import read_jsonl
 from patternbench.measure import attribution
+from patternbench.measure.apiserver import steady_figures
 from patternbench.results.rundir import (
+    APISERVER,
     CASE,
     CONNTRACK_EVENTS,
     DEPLOYMENT,
@@ -230,6 +232,8 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     entry["cpu_wait"] = measure.run_queue_wait(read_jsonl(case_dir / SCHED), pods, start, end) or None
     entry["host_cpu_pressure"] = measure.cpu_pressure(read_jsonl(case_dir / PRESSURE), start, end)
     entry["entry_proxy"] = _entry_proxy(case_dir)
+    # The API server's side over the steady phase: open watches, watch events, its CPU.
+    entry["apiserver"] = steady_figures(read_jsonl(case_dir / APISERVER))
     per_agent = measure.requests_per_agent(measure.in_window(users, start, end))
     entry["requests_per_agent"] = per_agent
     entry["request_grouping"] = measure.grouping(per_agent)
