@@ -31,7 +31,12 @@ def kept_lines(text: str) -> str:
 
 
 def scrape(api: client.ApiClient) -> str:
-    resp = api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False, _request_timeout=15)[0]
+    """GET /metrics with the client's credentials (kubernetes >= 37: param_serialize, then call_api)."""
+    method, url, headers, body, post = api.param_serialize("GET", "/metrics", auth_settings=["BearerToken"])
+    resp = api.call_api(method, url, headers, body, post, _request_timeout=15)
+    resp.read()
+    if resp.status != 200:
+        raise RuntimeError(f"GET /metrics: HTTP {resp.status}: {resp.data[:200]!r}")
     return kept_lines(resp.data.decode())
 
 
