@@ -20,7 +20,7 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 from patternbench.cluster.provider import abilities
 from patternbench.errors import UsageError
 from patternbench.load.runner import LoadProcess
-from patternbench.measure.apiserver import STEADY
+from patternbench.measure.apiserver import STEADY, UPGRADE
 from patternbench.observe.apiserver import ApiServerScrapes
 from patternbench.observe.endpoints import EndpointSliceWatcher
 from patternbench.observe.host import ConntrackEvents, KernelLog, LogSlices, MetricsSnapshots, PressureSampler, SchedSampler
@@ -202,9 +202,11 @@ def run_case(
                 run_fault(provider, api, topology, case, run, profile, out_dir, timeline.mark)
         elif case.agent:
             phase["name"] = "upgrade"
+            apiserver.take(UPGRADE[0])
             timeline.mark("upgrade_start", agent=case.agent, versions=list(versions))
             with progress.step(f"[{case.id}] upgrade the {case.agent} agent {versions[0]} -> {versions[1]}" + strategy(case.upgrade).step_suffix):
                 run_upgrade(UpgradeJob(api, topology, case, run, profile, out_dir, timeline.mark, to_version=versions[1]))
+            apiserver.take(UPGRADE[1])
         phase["name"] = "after"
         timeline.mark("after")
         time.sleep(profile.after_s)

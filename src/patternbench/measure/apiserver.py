@@ -21,6 +21,7 @@ READ_METRICS = frozenset({
     "process_cpu_seconds_total", "process_resident_memory_bytes",
 })
 STEADY = ("steady_start", "steady_end")  # the scrapes' labels, at the ends of the steady phase
+UPGRADE = ("upgrade_start", "upgrade_end")  # ... and of the upgrade (every endpoint change, fanned out)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ def phase_figures(start: ApiServerSnapshot, end: ApiServerSnapshot, seconds: flo
         raise ValueError(f"a phase of {seconds} s")
     return {
         "watchers": dict(sorted(end.watchers.items())),
+        "watch_events": {k: round(v * seconds) for k, v in _per_s(start.watch_events, end.watch_events, seconds).items()},
         "watch_events_per_s": _per_s(start.watch_events, end.watch_events, seconds),
         "watch_kib_per_s": {k: round(v / 1024, 3) for k, v in _per_s(start.watch_bytes, end.watch_bytes, seconds).items()},
         "requests_per_s": _per_s(start.requests, end.requests, seconds),
@@ -91,11 +93,11 @@ def phase_figures(start: ApiServerSnapshot, end: ApiServerSnapshot, seconds: flo
     }
 
 
-def steady_figures(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The API server's figures over a trial's steady phase, from its two scrapes
-    (apiserver.jsonl); None without both, with `error` when the cluster refused them."""
+def figures_between(records: list[dict[str, Any]], labels: tuple[str, str]) -> dict[str, Any] | None:
+    """The API server's figures between two scrapes of a trial (apiserver.jsonl), by their
+    labels (STEADY, UPGRADE); None without both, only `error` when the cluster refused them."""
     by_label = {r.get("label"): r for r in records}
-    start, end = by_label.get(STEADY[0]), by_label.get(STEADY[1])
+    start, end = by_label.get(labels[0]), by_label.get(labels[1])
     if start is None or end is None:
         return None
     errors = [r["error"] for r in (start, end) if "error" in r]

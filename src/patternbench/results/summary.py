@@ -16,7 +16,7 @@ from patternbench import measure
 from patternbench.load.conntrack import bindings
 from patternbench.load.runner import read_jsonl
 from patternbench.measure import attribution
-from patternbench.measure.apiserver import steady_figures
+from patternbench.measure.apiserver import STEADY, UPGRADE, figures_between
 from patternbench.results.rundir import (
     APISERVER,
     CASE,
@@ -232,8 +232,11 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     entry["cpu_wait"] = measure.run_queue_wait(read_jsonl(case_dir / SCHED), pods, start, end) or None
     entry["host_cpu_pressure"] = measure.cpu_pressure(read_jsonl(case_dir / PRESSURE), start, end)
     entry["entry_proxy"] = _entry_proxy(case_dir)
-    # The API server's side over the steady phase: open watches, watch events, its CPU.
-    entry["apiserver"] = steady_figures(read_jsonl(case_dir / APISERVER))
+    # The API server's side over the steady phase (open watches, watch events, its CPU) and
+    # over the upgrade (the endpoint changes it fanned out to every watcher).
+    scrapes = read_jsonl(case_dir / APISERVER)
+    entry["apiserver"] = figures_between(scrapes, STEADY)
+    entry["apiserver_upgrade"] = figures_between(scrapes, UPGRADE)
     per_agent = measure.requests_per_agent(measure.in_window(users, start, end))
     entry["requests_per_agent"] = per_agent
     entry["request_grouping"] = measure.grouping(per_agent)

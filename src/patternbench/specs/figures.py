@@ -89,6 +89,7 @@ FIGURES: dict[str, Figure] = {f.name: f for f in (
     Figure("apiserver_endpointslice_watchers", "watches", ("apiserver", "watchers", "endpointslices"), interval=True),
     Figure("apiserver_endpointslice_events_per_s", "events/s", ("apiserver", "watch_events_per_s", "endpointslices"), interval=True),
     Figure("apiserver_cpu_cores", "cores", ("apiserver", "cpu_cores"), interval=True),
+    Figure("apiserver_upgrade_endpointslice_events", "events", ("apiserver_upgrade", "watch_events", "endpointslices"), interval=True),
 )}
 
 
