@@ -1,0 +1,53 @@
+"""The scale document from trial entries shaped as summary.json holds them."""
+
+from __future__ import annotations
+
+import pytest
+
+from patternbench.errors import UsageError
+from patternbench.scale_points import PROJECT_TO, parse_sizes, point, scale_document
+
+SIZES = [3, 6, 12, 24, 48]
+
+
+def entry(pattern: str, services: int, trial: int) -> dict:
+    pods = 2 * services
+    per_pod = pattern == "sidecar"
+    proxies = pods if per_pod else 3
+    return {
+        "pattern": pattern, "trial": trial, "nodes": 3, "app_pods": pods,
+        "containers_total": pods * (3 if per_pod else 1) + (0 if per_pod else 6), "containers_formula": 0,
+        "agent_memory_mib_total": 5.0 * proxies + 0.1 * trial, "agent_cpu_m_total": 10.0 * proxies,
+        "upgrade_duration_s": 2.0 + (0.5 * pods if per_pod else 3.0),
+        "apiserver": {"watchers": {"endpointslices": 10 + proxies}, "cpu_cores": 0.05},
+        "apiserver_upgrade": {"watch_events": {"endpointslices": proxies * pods * 2 if per_pod else proxies * 4}},
+    }
+
+
+def test_points_fits_holdout_and_projection() -> None:
+    points = [point(entry(p, s, t), s) for p in ("sidecar", "daemonset") for s in SIZES for t in (1, 2)]
+    doc = scale_document(points)
+    assert len(doc["points"]) == 20 and doc["points"][0]["apiserver_watchers"] == {"endpointslices": 16}
+    side, node = doc["holdout"]["sidecar"], doc["holdout"]["daemonset"]
+    # Linear data: the held-out largest size is predicted exactly.
+    assert side["containers_total"]["error"] == pytest.approx(0.0, abs=1e-6)
+    assert side["apiserver_endpointslice_watchers"]["measured"] == 10 + 96
+    assert node["apiserver_endpointslice_watchers"]["predicted"] == pytest.approx(13, abs=1e-6)
+    # The quadratic fan-out is fitted with its pods*pods term.
+    assert side["apiserver_upgrade_endpointslice_events"]["error"] == pytest.approx(0.0, abs=1e-6)
+    assert set(doc["projection"]) == {str(n) for n in PROJECT_TO}
+    assert doc["projection"]["1000"]["sidecar"]["containers_total"]["predicted"] == pytest.approx(6000, rel=1e-6)
+    assert doc["fits"]["sidecar"]["containers_total"]["terms"]["pods"]["coef"] == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("3,6", "at least three sizes"), ("6,3,12", "rising"), ("3,3,6,12", "rising"), ("3,,6", "empty size"),
+    ("0,3,6", "must be from 1"), ("a,b,c", "not a whole number"),
+])
+def test_bad_sizes(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_sizes(text)
+
+
+def test_good_sizes() -> None:
+    assert parse_sizes("3, 6,12,24,48") == SIZES
