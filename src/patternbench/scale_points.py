@@ -37,6 +37,9 @@ SCALE_FIGURES: tuple[ScaleFigure, ...] = (
     ScaleFigure("apiserver_upgrade_endpointslice_events", ("1", "pods", "pods*pods"), None),
     ScaleFigure("upgrade_duration_s", ("1", "pods"), None),
 )
+# The patterns a scale run measures unless --pattern says otherwise (the five).
+DEFAULT_SCALE_PATTERNS = ("none", "sidecar", "daemonset", "hybrid", "ambient-l4")
+DEFAULT_SIZES = "3,6,12,24,48"
 # Counts a projection is made at (the 100, 300 and 1000 services).
 PROJECT_TO = (100, 300, 1000)
 

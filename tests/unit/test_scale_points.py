@@ -51,3 +51,26 @@ def test_bad_sizes(text: str, message: str) -> None:
 
 def test_good_sizes() -> None:
     assert parse_sizes("3, 6,12,24,48") == SIZES
+
+
+def test_each_pattern_upgrades_its_mesh_agent() -> None:
+    from patternbench.scale_run import scale_case
+    from patternbench.specs.patterns import Pattern
+
+    assert {p.value: scale_case(p).agent for p in Pattern} == {
+        "none": None, "sidecar": "mesh", "daemonset": "mesh", "hybrid": "mesh", "ambient": "l4proxy", "ambient-l4": "l4proxy"}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--services", "3,6"], "at least three sizes"),
+    (["--pattern", "nope"], "unknown pattern 'nope'"),
+    (["--replicas", "0"], "--replicas must be from 1 to 50"),
+    (["--depth", "x"], "--depth: 'x' is not a whole number"),
+    (["--profile", "huge"], "unknown profile 'huge'"),
+])
+def test_scale_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from patternbench.cli import main
+
+    assert main(["scale", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
