@@ -36,6 +36,7 @@ SCALE_FIGURES: tuple[ScaleFigure, ...] = (
     # Every endpoint change goes to every watcher: pods x changes, and a sidecar roll changes every pod.
     ScaleFigure("apiserver_upgrade_endpointslice_events", ("1", "pods", "pods*pods"), None),
     ScaleFigure("upgrade_duration_s", ("1", "pods"), None),
+    ScaleFigure("app_pod_start_p50_s", ("1", "pods"), None),
 )
 # The patterns a scale run measures unless --pattern says otherwise (the five).
 DEFAULT_SCALE_PATTERNS = ("none", "sidecar", "daemonset", "hybrid", "ambient-l4")

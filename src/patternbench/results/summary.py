@@ -219,6 +219,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     before, after = _read_json(case_dir / PODS_BEFORE, unreadable), _read_json(case_dir / PODS_AFTER, unreadable)
     entry.update(measure.pod_changes(before, after) if before is not None and after is not None else {"app_pods_recreated": None, "app_container_restarts": None})
     entry["app_pods"] = deployment.get("app_pods")
+    entry["app_pod_start_s"] = measure.pod_start_s(pods)
     entry["containers_total"] = deployment.get("containers_live")
     entry["containers_formula"] = deployment.get("containers_formula")
     entry["agent_cpu_requested_m"] = deployment.get("agent_cpu_requested_m")
