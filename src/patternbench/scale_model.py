@@ -120,8 +120,9 @@ def holdout(points: Sequence[Point], figure: str, terms: Sequence[str], size_key
 
 
 def crossover(a: Fit, b: Fit, counts_at: Callable[[int], Point], start: int, upto: int) -> int | None:
-    """The first size from `start` to `upto` at which the order of a's and b's predictions
-    flips (counts_at gives a size's counts: pods, nodes, ...); None if it never does."""
+    """The first size from `start` to `upto` at which the order of a's and b's predictions no
+    longer holds (they meet or swap; counts_at gives a size's counts: pods, nodes, ...); None
+    if it holds throughout."""
     def order(size: int) -> float:
         counts = counts_at(size)
         return float(np.sign(a.predict(counts)[0] - b.predict(counts)[0]))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from patternbench.errors import UsageError
-from patternbench.scale_model import fit, holdout
+from patternbench.scale_model import Fit, crossover, fit, holdout
 from patternbench.specs.figures import figure
 from patternbench.specs.generated_topology import MAX_SERVICES, parse_count
 
@@ -66,6 +66,7 @@ def point(entry: dict[str, Any], services: int) -> dict[str, Any]:
         "nodes": entry.get("nodes"), "pods": entry.get("app_pods"),
         "containers_formula": entry.get("containers_formula"),
         "apiserver_watchers": (entry.get("apiserver") or {}).get("watchers"),
+        "failed_requests": entry.get("failed_requests"), "app_pods_recreated": entry.get("app_pods_recreated"),
     }
     for scaled in SCALE_FIGURES:
         value = figure(scaled.name).of(entry)
@@ -78,16 +79,19 @@ def scale_document(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
     and predicted from the rest, the projection to PROJECT_TO services at the points' replicas
     per service."""
     fits: dict[str, dict[str, Any]] = {}
+    models: dict[tuple[str, str], Fit] = {}
     held: dict[str, dict[str, Any]] = {}
     projection: dict[str, dict[str, Any]] = {}
+    replicas = 2.0
     for pattern in dict.fromkeys(p["pattern"] for p in points):
         mine = [p for p in points if p["pattern"] == pattern]
-        replicas = mine[0]["pods"] / mine[0]["services"]
+        replicas = mine[0]["pods"] / mine[0]["services"]  # the same at every size of a scale run
         for scaled in SCALE_FIGURES:
             usable = [p for p in mine if p.get(scaled.name) is not None]
             if len({p["services"] for p in usable}) < len(scaled.terms) + 1:
                 continue  # too few sizes measured to fit and hold one out
             model = fit(usable, scaled.name, scaled.terms)
+            models[pattern, scaled.name] = model
             fits.setdefault(pattern, {})[scaled.name] = model.as_dict()
             result = holdout(usable, scaled.name, scaled.terms).as_dict()
             result["target"] = scaled.target
@@ -96,4 +100,25 @@ def scale_document(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 value, low, high = model.predict({"pods": services * replicas, "services": services})
                 projection.setdefault(str(services), {}).setdefault(pattern, {})[scaled.name] = {
                     "predicted": round(value, 3), "band": [round(low, 3), round(high, 3)]}
-    return {"points": list(points), "fits": fits, "holdout": held, "projection": projection}
+    return {"points": list(points), "fits": fits, "holdout": held, "projection": projection, "crossovers": crossovers(models, replicas)}
+
+
+def crossovers(models: dict[tuple[str, str], Fit], replicas: float) -> list[dict[str, Any]]:
+    """Per fitted figure, where the sidecar pattern's line crosses each other pattern's, in
+    services (replicas pods each) from 1 up to the largest projection: the size from which
+    the order of the two flips, or None if it does not up there."""
+    out = []
+    for (pattern, name), side in models.items():
+        if pattern != "sidecar":
+            continue
+        for (other, other_name), model in models.items():
+            if other_name != name or other in ("sidecar", "none"):
+                continue
+
+            def counts(services: int) -> dict[str, float]:
+                return {"pods": services * replicas, "services": services}
+
+            first = side.predict(counts(1))[0] - model.predict(counts(1))[0]
+            out.append({"figure": name, "a": "sidecar", "b": other, "a_below_at_1": first < 0,
+                        "crosses_at_services": crossover(side, model, counts, 1, max(PROJECT_TO))})
+    return out

@@ -74,3 +74,16 @@ def test_scale_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, c
     assert main(["scale", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_crossovers_between_the_sidecar_and_the_node_lines() -> None:
+    # Sidecar memory 5 MiB per pod against a node agent's 30 MiB per node plus 0.5 per pod (3 nodes).
+    def e(pattern: str, services: int) -> dict:
+        pods = 2 * services
+        mib = 5.0 * pods if pattern == "sidecar" else 90.0 + 0.5 * pods
+        return {"pattern": pattern, "nodes": 3, "app_pods": pods, "agent_memory_mib_total": mib}
+
+    doc = scale_document([point(e(p, s), s) for p in ("sidecar", "daemonset") for s in SIZES])
+    cross = next(c for c in doc["crossovers"] if c["figure"] == "agent_memory_mib_total")
+    # 10 s = 90 + s at s = 10: from 10 services on the sidecars hold no less memory.
+    assert cross == {"figure": "agent_memory_mib_total", "a": "sidecar", "b": "daemonset", "a_below_at_1": True, "crosses_at_services": 10}
