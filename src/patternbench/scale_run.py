@@ -20,6 +20,7 @@ from patternbench.experiment import run_matrix, start_run
 from patternbench.operate.kube import node_capacities
 from patternbench.progress import Progress
 from patternbench.results.report import write_report
+from patternbench.results.scale_report import write_scale_report
 from patternbench.scale_points import point, scale_document
 from patternbench.specs.agents import AGENTS, AgentKind
 from patternbench.specs.cases import Case, Profile
@@ -71,4 +72,5 @@ def run_scale(provider: Any, patterns: list[Pattern], sizes: list[int], replicas
         (run_dir / SCALE).write_text(json.dumps({"points": points}, indent=1))
     doc = scale_document(points)
     (run_dir / SCALE).write_text(json.dumps(doc, indent=1))
+    write_scale_report(doc, run_dir)
     return run_dir

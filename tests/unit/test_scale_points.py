@@ -87,3 +87,16 @@ def test_crossovers_between_the_sidecar_and_the_node_lines() -> None:
     cross = next(c for c in doc["crossovers"] if c["figure"] == "agent_memory_mib_total")
     # 10 s = 90 + s at s = 10: from 10 services on the sidecars hold no less memory.
     assert cross == {"figure": "agent_memory_mib_total", "a": "sidecar", "b": "daemonset", "a_below_at_1": True, "crosses_at_services": 10}
+
+
+def test_the_scale_report_shows_points_holdout_projection_and_crossovers(tmp_path) -> None:
+    from patternbench.results.scale_report import write_scale_report
+
+    doc = scale_document([point(entry(p, s, t), s) for p in ("sidecar", "daemonset") for s in SIZES for t in (1, 2)])
+    text = write_scale_report(doc, tmp_path).read_text()
+    assert text.startswith("# At scale")
+    for heading in ("## Measured", "## The largest size, held out", "## Projection", "## Where the lines cross"):
+        assert heading in text
+    assert "| sidecar | 48 | 96 | 288 / 0 |" in text  # the means of the two trials at 48 services
+    assert "| 1000 | sidecar | containers_total | 6000" in text
+    assert (tmp_path / "scale.png").stat().st_size > 10_000
