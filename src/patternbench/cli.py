@@ -233,8 +233,10 @@ def cmd_scale(args: argparse.Namespace, progress: Progress) -> int:
         for name, held in figures.items():
             err = "n/a" if held["error"] is None else f"{held['error']:+.1%}"
             progress.say(f"   held out {held['services']:g} services, {pattern:<11} {name:<40} predicted {held['predicted']:.3g} measured {held['measured']:.3g} ({err})")
+    for where, problems in doc.get("failed_claims", {}).items():
+        progress.say(f"   claim failed at {where}: {'; '.join(problems)}")
     print(run_dir / SCALE)
-    return 0
+    return 1 if doc.get("failed_claims") else 0
 
 
 def cmd_undeploy(args: argparse.Namespace, progress: Progress) -> int:

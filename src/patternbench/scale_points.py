@@ -84,16 +84,22 @@ def scale_document(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
     projection: dict[str, dict[str, Any]] = {}
     replicas = 2.0
     for pattern in dict.fromkeys(p["pattern"] for p in points):
-        mine = [p for p in points if p["pattern"] == pattern]
+        mine = [p for p in points if p["pattern"] == pattern and p.get("pods")]
+        if not mine:
+            continue
         replicas = mine[0]["pods"] / mine[0]["services"]  # the same at every size of a scale run
         for scaled in SCALE_FIGURES:
             usable = [p for p in mine if p.get(scaled.name) is not None]
             if len({p["services"] for p in usable}) < len(scaled.terms) + 1:
                 continue  # too few sizes measured to fit and hold one out
-            model = fit(usable, scaled.name, scaled.terms)
+            try:
+                model = fit(usable, scaled.name, scaled.terms)
+                result = holdout(usable, scaled.name, scaled.terms).as_dict()
+            except UsageError as exc:  # the points cannot be fitted (a count that never moved): said in the document
+                fits.setdefault(pattern, {})[scaled.name] = {"figure": scaled.name, "error": str(exc)}
+                continue
             models[pattern, scaled.name] = model
             fits.setdefault(pattern, {})[scaled.name] = model.as_dict()
-            result = holdout(usable, scaled.name, scaled.terms).as_dict()
             result["target"] = scaled.target
             held.setdefault(pattern, {})[scaled.name] = result
             for services in PROJECT_TO:
@@ -118,7 +124,7 @@ def crossovers(models: dict[tuple[str, str], Fit], replicas: float) -> list[dict
             def counts(services: int) -> dict[str, float]:
                 return {"pods": services * replicas, "services": services}
 
-            first = side.predict(counts(1))[0] - model.predict(counts(1))[0]
+            first = side.value(counts(1)) - model.value(counts(1))
             out.append({"figure": name, "a": "sidecar", "b": other, "a_below_at_1": first < 0,
                         "crosses_at_services": crossover(side, model, counts, 1, max(PROJECT_TO))})
     return out

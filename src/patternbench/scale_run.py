@@ -62,15 +62,23 @@ def run_scale(provider: Any, patterns: list[Pattern], sizes: list[int], replicas
     meta.update({"scale": {"sizes": sizes, "replicas": replicas, "depth": depth, "patterns": [p.value for p in patterns]}})
     (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
     points: list[dict[str, Any]] = []
-    for i, services in enumerate(sizes, 1):
-        topology = layered(services, replicas, depth)
-        with progress.step(f"size {i}/{len(sizes)}: {services} services x {replicas} pods"):
-            size_dir = run_matrix(provider, topology, cases, profile, run_dir, progress, run_id=size_dir_name(services))
-            summary = write_report(size_dir)
-        for entry in summary["cases"].values():
-            points += [point(trial, services) for trial in entry.get("trials") or [entry]]
-        (run_dir / SCALE).write_text(json.dumps({"points": points}, indent=1))
-    doc = scale_document(points)
-    (run_dir / SCALE).write_text(json.dumps(doc, indent=1))
-    write_scale_report(doc, run_dir)
+    failed: dict[str, list[str]] = {}
+    try:
+        for i, services in enumerate(sizes, 1):
+            topology = layered(services, replicas, depth)
+            with progress.step(f"size {i}/{len(sizes)}: {services} services x {replicas} pods"):
+                size_dir = run_matrix(provider, topology, cases, profile, run_dir, progress, run_id=size_dir_name(services))
+                summary = write_report(size_dir)
+            failed.update({f"{services} services, {case}": problems for case, problems in summary["failed_claims"].items()})
+            for entry in summary["cases"].values():
+                points += [point(trial, services) for trial in entry.get("trials") or [entry]]
+            (run_dir / SCALE).write_text(json.dumps({"points": points}, indent=1))
+    finally:
+        # Interrupted or not, what was measured is fitted and reported (the fits skip a
+        # figure with too few sizes).
+        if points:
+            doc = scale_document(points)
+            doc["failed_claims"] = failed
+            (run_dir / SCALE).write_text(json.dumps(doc, indent=1))
+            write_scale_report(doc, run_dir)
     return run_dir

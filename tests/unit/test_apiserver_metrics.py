@@ -59,3 +59,9 @@ def test_figures_between_from_the_two_scrapes() -> None:
     refused = {**end, "error": "ApiException: (403) Forbidden"}
     refused.pop("text")
     assert figures_between([start, refused], STEADY) == {"error": "ApiException: (403) Forbidden"}
+
+
+def test_a_bad_scrape_is_an_error_in_the_figures_not_a_lost_report() -> None:
+    start = {"label": STEADY[0], "t": 100.0, "text": SCRAPE}
+    same_time = {"label": STEADY[1], "t": 100.0, "text": SCRAPE}
+    assert "error" in figures_between([start, same_time], STEADY)

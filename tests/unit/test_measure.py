@@ -384,12 +384,13 @@ def test_pod_start_from_the_api_servers_stamps() -> None:
     from patternbench.measure import pod_start_s
 
     records = [
-        {"pod": "a", "role": "app", "created": 100.0, "ready_since": None},
-        {"pod": "a", "role": "app", "created": 100.0, "ready_since": 103.0},
-        {"pod": "a", "role": "app", "created": 100.0, "ready_since": 109.0},  # ready again later: the first counts
-        {"pod": "b", "role": "app", "created": 100.0, "ready_since": 101.0},
-        {"pod": "c", "role": "app", "created": 100.0, "ready_since": 100.0},
-        {"pod": "m", "role": "agent", "created": 100.0, "ready_since": 150.0},
+        {"pod": "a", "role": "app", "ready": False, "created": 100.0, "ready_since": None},
+        {"pod": "a", "role": "app", "ready": False, "created": 100.0, "ready_since": 100.0},  # Ready=False since creation
+        {"pod": "a", "role": "app", "ready": True, "created": 100.0, "ready_since": 103.0},
+        {"pod": "a", "role": "app", "ready": True, "created": 100.0, "ready_since": 109.0},  # ready again later: the first counts
+        {"pod": "b", "role": "app", "ready": True, "created": 100.0, "ready_since": 101.0},
+        {"pod": "c", "role": "app", "ready": True, "created": 100.0, "ready_since": 100.0},
+        {"pod": "m", "role": "agent", "ready": True, "created": 100.0, "ready_since": 150.0},
     ]
     assert pod_start_s(records) == {"p50": 1.0, "p99": 3.0, "pods": 3}
-    assert pod_start_s([{"pod": "x", "role": "app", "ready_since": 5.0}]) is None  # no creation stamp (older records)
+    assert pod_start_s([{"pod": "x", "role": "app", "ready": True, "ready_since": 5.0}]) is None  # no creation stamp (older records)

@@ -71,8 +71,18 @@ def parse_metrics(text: str) -> ApiServerSnapshot:
     return ApiServerSnapshot(dict(watchers), dict(events), dict(sizes), dict(requests), cpu, rss, objects, storage)
 
 
+def _delta(start: dict[str, float], end: dict[str, float]) -> dict[str, float]:
+    """What each counter gained (a counter that went down, the API server restarted: from 0)."""
+    out = {}
+    for k, v in sorted(end.items()):
+        gained = v - start.get(k, 0.0) if v >= start.get(k, 0.0) else v
+        if gained > 0:
+            out[k] = gained
+    return out
+
+
 def _per_s(start: dict[str, float], end: dict[str, float], seconds: float) -> dict[str, float]:
-    return {k: round(max(0.0, v - start.get(k, 0.0)) / seconds, 3) for k, v in sorted(end.items()) if v - start.get(k, 0.0) > 0}
+    return {k: round(v / seconds, 3) for k, v in _delta(start, end).items()}
 
 
 def phase_figures(start: ApiServerSnapshot, end: ApiServerSnapshot, seconds: float) -> dict[str, Any]:
@@ -82,7 +92,7 @@ def phase_figures(start: ApiServerSnapshot, end: ApiServerSnapshot, seconds: flo
         raise ValueError(f"a phase of {seconds} s")
     return {
         "watchers": dict(sorted(end.watchers.items())),
-        "watch_events": {k: round(v * seconds) for k, v in _per_s(start.watch_events, end.watch_events, seconds).items()},
+        "watch_events": {k: int(v) for k, v in _delta(start.watch_events, end.watch_events).items()},
         "watch_events_per_s": _per_s(start.watch_events, end.watch_events, seconds),
         "watch_kib_per_s": {k: round(v / 1024, 3) for k, v in _per_s(start.watch_bytes, end.watch_bytes, seconds).items()},
         "requests_per_s": _per_s(start.requests, end.requests, seconds),
@@ -103,6 +113,9 @@ def figures_between(records: list[dict[str, Any]], labels: tuple[str, str]) -> d
     errors = [r["error"] for r in (start, end) if "error" in r]
     if errors:
         return {"error": errors[0]}
-    figures = phase_figures(parse_metrics(start["text"]), parse_metrics(end["text"]), end["t"] - start["t"])
+    try:
+        figures = phase_figures(parse_metrics(start["text"]), parse_metrics(end["text"]), end["t"] - start["t"])
+    except ValueError as exc:  # a scrape that does not parse, a phase of no length: said, not fatal to the report
+        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
     figures["seconds"] = round(end["t"] - start["t"], 2)
     return figures

@@ -116,7 +116,9 @@ def pod_start_s(pod_records: list[Record], role: str = "app") -> dict[str, float
     saw become ready; a sidecar adds a container every pod must start before it is Ready."""
     starts: dict[str, float] = {}
     for r in pod_records:
-        if r.get("role") == role and r.get("created") is not None and r.get("ready_since") is not None:
+        # ready_since is the Ready condition's last transition, to False as well: only a
+        # record that is ready dates the start.
+        if r.get("role") == role and r.get("ready") and r.get("created") is not None and r.get("ready_since") is not None:
             starts.setdefault(r["pod"], max(0.0, r["ready_since"] - r["created"]))
     if not starts:
         return None

@@ -72,6 +72,8 @@ def plot(doc: dict[str, Any], path: Path) -> Path | None:
     if plt is None or not points:
         return None
     names = [f.name for f in SCALE_FIGURES if any(p.get(f.name) is not None for p in points)]
+    if not names:
+        return None
     fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.6 * len(names)), squeeze=False)
     largest = max(p["services"] for p in points)
     for ax, name in zip(axes[:, 0], names):
