@@ -34,6 +34,8 @@ def test_phase_figures_are_rates_over_the_phase_and_gauges_at_its_end() -> None:
     assert got["watch_events_per_s"] == {"endpointslices": 5.0} and got["watch_events"] == {"endpointslices": 300}
     assert got["cpu_cores"] == pytest.approx(0.05)
     assert got["watchers"]["endpointslices"] == 15
+    dipped = replace(start, watchers={**start.watchers, "endpointslices": 11})  # a watch re-opening at the end's scrape
+    assert phase_figures(start, dipped, 60.0)["watchers"]["endpointslices"] == 12
     assert got["requests_per_s"] == {}  # no counter moved
     restarted = replace(start, cpu_s=1.5)
     assert phase_figures(start, restarted, 10.0)["cpu_cores"] == pytest.approx(0.15)
