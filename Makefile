@@ -5,7 +5,7 @@ PB      := $(BIN)/patternbench
 PYTEST  := $(BIN)/python -m pytest
 RESULTS ?= results
 
-.PHONY: setup test test-unit experiment study plan nightly bench clean cluster-up cluster-down
+.PHONY: setup test test-unit experiment study scale plan nightly bench clean cluster-up cluster-down
 
 ## setup: host packages, the Python venv, Kubernetes/etcd/CoreDNS built into ~/.cache/patternbench
 setup:
@@ -39,6 +39,11 @@ study: setup
 ## plan: what `make experiment` would run and how long it should take, without a cluster
 plan:
 	$(PB) run $(EXPERIMENT_ARGS) --results $(RESULTS) --plan
+
+## scale: the patterns at 3, 6, 12, 24 and 48 services (generated topologies), each size's
+## mesh-agent upgrade under load; scale.json with fits, the held-out largest size, projections
+scale: setup
+	$(PB) scale --results $(RESULTS)
 
 ## nightly: what the nightly workflow does, on the local provider: the matrix (short profile),
 ## then every figure against baselines/local.json (exit 1 on a regression)

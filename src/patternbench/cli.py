@@ -28,10 +28,11 @@ from patternbench.results.durations import CALIBRATION_S, CLUSTER_UP_S, DEFAULT_
 from patternbench.results.report import write_report
 from patternbench.results.rundir import REPORT, RUN, check_writable
 from patternbench.results.verdicts import Thresholds
-from patternbench.run_options import PROVIDER_OPTIONS, RUN_OPTIONS, RunPlan, add_options, provider_options, resolve_run
+from patternbench.run_options import PROVIDER_OPTIONS, RUN_OPTIONS, RunPlan, add_options, profile_of, provider_options, resolve_run
+from patternbench.scale_points import DEFAULT_SCALE_PATTERNS, DEFAULT_SIZES, parse_sizes
 from patternbench.specs.cases import Case, interleave
 from patternbench.specs.faults import FAULTS, check_fault
-from patternbench.specs.generated_topology import choose_topology
+from patternbench.specs.generated_topology import MAX_DEPTH, MAX_REPLICAS, choose_topology, layered, parse_count
 from patternbench.specs.patterns import pattern_spec
 from patternbench.specs.topology import Pattern, load_topology, parse_agents
 
@@ -91,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the experiments: every pattern x agent under load, upgraded; a report at the end")
     _provider_args(run)
     add_options(run.add_argument, RUN_OPTIONS)
+    scale = sub.add_parser("scale", help="the patterns at growing sizes (generated topologies): per size and pattern a mesh-agent upgrade under load; scale.json with the fits, the held-out largest size and the projection to 1000 services")
+    _provider_args(scale)
+    scale.add_argument("--pattern", action="append", help=f"only this pattern (repeatable; default {', '.join(DEFAULT_SCALE_PATTERNS)})")
+    scale.add_argument("--services", default=DEFAULT_SIZES, metavar="N1,N2,...", help=f"the sizes, rising, at least three (default {DEFAULT_SIZES})")
+    scale.add_argument("--replicas", default="2", metavar="R", help="pods per service (default 2)")
+    scale.add_argument("--depth", default="2", metavar="D", help="levels below the entry: the calls each request makes (default 2)")
+    scale.add_argument("--profile", default="short", help="phase lengths and load (default short)")
+    scale.add_argument("--duration", type=float, help="seconds of load before and after each upgrade (overrides the profile)")
+    scale.add_argument("--results", type=Path, default=Path("results"), help="where runs are written (default: results)")
+    scale.add_argument("--keep-cluster", action="store_true", help="leave a cluster this command brought up running")
     report = sub.add_parser("report", help="rebuild summary.json, report.md and plots from a run's raw records")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--slo-ms", default=None, metavar="MS", help="re-measure downtime with this deadline instead of the run's")
@@ -201,6 +212,33 @@ def cmd_deploy(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
+def cmd_scale(args: argparse.Namespace, progress: Progress) -> int:
+    from patternbench.scale_run import SCALE, run_scale  # brings the kubernetes client: kept off the CLI's start
+
+    patterns = [Pattern.parse(p, "--pattern") for p in (args.pattern or DEFAULT_SCALE_PATTERNS)]
+    sizes = parse_sizes(args.services)
+    replicas = parse_count(args.replicas, "--replicas", 1, MAX_REPLICAS)
+    depth = parse_count(args.depth, "--depth", 1, MAX_DEPTH)
+    profile = profile_of(args.profile, args.duration, None, None, None)
+    for services in sizes:
+        topology = layered(services, replicas, depth)
+        for pattern in patterns:
+            pattern_spec(pattern).check(topology)
+    check_writable(args.results)
+    provider = get_provider(args.provider, _options(args), progress)
+    with cluster_for(args, provider, is_up(provider), progress):
+        run_dir = run_scale(provider, patterns, sizes, replicas, depth, profile, args.results, progress)
+    doc = json.loads((run_dir / SCALE).read_text())
+    for pattern, figures in doc["holdout"].items():
+        for name, held in figures.items():
+            err = "n/a" if held["error"] is None else f"{held['error']:+.1%}"
+            progress.say(f"   held out {held['services']:g} services, {pattern:<11} {name:<40} predicted {held['predicted']:.3g} measured {held['measured']:.3g} ({err})")
+    for where, problems in doc.get("failed_claims", {}).items():
+        progress.say(f"   claim failed at {where}: {'; '.join(problems)}")
+    print(run_dir / SCALE)
+    return 1 if doc.get("failed_claims") else 0
+
+
 def cmd_undeploy(args: argparse.Namespace, progress: Progress) -> int:
     from kubernetes import config as kube_config  # brings the kubernetes client: kept off the CLI's start
 
@@ -266,17 +304,11 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
     provider = get_provider(args.provider, _options(args), progress)
     check_provider_faults(cases, provider)
     started = time.monotonic()
-    brought_up = False
-    up = not provider.capabilities.creates_cluster or (isinstance(provider, KnowsIfUp) and provider.is_up())
+    up = is_up(provider)
     for line in plan_text(trials, estimates, profile, 0.0 if up else CLUSTER_UP_S, extra):
         progress.say(line)
     eta = Eta(trials, estimates, extra_s=extra.get("deployments shared by trials", 0.0))  # the trials alone: run.json compares them
-    if not up:
-        if args.provider != "local":
-            raise UsageError(f"the {args.provider} cluster is not up: run `patternbench cluster up --provider {args.provider}` first")
-        provider.create()
-        brought_up = True
-    try:
+    with cluster_for(args, provider, up, progress):
         if args.calibrate:
             from patternbench.cluster_calibration import CLUSTER_KINDS  # brings the kubernetes client: kept off the CLI's start
 
@@ -286,12 +318,6 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
         run_dir = run_matrix(provider, topology, cases, profile, args.results, progress, repeat=plan.repeat, fault_repeat=fault_repeat, eta=eta, share_deployments=share)
         if plan.sweep:
             sweep_after(provider, topology, plan.patterns or list(Pattern), plan.sweep, run_dir, progress)
-    finally:
-        if brought_up and not args.keep_cluster:
-            with progress.step("take the local cluster down"):
-                provider.delete()
-        elif brought_up:
-            progress.say(f"cluster kept: export KUBECONFIG={provider.kubeconfig()}")
     summary = write_report(run_dir, Thresholds(max_failed_requests=args.max_failed_requests))
     elapsed = time.monotonic() - started
     took = run_durations(run_dir)
@@ -303,6 +329,29 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
         progress.say(f"   claim failed in {case}: {'; '.join(problems)}")
     print(run_dir / REPORT)
     return 1 if summary["failed_claims"] else 0
+
+
+def is_up(provider: Any) -> bool:
+    """Whether the provider's cluster is there already (one it does not create always is)."""
+    return not provider.capabilities.creates_cluster or (isinstance(provider, KnowsIfUp) and provider.is_up())
+
+
+@contextmanager
+def cluster_for(args: argparse.Namespace, provider: Any, up: bool, progress: Progress) -> Iterator[None]:
+    """The cluster for one command: brought up if it is not (the local provider only), and
+    taken down again afterwards, whatever happened, unless --keep-cluster."""
+    if not up and args.provider != "local":
+        raise UsageError(f"the {args.provider} cluster is not up: run `patternbench cluster up --provider {args.provider}` first")
+    if not up:
+        provider.create()
+    try:
+        yield
+    finally:
+        if not up and not args.keep_cluster:
+            with progress.step("take the local cluster down"):
+                provider.delete()
+        elif not up:
+            progress.say(f"cluster kept: export KUBECONFIG={provider.kubeconfig()}")
 
 
 def sweep_after(provider: object, topology: object, patterns: list, rates: list[float], run_dir: Path, progress: Progress) -> None:
@@ -344,16 +393,8 @@ def cmd_calibrate(args: argparse.Namespace, progress: Progress) -> int:
         if args.provider != "local":
             raise UsageError("calibrate --target cluster injects with iptables on this machine: it needs --provider local")
         provider = get_provider("local", _options(args), progress)
-        brought_up = False
-        if not provider.is_up():  # type: ignore[attr-defined]
-            provider.create()
-            brought_up = True
-        try:
+        with cluster_for(args, provider, is_up(provider), progress):
             doc = calibrate_on_cluster(provider, kinds, lengths, slo_ms, progress)
-        finally:
-            if brought_up and not args.keep_cluster:
-                with progress.step("take the local cluster down"):
-                    provider.delete()
     else:
         kinds = calibration.parse_kinds(args.kinds or ",".join(calibration.KINDS))
         rows = calibrate_local(kinds, lengths, slo_ms, progress=progress)
@@ -407,7 +448,7 @@ def cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
-COMMANDS = {"setup": cmd_setup, "cluster": cmd_cluster, "images": cmd_images, "deploy": cmd_deploy, "undeploy": cmd_undeploy, "run": cmd_run, "report": cmd_report, "calibrate": cmd_calibrate, "compare": cmd_compare, "baseline": cmd_baseline, "clean": cmd_clean}
+COMMANDS = {"setup": cmd_setup, "cluster": cmd_cluster, "images": cmd_images, "deploy": cmd_deploy, "undeploy": cmd_undeploy, "run": cmd_run, "scale": cmd_scale, "report": cmd_report, "calibrate": cmd_calibrate, "compare": cmd_compare, "baseline": cmd_baseline, "clean": cmd_clean}
 
 
 class Terminated(KeyboardInterrupt):

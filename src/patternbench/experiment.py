@@ -20,6 +20,8 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 from patternbench.cluster.provider import abilities
 from patternbench.errors import UsageError
 from patternbench.load.runner import LoadProcess
+from patternbench.measure.apiserver import STEADY, UPGRADE
+from patternbench.observe.apiserver import ApiServerScrapes
 from patternbench.observe.endpoints import EndpointSliceWatcher
 from patternbench.observe.host import ConntrackEvents, KernelLog, LogSlices, MetricsSnapshots, PressureSampler, SchedSampler
 from patternbench.observe.logsink import sink_mark, sink_stats
@@ -35,6 +37,7 @@ from patternbench.render import agent_cpu_requested_m
 from patternbench.results.durations import Eta, minutes
 from patternbench.results.report import write_report
 from patternbench.results.rundir import (
+    APISERVER,
     CALIBRATION,
     CASE,
     CONNTRACK_EVENTS,
@@ -157,6 +160,7 @@ def run_case(
     able = abilities(provider)
     watcher = PodWatcher(api, namespaces, out_dir / PODS).start()
     sampler = ResourceSampler(api, namespaces, out_dir / RESOURCES).start()
+    apiserver = ApiServerScrapes(api, out_dir / APISERVER)
     # Evidence for every failed request (attribution.py): what the Service offered, the
     # host's view of each new connection, its proxies' logs and its CPU pressure.
     evidence: list[Any] = []
@@ -188,7 +192,9 @@ def run_case(
         time.sleep(profile.warmup_s)
         phase["name"] = "before"
         timeline.mark("before")
-        time.sleep(profile.before_s)
+        took = apiserver.take(STEADY[0])
+        time.sleep(max(0.0, profile.before_s - took))
+        apiserver.take(STEADY[1])
         (out_dir / PODS_BEFORE).write_text(json.dumps(app_pods(core, run.app_namespace)))
         if case.fault:
             phase["name"] = "fault"
@@ -196,9 +202,11 @@ def run_case(
                 run_fault(provider, api, topology, case, run, profile, out_dir, timeline.mark)
         elif case.agent:
             phase["name"] = "upgrade"
+            apiserver.take(UPGRADE[0])
             timeline.mark("upgrade_start", agent=case.agent, versions=list(versions))
             with progress.step(f"[{case.id}] upgrade the {case.agent} agent {versions[0]} -> {versions[1]}" + strategy(case.upgrade).step_suffix):
                 run_upgrade(UpgradeJob(api, topology, case, run, profile, out_dir, timeline.mark, to_version=versions[1]))
+            apiserver.take(UPGRADE[1])
         phase["name"] = "after"
         timeline.mark("after")
         time.sleep(profile.after_s)

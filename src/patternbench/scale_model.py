@@ -32,6 +32,10 @@ class Fit:
     points: int
     boot: np.ndarray  # bootstrap coefficient draws, one row per draw (for prediction bands)
 
+    def value(self, counts: Point) -> float:
+        """The fit's prediction alone."""
+        return float(np.dot(self.coef, design([counts], self.terms)[0]))
+
     def predict(self, counts: Point) -> tuple[float, float, float]:
         """(prediction, band low, band high): the fit and the 95 % band of its bootstrap draws."""
         x = design([counts], self.terms)[0]
@@ -70,15 +74,16 @@ def fit(points: Sequence[Point], figure: str, terms: Sequence[str], seed: int = 
     x = design(usable, terms)
     y = np.array([float(p[figure]) for p in usable])
     coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    if np.linalg.matrix_rank(x) < len(terms):
+        raise UsageError(f"scale model: {figure}'s points cannot tell {', '.join(terms)} apart (a count that never changes?)")
     rng = np.random.default_rng(seed)
     boot = []
-    while len(boot) < draws:
+    for _ in range(50 * draws):  # a draw that repeats too few distinct points is drawn again
+        if len(boot) == draws:
+            break
         idx = rng.integers(0, len(usable), len(usable))
-        if np.linalg.matrix_rank(x[idx]) < len(terms):
-            if len(set(idx.tolist())) == len(usable):
-                break  # the design itself is rank-deficient: no draw can be better
-            continue
-        boot.append(np.linalg.lstsq(x[idx], y[idx], rcond=None)[0])
+        if np.linalg.matrix_rank(x[idx]) == len(terms):
+            boot.append(np.linalg.lstsq(x[idx], y[idx], rcond=None)[0])
     table = np.array(boot) if boot else coef[np.newaxis, :]
     low, high = np.percentile(table, 2.5, axis=0), np.percentile(table, 97.5, axis=0)
     return Fit(figure, tuple(terms), tuple(map(float, coef)), tuple(map(float, low)), tuple(map(float, high)), len(usable), table)
@@ -120,11 +125,12 @@ def holdout(points: Sequence[Point], figure: str, terms: Sequence[str], size_key
 
 
 def crossover(a: Fit, b: Fit, counts_at: Callable[[int], Point], start: int, upto: int) -> int | None:
-    """The first size from `start` to `upto` at which the order of a's and b's predictions
-    flips (counts_at gives a size's counts: pods, nodes, ...); None if it never does."""
+    """The first size from `start` to `upto` at which the order of a's and b's predictions no
+    longer holds (they meet or swap; counts_at gives a size's counts: pods, nodes, ...); None
+    if it holds throughout."""
     def order(size: int) -> float:
         counts = counts_at(size)
-        return float(np.sign(a.predict(counts)[0] - b.predict(counts)[0]))
+        return float(np.sign(a.value(counts) - b.value(counts)))
 
     first = order(start)
     for size in range(start + 1, upto + 1):

@@ -378,3 +378,19 @@ def test_an_error_answer_is_kept_with_its_failure_and_shown_in_the_report(tmp_pa
     summary = {"failures_by_cause": entry["failures_by_cause"], "cases": {"daemonset-mesh": {**entry, "trials": [{**entry, "trial": 2}]}}}
     text = "\n".join(causes_text(summary))
     assert '- daemonset-mesh (trial 2), probe at 0.5 s, HTTP 502: `{"service": "frontend", "downstream": [{"service": "orders", "error": "EOF"}]}`' in text
+
+
+def test_pod_start_from_the_api_servers_stamps() -> None:
+    from patternbench.measure import pod_start_s
+
+    records = [
+        {"pod": "a", "role": "app", "ready": False, "created": 100.0, "ready_since": None},
+        {"pod": "a", "role": "app", "ready": False, "created": 100.0, "ready_since": 100.0},  # Ready=False since creation
+        {"pod": "a", "role": "app", "ready": True, "created": 100.0, "ready_since": 103.0},
+        {"pod": "a", "role": "app", "ready": True, "created": 100.0, "ready_since": 109.0},  # ready again later: the first counts
+        {"pod": "b", "role": "app", "ready": True, "created": 100.0, "ready_since": 101.0},
+        {"pod": "c", "role": "app", "ready": True, "created": 100.0, "ready_since": 100.0},
+        {"pod": "m", "role": "agent", "ready": True, "created": 100.0, "ready_since": 150.0},
+    ]
+    assert pod_start_s(records) == {"p50": 1.0, "p99": 3.0, "pods": 3}
+    assert pod_start_s([{"pod": "x", "role": "app", "ready": True, "ready_since": 5.0}]) is None  # no creation stamp (older records)

@@ -63,3 +63,9 @@ def test_too_few_points_or_unknown_terms_are_errors() -> None:
         fit([{"pods": 1, "nodes": 1, "y": 1.0}], "y", ["1", "pods", "nodes"])
     with pytest.raises(UsageError, match="needs 'nodes'"):
         fit([{"pods": 1, "y": 1.0}, {"pods": 2, "y": 2.0}], "y", ["1", "nodes"])
+
+
+def test_a_design_that_cannot_be_fitted_is_an_error_not_a_hang() -> None:
+    same_nodes = [{"pods": p, "nodes": 3, "y": float(p)} for p in (6, 12, 24)]
+    with pytest.raises(UsageError, match="cannot tell"):
+        fit(same_nodes, "y", ["1", "pods", "nodes"])

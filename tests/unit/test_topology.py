@@ -147,3 +147,17 @@ def test_capacity_check_refuses_what_cannot_be_scheduled() -> None:
 def test_yaml_roundtrip_of_the_default_file() -> None:
     text = yaml.safe_dump(GOOD)
     assert parse_topology(yaml.safe_load(text)).app_pods == 5
+
+
+@pytest.mark.parametrize("pattern,mesh,log", [
+    (Pattern.NONE, 0, 0), (Pattern.SIDECAR, 6, 6), (Pattern.DAEMONSET, 3, 3), (Pattern.HYBRID, 6, 3),
+    (Pattern.AMBIENT, 3 + 3 * 2, 3), (Pattern.AMBIENT_L4, 3, 3),
+])
+def test_running_instances_per_kind(pattern: Pattern, mesh: int, log: int) -> None:
+    from patternbench.specs.agents import AgentKind
+    from patternbench.specs.patterns import pattern_spec
+
+    topology = load_topology()  # 3 services x 2 pods, on 3 nodes: per pod 6, per node 3, waypoints 3 x 2
+    assert pattern_spec(pattern).running(AgentKind.MESH, topology, 3) == mesh
+    assert pattern_spec(pattern).running(AgentKind.LOG, topology, 3) == log
+    assert pattern_spec(pattern).running(AgentKind.MESH, topology.with_agents(Agents(mesh=False)), 3) == 0

@@ -1,7 +1,8 @@
 """Pod events on the run's timeline: created, deleted, readiness flips, restartCount changes.
 
-`t` is when the watch delivered the event; the times the API server stamped (`ready_since`,
-the Ready condition's last transition, and `deleted_at`, both wall clock, 1 s resolution)
+`t` is when the watch delivered the event; the times the API server stamped (`created`,
+`ready_since`, the Ready condition's last transition, and `deleted_at`, all wall clock, 1 s
+resolution)
 say when the pod changed, which a late delivery would otherwise hide.
 """
 
@@ -36,6 +37,7 @@ def pod_record(event_type: str, pod: client.V1Pod) -> dict[str, Any]:
         "deleting": pod.metadata.deletion_timestamp is not None,
         "ip": pod.status.pod_ip,
         "ready_since": since.timestamp() if since is not None else None,
+        "created": pod.metadata.creation_timestamp.timestamp() if pod.metadata.creation_timestamp else None,
         # deletionTimestamp is when the grace period ends; less the grace: when it was deleted.
         "deleted_at": (pod.metadata.deletion_timestamp.timestamp() - (pod.metadata.deletion_grace_period_seconds or 0)) if pod.metadata.deletion_timestamp else None,
         "restarts": {c.name: c.restart_count for c in statuses},

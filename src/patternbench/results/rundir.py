@@ -24,6 +24,7 @@ PODS = "pods.jsonl"  # the pod watch
 PODS_BEFORE = "pods-before.json"  # app pods and restart counts before the upgrade
 PODS_AFTER = "pods-after.json"  # ... and after it
 RESOURCES = "resources.jsonl"  # container CPU and memory samples (metrics API)
+APISERVER = "apiserver.jsonl"  # the API server's /metrics at the steady phase's start and end
 ROLLOUTS = "rollouts.jsonl"  # each rollout status as it changed
 ENDPOINTS = "endpoints.jsonl"  # the EndpointSlice watch
 PRESSURE = "pressure.jsonl"  # host CPU pressure samples

@@ -16,7 +16,9 @@ from patternbench import measure
 from patternbench.load.conntrack import bindings
 from patternbench.load.runner import read_jsonl
 from patternbench.measure import attribution
+from patternbench.measure.apiserver import STEADY, UPGRADE, figures_between
 from patternbench.results.rundir import (
+    APISERVER,
     CASE,
     CONNTRACK_EVENTS,
     DEPLOYMENT,
@@ -217,6 +219,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     before, after = _read_json(case_dir / PODS_BEFORE, unreadable), _read_json(case_dir / PODS_AFTER, unreadable)
     entry.update(measure.pod_changes(before, after) if before is not None and after is not None else {"app_pods_recreated": None, "app_container_restarts": None})
     entry["app_pods"] = deployment.get("app_pods")
+    entry["app_pod_start_s"] = measure.pod_start_s(pods)
     entry["containers_total"] = deployment.get("containers_live")
     entry["containers_formula"] = deployment.get("containers_formula")
     entry["agent_cpu_requested_m"] = deployment.get("agent_cpu_requested_m")
@@ -230,6 +233,11 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     entry["cpu_wait"] = measure.run_queue_wait(read_jsonl(case_dir / SCHED), pods, start, end) or None
     entry["host_cpu_pressure"] = measure.cpu_pressure(read_jsonl(case_dir / PRESSURE), start, end)
     entry["entry_proxy"] = _entry_proxy(case_dir)
+    # The API server's side over the steady phase (open watches, watch events, its CPU) and
+    # over the upgrade (the endpoint changes it fanned out to every watcher).
+    scrapes = read_jsonl(case_dir / APISERVER)
+    entry["apiserver"] = figures_between(scrapes, STEADY)
+    entry["apiserver_upgrade"] = figures_between(scrapes, UPGRADE)
     per_agent = measure.requests_per_agent(measure.in_window(users, start, end))
     entry["requests_per_agent"] = per_agent
     entry["request_grouping"] = measure.grouping(per_agent)

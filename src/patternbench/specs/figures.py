@@ -84,6 +84,15 @@ FIGURES: dict[str, Figure] = {f.name: f for f in (
     Figure("agent_age_s", "s", ("agent_age_s",), interval=True),
     Figure("app_pods_recreated", "pods", ("app_pods_recreated",), interval=True, claim="lifecycle"),
     Figure("log_lines_lost", "lines", ("log_lines_lost",), baseline="log_lines_lost", tolerance=Tolerance(0, 0.0)),
+    Figure("containers_total", "containers", ("containers_total",)),
+    Figure("upgrade_duration_s", "s", ("upgrade_duration_s",)),
+    Figure("app_pod_start_p50_s", "s", ("app_pod_start_s", "p50")),
+    # The API server's side over the steady phase (measure/apiserver.py): a sidecar mesh
+    # proxy watches EndpointSlices from every pod, a node proxy once per node.
+    Figure("apiserver_endpointslice_watchers", "watches", ("apiserver", "watchers", "endpointslices"), interval=True),
+    Figure("apiserver_endpointslice_events_per_s", "events/s", ("apiserver", "watch_events_per_s", "endpointslices"), interval=True),
+    Figure("apiserver_cpu_cores", "cores", ("apiserver", "cpu_cores"), interval=True),
+    Figure("apiserver_upgrade_endpointslice_events", "events", ("apiserver_upgrade", "watch_events", "endpointslices"), interval=True),
 )}
 
 

@@ -93,6 +93,13 @@ class PatternSpec:
         per_service = len(topology.services) * topology.waypoint_replicas * self.instances(topology.agents, Placement.SERVICE)
         return pods * (1 + self.instances(topology.agents, Placement.POD)) + nodes * self.instances(topology.agents, Placement.NODE) + per_service
 
+    def running(self, kind: AgentKind, topology: Topology, nodes: int) -> int:
+        """How many instances of the agents of one kind run: per pod, per node or per
+        service's own pods (a mesh's instances each watch the EndpointSlices, for one)."""
+        per = {Placement.POD: topology.app_pods, Placement.NODE: nodes, Placement.SERVICE: len(topology.services) * topology.waypoint_replicas}
+        return sum(per[placement] * topology.agents.instances(a) for name, placement in self.placement.items()
+                   if (a := AGENTS[name]).kind is kind)
+
     def proxies(self, mesh: bool = True) -> list[ProxyMode]:
         """The proxy modes a request meets (the mesh agents this pattern places), if the mesh runs."""
         if not mesh:

@@ -1,0 +1,84 @@
+"""`patternbench scale`: the same patterns measured at growing sizes. Per size, a generated
+topology (generated_topology.layered) is deployed once per pattern and each pattern's mesh
+agent is upgraded under load, as one run of the ordinary harness into
+`<run>/services-<N>/` (so every trial has the usual evidence, summary and report); each
+size's trials become points of `<run>/scale.json`, rewritten after every size so an
+interrupted scale run keeps what it measured, then fitted, held out and projected
+(scale_points.scale_document).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes import config as kube_config
+
+from patternbench.experiment import run_matrix, start_run
+from patternbench.operate.kube import node_capacities
+from patternbench.progress import Progress
+from patternbench.results.report import write_report
+from patternbench.results.scale_report import write_scale_report
+from patternbench.scale_points import point, scale_document
+from patternbench.specs.agents import AGENTS, AgentKind
+from patternbench.specs.cases import Case, Profile
+from patternbench.specs.generated_topology import layered
+from patternbench.specs.patterns import Pattern, pattern_spec
+from patternbench.specs.topology import check_capacity
+
+SCALE = "scale.json"
+
+
+def scale_case(pattern: Pattern) -> Case:
+    """The case a size measures for a pattern: its mesh agent's rolling upgrade (the mesh
+    is what watches the API server and sits on the request path); the control for none."""
+    spec = pattern_spec(pattern)
+    mesh = [name for name, agent in AGENTS.items() if agent.kind is AgentKind.MESH and spec.runs(name)]
+    return Case(pattern, mesh[0] if mesh else None)
+
+
+def size_dir_name(services: int) -> str:
+    return f"services-{services:03d}"
+
+
+def check_sizes(provider: Any, patterns: list[Pattern], sizes: list[int], replicas: int, depth: int) -> None:
+    """Every size in every pattern fits the cluster (check_capacity), before anything is deployed."""
+    api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
+    nodes, running = node_capacities(client.CoreV1Api(api))
+    for services in sizes:
+        topology = layered(services, replicas, depth)
+        for pattern in patterns:
+            check_capacity(topology, pattern, nodes, used_pods=running)
+
+
+def run_scale(provider: Any, patterns: list[Pattern], sizes: list[int], replicas: int, depth: int, profile: Profile,
+              results: Path, progress: Progress) -> Path:
+    """Every size in turn, every pattern at each; returns the scale run's directory."""
+    check_sizes(provider, patterns, sizes, replicas, depth)
+    cases = [scale_case(p) for p in patterns]
+    run_dir, meta = start_run(results, provider.name, profile, [c.id for c in cases], 1)
+    meta.update({"scale": {"sizes": sizes, "replicas": replicas, "depth": depth, "patterns": [p.value for p in patterns]}})
+    (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
+    points: list[dict[str, Any]] = []
+    failed: dict[str, list[str]] = {}
+    try:
+        for i, services in enumerate(sizes, 1):
+            topology = layered(services, replicas, depth)
+            with progress.step(f"size {i}/{len(sizes)}: {services} services x {replicas} pods"):
+                size_dir = run_matrix(provider, topology, cases, profile, run_dir, progress, run_id=size_dir_name(services))
+                summary = write_report(size_dir)
+            failed.update({f"{services} services, {case}": problems for case, problems in summary["failed_claims"].items()})
+            for entry in summary["cases"].values():
+                points += [point(trial, services) for trial in entry.get("trials") or [entry]]
+            (run_dir / SCALE).write_text(json.dumps({"points": points}, indent=1))
+    finally:
+        # Interrupted or not, what was measured is fitted and reported (the fits skip a
+        # figure with too few sizes).
+        if points:
+            doc = scale_document(points)
+            doc["failed_claims"] = failed
+            (run_dir / SCALE).write_text(json.dumps(doc, indent=1))
+            write_scale_report(doc, run_dir)
+    return run_dir
