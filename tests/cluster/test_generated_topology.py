@@ -22,7 +22,7 @@ from patternbench.specs.topology import Pattern, containers_formula, expected_ho
 
 pytestmark = pytest.mark.cluster
 
-TOPOLOGY = layered(12)  # the entry, then 5 and 6 services: two calls per request
+TOPOLOGY = layered(6)  # the entry, then 2 and 3 services: two calls per request
 REQUESTS = 60
 
 

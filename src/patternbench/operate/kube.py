@@ -156,13 +156,21 @@ class Deployer:
         # The injector's webhook first: with failurePolicy Fail it must not outlive its injector.
         self.admission.delete_collection_mutating_webhook_configuration(label_selector=selector, _request_timeout=REQUEST_TIMEOUT)
         for ns in self.core.list_namespace(label_selector=selector, _request_timeout=REQUEST_TIMEOUT).items:
-            if not graceful:
-                self.core.delete_collection_namespaced_pod(ns.metadata.name, grace_period_seconds=0, _request_timeout=REQUEST_TIMEOUT)
+            # The namespace first: once it terminates, no controller makes its pods again.
             try:
                 self.core.delete_namespace(ns.metadata.name, propagation_policy="Background", _request_timeout=REQUEST_TIMEOUT)
             except ApiException as exc:
                 if exc.status != 404:
                     raise
+            if not graceful:
+                try:
+                    self.core.delete_collection_namespaced_pod(ns.metadata.name, grace_period_seconds=0, _request_timeout=REQUEST_TIMEOUT)
+                except urllib3.exceptions.HTTPError:
+                    # The API server goes on deleting after the client stops waiting. Seen: 24
+                    # pods with sidecars on 2 busy cores took over 15 s, the timeout aborted the
+                    # undeploy before its namespace was deleted, and the ReplicaSets kept making
+                    # the pods again under every later test.
+                    pass
         cluster_selector = f"{RUN_LABEL}={run_id}" if run_id else f"{OWNER_LABEL}=patternbench"
         self.rbac.delete_collection_cluster_role_binding(label_selector=cluster_selector, _request_timeout=REQUEST_TIMEOUT)
         self.rbac.delete_collection_cluster_role(label_selector=cluster_selector, _request_timeout=REQUEST_TIMEOUT)
