@@ -20,7 +20,7 @@ from patternbench.cluster.local.provider import LocalProvider
 from patternbench.cluster.provider import KnowsIfUp, ReportsDaemons, abilities
 from patternbench.cluster.registry import ProviderOptions, get_provider
 from patternbench.errors import StepFailed, UsageError
-from patternbench.options import parse_slo_ms
+from patternbench.options import parse_count, parse_slo_ms
 from patternbench.outages import calibrate_local
 from patternbench.progress import Progress
 from patternbench.results.baseline import compare, format_table, load_baseline, load_summary, update_baseline
@@ -32,7 +32,7 @@ from patternbench.run_options import PROVIDER_OPTIONS, RUN_OPTIONS, RunPlan, add
 from patternbench.scale_points import DEFAULT_SCALE_PATTERNS, DEFAULT_SIZES, parse_sizes
 from patternbench.specs.cases import Case, interleave
 from patternbench.specs.faults import FAULTS, check_fault
-from patternbench.specs.generated_topology import MAX_DEPTH, MAX_REPLICAS, choose_topology, layered, parse_count
+from patternbench.specs.generated_topology import MAX_DEPTH, MAX_REPLICAS, choose_topology, layered
 from patternbench.specs.patterns import pattern_spec
 from patternbench.specs.topology import Pattern, load_topology, parse_agents
 

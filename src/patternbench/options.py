@@ -55,3 +55,14 @@ def parse_sweep(text: object) -> list[float]:
     if any(not p for p in parts):
         raise UsageError(f"--sweep: empty rate in {str(text)!r}")
     return sorted({parse_rps(p, "--sweep") for p in parts})
+
+
+def parse_count(text: object, option: str, low: int, high: int) -> int:
+    """A whole number in low..high, from the command line's text."""
+    raw = str(text).strip()
+    if not raw.lstrip("-").isdigit():
+        raise UsageError(f"{option}: {raw!r} is not a whole number")
+    value = int(raw)
+    if not low <= value <= high:
+        raise UsageError(f"{option} must be from {low} to {high}, got {value}")
+    return value

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from patternbench.errors import UsageError
+from patternbench.options import parse_count
 from patternbench.scale_model import Fit, crossover, fit, holdout
 from patternbench.specs.figures import figure
-from patternbench.specs.generated_topology import MAX_SERVICES, parse_count
+from patternbench.specs.generated_topology import MAX_SERVICES
 
 
 @dataclass(frozen=True)

@@ -13,23 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from patternbench.errors import UsageError
+from patternbench.options import parse_count
 from patternbench.specs.topology import Agents, Route, Service, Topology, load_topology, validate
 
 MAX_SERVICES = 200
 MAX_REPLICAS = 50
 MAX_DEPTH = 10
 DEFAULT_DEPTH = 2  # two calls per request, like the default chain frontend -> orders -> payments
-
-
-def parse_count(text: object, option: str, low: int, high: int) -> int:
-    """A whole number in low..high, from the command line's text."""
-    raw = str(text).strip()
-    if not raw.lstrip("-").isdigit():
-        raise UsageError(f"{option}: {raw!r} is not a whole number")
-    value = int(raw)
-    if not low <= value <= high:
-        raise UsageError(f"{option} must be from {low} to {high}, got {value}")
-    return value
 
 
 def level_widths(services: int, depth: int) -> list[int]:
