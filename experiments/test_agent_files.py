@@ -13,7 +13,7 @@ import pytest
 
 from patternbench.experiment import run_case
 from patternbench.load.runner import read_jsonl
-from patternbench.measure import agent_resources
+from patternbench.measure import agent_resources, whole_rounds
 from patternbench.pytest_plugin import PLAN
 from patternbench.results.summary import check_claims, is_agent_sample, summarize_case
 from patternbench.results.verdicts import Thresholds
@@ -68,7 +68,7 @@ def test_agent_file_upgrade(file_case: Case, cluster: Any, experiment_run: dict[
     # kubelet reported are exactly the pattern's formula's, the file's agent among them.
     agents = pattern_spec(file_case.pattern).containers(topology, entry["nodes"]) - topology.app_pods
     marks = {m["phase"]: m["t"] for m in read_jsonl(case_dir / "timeline.jsonl")}
-    before = [r for r in read_jsonl(case_dir / "resources.jsonl") if r["t"] < marks["upgrade_start"]]
+    before = whole_rounds(read_jsonl(case_dir / "resources.jsonl"), float("-inf"), marks["upgrade_start"])
     assert agent_resources(before, is_agent_sample)["agent_instances"] == agents
     assert {r["container"] for r in before if is_agent_sample(r)} >= {file_case.agent}
     assert entry["agent_cpu_m_total"] and entry["agent_memory_mib_total"]

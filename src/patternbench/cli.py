@@ -17,7 +17,7 @@ from patternbench import calibration
 from patternbench.build.components import cache_root
 from patternbench.build.images import build_data_plane
 from patternbench.cluster.local.provider import LocalProvider
-from patternbench.cluster.provider import KnowsIfUp, ReportsDaemons, abilities
+from patternbench.cluster.provider import KnowsIfUp, ReportsDaemons, Resizes, abilities
 from patternbench.cluster.registry import ProviderOptions, get_provider
 from patternbench.errors import StepFailed, UsageError
 from patternbench.options import parse_count, parse_slo_ms
@@ -29,10 +29,10 @@ from patternbench.results.report import write_report
 from patternbench.results.rundir import REPORT, RUN, check_writable
 from patternbench.results.verdicts import Thresholds
 from patternbench.run_options import PROVIDER_OPTIONS, RUN_OPTIONS, RunPlan, add_options, profile_of, provider_options, resolve_run
-from patternbench.scale_points import DEFAULT_SCALE_PATTERNS, DEFAULT_SIZES, parse_sizes
+from patternbench.scale_points import DEFAULT_SCALE_PATTERNS, DEFAULT_SIZES, NodeAxis, parse_nodes, parse_sizes
 from patternbench.specs.cases import Case, interleave
 from patternbench.specs.faults import FAULTS, check_fault
-from patternbench.specs.generated_topology import MAX_DEPTH, MAX_REPLICAS, choose_topology, layered
+from patternbench.specs.generated_topology import MAX_DEPTH, MAX_REPLICAS, MAX_SERVICES, choose_topology, layered
 from patternbench.specs.patterns import pattern_spec
 from patternbench.specs.topology import Pattern, load_topology, parse_agents
 
@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     _provider_args(run)
     add_options(run.add_argument, RUN_OPTIONS)
     scale = sub.add_parser("scale", help="the patterns at growing sizes (generated topologies): per size and pattern a mesh-agent upgrade under load; scale.json with the fits, the held-out largest size and the projection to 1000 services")
-    _provider_args(scale)
+    add_options(scale.add_argument, [o for o in PROVIDER_OPTIONS if o.flag != "--nodes"])
+    scale.add_argument("--nodes", default="3", metavar="N or N1,N2,...", help="one count: the cluster's nodes; three or more rising: the node axis, the cluster resized to each (the services axis stays on 3 nodes)")
+    scale.add_argument("--nodes-services", default="3", metavar="N", help="the service count the node axis measures (default 3)")
     scale.add_argument("--pattern", action="append", help=f"only this pattern (repeatable; default {', '.join(DEFAULT_SCALE_PATTERNS)})")
     scale.add_argument("--services", default=DEFAULT_SIZES, metavar="N1,N2,...", help=f"the sizes, rising, at least three (default {DEFAULT_SIZES})")
     scale.add_argument("--replicas", default="2", metavar="R", help="pods per service (default 2)")
@@ -219,20 +221,29 @@ def cmd_scale(args: argparse.Namespace, progress: Progress) -> int:
     sizes = parse_sizes(args.services)
     replicas = parse_count(args.replicas, "--replicas", 1, MAX_REPLICAS)
     depth = parse_count(args.depth, "--depth", 1, MAX_DEPTH)
+    base_nodes, node_counts = parse_nodes(args.nodes)
+    node_axis = NodeAxis(tuple(node_counts), parse_count(args.nodes_services, "--nodes-services", 1, MAX_SERVICES)) if node_counts else None
     profile = profile_of(args.profile, args.duration, None, None, None)
-    for services in sizes:
+    for services in [*sizes, *([node_axis.services] if node_axis else [])]:
         topology = layered(services, replicas, depth)
         for pattern in patterns:
             pattern_spec(pattern).check(topology)
     check_writable(args.results)
-    provider = get_provider(args.provider, _options(args), progress)
+    options = provider_options(lambda dest: str(base_nodes) if dest == "nodes" else getattr(args, dest))
+    for count in node_counts:  # each count one the provider can hold (the local machine's limit)
+        provider_options(lambda dest, count=count: str(count) if dest == "nodes" else getattr(args, dest))
+    provider = get_provider(args.provider, options, progress)
+    if node_axis and not isinstance(provider, Resizes):
+        progress.say(f"   the {args.provider} provider cannot resize its cluster: the node axis ({args.nodes}) is skipped")
+        node_axis = None
     with cluster_for(args, provider, is_up(provider), progress):
-        run_dir = run_scale(provider, patterns, sizes, replicas, depth, profile, args.results, progress)
+        run_dir = run_scale(provider, patterns, sizes, replicas, depth, profile, args.results, progress, node_axis)
     doc = json.loads((run_dir / SCALE).read_text())
-    for pattern, figures in doc["holdout"].items():
-        for name, held in figures.items():
-            err = "n/a" if held["error"] is None else f"{held['error']:+.1%}"
-            progress.say(f"   held out {held['services']:g} services, {pattern:<11} {name:<40} predicted {held['predicted']:.3g} measured {held['measured']:.3g} ({err})")
+    for key, held_out in (("services", doc["holdout"]), ("nodes", doc.get("holdout_nodes", {}))):
+        for pattern, figures in held_out.items():
+            for name, held in figures.items():
+                err = "n/a" if held["error"] is None else f"{held['error']:+.1%}"
+                progress.say(f"   held out {held[key]:g} {key}, {pattern:<11} {name:<40} predicted {held['predicted']:.3g} measured {held['measured']:.3g} ({err})")
     for where, problems in doc.get("failed_claims", {}).items():
         progress.say(f"   claim failed at {where}: {'; '.join(problems)}")
     print(run_dir / SCALE)

@@ -108,6 +108,20 @@ def test_a_round_adds_up_every_node() -> None:
     assert out["agent_cpu_m_total"] == pytest.approx(60.0)  # six instances, 10 m each
 
 
+def test_a_window_keeps_only_the_rounds_wholly_inside_it() -> None:
+    """The round at t=2 answered from 2.00 to 2.02; a window ending at 2.01 (an upgrade's
+    start) cut it, and its one node read alone made 5 agents of 6 on average (CI)."""
+    samples = [
+        {"t": r + n * 0.01, "round": r, "pod": f"agent-{n}", "container": c, "cpu_ns": r * 1e7, "memory_mib": 10.0}
+        for r in (0.0, 1.0, 2.0) for n in range(3) for c in ("meshproxy", "logagent")
+    ]
+    cut = [s for s in samples if s["t"] < 2.01]
+    assert measure.agent_resources(cut, lambda s: True)["agent_instances"] == pytest.approx(14 / 3, abs=0.01)
+    kept = measure.whole_rounds(samples, float("-inf"), 2.01)
+    assert {s["round"] for s in kept} == {0.0, 1.0}
+    assert measure.agent_resources(kept, lambda s: True)["agent_instances"] == 6
+
+
 def test_an_instance_replaced_mid_run_is_not_counted_twice() -> None:
     old = [{"t": t, "pod": "a", "container": "meshproxy", "cpu_ns": t * 1e7, "memory_mib": 10.0} for t in (0.0, 1.0, 2.0)]
     new = [{"t": t, "pod": "b", "container": "meshproxy", "cpu_ns": (t - 2) * 1e7, "memory_mib": 10.0} for t in (3.0, 4.0)]

@@ -53,6 +53,23 @@ def test_gke_command_lines() -> None:
     assert "--project=proj" in create and "--zone=europe-west1-b" in create and "--num-nodes=3" in create
     assert remote.gke_delete_cmd("pb", "proj", "z")[-1] == "--quiet"
     assert "get-credentials" in remote.gke_credentials_cmd("pb", "proj", "z")
+    resize = remote.gke_resize_cmd("pb", "proj", "z", 6)
+    assert resize[:5] == ["gcloud", "container", "clusters", "resize", "pb"] and "--node-pool=default-pool" in resize and "--num-nodes=6" in resize
+
+
+def test_which_providers_resize() -> None:
+    """The scale run's node axis: the local cluster rebuilds itself, GKE resizes the pool it
+    made; kind cannot add nodes to a running cluster and a kubeconfig's cluster is not ours."""
+    from patternbench.cluster.local.provider import LocalProvider
+    from patternbench.cluster.provider import Resizes
+
+    assert isinstance(LocalProvider(), Resizes) and isinstance(remote.GkeProvider(project="p"), Resizes)
+    assert not isinstance(remote.KindProvider(), Resizes) and not isinstance(remote.KubeconfigProvider(path=Path("/x")), Resizes)
+
+
+def test_gke_does_not_resize_a_cluster_it_did_not_create(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not created by patternbench"):
+        remote.GkeProvider(project="p", workdir=tmp_path).resize(4)
 
 
 def test_push_commands_for_each_tool() -> None:

@@ -36,7 +36,10 @@ def test_points_fits_holdout_and_projection() -> None:
     # The quadratic fan-out is fitted with its pods*pods term.
     assert side["apiserver_upgrade_endpointslice_events"]["error"] == pytest.approx(0.0, abs=1e-6)
     assert set(doc["projection"]) == {str(n) for n in PROJECT_TO}
-    assert doc["projection"]["1000"]["sidecar"]["containers_total"]["predicted"] == pytest.approx(6000, rel=1e-6)
+    # No node axis: the projection is on the measured node count, and says so.
+    cell = doc["projection"]["1000"]["sidecar"]["containers_total"]
+    assert cell["nodes_in_model"] is False and cell["nodes"]["3"]["predicted"] == pytest.approx(6000, rel=1e-6)
+    assert "nodes" not in doc["fits"]["sidecar"]["containers_total"]["terms"] and doc["holdout_nodes"] == {}
     assert doc["fits"]["sidecar"]["containers_total"]["terms"]["pods"]["coef"] == pytest.approx(3.0)
 
 
@@ -86,7 +89,7 @@ def test_crossovers_between_the_sidecar_and_the_node_lines() -> None:
     doc = scale_document([point(e(p, s), s) for p in ("sidecar", "daemonset") for s in SIZES])
     cross = next(c for c in doc["crossovers"] if c["figure"] == "agent_memory_mib_total")
     # 10 s = 90 + s at s = 10: from 10 services on the sidecars hold no less memory.
-    assert cross == {"figure": "agent_memory_mib_total", "a": "sidecar", "b": "daemonset", "a_below_at_1": True, "crosses_at_services": 10}
+    assert cross == {"figure": "agent_memory_mib_total", "a": "sidecar", "b": "daemonset", "nodes": 3, "a_below_at_1": True, "crosses_at_services": 10}
 
 
 def test_the_scale_report_shows_points_holdout_projection_and_crossovers(tmp_path) -> None:
@@ -97,6 +100,61 @@ def test_the_scale_report_shows_points_holdout_projection_and_crossovers(tmp_pat
     assert text.startswith("# At scale")
     for heading in ("## Measured", "## The largest size, held out", "## Projection", "## Where the lines cross"):
         assert heading in text
-    assert "| sidecar | 48 | 96 | 288 / 0 |" in text  # the means of the two trials at 48 services
-    assert "| 1000 | sidecar | containers_total | 6000" in text
+    assert "| sidecar | 48 | 3 | 96 | 288 / 0 |" in text  # the means of the two trials at 48 services
+    assert "| 1000 | 3 (as measured: no node axis) | sidecar | containers_total | 6000" in text
     assert (tmp_path / "scale.png").stat().st_size > 10_000
+
+
+def node_entry(pattern: str, services: int, nodes: int) -> dict:
+    """A mesh and a log agent: per pod as sidecars, per node as DaemonSets."""
+    pods = 2 * services
+    per_pod = pattern == "sidecar"
+    return {
+        "pattern": pattern, "nodes": nodes, "app_pods": pods,
+        "containers_total": 3 * pods if per_pod else pods + 2 * nodes, "containers_formula": 0,
+        "agent_memory_mib_total": 5.0 * pods if per_pod else 30.0 * nodes + 0.5 * pods,
+        "apiserver": {"watchers": {"endpointslices": 9 + (pods if per_pod else nodes)}},
+    }
+
+
+def test_the_node_axis_puts_nodes_in_the_fits_holds_out_the_largest_count_and_projects_on_10_and_50_nodes(tmp_path) -> None:
+    from patternbench.results.scale_report import write_scale_report
+
+    points = [point(node_entry(p, s, 3), s) for p in ("sidecar", "daemonset") for s in (3, 6, 12, 24)]
+    points += [point(node_entry(p, 3, n), 3, "nodes") for p in ("sidecar", "daemonset") for n in (2, 4, 6)]
+    doc = scale_document(points)
+    node = doc["fits"]["daemonset"]["containers_total"]["terms"]
+    assert node["nodes"]["coef"] == pytest.approx(2.0) and node["pods"]["coef"] == pytest.approx(1.0)
+    held = doc["holdout_nodes"]["daemonset"]["apiserver_endpointslice_watchers"]
+    assert held["nodes"] == 6 and held["measured"] == 15 and held["error"] == pytest.approx(0.0, abs=1e-6)
+    assert doc["holdout"]["daemonset"]["containers_total"]["services"] == 24
+    cell = doc["projection"]["1000"]["daemonset"]["containers_total"]
+    assert cell["nodes_in_model"] and cell["nodes"]["50"]["predicted"] == pytest.approx(2000 + 100, rel=1e-6)
+    # 10 s = 30 nodes + s, s = 3.33 nodes: sidecars hold no less memory from 34 services on 10 nodes, 167 on 50.
+    cross = {c["nodes"]: c["crosses_at_services"] for c in doc["crossovers"] if c["figure"] == "agent_memory_mib_total"}
+    assert cross == {10: 34, 50: 167}
+    text = write_scale_report(doc, tmp_path).read_text()
+    assert "## The largest node count, held out" in text and "(3.4 services per node)" in text
+    assert "| daemonset | 3 | 6 | 6 | 18 / 0 |" in text
+
+
+@pytest.mark.parametrize("text,want", [("3", (3, [])), ("5", (5, [])), ("2,3,4,6", (3, [2, 3, 4, 6]))])
+def test_nodes_is_one_count_or_the_node_axis(text: str, want: tuple) -> None:
+    from patternbench.scale_points import parse_nodes
+
+    assert parse_nodes(text) == want
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--nodes", "2,4"], "--nodes: at least three sizes"),
+    (["--nodes", "4,3,6"], "rising"),
+    (["--nodes", "2,3,99"], "holds at most"),
+    (["--nodes", "0"], "--nodes must be from 1"),
+    (["--nodes", "2,3,4", "--nodes-services", "x"], "--nodes-services: 'x' is not a whole number"),
+])
+def test_bad_node_axis_is_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from patternbench.cli import main
+
+    assert main(["scale", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err

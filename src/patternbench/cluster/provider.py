@@ -86,6 +86,14 @@ class UsesRegistry(Protocol):
 
 
 @runtime_checkable
+class Resizes(Protocol):
+    """An optional ability: change the cluster's node count in place (the scale run's node
+    axis). The local provider rebuilds itself; GKE resizes its node pool."""
+
+    def resize(self, nodes: int) -> None: ...
+
+
+@runtime_checkable
 class KnowsIfUp(Protocol):
     """An optional ability: whether the cluster this provider makes is up right now."""
 

@@ -20,6 +20,7 @@ from kubernetes import client, config
 from patternbench.build.images import ImageArchive
 from patternbench.cluster.provider import Capabilities, ContainerRef, NodeInfo, nodes_from_api, require_cli
 from patternbench.errors import UsageError
+from patternbench.operate.kube import poll
 from patternbench.progress import Progress
 
 
@@ -131,6 +132,14 @@ def gke_create_cmd(name: str, project: str, zone: str, nodes: int) -> list[str]:
     ]
 
 
+def gke_resize_cmd(name: str, project: str, zone: str, nodes: int, pool: str = "default-pool") -> list[str]:
+    """The node pool `gcloud container clusters create` made, resized (gcloud waits for it)."""
+    return [
+        "gcloud", "container", "clusters", "resize", name, f"--node-pool={pool}", f"--num-nodes={nodes}",
+        f"--project={project}", f"--zone={zone}", "--quiet",
+    ]
+
+
 def gke_describe_cmd(name: str, project: str, zone: str) -> list[str]:
     return ["gcloud", "container", "clusters", "describe", name, f"--project={project}", f"--zone={zone}", "--format=value(name)"]
 
@@ -227,6 +236,16 @@ class GkeProvider(ApiFaults):
 
     def nodes(self) -> list[NodeInfo]:
         return nodes_from_api(self.kubeconfig())
+
+    def resize(self, nodes: int) -> None:
+        """Resizes: the node pool this tool created, to `nodes` Ready nodes (a cluster it did
+        not create is not resized)."""
+        if not self._created_marker().exists():
+            raise UsageError(f"the gke cluster {self.name_} was not created by patternbench: resize it yourself and run one node count per scale run")
+        require_cli("gcloud", "gke")
+        with self.progress.step(f"gcloud container clusters resize {self.name_} to {nodes} nodes"):
+            _run(gke_resize_cmd(self.name_, self._project(), self.zone, nodes), "gcloud clusters resize")
+            poll(f"{nodes} Ready nodes", lambda: len([n for n in self.nodes() if n.ready]) == nodes, 600, interval_s=5)
 
 
 # ---- kubeconfig ----------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from patternbench.errors import UsageError
 from patternbench.load.runner import LoadConfig, LoadProcess, read_jsonl
-from patternbench.measure import agent_resources
+from patternbench.measure import agent_resources, whole_rounds
 from patternbench.options import parse_sweep
 from patternbench.results.plots import pyplot, save
 from patternbench.results.rundir import REQUESTS
@@ -145,7 +145,7 @@ def cost_per_step(steps: list[Step], samples: list[dict[str, Any]], is_agent: Ca
 
     out = []
     for s in steps:
-        window = [x for x in samples if s.start <= x["t"] <= s.end]
+        window = whole_rounds(samples, s.start, s.end)
         res = agent_resources(window, is_agent)
         cpu_m = res["agent_cpu_m_total"]
         out.append({

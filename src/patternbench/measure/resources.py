@@ -13,6 +13,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from patternbench.measure.records import Record
 
 
+def whole_rounds(samples: list[Record], start: float, end: float) -> list[Record]:
+    """The samples of the sampling rounds that lie wholly within [start, end]: a round cut by
+    the window's edge would count only the nodes that answered on its side (a round straddling
+    an upgrade's start once read 2 of 6 agents, and 5.0 instances on average)."""
+    rounds: dict[float, list[Record]] = {}
+    for s in samples:
+        rounds.setdefault(s.get("round", s["t"]), []).append(s)
+    return [s for rs in rounds.values() if all(start <= r["t"] <= end for r in rs) for s in rs]
+
+
 def agent_resources(samples: list[Record], is_agent: Any) -> dict[str, Any]:
     """CPU (millicores) and memory (MiB) of the agent containers: totals over the instances
     alive at each sample, and per instance. Instances replaced during an upgrade are not

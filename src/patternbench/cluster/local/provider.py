@@ -20,7 +20,7 @@ from patternbench.build.images import ImageArchive, ImageSpec, build_go_binaries
 from patternbench.cluster.local import faults as local_faults
 from patternbench.cluster.local import hostnet, nodens, steps
 from patternbench.cluster.local.processes import Daemon, all_processes, descendants, kill_all, matching, read_proc
-from patternbench.cluster.local.settings import AGENT_STATE_DIR, POD_LOGS_DIR, LocalSettings, NodeSettings
+from patternbench.cluster.local.settings import AGENT_STATE_DIR, POD_LOGS_DIR, LocalSettings, NodeSettings, parse_node_count
 from patternbench.cluster.provider import Capabilities, ContainerRef, NodeInfo, nodes_from_api
 from patternbench.errors import StepFailed, UsageError
 from patternbench.progress import Progress
@@ -220,6 +220,12 @@ class LocalProvider:
 
     def delete(self) -> None:
         self.teardown()
+
+    def resize(self, nodes: int) -> None:
+        """Resizes: the cluster rebuilt with `nodes` nodes (its pods and images gone, as on a
+        new cluster), back when this returns."""
+        self.requested_nodes = parse_node_count(nodes)
+        self.create()
 
     def kubeconfig(self) -> Path:
         return self.settings.admin_kubeconfig
