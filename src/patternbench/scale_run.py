@@ -24,6 +24,7 @@ from kubernetes import config as kube_config
 from patternbench.cluster.provider import Resizes
 from patternbench.errors import UsageError
 from patternbench.experiment import run_matrix, start_run
+from patternbench.operate.deploy import forget_images
 from patternbench.operate.kube import node_capacities
 from patternbench.progress import Progress
 from patternbench.results.report import write_report
@@ -110,12 +111,14 @@ def run_scale(provider: Any, patterns: list[Pattern], sizes: list[int], replicas
                         with progress.step(f"resize the cluster to {count} nodes"):
                             now = -1  # half-resized until it returns
                             provider.resize(count)
+                            forget_images(provider)
                             now = count
                     measure(node_axis.services, nodes_dir_name(count), f"nodes {i}/{len(todo)}: {count} nodes, {node_axis.services} services", NODES_AXIS)
             finally:
                 if now != first:
                     with progress.step(f"resize the cluster back to {first} nodes"):
                         provider.resize(first)
+                        forget_images(provider)
     finally:
         # Interrupted or not, what was measured is fitted and reported (the fits skip a
         # figure with too few sizes).

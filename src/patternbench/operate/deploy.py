@@ -68,6 +68,13 @@ class DeployedRun:
 _IMAGES_LOADED: set[Any] = set()
 
 
+def forget_images(provider: object) -> None:
+    """The provider's cluster was rebuilt (a resize): its nodes hold none of the images loaded
+    before, so the next deploy loads them again."""
+    for key in [k for k in _IMAGES_LOADED if k == id(provider) or (isinstance(k, tuple) and k[0] == id(provider))]:
+        _IMAGES_LOADED.discard(key)
+
+
 def deploy_run(
     provider: Any,
     topology: Any,
