@@ -172,3 +172,23 @@ def test_the_tripwires_unnated_syn_is_direct_evidence_of_a_refusal_before_nat():
     assert attribute(p, ev) == "refused-before-nat"
     # Another port's line, or another NodePort's, says nothing about this probe.
     assert attribute(probe(50.0, "rst-refused", sport=40002, conntrack=[]), ev) == "unattributed"
+
+
+def test_a_timeout_while_the_host_ran_none_of_the_harness_is_the_hosts_stall():
+    """The pressure sampler (period 1 s) ran at 10, 11, then not until 17.8: the host ran
+    none of the harness from 12 to 17.8 (as a control trial on a starved VM did for ~6 s)."""
+    rows = [{"t": t} for t in (10.0, 11.0, 17.8, 18.8)]
+    stalls = Evidence.stalled_spans(rows, 1.0)
+    assert stalls == [(12.0, 17.8)]
+    ev = evidence(STEADY, windows=[(0.0, 100.0)])
+    ev.stalls = stalls
+    inside = probe(11.5, "read-timeout", ms=2000.0, error="TimeoutError")
+    assert attribute(inside, ev) == "host-stalled" and cause("host-stalled").owner == "harness"
+    user = {"kind": "user", "t": 15.0, "ms": 5000.0, "status": 0, "error": "ReadTimeout"}
+    assert attribute(user, ev) == "host-stalled"
+    # Not a timeout (the other side answered: a reset, an error status), or no stall overlapping it: as before.
+    assert attribute(probe(13.0, "reset", ms=5.0, error="ConnectionResetError"), ev) == "cut-in-flight"
+    assert attribute({"kind": "user", "t": 13.0, "status": 503, "error": "HTTP503"}, ev) == "answer-error"
+    assert attribute(probe(20.0, "read-timeout", ms=2000.0, error="TimeoutError"), ev) == "cut-in-flight"
+    # A sampler merely a little late is no stall.
+    assert Evidence.stalled_spans([{"t": t} for t in (0.0, 1.9, 2.95)], 1.0) == []

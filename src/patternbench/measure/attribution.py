@@ -37,6 +37,7 @@ CAUSES: dict[str, Cause] = {c.name: c for c in (
     Cause("refused-before-nat", "harness", "the host refused the connection before any NAT (the host's tripwire logged its SYN leaving un-NATed, or no binding was recorded for it while its neighbours' were), as when its source port still had the un-NATed binding of a connection rejected before the case (the readiness poll's; deploy now deletes those)"),
     Cause("kube-proxy-lag", "harness", "the host's kube-proxy rejected or misrouted the connection although the Service's endpoints had changed over a second before"),
     Cause("readiness-flap", "harness", "every entry pod was NotReady at once with nothing replacing, restarting or stopping them (a missed readiness probe)"),
+    Cause("host-stalled", "harness", "the request timed out while the harness's own host sampler woke over a second late: the machine ran nothing of the harness's for that long (a starved or paused VM), so the timeout says nothing about the pattern"),
     Cause("unattributed", "unattributed", "no evidence decides the cause"),
 )}
 
@@ -48,6 +49,8 @@ POD_CHANGE_S = 10.0
 # conntrack's SYN_SENT timeout (nf_conntrack_tcp_timeout_syn_sent): how long a rejected
 # connection's un-NATed binding outlives it.
 SYN_SENT_S = 120.0
+# A periodic host sampler waking this much later than its period: the harness's host stalled.
+STALL_S = 1.0
 
 
 def cause(name: str) -> Cause:
@@ -126,6 +129,12 @@ def new_binding(bindings: dict[int, list[Record]], probe: Record) -> str | None:
     return None
 
 
+def timed_out(record: Record) -> bool:
+    """A request that ended by the harness's own clock (a connect or read timeout), not by
+    anything the other side sent."""
+    return str(record.get("how") or "").endswith("timeout") or "Timeout" in str(record.get("error") or "")
+
+
 def pod_changed(pods: list[Record], names: set[str], t: float) -> bool:
     """Whether any of these pods was being deleted, restarted or given a new image between
     POD_CHANGE_S before t and SLACK_S after."""
@@ -166,6 +175,21 @@ class Evidence:
     rejected: dict[int, list[Record]] = field(default_factory=dict)
     # The host tripwire's "nodnat" lines: SYNs to the NodePort that left un-NATed, by source port.
     unnated: dict[int, list[float]] = field(default_factory=dict)
+    # When the harness's host ran none of it for over STALL_S (Evidence.stalled_spans).
+    stalls: list[tuple[float, float]] = field(default_factory=list)
+
+    @classmethod
+    def stalled_spans(cls, samples: list[Record], interval_s: float) -> list[tuple[float, float]]:
+        """From a periodic sampler's rows (`t`, monotonic): each span in which it woke over
+        STALL_S later than its period, from when it was due to when it ran."""
+        times = sorted(float(r["t"]) for r in samples)
+        return [(a + interval_s, b) for a, b in zip(times, times[1:]) if b - a - interval_s >= STALL_S]
+
+    def stalled_during(self, record: Record) -> bool:
+        """Whether a stall overlapped the request, from its start to its failure."""
+        start = float(record["t"])
+        end = start + float(record.get("ms") or 0) / 1000
+        return any(a < end and start < b for a, b in self.stalls)
 
     @classmethod
     def tripwire(cls, rows: list[Record], dport: int) -> dict[int, list[float]]:
@@ -212,8 +236,8 @@ class Evidence:
 def attribute(record: Record, ev: Evidence) -> str:
     """The cause (a CAUSES name) of one failed request."""
     name = _evidence_cause(record, ev)
-    # A missed readiness probe is no routing lag: it stays the harness's during an outage too.
-    if CAUSES[name].owner == "harness" and name != "readiness-flap" and ev.in_outage(record["t"]):
+    # A missed readiness probe or a stalled host is no routing lag: the harness's during an outage too.
+    if CAUSES[name].owner == "harness" and name not in ("readiness-flap", "host-stalled") and ev.in_outage(record["t"]):
         return "stale-after-outage"
     return name
 
@@ -224,6 +248,8 @@ def _evidence_cause(record: Record, ev: Evidence) -> str:
     how = record.get("how")
     if status >= 400 or (status and record.get("error")):
         return ev.charged("answer-error", t)
+    if timed_out(record) and ev.stalled_during(record):
+        return "host-stalled"
     if how == "icmp-refused" and ev.service.known:
         if ev.service.no_ready_near(t):
             names = set(ev.service.pods.values())

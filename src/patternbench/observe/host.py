@@ -123,11 +123,14 @@ class PeriodicSampler:
             self._thread.join(timeout=5)
 
 
+PRESSURE_INTERVAL_S = 1.0  # its rows' spacing also shows when the host ran none of the harness
+
+
 class PressureSampler(PeriodicSampler):
     """Writes pressure.jsonl: every `interval_s`, the share of it that runnable tasks waited
     for a CPU ({"t", "cpu_some"}). Nothing when the kernel has no PSI."""
 
-    def __init__(self, out: Path, interval_s: float = 1.0) -> None:
+    def __init__(self, out: Path, interval_s: float = PRESSURE_INTERVAL_S) -> None:
         super().__init__(out, interval_s)
         self._last: tuple[int | None, float] = (read_some_total(), time.monotonic())
 

@@ -17,6 +17,7 @@ from patternbench.load.conntrack import bindings
 from patternbench.load.runner import read_jsonl
 from patternbench.measure import attribution
 from patternbench.measure.apiserver import STEADY, UPGRADE, figures_between
+from patternbench.observe.host import PRESSURE_INTERVAL_S
 from patternbench.results.rundir import (
     APISERVER,
     CASE,
@@ -137,6 +138,7 @@ def _attributed(
         outages=outages,
         rejected=attribution.Evidence.rejections(probes),
         unnated=attribution.Evidence.tripwire(read_jsonl(case_dir / TRIPWIRE), urlsplit(deployment.get("entry_url") or "").port or 0),
+        stalls=attribution.Evidence.stalled_spans(read_jsonl(case_dir / PRESSURE), PRESSURE_INTERVAL_S),
     )
     counts = attribution.failures_by_cause(failed, ev)
     # What the chain itself said, for the failures answered with an error status (the app's
