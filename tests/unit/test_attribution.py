@@ -192,3 +192,25 @@ def test_a_timeout_while_the_host_ran_none_of_the_harness_is_the_hosts_stall():
     assert attribute(probe(20.0, "read-timeout", ms=2000.0, error="TimeoutError"), ev) == "cut-in-flight"
     # A sampler merely a little late is no stall.
     assert Evidence.stalled_spans([{"t": t} for t in (0.0, 1.9, 2.95)], 1.0) == []
+
+
+def test_a_timeout_outside_the_patterns_window_on_a_cpu_saturated_host_is_the_hosts():
+    """PSI 0.95-0.99 from 7 to 11 s (a control trial at 6 services on 2 cores: 111 probes
+    read-timed-out): the machine's doing; the same timeout inside the pattern's upgrade stays
+    the pattern's (its upgrade may be what saturated the host)."""
+    from patternbench.measure import saturated_spans
+
+    rows = [{"t": float(t), "cpu_some": some, "busy": 1.0, "system": 0.6, "steal": 0.0, "top": [["containerd", 0.3], ["kubelet", 0.2]]}
+            for t, some in ((6, 0.47), (7, 0.95), (8, 0.97), (9, 0.97), (10, 0.99), (11, 0.99), (12, 0.77))]
+    spans = saturated_spans(rows, 1.0)
+    assert [(s["from"], s["to"]) for s in spans] == [(6.0, 11.0)]
+    assert spans[0]["top"][0] == ["containerd", 0.3] and spans[0]["system"] == 0.6
+    timeout = probe(7.5, "read-timeout", ms=2100.0, error="TimeoutError")
+    ev = evidence(STEADY)
+    ev.saturated = [(s["from"], s["to"]) for s in spans]
+    assert attribute(timeout, ev) == "host-saturated" and cause("host-saturated").owner == "harness"
+    ev.windows = [(5.0, 30.0)]
+    assert attribute(timeout, ev) == "cut-in-flight"
+    ev.windows = []
+    assert attribute(probe(13.0, "read-timeout", ms=2000.0, error="TimeoutError"), ev) == "unattributed"
+    assert saturated_spans([{"t": 1.0, "cpu_some": 0.95}], 1.0)[0]["busy"] is None  # rows from before the shares were sampled

@@ -37,6 +37,7 @@ CAUSES: dict[str, Cause] = {c.name: c for c in (
     Cause("refused-before-nat", "harness", "the host refused the connection before any NAT (the host's tripwire logged its SYN leaving un-NATed, or no binding was recorded for it while its neighbours' were), as when its source port still had the un-NATed binding of a connection rejected before the case (the readiness poll's; deploy now deletes those)"),
     Cause("kube-proxy-lag", "harness", "the host's kube-proxy rejected or misrouted the connection although the Service's endpoints had changed over a second before"),
     Cause("readiness-flap", "harness", "every entry pod was NotReady at once with nothing replacing, restarting or stopping them (a missed readiness probe)"),
+    Cause("host-saturated", "harness", "the request timed out outside the pattern's upgrade or fault while runnable tasks on the cluster's host waited for a CPU at least 90 % of the time (PSI): the machine was too small for what ran on it then (the summary's host_saturation names its busiest processes)"),
     Cause("host-stalled", "harness", "the request timed out while the harness's own host sampler woke over a second late: the machine ran nothing of the harness's for that long (a starved or paused VM), so the timeout says nothing about the pattern"),
     Cause("unattributed", "unattributed", "no evidence decides the cause"),
 )}
@@ -129,6 +130,13 @@ def new_binding(bindings: dict[int, list[Record]], probe: Record) -> str | None:
     return None
 
 
+def _overlaps(record: Record, spans: list[tuple[float, float]]) -> bool:
+    """Whether a span overlaps the request, from its start to its failure (`ms` later)."""
+    start = float(record["t"])
+    end = start + float(record.get("ms") or 0) / 1000
+    return any(a < end and start < b for a, b in spans)
+
+
 def timed_out(record: Record) -> bool:
     """A request that ended by the harness's own clock (a connect or read timeout), not by
     anything the other side sent."""
@@ -177,6 +185,8 @@ class Evidence:
     unnated: dict[int, list[float]] = field(default_factory=dict)
     # When the harness's host ran none of it for over STALL_S (Evidence.stalled_spans).
     stalls: list[tuple[float, float]] = field(default_factory=list)
+    # When the host was CPU-saturated (resources.saturated_spans: from, to).
+    saturated: list[tuple[float, float]] = field(default_factory=list)
 
     @classmethod
     def stalled_spans(cls, samples: list[Record], interval_s: float) -> list[tuple[float, float]]:
@@ -187,9 +197,11 @@ class Evidence:
 
     def stalled_during(self, record: Record) -> bool:
         """Whether a stall overlapped the request, from its start to its failure."""
-        start = float(record["t"])
-        end = start + float(record.get("ms") or 0) / 1000
-        return any(a < end and start < b for a, b in self.stalls)
+        return _overlaps(record, self.stalls)
+
+    def saturated_during(self, record: Record) -> bool:
+        """Whether the host was CPU-saturated at some moment of the request."""
+        return _overlaps(record, self.saturated)
 
     @classmethod
     def tripwire(cls, rows: list[Record], dport: int) -> dict[int, list[float]]:
@@ -237,7 +249,7 @@ def attribute(record: Record, ev: Evidence) -> str:
     """The cause (a CAUSES name) of one failed request."""
     name = _evidence_cause(record, ev)
     # A missed readiness probe or a stalled host is no routing lag: the harness's during an outage too.
-    if CAUSES[name].owner == "harness" and name not in ("readiness-flap", "host-stalled") and ev.in_outage(record["t"]):
+    if CAUSES[name].owner == "harness" and name not in ("readiness-flap", "host-stalled", "host-saturated") and ev.in_outage(record["t"]):
         return "stale-after-outage"
     return name
 
@@ -250,6 +262,8 @@ def _evidence_cause(record: Record, ev: Evidence) -> str:
         return ev.charged("answer-error", t)
     if timed_out(record) and ev.stalled_during(record):
         return "host-stalled"
+    if timed_out(record) and not ev.in_window(t) and ev.saturated_during(record):
+        return "host-saturated"  # within the pattern's window the pattern may be what saturated it
     if how == "icmp-refused" and ev.service.known:
         if ev.service.no_ready_near(t):
             names = set(ev.service.pods.values())

@@ -106,6 +106,43 @@ def cpu_pressure(samples: list[Record], start: float, end: float) -> float | Non
     return round(sum(window) / len(window), 4) if window else None
 
 
+# PSI `some` at or above this: runnable tasks waited for a CPU nearly all the time.
+SATURATED = 0.9
+
+
+def _mean_of(rows: list[Record], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return round(statistics.fmean(values), 4) if values else None
+
+
+def saturated_spans(samples: list[Record], interval_s: float, start: float = float("-inf"), end: float = float("inf")) -> list[dict[str, Any]]:
+    """The spans in which the host was CPU-saturated (consecutive pressure rows at or above
+    SATURATED, each covering the interval_s before it), within [start, end]: from, to, the
+    mean PSI, busy, kernel and steal shares, and the busiest processes over the span (mean
+    share of the machine)."""
+    rows = sorted((r for r in samples if start <= r["t"] <= end), key=lambda r: r["t"])
+    spans: list[list[Record]] = []
+    for r in rows:
+        if r.get("cpu_some", 0.0) < SATURATED:
+            continue
+        if spans and r["t"] - spans[-1][-1]["t"] <= 1.5 * interval_s:
+            spans[-1].append(r)
+        else:
+            spans.append([r])
+    out = []
+    for span in spans:
+        top: dict[str, float] = {}
+        for r in span:
+            for name, share in r.get("top") or []:
+                top[name] = top.get(name, 0.0) + share / len(span)
+        out.append({
+            "from": span[0]["t"] - interval_s, "to": span[-1]["t"],
+            **{k: _mean_of(span, k) for k in ("cpu_some", "busy", "system", "steal")},  # None where rows predate a share
+            "top": [[n, round(v, 4)] for n, v in sorted(top.items(), key=lambda nv: -nv[1])[:5]],
+        })
+    return out
+
+
 def _histogram_buckets(text: str, name: str) -> dict[float, float]:
     out: dict[float, float] = {}
     for family in text_string_to_metric_families(text):

@@ -13,6 +13,9 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 from patternbench.lifeline import die_with_parent
 from patternbench.load.conntrack import events_command
@@ -124,15 +127,54 @@ class PeriodicSampler:
 
 
 PRESSURE_INTERVAL_S = 1.0  # its rows' spacing also shows when the host ran none of the harness
+TOP_PROCESSES = 5  # the host's busiest process names kept per pressure row
+
+
+def cpu_shares(before: Any, after: Any) -> dict[str, float]:
+    """The machine's CPU over an interval from two psutil.cpu_times(): the busy share (not
+    idle or iowait), the system (kernel) share and the steal share (time the hypervisor ran
+    something else: a starved or paused VM)."""
+    spent = {f: max(0.0, getattr(after, f, 0.0) - getattr(before, f, 0.0)) for f in after._fields}
+    total = sum(spent.values()) or 1.0
+    idle = spent.get("idle", 0.0) + spent.get("iowait", 0.0)
+    kernel = spent.get("system", 0.0) + spent.get("irq", 0.0) + spent.get("softirq", 0.0)
+    return {"busy": round(1 - idle / total, 4), "system": round(kernel / total, 4), "steal": round(spent.get("steal", 0.0) / total, 4)}
+
+
+def process_cpu() -> dict[int, tuple[str, float]]:
+    """Per process of the host: its name and CPU seconds so far."""
+    out: dict[int, tuple[str, float]] = {}
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        times = proc.info.get("cpu_times")
+        if times is not None:
+            out[proc.pid] = (proc.info.get("name") or "?", times.user + times.system)
+    return out
+
+
+def busiest(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], seconds: float, cpus: int, keep: int = TOP_PROCESSES) -> list[list[Any]]:
+    """[[process name, share of the machine's CPU]] of the `keep` busiest names over the
+    interval, per process by its pid (a kernel worker renames itself with its work); a process
+    new in the interval counts all its CPU."""
+    used: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        spent = cpu - before[pid][1] if pid in before else cpu
+        if spent > 0:
+            used[name] = used.get(name, 0.0) + spent
+    top = sorted(used.items(), key=lambda nu: -nu[1])[:keep]
+    return [[n, round(u / seconds / cpus, 4)] for n, u in top] if seconds > 0 else []
 
 
 class PressureSampler(PeriodicSampler):
     """Writes pressure.jsonl: every `interval_s`, the share of it that runnable tasks waited
-    for a CPU ({"t", "cpu_some"}). Nothing when the kernel has no PSI."""
+    for a CPU (`cpu_some`, PSI), the machine's busy, kernel and steal shares, and its busiest
+    processes (`top`): what starved the cluster when it was starved. Nothing when the kernel
+    has no PSI."""
 
     def __init__(self, out: Path, interval_s: float = PRESSURE_INTERVAL_S) -> None:
         super().__init__(out, interval_s)
         self._last: tuple[int | None, float] = (read_some_total(), time.monotonic())
+        self._cpus = psutil.cpu_count() or 1
+        self._times, self._procs = psutil.cpu_times(), process_cpu()
 
     def available(self) -> bool:
         return self._last[0] is not None
@@ -141,8 +183,11 @@ class PressureSampler(PeriodicSampler):
         (last, last_t), now, now_t = self._last, read_some_total(), time.monotonic()
         if now is None or last is None:
             return []
-        self._last = (now, now_t)
-        return [{"t": now_t, "cpu_some": stall_share(last, now, now_t - last_t)}]
+        times, procs = psutil.cpu_times(), process_cpu()
+        row = {"t": now_t, "cpu_some": stall_share(last, now, now_t - last_t), **cpu_shares(self._times, times),
+               "top": busiest(self._procs, procs, now_t - last_t, self._cpus)}
+        self._last, self._times, self._procs = (now, now_t), times, procs
+        return [row]
 
 
 class ConntrackEvents:

@@ -130,6 +130,7 @@ def _attributed(
     """failures_by_cause over the same requests as failed_requests, and the count per owner."""
     failed = [r for r in measure.in_window(users, start, end) + measure.in_window(probes, start, end) if not measure.ok(r)]
     events = case_dir / CONNTRACK_EVENTS
+    pressure = read_jsonl(case_dir / PRESSURE)
     ev = attribution.Evidence(
         service=attribution.ServiceTimeline.of(read_jsonl(case_dir / ENDPOINTS), deployment.get("entry_service") or ""),
         pods=pods,
@@ -138,7 +139,8 @@ def _attributed(
         outages=outages,
         rejected=attribution.Evidence.rejections(probes),
         unnated=attribution.Evidence.tripwire(read_jsonl(case_dir / TRIPWIRE), urlsplit(deployment.get("entry_url") or "").port or 0),
-        stalls=attribution.Evidence.stalled_spans(read_jsonl(case_dir / PRESSURE), PRESSURE_INTERVAL_S),
+        stalls=attribution.Evidence.stalled_spans(pressure, PRESSURE_INTERVAL_S),
+        saturated=[(s["from"], s["to"]) for s in measure.saturated_spans(pressure, PRESSURE_INTERVAL_S)],
     )
     counts = attribution.failures_by_cause(failed, ev)
     # What the chain itself said, for the failures answered with an error status (the app's
@@ -234,6 +236,9 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     # and the host's CPU pressure, over the measured window.
     entry["cpu_wait"] = measure.run_queue_wait(read_jsonl(case_dir / SCHED), pods, start, end) or None
     entry["host_cpu_pressure"] = measure.cpu_pressure(read_jsonl(case_dir / PRESSURE), start, end)
+    # When the host was CPU-saturated and what ran then, seconds from the window's start.
+    entry["host_saturation"] = [{**s, "from": round(s["from"] - start, 2), "to": round(s["to"] - start, 2)}
+                                for s in measure.saturated_spans(read_jsonl(case_dir / PRESSURE), PRESSURE_INTERVAL_S, start, end)]
     entry["entry_proxy"] = _entry_proxy(case_dir)
     # The API server's side over the steady phase (open watches, watch events, its CPU) and
     # over the upgrade (the endpoint changes it fanned out to every watcher).
