@@ -11,7 +11,7 @@ import pytest
 from patternbench import cli
 from patternbench.build.components import Binaries
 from patternbench.cluster.local import steps
-from patternbench.cluster.local.processes import Daemon, ProcInfo, descendants, kill_all, matching
+from patternbench.cluster.local.processes import Daemon, ProcessRef, ProcInfo, descendants, kill_all, matching
 from patternbench.cluster.local.settings import LocalSettings
 from patternbench.errors import UsageError
 
@@ -30,7 +30,7 @@ def test_matching_looks_at_every_argument() -> None:
 def test_daemon_start_pidfile_log_and_kill(tmp_path: Path) -> None:
     d = Daemon("sleeper", [sys.executable, "-c", "import time; print('hi', flush=True); time.sleep(60)"], tmp_path / "s.log", tmp_path / "s.pid")
     pid = d.start()
-    assert d.running() and int((tmp_path / "s.pid").read_text()) == pid
+    assert d.running() and int((tmp_path / "s.pid").read_text().split()[0]) == pid
     steps.wait_until("the log line", lambda: "hi" in d.log_tail(), 10, d)
     # A second handle that only knows the pid file finds the same process (once it has
     # exec'd: before that, /proc shows our own command line).
@@ -41,8 +41,18 @@ def test_daemon_start_pidfile_log_and_kill(tmp_path: Path) -> None:
 
 
 def test_recycled_pid_is_not_ours(tmp_path: Path) -> None:
-    (tmp_path / "x.pid").write_text(str(os.getpid()))
-    assert Daemon("x", ["/usr/bin/not-us"], tmp_path / "x.log", tmp_path / "x.pid").pid() is None
+    """A pid the kernel gave to another process: its start time is not the one recorded, so
+    it is not ours, whatever its command line (the old check took any process there, an
+    unrelated one included, for the daemon, and teardown would have killed it)."""
+    me = ProcessRef.of(os.getpid())
+    assert me is not None
+    daemon = Daemon("etcd", [sys.executable], tmp_path / "x.log", tmp_path / "x.pid")
+    (tmp_path / "x.pid").write_text(f"{me.pid} {me.start_ticks + 1}")
+    assert daemon.pid() is None and not daemon.running()
+    (tmp_path / "x.pid").write_text(str(os.getpid()))  # a pid file without the start time identifies nothing
+    assert daemon.pid() is None
+    (tmp_path / "x.pid").write_text(f"{me.pid} {me.start_ticks}")
+    assert daemon.pid() == os.getpid()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="preflight checks root first")

@@ -9,38 +9,16 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from patternbench.cluster.local.processes import Daemon, read_proc
+from patternbench.cluster.local.processes import Daemon, ProcessRef
 from patternbench.cluster.local.settings import LocalSettings
 from patternbench.cluster.provider import ContainerRef
 from patternbench.errors import UsageError
 
 TASKS_DIR = "io.containerd.runtime.v2.task/k8s.io"
-
-
-@dataclass(frozen=True)
-class ProcessRef:
-    """A pid with its start time: the same pid with another start time is another process."""
-
-    pid: int
-    start_ticks: int
-
-    @classmethod
-    def of(cls, pid: int) -> ProcessRef | None:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return cls(pid, int(fields[19]))
-
-    def alive(self) -> bool:
-        now = ProcessRef.of(self.pid)
-        return now is not None and now.start_ticks == self.start_ticks and read_proc(self.pid) is not None
 
 
 def container_pid(s: LocalSettings, target: ContainerRef) -> int:

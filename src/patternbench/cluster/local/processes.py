@@ -1,7 +1,9 @@
 """Host processes of the local cluster: start detached with a pid file and a log, find, stop.
 
 Processes outlive the `patternbench cluster up` command (each in its own session), so every
-one is found again by pid file, and as a fallback by what its command line names.
+one is found again by pid file, and as a fallback by what its command line names. A pid file
+holds the pid and the process's start time: a pid the kernel gave to another process since
+(pids wrap within minutes on a busy machine) has another start time, and is never signalled.
 """
 
 from __future__ import annotations
@@ -32,6 +34,35 @@ def read_proc(pid: int) -> ProcInfo | None:
     if fields[0] == "Z":
         return None
     return ProcInfo(pid=pid, ppid=int(fields[1]), cmdline=tuple(a.decode(errors="replace") for a in raw.split(b"\0") if a))
+
+
+@dataclass(frozen=True)
+class ProcessRef:
+    """A pid with its start time: the same pid with another start time is another process."""
+
+    pid: int
+    start_ticks: int
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessRef | None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return cls(pid, int(fields[19]))
+
+    @classmethod
+    def parse(cls, text: str) -> ProcessRef | None:
+        """A pid file's "PID START_TICKS"; None for anything else (an old pid file without
+        the start time identifies nothing)."""
+        parts = text.split()
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            return None
+        return cls(int(parts[0]), int(parts[1]))
+
+    def alive(self) -> bool:
+        now = ProcessRef.of(self.pid)
+        return now is not None and now.start_ticks == self.start_ticks and read_proc(self.pid) is not None
 
 
 def all_processes() -> list[ProcInfo]:
@@ -97,7 +128,8 @@ class Daemon:
                 close_fds=True,
             )
         self.proc = proc
-        self.pid_path.write_text(str(proc.pid))
+        ref = ProcessRef.of(proc.pid)  # the child exists from the fork on: its start time is fixed
+        self.pid_path.write_text(f"{proc.pid} {ref.start_ticks if ref else 0}")
         return proc.pid
 
     def pid(self) -> int | None:
@@ -105,16 +137,16 @@ class Daemon:
             # Started by this process: poll() is exact, and right after fork /proc still
             # shows our own command line, so the check below would race.
             return self.proc.pid if self.proc.poll() is None else None
+        ref = self.recorded()
+        # A recycled pid belongs to someone else: its start time differs from the one recorded.
+        return ref.pid if ref is not None and ref.alive() else None
+
+    def recorded(self) -> ProcessRef | None:
+        """What the pid file says (None: no file, or one without a start time)."""
         try:
-            pid = int(self.pid_path.read_text().strip())
-        except (OSError, ValueError):
+            return ProcessRef.parse(self.pid_path.read_text())
+        except OSError:
             return None
-        info = read_proc(pid)
-        # A recycled pid belongs to someone else: check it still runs our binary (nsenter
-        # execs it, so for a moment the pid may still show nsenter's command line).
-        if info is None or not info.cmdline or info.cmdline[0] not in (self.argv[0], *self.enter[:1]):
-            return None
-        return pid
 
     def running(self) -> bool:
         return self.pid() is not None

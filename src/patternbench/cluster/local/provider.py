@@ -302,14 +302,10 @@ class LocalProvider:
         return [d for d in found if d.pid_path.exists()]
 
     def _daemon_from_pidfile(self, name: str, node: NodeSettings | None) -> Daemon:
-        pid_path = steps.make_daemon(self.settings, name, ["?"], node).pid_path
-        argv: list[str] = []
-        try:
-            info = read_proc(int(pid_path.read_text().strip()))
-            argv = list(info.cmdline) if info else []
-        except (OSError, ValueError):
-            pass
-        return steps.make_daemon(self.settings, name, argv or ["?"], node)
+        daemon = steps.make_daemon(self.settings, name, ["?"], node)
+        pid = daemon.pid()  # only our process: the pid with the start time recorded
+        info = read_proc(pid) if pid is not None else None
+        return steps.make_daemon(self.settings, name, list(info.cmdline) if info else ["?"], node)
 
     def expected_daemons(self) -> list[str]:
         nodes = self.settings.nodes
