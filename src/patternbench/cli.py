@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--replicas", default="2", metavar="R", help="pods per service (default 2)")
     scale.add_argument("--depth", default="2", metavar="D", help="levels below the entry: the calls each request makes (default 2)")
     scale.add_argument("--profile", default="short", help="phase lengths and load (default short)")
-    scale.add_argument("--duration", type=float, help="seconds of load before and after each upgrade (overrides the profile)")
+    scale.add_argument("--duration", help="seconds of load before and after each upgrade (overrides the profile)")
     scale.add_argument("--results", type=Path, default=Path("results"), help="where runs are written (default: results)")
     scale.add_argument("--keep-cluster", action="store_true", help="leave a cluster this command brought up running")
     report = sub.add_parser("report", help="rebuild summary.json, report.md and plots from a run's raw records")
@@ -329,7 +329,7 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
         run_dir = run_matrix(provider, topology, cases, profile, args.results, progress, repeat=plan.repeat, fault_repeat=fault_repeat, eta=eta, share_deployments=share)
         if plan.sweep:
             sweep_after(provider, topology, plan.patterns or list(Pattern), plan.sweep, run_dir, progress)
-    summary = write_report(run_dir, Thresholds(max_failed_requests=args.max_failed_requests))
+    summary = write_report(run_dir, Thresholds(max_failed_requests=plan.max_failed_requests))
     elapsed = time.monotonic() - started
     took = run_durations(run_dir)
     progress.say(f"{len(cases)} cases in {elapsed:.0f}s; report: {run_dir / REPORT}")

@@ -11,6 +11,8 @@ from patternbench.errors import UsageError
 MAX_REPEAT = 50
 MAX_RPS = 50_000.0  # far above what this harness drives; a typo guard, not a capacity claim
 MAX_SLO_MS = 60_000.0
+MAX_DURATION_S = 3600.0  # load per phase: an hour is far beyond any profile; a typo guard
+MAX_FAILED_REQUESTS = 1_000_000
 
 
 def _number(text: object, option: str) -> float:
@@ -20,6 +22,14 @@ def _number(text: object, option: str) -> float:
         raise UsageError(f"{option}: {str(text)!r} is not a number") from None
     if not math.isfinite(value):
         raise UsageError(f"{option}: {text} is not a finite number")
+    return value
+
+
+def parse_load_duration(text: object) -> float:
+    """--duration: seconds of load before and after the upgrade, finite and positive."""
+    value = _number(text, "--duration")
+    if not 0 < value <= MAX_DURATION_S:
+        raise UsageError(f"--duration must be above 0 and at most {MAX_DURATION_S:g} s, got {text}")
     return value
 
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from patternbench.cluster.registry import PROVIDER_NAMES, ProviderOptions, parse_node_count
 from patternbench.errors import UsageError
-from patternbench.options import parse_repeat, parse_rps, parse_slo_ms, parse_sweep
+from patternbench.options import MAX_FAILED_REQUESTS, parse_count, parse_load_duration, parse_repeat, parse_rps, parse_slo_ms, parse_sweep
 from patternbench.specs.agent_file import load_agent_file
 from patternbench.specs.agents import UPGRADABLE, AgentSpec, upgradable_spec
 from patternbench.specs.cases import PROFILES, Case, Profile, check_injection, default_matrix, fault_matrix
@@ -72,7 +72,7 @@ RUN_OPTIONS = (
     RunOption("--injection", "client (sidecars rendered into the Deployments) or webhook (a mutating admission webhook adds them); default: client, plus the sidecar proxy's upgrades with the webhook", metavar="HOW"),
     RunOption("--agent-file", "bring your own agent (YAML, see agent_file.py and agents/): it runs beside the built-in agent of its kind in every pattern it supports (repeatable)", kind=Path, repeatable=True, metavar="FILE"),
     RunOption("--profile", f"phase lengths and load: {' or '.join(PROFILES)} (default: full)", "full"),
-    RunOption("--duration", "seconds of load before and after the upgrade (overrides the profile)", kind=float),
+    RunOption("--duration", "seconds of load before and after the upgrade (overrides the profile)"),
     RunOption("--users", "Locust users (overrides the profile)", kind=int),
     RunOption("--topology", "topology YAML (default: topologies/default.yaml)", kind=Path, cli_only=True),
     RunOption("--services", "instead of --topology: a generated layered topology of N services (an entry, then --depth levels; each request calls one service per level, so the load spreads over all of them)", metavar="N", cli_only=True),
@@ -80,7 +80,7 @@ RUN_OPTIONS = (
     RunOption("--depth", "with --services: levels below the entry, the calls each request makes (default 2, like the default chain)", metavar="D", cli_only=True),
     RunOption("--results", "where runs are written (default: results)", Path("results"), kind=Path),
     RunOption("--keep-cluster", "leave a cluster this command brought up running", switch=True),
-    RunOption("--max-failed-requests", "zero-downtime threshold (default 0)", 0, kind=int),
+    RunOption("--max-failed-requests", "zero-downtime threshold (default 0)", "0"),
     RunOption("--repeat", "run every case N times, interleaved (a b c a b c); medians and 95 %% intervals (default 1)", "1", metavar="N"),
     RunOption("--slo-ms", "a probe slower than this is unavailable (default 1000)", metavar="MS"),
     RunOption("--rps", "open-loop load: R requests/s on schedule, latency from the intended start (instead of --users)", metavar="R"),
@@ -164,19 +164,18 @@ def resolve_run(get: Getter) -> RunPlan:
     return RunPlan(
         patterns=patterns, agents=agents, strategies=strategies, injection=injection, naive=not get("no_naive"), agent_files=agent_files,
         profile=profile_of(get("profile"), get("duration"), get("users"), rps, slo_ms), repeat=repeat, sweep=sweep,
-        faults=faults, fault_duration_s=fault_duration, max_failed_requests=get("max_failed_requests"), results=Path(get("results")),
+        faults=faults, fault_duration_s=fault_duration, max_failed_requests=parse_count(get("max_failed_requests"), "--max-failed-requests", 0, MAX_FAILED_REQUESTS), results=Path(get("results")),
     )
 
 
-def profile_of(name: str, duration: float | None, users: int | None, rps: float | None, slo_ms: float | None) -> Profile:
+def profile_of(name: str, duration: object | None, users: int | None, rps: float | None, slo_ms: float | None) -> Profile:
     """The named profile with the overrides the options give, validated."""
     if name not in PROFILES:
         raise UsageError(f"--profile: unknown profile {name!r} (choose one of {', '.join(PROFILES)})")
     profile = PROFILES[name]
     if duration is not None:
-        if duration <= 0:
-            raise UsageError(f"--duration must be positive, got {duration}")
-        profile = replace(profile, before_s=duration, after_s=duration)
+        seconds = parse_load_duration(duration)
+        profile = replace(profile, before_s=seconds, after_s=seconds)
     if users is not None:
         profile = replace(profile, load=replace(profile.load, users=users))
     if rps is not None:

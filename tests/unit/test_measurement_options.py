@@ -21,6 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
     (["run", "--repeat", "x"], "--repeat: 'x' is not a number"),
     (["run", "--rps", "-1"], "--rps must be above 0"),
     (["run", "--rps", "nan"], "--rps: nan is not a finite number"),
+    (["run", "--duration", "nan"], "--duration: nan is not a finite number"),  # once a ValueError traceback
+    (["run", "--duration", "inf"], "--duration: inf is not a finite number"),  # once an OverflowError traceback
+    (["run", "--duration", "abc"], "--duration: 'abc' is not a number"),
+    (["run", "--duration", "0"], "--duration must be above 0"),
+    (["scale", "--duration", "nan"], "--duration: nan is not a finite number"),
+    (["run", "--max-failed-requests", "-1"], "--max-failed-requests must be from 0"),  # once accepted
+    (["run", "--max-failed-requests", "x"], "--max-failed-requests: 'x' is not a whole number"),
     (["run", "--sweep", ""], "--sweep: give offered rates"),
     (["run", "--sweep", "100,fast"], "--sweep: 'fast' is not a number"),
     (["run", "--sweep", "100,,200"], "--sweep: empty rate"),
