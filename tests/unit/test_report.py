@@ -68,6 +68,9 @@ def test_lifecycle_section_answers_from_the_numbers() -> None:
     cases["b"] = entry("sidecar", "in-place", 4.0, 0, 0, 0)
     assert "no longer loses" in "\n".join(lifecycle_text(cases))
     assert lifecycle_text({"a": cases["a"], "c": cases["c"]}) == []  # no in-place case, no section
+    # A case a crash or kill left incomplete: the section says so (it was a TypeError on None).
+    cases["b"] = {**entry("sidecar", "in-place", 4.0, 0, 0, 0), "app_container_restarts": None, "failed_requests": None, "missing": ["pods-after.json"]}
+    assert "No verdict: sidecar, in place did not complete" in "\n".join(lifecycle_text(cases))
 
 
 def test_injector_section_compares_with_the_same_rollout_without_the_fault() -> None:

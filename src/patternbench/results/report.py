@@ -452,7 +452,10 @@ def lifecycle_text(cases: dict[str, Any]) -> list[str]:
         for label, e in rows:
             out.append(f"| {label} | {fmt(e['upgrade_duration_s'])} | {e['app_pods_recreated']} | {e['app_container_restarts']} | {e['failed_requests']} | {fmt(e['downtime_s'])} | {fmt(e['log_lines_lost'])} / {fmt(e['log_lines_duplicated'])} |")
         in_place, node = dict(rows).get("sidecar, in place"), dict(rows).get("DaemonSet")
-        if in_place and node:
+        incomplete = [label for label, e in rows if e.get("missing") or e.get("app_container_restarts") is None or e.get("failed_requests") is None]
+        if in_place and node and incomplete:
+            out += ["", f"No verdict: {', '.join(incomplete)} did not complete (its counts are missing).", ""]
+        elif in_place and node:
             worse = []
             if (in_place["upgrade_duration_s"] or 0) > (node["upgrade_duration_s"] or 0):
                 worse.append(f"it takes {in_place['upgrade_duration_s'] / max(node['upgrade_duration_s'] or 1e-9, 1e-9):.1f}x as long ({fmt(in_place['upgrade_duration_s'])} s against {fmt(node['upgrade_duration_s'])} s)")
