@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +35,20 @@ class KeyPair:
     def write(self, directory: Path, name: str) -> tuple[Path, Path]:
         directory.mkdir(parents=True, exist_ok=True)
         cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-        cert_path.write_bytes(self.cert_pem)
-        key_path.write_bytes(self.key_pem)
-        key_path.chmod(0o600)
+        write_with_mode(cert_path, self.cert_pem, 0o644)
+        write_with_mode(key_path, self.key_pem, 0o600)
         return cert_path, key_path
+
+
+def write_with_mode(path: Path, data: bytes, mode: int) -> Path:
+    """Write `data` to `path` with `mode` from the first byte: a key or kubeconfig is never
+    readable by others, not even between its write and a chmod (an existing file's mode is
+    set before its content is replaced)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return path
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:

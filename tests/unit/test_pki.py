@@ -70,3 +70,25 @@ def test_keypair_write_protects_the_key(ca: pki.KeyPair, tmp_path) -> None:
     assert key_path.stat().st_mode & 0o777 == 0o600
     assert x509.load_pem_x509_certificate(cert_path.read_bytes()).subject == ca.cert.subject
     assert ipaddress.ip_address("127.0.0.1")
+
+
+def test_keys_are_private_from_the_first_byte(tmp_path) -> None:
+    """The file is created with 0600 (not written 0644 and chmod'ed after), and an existing
+    world-readable file is made private before its new content goes in."""
+    import os
+    import stat
+
+    from patternbench import pki
+
+    old_umask = os.umask(0)  # the mode must not depend on a umask that happens to hide it
+    try:
+        (tmp_path / "old.key").write_bytes(b"x")
+        os.chmod(tmp_path / "old.key", 0o666)
+        pair = pki.new_ca()
+        _, key = pair.write(tmp_path, "ca")
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600 and key.read_bytes() == pair.key_pem
+        pki.write_with_mode(tmp_path / "old.key", b"secret", 0o600)
+        assert stat.S_IMODE((tmp_path / "old.key").stat().st_mode) == 0o600 and (tmp_path / "old.key").read_bytes() == b"secret"
+        assert stat.S_IMODE((tmp_path / "ca.crt").stat().st_mode) == 0o644
+    finally:
+        os.umask(old_umask)

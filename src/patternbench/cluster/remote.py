@@ -17,6 +17,7 @@ from typing import Callable
 import yaml
 from kubernetes import client, config
 
+from patternbench import pki
 from patternbench.build.images import ImageArchive
 from patternbench.cluster.provider import Capabilities, ContainerRef, NodeInfo, nodes_from_api, require_cli
 from patternbench.errors import UsageError
@@ -265,9 +266,7 @@ def write_context_kubeconfig(source: Path, context: str | None, out: Path) -> Pa
             raise UsageError(f"context {context!r} is not in {source} (it has: {', '.join(map(str, names)) or 'none'})")
         doc["current-context"] = context
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(doc))
-    out.chmod(0o600)
-    return out
+    return pki.write_with_mode(out, yaml.safe_dump(doc).encode(), 0o600)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from patternbench import pki
 from patternbench.cluster.local.settings import POD_LOGS_DIR, LocalSettings, MachineSize, NodeSettings
 
 PAUSE_IMAGE = "patternbench.local/pause:3.10.1"
@@ -434,6 +435,4 @@ def coredns_manifests(s: LocalSettings, image: str) -> list[dict]:
 
 def write_text(path: Path, text: str, mode: int = 0o644) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(mode)
-    return path
+    return pki.write_with_mode(path, text.encode(), mode)

@@ -192,9 +192,8 @@ def make_pki(ctx: Context) -> None:
         s.pki_dir, "apiserver-kubelet-client"
     )
     private, public = pki.new_signing_key()
-    (s.pki_dir / "sa.key").write_bytes(private)
-    (s.pki_dir / "sa.key").chmod(0o600)
-    (s.pki_dir / "sa.pub").write_bytes(public)
+    pki.write_with_mode(s.pki_dir / "sa.key", private, 0o600)
+    pki.write_with_mode(s.pki_dir / "sa.pub", public, 0o644)
     # (kubeconfig file, user, groups, API server URL): nodes reach the API server on the
     # host's bridge address, host components on loopback.
     clients: list[tuple[str, str, tuple[str, ...], str]] = [
