@@ -53,6 +53,7 @@ MALFORMED = [
     ("not a mapping", "- a\n- b\n", "expected a mapping"),
     ("unknown key", changed(colour="blue"), "colour: unknown key"),
     ("bad name", changed(name="Not_A_Label"), "name: expected a DNS label"),
+    ("name with a newline", changed(name="front\n"), "name: expected a DNS label"),  # "$" matched before it: it passed
     ("built-in name", changed(name="logging"), "is patternbench's own agent"),
     ("unknown kind", changed(kind="metrics"), "unknown kind 'metrics'"),
     ("missing versions", changed(images={"v1": "a:1"}), "images.v2: missing"),

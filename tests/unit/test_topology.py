@@ -51,6 +51,7 @@ MALFORMED = [
     (broken("services.2.name", "DB_Main"), "is not a DNS-1123 label"),
     (broken("services.2.name", "x" * 45), "is not a DNS-1123 label"),
     (broken("services.2.name", "-db"), "is not a DNS-1123 label"),
+    (broken("services.2.name", "db\n"), "is not a DNS-1123 label"),  # "$" matched before the newline: it passed
     (broken("services.2", {"name": "api"}), "services.api: duplicate service name"),
     (broken("entry", "nobody"), "entry: 'nobody' is not one of the services"),
     (broken("services.1.calls", []), "services.db: not reachable from the entry service 'web'"),

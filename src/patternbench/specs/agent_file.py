@@ -29,7 +29,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,9 @@ import yaml
 
 from patternbench.errors import UsageError
 from patternbench.specs.agents import AGENTS, AgentKind, AgentSpec, Placement, register
+from patternbench.specs.names import is_dns_label, is_file_name
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
+MAX_AGENT_NAME = 32
 TOP_KEYS = {"name", "kind", "images", "archives", "config", "proxy", "sidecar", "node"}
 PART_KEYS = {"container": True, "volumes": False, "host_network": False}
 # The slot each kind stands in for: the built-in agent whose place it takes.
@@ -144,7 +144,7 @@ def parse_agent_file(path: Path, check_archives: bool = True) -> AgentFile:
     if unknown:
         raise _fail(path, sorted(unknown)[0], f"unknown key (known: {', '.join(sorted(TOP_KEYS))})")
     name = doc.get("name")
-    if not isinstance(name, str) or not DNS_LABEL.match(name):
+    if not is_dns_label(name, MAX_AGENT_NAME):
         raise _fail(path, "name", f"expected a DNS label of at most 32 characters, got {name!r}")
     if name in AGENTS and AGENTS[name].source is None:
         raise _fail(path, "name", f"{name!r} is patternbench's own agent; give yours another name")
@@ -175,7 +175,7 @@ def parse_agent_file(path: Path, check_archives: bool = True) -> AgentFile:
                 config[file_name] = content = (path.parent / content["file"]).read_text()
             except OSError as exc:
                 raise _fail(path, f"config.{file_name}.file", f"cannot read {path.parent / content['file']} ({exc.strerror})") from None
-        if not isinstance(file_name, str) or not re.match(r"^[-._a-zA-Z0-9]+$", file_name) or not isinstance(content, str):
+        if not is_file_name(file_name) or not isinstance(content, str):
             raise _fail(path, f"config.{file_name}", "expected a file name mapped to the file's text (or to {file: PATH})")
     parts = {p: parse_part(path, doc[key], p) for p, key in ((Placement.POD, "sidecar"), (Placement.NODE, "node")) if key in doc}
     if not parts:

@@ -6,7 +6,6 @@ that names the field at fault.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
@@ -16,12 +15,12 @@ import yaml
 
 from patternbench.errors import UsageError
 from patternbench.specs.agents import Placement
+from patternbench.specs.names import is_dns_label
 from patternbench.specs.patterns import Pattern, pattern_spec  # Pattern: re-exported, the public handle
 
 if TYPE_CHECKING:
     from patternbench.specs.agents import AgentSpec
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Service names end up in object names with suffixes; leave room under the 63-char limit.
 MAX_NAME = 40
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[3] / "topologies" / "default.yaml"
@@ -170,8 +169,8 @@ def validate(topology: Topology) -> None:
     """Names, replicas, duplicates, unknown downstreams, cycles, reachability from the entry."""
     seen: set[str] = set()
     for svc in topology.services:
-        if not DNS_LABEL.match(svc.name) or len(svc.name) > MAX_NAME:
-            raise UsageError(f"services.{svc.name}.name: {svc.name!r} is not a DNS-1123 label of at most {MAX_NAME} characters")
+        if not is_dns_label(svc.name, MAX_NAME):
+            raise UsageError(f"services: the name {svc.name!r} is not a DNS-1123 label of at most {MAX_NAME} characters")
         if svc.name in seen:
             raise UsageError(f"services.{svc.name}: duplicate service name")
         seen.add(svc.name)
