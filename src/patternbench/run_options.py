@@ -16,6 +16,7 @@ from patternbench.specs.agent_file import load_agent_file
 from patternbench.specs.agents import UPGRADABLE, AgentSpec, upgradable_spec
 from patternbench.specs.cases import PROFILES, Case, Profile, check_injection, default_matrix, fault_matrix
 from patternbench.specs.faults import FAULTS, check_fault, fault_injection, fault_spec, parse_duration
+from patternbench.specs.names import is_registry
 from patternbench.specs.patterns import Pattern, pattern_spec
 from patternbench.specs.strategies import check_strategy
 
@@ -107,6 +108,9 @@ def provider_options(get: Getter, keep_on_failure: bool = False) -> ProviderOpti
     provider = get("provider")
     if provider not in PROVIDER_NAMES:
         raise UsageError(f"unknown provider {provider!r}: choose one of {', '.join(PROVIDER_NAMES)}")
+    registry = get("registry")
+    if registry is not None and not is_registry(registry):
+        raise UsageError(f"--registry {registry!r}: expected a registry and path such as europe-docker.pkg.dev/project/repo")
     return ProviderOptions(
         bin_dir=get("bin_dir"), name=get("name"), nodes=parse_node_count(get("nodes"), local=provider == "local"),
         kubeconfig=get("kubeconfig"), context=get("context"), project=get("project"), zone=get("zone"),

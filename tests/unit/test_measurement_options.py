@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from patternbench import cli
+from patternbench.errors import UsageError
 from patternbench.options import parse_repeat, parse_sweep
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,3 +84,21 @@ def test_pytest_options_exit_2_before_any_test(option: str) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Exit: patternbench: --"), lines
+
+
+@pytest.mark.parametrize("registry,ok", [
+    ("europe-docker.pkg.dev/proj/repo", True), ("localhost:5000", True), ("ghcr.io/owner/", True),
+    ("r.io/x\ncommand: [sh]", False),  # was pasted into the manifests: it added a command to containers
+    ("a b", False), ("", False), ("https://r.io", False),
+])
+def test_registry_is_an_image_reference_prefix(registry: str, ok: bool) -> None:
+    from patternbench.run_options import provider_options
+
+    def get(dest: str) -> object:
+        return {"provider": "kubeconfig", "registry": registry, "nodes": "3", "name": "pb", "zone": "z"}.get(dest)
+
+    if ok:
+        assert provider_options(get).registry == registry
+    else:
+        with pytest.raises(UsageError, match="--registry"):
+            provider_options(get)
