@@ -101,7 +101,7 @@ def test_cli_as_a_process_prints_no_traceback(tmp_path: Path) -> None:
 @pytest.mark.parametrize("argv,message", [
     (["run", "--pattern", "mystery"], "unknown pattern 'mystery'"),
     (["run", "--agent", "tracing"], "unknown agent 'tracing'"),
-    (["run", "--duration", "0"], "--duration must be positive"),
+    (["run", "--duration", "0"], "--duration must be above 0"),
     (["run", "--users", "5000"], "more than one load process can drive"),
     (["run", "--results", "/proc/patternbench-cannot-write"], "cannot write results"),
     (["run", "--provider", "kubeconfig", "--kubeconfig", "/nonexistent/config", "--results", "/tmp"], "does not exist"),

@@ -97,12 +97,33 @@ def test_default_topology_is_a_chain_of_three_with_two_replicas() -> None:
 
 
 def test_unreadable_topology_file(tmp_path) -> None:
-    with pytest.raises(UsageError, match="cannot read topology"):
+    with pytest.raises(UsageError, match="topology .*missing.yaml: cannot read it"):
         load_topology(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("services: [unclosed")
     with pytest.raises(UsageError, match="not valid YAML"):
         load_topology(bad)
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"services:\n  - name: caf\xe9\n", "not UTF-8 text"),  # was a UnicodeDecodeError traceback
+    # An alias bomb: nine levels of nine aliases, a few hundred bytes that expand to 9^9 items when walked.
+    (("a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))).encode(), "anchors and aliases are not accepted"),
+    (b"x" * ((1 << 20) + 1), "larger than 1024 KiB"),
+])
+def test_a_hostile_topology_file_is_one_line(tmp_path, content: bytes, message: str) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=message) as err:
+        load_topology(path)
+    assert "\n" not in str(err.value)
+
+
+def test_dev_zero_is_refused_not_read() -> None:
+    from pathlib import Path
+
+    with pytest.raises(UsageError, match="larger than"):
+        load_topology(Path("/dev/zero"))
 
 
 def test_unknown_pattern() -> None:

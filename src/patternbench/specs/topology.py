@@ -11,9 +11,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from patternbench.errors import UsageError
+from patternbench.specs import user_yaml
 from patternbench.specs.agents import Placement
 from patternbench.specs.names import is_dns_label
 from patternbench.specs.patterns import Pattern, pattern_spec  # Pattern: re-exported, the public handle
@@ -263,13 +262,7 @@ def reachable_from(topology: Topology, start: str) -> set[str]:
 
 def load_topology(path: Path | None = None) -> Topology:
     path = path or DEFAULT_TOPOLOGY
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise UsageError(f"cannot read topology {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_topology(doc, str(path))
+    return parse_topology(user_yaml.load(path, "topology"), str(path))
 
 
 def expected_hops(topology: Topology, pattern: Pattern) -> list[str]:
