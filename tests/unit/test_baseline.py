@@ -94,3 +94,16 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
         load_summary(tmp_path / "nowhere")
     with pytest.raises(UsageError, match="cannot read baseline"):
         load_baseline(tmp_path / "nope.json")
+    # JSON that is not an object, and a file that never ends: one line each (were tracebacks, or a hang).
+    listed = tmp_path / "list"
+    listed.mkdir()
+    (listed / "summary.json").write_text("[1, 2]")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    for argv, message in ((["compare", str(tmp_path / "list.json"), str(good)], "holds a JSON list, not an object"),
+                          (["compare", str(baseline), str(listed)], "holds a JSON list, not an object"),
+                          (["baseline", "update", str(listed), "--baseline", str(baseline)], "holds a JSON list, not an object"),
+                          (["baseline", "update", str(good), "--baseline", str(tmp_path / "list.json")], "holds a JSON list, not an object"),
+                          (["compare", "/dev/zero", str(good)], "is larger than")):
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err

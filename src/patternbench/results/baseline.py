@@ -25,26 +25,40 @@ def _value(f: Figure, entry: dict[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
+MAX_JSON_BYTES = 64 << 20  # a summary of hundreds of trials is a few MB
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from a file the user named: one line for a file that cannot be read, is
+    too large, is not UTF-8 JSON, or holds something other than an object."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_JSON_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path} ({exc.strerror})") from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise UsageError(f"{what} {path} is larger than {MAX_JSON_BYTES >> 20} MiB")
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise UsageError(f"{what} {path} is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{what} {path} holds a JSON {type(doc).__name__}, not an object")
+    return doc
+
+
 def load_summary(run_dir: Path) -> dict[str, Any]:
     path = run_dir / SUMMARY
-    try:
-        summary = json.loads(path.read_text())
-    except OSError:
-        raise UsageError(f"{run_dir} has no summary.json (run `patternbench report {run_dir}` or pick a run directory)") from None
-    except ValueError:
-        raise UsageError(f"{path} is not valid JSON") from None
+    if not path.is_file():
+        raise UsageError(f"{run_dir} has no summary.json (run `patternbench report {run_dir}` or pick a run directory)")
+    summary = read_json_object(path, "summary")
     if summary.get("schema") != 1:
         raise UsageError(f"{path} has summary schema {summary.get('schema')!r}; this patternbench reads schema 1")
     return summary
 
 
 def load_baseline(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text())
-    except OSError:
-        raise UsageError(f"cannot read baseline {path}") from None
-    except ValueError:
-        raise UsageError(f"baseline {path} is not valid JSON") from None
+    doc = read_json_object(path, "baseline")
     if doc.get("schema") != SCHEMA_VERSION:
         raise UsageError(f"baseline {path} has schema {doc.get('schema')!r}; this patternbench reads schema {SCHEMA_VERSION}")
     return doc
