@@ -81,7 +81,7 @@ def test_malformed_agent_files_exit_2_with_one_line(doc: object, message: str, t
 
 def test_a_missing_file_and_a_pattern_it_cannot_run_in(tmp_path: Path, capsys: pytest.CaptureFixture[str], no_provider: None) -> None:
     assert cli.main(["run", "--agent-file", str(tmp_path / "none.yaml")]) == 2
-    assert "cannot read it" in capsys.readouterr().err
+    assert "cannot read agent file" in capsys.readouterr().err
     sidecar_only = write(tmp_path, changed(node=None))
     assert cli.main(["run", "--agent-file", str(sidecar_only), "--pattern", "daemonset"]) == 2
     assert "the daemonset pattern runs it per node, and the file gives no container for that" in capsys.readouterr().err

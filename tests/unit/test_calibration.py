@@ -91,7 +91,10 @@ def test_calibrate_a_local_server_refused_reset_hang() -> None:
 
     rows = calibrate_local(["refused", "reset", "hang"], [0.6], slo_ms=200, settle_s=0.5, probe_timeout_s=0.6)
     for row in rows:
-        assert row.expected_s == pytest.approx(0.6, abs=0.01)
+        # Every kind counts its whole length (the hang outlasts the 200 ms deadline): the length
+        # the outage really had, which a loaded machine stretches past the 0.6 s asked (a make
+        # test read 0.6208 s, failing the old ±10 ms check on how long a sleep took).
+        assert row.injected_s >= 0.6 and row.expected_s == pytest.approx(row.injected_s)
         # 50 ms, plus however late the probe stream itself ran (a loaded machine's doing).
         assert abs(row.error_ms) <= 50 + row.probe_lag_ms, row
 

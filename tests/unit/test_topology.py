@@ -97,7 +97,7 @@ def test_default_topology_is_a_chain_of_three_with_two_replicas() -> None:
 
 
 def test_unreadable_topology_file(tmp_path) -> None:
-    with pytest.raises(UsageError, match="topology .*missing.yaml: cannot read it"):
+    with pytest.raises(UsageError, match="cannot read topology .*missing.yaml"):
         load_topology(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("services: [unclosed")

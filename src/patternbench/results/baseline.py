@@ -6,7 +6,6 @@ every later one a regression."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from patternbench.errors import UsageError
 from patternbench.results.rundir import SUMMARY
 from patternbench.specs.figures import Figure, baselined
 from patternbench.stats import percentile
+from patternbench.user_files import read_json_object
 
 SCHEMA_VERSION = 1
 HISTORY = 30  # samples kept per figure
@@ -23,28 +23,6 @@ PERCENTILE = 99
 def _value(f: Figure, entry: dict[str, Any]) -> float | None:
     value = f.of(entry)
     return None if value is None else float(value)
-
-
-MAX_JSON_BYTES = 64 << 20  # a summary of hundreds of trials is a few MB
-
-
-def read_json_object(path: Path, what: str) -> dict[str, Any]:
-    """A JSON object from a file the user named: one line for a file that cannot be read, is
-    too large, is not UTF-8 JSON, or holds something other than an object."""
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_JSON_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read {what} {path} ({exc.strerror})") from None
-    if len(raw) > MAX_JSON_BYTES:
-        raise UsageError(f"{what} {path} is larger than {MAX_JSON_BYTES >> 20} MiB")
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        raise UsageError(f"{what} {path} is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise UsageError(f"{what} {path} holds a JSON {type(doc).__name__}, not an object")
-    return doc
 
 
 def load_summary(run_dir: Path) -> dict[str, Any]:

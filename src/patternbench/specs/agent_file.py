@@ -35,8 +35,8 @@ from typing import Any
 
 import yaml
 
+from patternbench import user_files
 from patternbench.errors import UsageError
-from patternbench.specs import user_yaml
 from patternbench.specs.agents import AGENTS, AgentKind, AgentSpec, Placement, register
 from patternbench.specs.names import is_dns_label, is_file_name
 
@@ -130,7 +130,7 @@ def parse_part(path: Path, raw: Any, placement: Placement) -> Part:
 def parse_agent_file(path: Path, check_archives: bool = True) -> AgentFile:
     """The file, validated; a one-line UsageError for the first problem found. A run's own
     copy is read back without `check_archives` (its archives were imported already)."""
-    raw = user_yaml.load(path, "agent file")
+    raw = user_files.load_yaml(path, "agent file")
     doc = _mapping(path, raw, "the file")
     unknown = set(doc) - TOP_KEYS
     if unknown:
@@ -164,7 +164,7 @@ def parse_agent_file(path: Path, check_archives: bool = True) -> AgentFile:
         if isinstance(content, dict) and set(content) == {"file"} and isinstance(content["file"], str):
             # {file: PATH}: the text of a file beside the agent file, read now (one copy of a config).
             try:
-                config[file_name] = content = user_yaml.read_text(path.parent / content["file"], f"agent file {path}: config.{file_name}.file")
+                config[file_name] = content = user_files.read_text(path.parent / content["file"], f"agent file {path}: config.{file_name}.file")
             except OSError as exc:
                 raise _fail(path, f"config.{file_name}.file", f"cannot read {path.parent / content['file']} ({exc.strerror})") from None
         if not is_file_name(file_name) or not isinstance(content, str):
@@ -217,9 +217,9 @@ def keep_with_run(specs: list[AgentSpec], run_dir: Path) -> None:
     for spec in specs:
         assert spec.source is not None
         source = Path(spec.source)
-        doc = user_yaml.load(source, "agent file")
+        doc = user_files.load_yaml(source, "agent file")
         for name, content in (doc.get("config") or {}).items():
             if isinstance(content, dict) and "file" in content:  # the copy carries the text itself
-                doc["config"][name] = user_yaml.read_text(source.parent / content["file"], f"agent file {source}: config.{name}.file")
+                doc["config"][name] = user_files.read_text(source.parent / content["file"], f"agent file {source}: config.{name}.file")
         (run_dir / "agents" / f"{spec.name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 

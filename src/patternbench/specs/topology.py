@@ -11,8 +11,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from patternbench import user_files
 from patternbench.errors import UsageError
-from patternbench.specs import user_yaml
 from patternbench.specs.agents import Placement
 from patternbench.specs.names import is_dns_label
 from patternbench.specs.patterns import Pattern, pattern_spec  # Pattern: re-exported, the public handle
@@ -262,7 +262,7 @@ def reachable_from(topology: Topology, start: str) -> set[str]:
 
 def load_topology(path: Path | None = None) -> Topology:
     path = path or DEFAULT_TOPOLOGY
-    return parse_topology(user_yaml.load(path, "topology"), str(path))
+    return parse_topology(user_files.load_yaml(path, "topology"), str(path))
 
 
 def expected_hops(topology: Topology, pattern: Pattern) -> list[str]:
