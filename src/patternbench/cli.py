@@ -18,7 +18,7 @@ from patternbench.build.components import cache_root
 from patternbench.build.images import build_data_plane
 from patternbench.cluster.local.provider import LocalProvider
 from patternbench.cluster.provider import KnowsIfUp, ReportsDaemons, Resizes, abilities
-from patternbench.cluster.registry import ProviderOptions, get_provider
+from patternbench.cluster.registry import ProviderOptions, get_provider, parse_node_count
 from patternbench.errors import StepFailed, UsageError
 from patternbench.options import parse_count, parse_slo_ms
 from patternbench.outages import calibrate_local
@@ -231,7 +231,7 @@ def cmd_scale(args: argparse.Namespace, progress: Progress) -> int:
     check_writable(args.results)
     options = provider_options(lambda dest: str(base_nodes) if dest == "nodes" else getattr(args, dest))
     for count in node_counts:  # each count one the provider can hold (the local machine's limit)
-        provider_options(lambda dest, count=count: str(count) if dest == "nodes" else getattr(args, dest))
+        parse_node_count(count, local=args.provider == "local")
     provider = get_provider(args.provider, options, progress)
     if node_axis and not isinstance(provider, Resizes):
         progress.say(f"   the {args.provider} provider cannot resize its cluster: the node axis ({args.nodes}) is skipped")

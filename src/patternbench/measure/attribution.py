@@ -50,8 +50,6 @@ POD_CHANGE_S = 10.0
 # conntrack's SYN_SENT timeout (nf_conntrack_tcp_timeout_syn_sent): how long a rejected
 # connection's un-NATed binding outlives it.
 SYN_SENT_S = 120.0
-# A periodic host sampler waking this much later than its period: the harness's host stalled.
-STALL_S = 1.0
 
 
 def cause(name: str) -> Cause:
@@ -183,17 +181,10 @@ class Evidence:
     rejected: dict[int, list[Record]] = field(default_factory=dict)
     # The host tripwire's "nodnat" lines: SYNs to the NodePort that left un-NATed, by source port.
     unnated: dict[int, list[float]] = field(default_factory=dict)
-    # When the harness's host ran none of it for over STALL_S (Evidence.stalled_spans).
+    # When the harness's host ran none of it (resources.stalled_spans) and when it was
+    # CPU-saturated (resources.saturated_spans): from, to.
     stalls: list[tuple[float, float]] = field(default_factory=list)
-    # When the host was CPU-saturated (resources.saturated_spans: from, to).
     saturated: list[tuple[float, float]] = field(default_factory=list)
-
-    @classmethod
-    def stalled_spans(cls, samples: list[Record], interval_s: float) -> list[tuple[float, float]]:
-        """From a periodic sampler's rows (`t`, monotonic): each span in which it woke over
-        STALL_S later than its period, from when it was due to when it ran."""
-        times = sorted(float(r["t"]) for r in samples)
-        return [(a + interval_s, b) for a, b in zip(times, times[1:]) if b - a - interval_s >= STALL_S]
 
     def stalled_during(self, record: Record) -> bool:
         """Whether a stall overlapped the request, from its start to its failure."""

@@ -108,6 +108,15 @@ def cpu_pressure(samples: list[Record], start: float, end: float) -> float | Non
 
 # PSI `some` at or above this: runnable tasks waited for a CPU nearly all the time.
 SATURATED = 0.9
+# A periodic host sampler waking this much later than its period: the harness's host stalled.
+STALL_S = 1.0
+
+
+def stalled_spans(samples: list[Record], interval_s: float) -> list[tuple[float, float]]:
+    """From a periodic sampler's rows (`t`, monotonic): each span in which it woke over
+    STALL_S later than its period, from when it was due to when it ran."""
+    times = sorted(float(r["t"]) for r in samples)
+    return [(a + interval_s, b) for a, b in zip(times, times[1:]) if b - a - interval_s >= STALL_S]
 
 
 def _mean_of(rows: list[Record], key: str) -> float | None:

@@ -139,7 +139,7 @@ def _attributed(
         outages=outages,
         rejected=attribution.Evidence.rejections(probes),
         unnated=attribution.Evidence.tripwire(read_jsonl(case_dir / TRIPWIRE), urlsplit(deployment.get("entry_url") or "").port or 0),
-        stalls=attribution.Evidence.stalled_spans(pressure, PRESSURE_INTERVAL_S),
+        stalls=measure.stalled_spans(pressure, PRESSURE_INTERVAL_S),
         saturated=[(s["from"], s["to"]) for s in measure.saturated_spans(pressure, PRESSURE_INTERVAL_S)],
     )
     counts = attribution.failures_by_cause(failed, ev)

@@ -163,10 +163,7 @@ def parse_agent_file(path: Path, check_archives: bool = True) -> AgentFile:
     for file_name, content in config.items():
         if isinstance(content, dict) and set(content) == {"file"} and isinstance(content["file"], str):
             # {file: PATH}: the text of a file beside the agent file, read now (one copy of a config).
-            try:
-                config[file_name] = content = user_files.read_text(path.parent / content["file"], f"agent file {path}: config.{file_name}.file")
-            except OSError as exc:
-                raise _fail(path, f"config.{file_name}.file", f"cannot read {path.parent / content['file']} ({exc.strerror})") from None
+            config[file_name] = content = user_files.read_text(path.parent / content["file"], f"agent file {path}: config.{file_name}.file")
         if not is_file_name(file_name) or not isinstance(content, str):
             raise _fail(path, f"config.{file_name}", "expected a file name mapped to the file's text (or to {file: PATH})")
     parts = {p: parse_part(path, doc[key], p) for p, key in ((Placement.POD, "sidecar"), (Placement.NODE, "node")) if key in doc}
