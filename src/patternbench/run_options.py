@@ -86,6 +86,7 @@ RUN_OPTIONS = (
     RunOption("--slo-ms", "a probe slower than this is unavailable (default 1000)", metavar="MS"),
     RunOption("--rps", "open-loop load: R requests/s on schedule, latency from the intended start (instead of --users)", metavar="R"),
     RunOption("--sweep", "after the cases, per pattern (--pattern, default all): open-loop load at these rising rates until errors or saturation; latency and agent cost against load", metavar="R1,R2,..."),
+    RunOption("--trust-agent-files", "let --agent-file files mount any host path, add capabilities, run privileged, import any image and read configs from anywhere (by default they get what a log or mesh agent needs: see agent_trust.py)", switch=True),
     RunOption("--no-naive", "leave out the naive variants (no drain, no socket handover) the matrix adds for comparison", switch=True),
     RunOption("--fault", "inject this fault instead of the upgrade matrix (repeatable): " + ", ".join(FAULTS), repeatable=True, metavar="KIND"),
     RunOption("--fault-duration", "seconds a timed fault (hang, API server outage) lasts (default: the fault's own)", metavar="S"),
@@ -159,7 +160,7 @@ def resolve_run(get: Getter) -> RunPlan:
     agents = get("agent") or None
     for agent in agents or []:
         upgradable_spec(agent, "--agent")
-    agent_files = load_agent_files(get("agent_file") or [], patterns)
+    agent_files = load_agent_files(get("agent_file") or [], patterns, trusted=bool(get("trust_agent_files")))
     strategies = check_strategies(get("upgrade"), patterns, agents)
     injection = check_injection(get("injection")) if get("injection") is not None else None
     faults = list(dict.fromkeys(get("fault") or []))
@@ -206,10 +207,10 @@ def check_strategies(chosen: list[str] | None, patterns: list[Pattern] | None, a
     return chosen
 
 
-def load_agent_files(paths: list[Path], patterns: list[Pattern] | None) -> list[AgentSpec]:
+def load_agent_files(paths: list[Path], patterns: list[Pattern] | None, trusted: bool = False) -> list[AgentSpec]:
     """--agent-file: each file validated and registered before anything is deployed; a
     pattern chosen explicitly that the agent cannot run in is an error, not a skip."""
-    specs = [load_agent_file(Path(p)) for p in paths]
+    specs = [load_agent_file(Path(p), trusted=trusted) for p in paths]
     for spec in specs:
         for pattern in patterns or []:
             ps = pattern_spec(pattern)

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import io
+import json
+import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
 
 from patternbench import cli
+from patternbench.errors import UsageError
 from patternbench.operate.upgrade import upgrade_targets
 from patternbench.render import RenderOptions, render
 from patternbench.specs.agent_file import load_agent_file, parse_agent_file
@@ -22,10 +26,16 @@ OWN = Path(__file__).resolve().parents[2] / "agents" / "own-logagent.yaml"
 GOOD = {
     "name": "shipper", "kind": "log",
     "images": {"v1": "example.org/shipper:1.0", "v2": "example.org/shipper:1.1"},
-    "sidecar": {"container": {"args": ["--tail", "/var/log/app/app.log"]}},
-    "node": {"container": {"volumeMounts": [{"name": "logs", "mountPath": "/var/log/pods"}]},
-             "volumes": [{"name": "logs", "hostPath": {"path": "/var/log/pods"}}]},
+    "sidecar": {"container": {"args": ["--tail", "/var/log/app/app.log"],
+                              "securityContext": {"runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}}},
+    "node": {"container": {"volumeMounts": [{"name": "logs", "mountPath": "/var/log/pods", "readOnly": True},
+                                            {"name": "state", "mountPath": "/state"}],
+                           "securityContext": {"runAsUser": 0, "capabilities": {"drop": ["ALL"]}}},
+             "volumes": [{"name": "logs", "hostPath": {"path": "/var/log/pods"}},
+                         {"name": "state", "hostPath": {"path": "/var/lib/patternbench-agents/shipper", "type": "DirectoryOrCreate"}}]},
 }
+NODE_MOUNTS = GOOD["node"]["container"]["volumeMounts"]
+ROOT_NO_CAPS = {"runAsUser": 0, "capabilities": {"drop": ["ALL"]}}
 
 
 def write(tmp_path: Path, doc: object, name: str = "agent.yaml") -> Path:
@@ -67,6 +77,22 @@ MALFORMED = [
     ("proxy on a log agent", changed(proxy={"outbound_port": 15001, "inbound_port": 15006}), "only a mesh agent has proxy ports"),
     ("missing archive", changed(archives={"v1": "nowhere.tar"}), "nowhere.tar does not exist"),
     ("config not text", changed(config={"a.yaml": {"nested": 1}}), "config.a.yaml: expected a file name mapped"),
+    # The trust model (agent_trust.py): each of these was accepted before, and each is root on
+    # the host (or a step towards it) from a node container.
+    ("the host's root mounted", changed(node__volumes=[{"name": "logs", "hostPath": {"path": "/"}}, GOOD["node"]["volumes"][1]]), "node.volumes.logs.hostPath.path: '/': a host path other than"),
+    ("pod logs writable", changed(node__container__volumeMounts=[{"name": "logs", "mountPath": "/var/log/pods"}, NODE_MOUNTS[1]]), "/var/log/pods is mounted writable"),
+    ("another agent's state", changed(node__volumes=[GOOD["node"]["volumes"][0], {"name": "state", "hostPath": {"path": "/var/lib/patternbench-agents/otelcol"}}]), "a host path other than"),
+    ("own state, escaped with ..", changed(node__volumes=[GOOD["node"]["volumes"][0], {"name": "state", "hostPath": {"path": "/var/lib/patternbench-agents/shipper/../../../etc"}}]), "a host path other than"),
+    ("a socket", changed(node__volumes=[GOOD["node"]["volumes"][0], {"name": "state", "hostPath": {"path": "/var/lib/patternbench-agents/shipper", "type": "Socket"}}]), "only a directory may be mounted"),
+    ("a secret volume", changed(node__volumes=[GOOD["node"]["volumes"][0], {"name": "state", "secret": {"secretName": "x"}}]), "secret volumes are not among"),
+    ("privileged", changed(node__container__securityContext={**ROOT_NO_CAPS, "privileged": True}), "node.container.securityContext.privileged"),
+    ("SYS_ADMIN", changed(node__container__securityContext={**ROOT_NO_CAPS, "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]}}), "capabilities.add: adds ['SYS_ADMIN']"),
+    ("root with its capabilities", changed(node__container__securityContext={"runAsUser": 0}), "must drop ALL"),
+    ("no security context", changed(node__container__securityContext=None), "must drop ALL"),
+    ("privilege escalation", changed(node__container__securityContext={**ROOT_NO_CAPS, "allowPrivilegeEscalation": True}), "allowPrivilegeEscalation: true"),
+    ("no seccomp", changed(node__container__securityContext={**ROOT_NO_CAPS, "seccompProfile": {"type": "Unconfined"}}), "seccompProfile: Unconfined"),
+    ("config outside the directory", changed(config={"a.yaml": {"file": "../../etc/hostname"}}), "lies outside the agent file's directory"),
+    ("config from an absolute path", changed(config={"a.yaml": {"file": "/etc/hostname"}}), "lies outside the agent file's directory"),
 ]
 
 
@@ -77,6 +103,43 @@ def test_malformed_agent_files_exit_2_with_one_line(doc: object, message: str, t
     err = capsys.readouterr().err
     assert message in err and str(path) in err, err
     assert err.strip().count("\n") == 0 and "Traceback" not in err
+
+
+def test_the_trust_flag_lifts_the_trust_models_limits(tmp_path: Path) -> None:
+    doc = changed(node__volumes=[{"name": "logs", "hostPath": {"path": "/"}}, GOOD["node"]["volumes"][1]],
+                  node__container__securityContext={"privileged": True}, config={"h": {"file": "/etc/hostname"}})
+    with pytest.raises(UsageError, match="--trust-agent-files"):
+        parse_agent_file(write(tmp_path, doc))
+    agent = parse_agent_file(write(tmp_path, doc), trusted=True)
+    assert agent.parts[Placement.NODE].container["securityContext"]["privileged"] is True
+    assert agent.config["h"] == Path("/etc/hostname").read_text()
+
+
+def oci_archive(path: Path, name: str) -> Path:
+    index = {"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "0" * 64, "size": 1,
+                                                "annotations": {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": name.rsplit(":", 1)[-1]}}]}
+    data = json.dumps(index).encode()
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("index.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_an_archive_imports_only_its_own_image(tmp_path: Path) -> None:
+    oci_archive(tmp_path / "v1.tar", "example.org/shipper:1.0")
+    oci_archive(tmp_path / "pause.tar", "patternbench.local/pause:3.10.1")
+    parse_agent_file(write(tmp_path, changed(archives={"v1": "v1.tar"})))  # its own image: fine
+    with pytest.raises(UsageError, match="archives.v1: .*pause.tar imports 'patternbench.local/pause:3.10.1'"):
+        parse_agent_file(write(tmp_path, changed(archives={"v1": "pause.tar"})))
+    # Declared as the cluster's own image: refused whatever the archive holds.
+    doc = changed(images={"v1": "patternbench.local/pause:3.10.1", "v2": "example.org/shipper:1.1"}, archives={"v1": "pause.tar"})
+    with pytest.raises(UsageError, match="images.v1: 'patternbench.local/pause:3.10.1' is a name the cluster's own images use"):
+        parse_agent_file(write(tmp_path, doc))
+    (tmp_path / "junk.tar").write_bytes(b"not a tar")
+    with pytest.raises(UsageError, match="not an OCI image archive"):
+        parse_agent_file(write(tmp_path, changed(archives={"v1": "junk.tar"})))
+    parse_agent_file(write(tmp_path, changed(archives={"v1": "pause.tar"})), trusted=True)
 
 
 def test_a_missing_file_and_a_pattern_it_cannot_run_in(tmp_path: Path, capsys: pytest.CaptureFixture[str], no_provider: None) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from patternbench.build.images import OTELCOL_DIR, OTELCOL_RELEASES, otelcol_source_key
+from patternbench.build.images import OTELCOL_AGENT_DIR, OTELCOL_DIR, OTELCOL_RELEASES, otelcol_source_key
 
 
 def _requires(release: str) -> dict[str, str]:
@@ -42,7 +42,7 @@ def test_the_two_images_are_two_releases() -> None:
 
 @pytest.mark.parametrize("name", ["config-sidecar.yaml", "config-node.yaml"])
 def test_configs_name_only_compiled_components(name: str) -> None:
-    config = yaml.safe_load((OTELCOL_DIR / name).read_text())
+    config = yaml.safe_load((OTELCOL_AGENT_DIR / name).read_text())
     compiled = {"filelog", "otlphttp", "debug", "batch", "file_storage", "health_check"}
     used = set(config["receivers"]) | set(config["exporters"]) | set(config["extensions"]) | set(config.get("processors") or {})
     assert used <= compiled, used - compiled

@@ -1,5 +1,5 @@
 """Smoke test of the OpenTelemetry Collector as a log agent, outside Kubernetes: the shipped
-configs (images/otelcol/config-*.yaml) tail a file the way they would in a pod, export to
+configs (agents/otelcol/config-*.yaml) tail a file the way they would in a pod, export to
 the real log sink over OTLP/HTTP, and survive a kill -9 followed by an upgrade (v1's binary
 killed mid-stream, v2's started on the same file_storage): no line lost, duplicates counted.
 

@@ -81,7 +81,12 @@ func main() {
 		config.Fail("injector", &config.Error{Setting: "LISTEN", Problem: err.Error()})
 	}
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: tlsConfig}
+	// A client that sends its review a byte at a time, or holds an idle connection, is cut
+	// off: the API server's own webhook timeout is 10 s, so no honest review needs longer.
+	server := &http.Server{
+		Handler: mux, TLSConfig: tlsConfig, MaxHeaderBytes: 64 << 10,
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
+	}
 	logger.Printf("%s serving on %s, template %s", version, listen, templates.Current().Version)
 	// Drain: the Service keeps sending reviews for a moment after the pod is marked
 	// terminating; the other replica takes over once the endpoints drop this one.

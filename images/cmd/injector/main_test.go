@@ -136,6 +136,23 @@ func TestServesReviewsOverTLS(t *testing.T) {
 	if resp, err := client.Get(base + "/mutate"); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("GET /mutate: %v %v", resp, err)
 	}
+	// A review sent a byte at a time is cut off by the read timeout (10 s), not waited on.
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, _ = conn.Write([]byte("POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"))
+	for time.Since(start) < 30*time.Second {
+		if _, err := conn.Write([]byte(" ")); err != nil {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	conn.Close()
+	if held := time.Since(start); held > 15*time.Second {
+		t.Fatalf("a trickled review held its connection %v", held)
+	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()

@@ -292,6 +292,10 @@ func TestMalformedReviewsAreAnsweredNotCrashedOn(t *testing.T) {
 			t.Fatalf("%q: status %d", body, w.Code)
 		}
 	}
+	// Larger than the API server ever sends: 413, read no further.
+	if w := post(`{"request":{"uid":"u","object":"` + strings.Repeat("x", MaxReviewBytes) + `"}}`); w.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized review: status %d", w.Code)
+	}
 	answer := func(body string) AdmissionResponse {
 		w := post(body)
 		if w.Code != http.StatusOK {

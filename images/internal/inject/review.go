@@ -2,10 +2,12 @@ package inject
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
+	"sync"
 )
 
 // The admission.k8s.io/v1 types, written out by hand: only the fields the injector reads or
@@ -53,13 +55,21 @@ type AdmissionResponse struct {
 	PatchType *string `json:"patchType,omitempty"`
 }
 
-// MaxReviewBytes bounds a request body: a pod is far smaller (etcd's limit is 1.5 MiB).
-const MaxReviewBytes = 8 << 20
+// MaxReviewBytes bounds a request body: the API server sends at most 3 MiB (its own request
+// limit), and a pod is far smaller (etcd's object limit is 1.5 MiB).
+const MaxReviewBytes = 3 << 20
+
+// MaxInFlight bounds the reviews read and decoded at once: each can take a few times its body
+// in memory, and the injector's limit is 64 MiB. Later ones wait for a slot (the API server's
+// webhook timeout, 10 s, bounds the wait) rather than being refused.
+const MaxInFlight = 4
 
 // Handler answers POST /mutate with the current template.
 type Handler struct {
 	Current func() *Loaded
 	Log     *log.Logger
+	slots   chan struct{}
+	once    sync.Once
 }
 
 // Review decides one review; an error means the review itself was unreadable (no uid to
@@ -111,8 +121,20 @@ func Review(body []byte, t *Loaded) (*AdmissionReview, error) {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.once.Do(func() { h.slots = make(chan struct{}, MaxInFlight) })
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	case <-r.Context().Done():
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxReviewBytes))
 	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			http.Error(w, fmt.Sprintf("review over %d bytes", MaxReviewBytes), http.StatusRequestEntityTooLarge)
+			return
+		}
 		http.Error(w, "reading the review: "+err.Error(), http.StatusBadRequest)
 		return
 	}

@@ -326,6 +326,13 @@ func TestL4PeerIsNotAnOpenRelay(t *testing.T) {
 	if !ok || oe.Status != http.StatusForbidden || oe.Trail != "1.1 l4/n1 (n1)" {
 		t.Fatalf("a stream to an unknown address: %v", err)
 	}
+	// A ready pod of another node: n1's peer port relays to n1's pods only.
+	hits := a.pod("demo/b", "b-0", "n2")
+	ip, port := hostPort(t, "http://"+a.store.Endpoints("demo/b")[0].IP+":"+strconv.Itoa(a.store.Endpoints("demo/b")[0].Port))
+	_, err = l2.Peers.Open(net.JoinHostPort(nodeIP("n1"), strconv.Itoa(a.peerPort)), net.JoinHostPort(ip, strconv.Itoa(port)), "", time.Second)
+	if oe, ok := err.(*OpenError); !ok || oe.Status != http.StatusForbidden || hits.Load() != 0 {
+		t.Fatalf("a stream through n1 to n2's pod: %v (hits %d)", err, hits.Load())
+	}
 }
 
 func TestL4UnknownServiceAnswers503WithItsTrail(t *testing.T) {

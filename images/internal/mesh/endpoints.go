@@ -290,12 +290,18 @@ func (s *Store) Count() int {
 // rolls answered 403 "is not a known endpoint" 2.5 s into the roll, by the proxy that had
 // just started on the callee's node.
 func (s *Store) HasEndpoint(ip, port string) bool {
+	return s.HasEndpointOn(ip, port, "")
+}
+
+// HasEndpointOn is HasEndpoint for a pod of one node ("" for any): an L4 proxy's peer port
+// relays only to its own node's pods, as every sender picks the proxy by the pod's node.
+func (s *Store) HasEndpointOn(ip, port, node string) bool {
 	s.waitSynced()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, eps := range s.merged {
 		for _, ep := range eps {
-			if ep.IP == ip && strconv.Itoa(ep.Port) == port {
+			if ep.IP == ip && strconv.Itoa(ep.Port) == port && (node == "" || ep.NodeName == node) {
 				return true
 			}
 		}

@@ -376,9 +376,9 @@ func (l *L4Proxy) PeerHandler() http.Handler {
 			return
 		}
 		host, port, err := net.SplitHostPort(r.Host)
-		if err != nil || !l.Store.HasEndpoint(host, port) {
+		if err != nil || !l.Store.HasEndpointOn(host, port, l.NodeName) {
 			stats.observe(l.Metrics.buckets, time.Since(start), false)
-			answerConnect(w, http.StatusForbidden, l.entry, fmt.Sprintf("%q is not a known endpoint", r.Host))
+			answerConnect(w, http.StatusForbidden, l.entry, fmt.Sprintf("%q is not a known endpoint on node %q", r.Host, l.NodeName))
 			return
 		}
 		pod, err := net.DialTimeout("tcp", r.Host, min(2*time.Second, l.Timeout))

@@ -199,10 +199,12 @@ def build_data_plane(out_dir: Path | None = None) -> list[ImageArchive]:
 # contrib patch release v0.165.0 -> v0.165.1 on core v0.165.0 (the module proxy serves
 # contrib's pkg/stanza at no v0.160-v0.164 release, so no earlier minor builds here).
 OTELCOL_DIR = IMAGES_MODULE / "otelcol"
+# Its configs live beside its agent file (an agent file reads configs from its own directory).
+OTELCOL_AGENT_DIR = REPO_ROOT / "agents" / "otelcol"
 OTELCOL_RELEASES = {"v1": "v0.165.0", "v2": "v0.165.1"}
 OTELCOL_REPOSITORY = "patternbench.local/otelcol"
 # The binary's place in the image, and the config file its default arguments name (mounted
-# from a ConfigMap: images/otelcol/config-sidecar.yaml or config-node.yaml).
+# from a ConfigMap: agents/otelcol/config-sidecar.yaml or config-node.yaml).
 OTELCOL_BINARY = "/otelcol"
 OTELCOL_CONFIG = "/etc/otelcol/config.yaml"
 OTELCOL_ARGS = (f"--config={OTELCOL_CONFIG}", "--feature-gates=stanza.synchronousLogEmitter")

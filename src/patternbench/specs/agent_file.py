@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from patternbench import user_files
+from patternbench.specs import agent_trust
 from patternbench.errors import UsageError
 from patternbench.specs.agents import AGENTS, AgentKind, AgentSpec, Placement, register
 from patternbench.specs.names import is_dns_label, is_file_name
@@ -127,9 +128,10 @@ def parse_part(path: Path, raw: Any, placement: Placement) -> Part:
     return Part(container=copy.deepcopy(container), volumes=copy.deepcopy(volumes), host_network=host_network)
 
 
-def parse_agent_file(path: Path, check_archives: bool = True) -> AgentFile:
+def parse_agent_file(path: Path, check_archives: bool = True, trusted: bool = False) -> AgentFile:
     """The file, validated; a one-line UsageError for the first problem found. A run's own
-    copy is read back without `check_archives` (its archives were imported already)."""
+    copy is read back without `check_archives` (its archives were imported already). Unless
+    `trusted`, the file may do only what agent_trust allows."""
     raw = user_files.load_yaml(path, "agent file")
     doc = _mapping(path, raw, "the file")
     unknown = set(doc) - TOP_KEYS
@@ -158,17 +160,26 @@ def parse_agent_file(path: Path, check_archives: bool = True) -> AgentFile:
         archive = (path.parent / str(file)).resolve()
         if check_archives and not archive.is_file():
             raise _fail(path, f"archives.{version}", f"{archive} does not exist")
+        if check_archives and not trusted:
+            agent_trust.check_archive(path, version, archive, images.get(version, ""))
         archives[version] = archive
     config = dict(_mapping(path, doc.get("config", {}), "config"))
     for file_name, content in config.items():
         if isinstance(content, dict) and set(content) == {"file"} and isinstance(content["file"], str):
             # {file: PATH}: the text of a file beside the agent file, read now (one copy of a config).
-            config[file_name] = content = user_files.read_text(path.parent / content["file"], f"agent file {path}: config.{file_name}.file")
+            where = f"config.{file_name}.file"
+            target = path.parent / content["file"] if trusted else agent_trust.check_config_file(path, where, content["file"])
+            config[file_name] = content = user_files.read_text(target, f"agent file {path}: {where}")
         if not is_file_name(file_name) or not isinstance(content, str):
             raise _fail(path, f"config.{file_name}", "expected a file name mapped to the file's text (or to {file: PATH})")
     parts = {p: parse_part(path, doc[key], p) for p, key in ((Placement.POD, "sidecar"), (Placement.NODE, "node")) if key in doc}
     if not parts:
         raise _fail(path, "sidecar/node", "give at least one: the container beside every app pod, or the one per node")
+    if not trusted:
+        for placement, part in parts.items():
+            where = placement.value if placement is Placement.NODE else "sidecar"
+            agent_trust.check_volumes(path, where, name, part.volumes, part.container)
+            agent_trust.check_security(path, where, part.container)
     ports = None
     if kind == "mesh":
         proxy = _mapping(path, doc.get("proxy"), "proxy")
@@ -195,15 +206,16 @@ def spec_of(agent: AgentFile) -> AgentSpec:
     )
 
 
-def load_agent_file(path: Path, check_archives: bool = True) -> AgentSpec:
+def load_agent_file(path: Path, check_archives: bool = True, trusted: bool = False) -> AgentSpec:
     """Parse, validate and register the agent of `path`; its spec."""
-    return register(spec_of(parse_agent_file(path, check_archives)))
+    return register(spec_of(parse_agent_file(path, check_archives, trusted)))
 
 
 def register_run_agents(run_dir: Path) -> list[AgentSpec]:
     """The agent files a run carried (run_dir/agents/*.yaml), registered so its records can
-    be summarized again later."""
-    return [load_agent_file(p, check_archives=False) for p in sorted((run_dir / "agents").glob("*.yaml"))]
+    be summarized again later. Read as trusted: a report deploys nothing, and the run that
+    wrote them checked them (or was told to trust them)."""
+    return [load_agent_file(p, check_archives=False, trusted=True) for p in sorted((run_dir / "agents").glob("*.yaml"))]
 
 
 def keep_with_run(specs: list[AgentSpec], run_dir: Path) -> None:
@@ -215,8 +227,7 @@ def keep_with_run(specs: list[AgentSpec], run_dir: Path) -> None:
         assert spec.source is not None
         source = Path(spec.source)
         doc = user_files.load_yaml(source, "agent file")
-        for name, content in (doc.get("config") or {}).items():
-            if isinstance(content, dict) and "file" in content:  # the copy carries the text itself
-                doc["config"][name] = user_files.read_text(source.parent / content["file"], f"agent file {source}: config.{name}.file")
+        if spec.file is not None and spec.file.config:  # the copy carries the configs' text itself
+            doc["config"] = dict(spec.file.config)
         (run_dir / "agents" / f"{spec.name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
