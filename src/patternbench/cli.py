@@ -32,7 +32,8 @@ from patternbench.run_options import PROVIDER_OPTIONS, RUN_OPTIONS, RunPlan, add
 from patternbench.scale_points import DEFAULT_SCALE_PATTERNS, DEFAULT_SIZES, NodeAxis, parse_nodes, parse_sizes
 from patternbench.specs.cases import Case, interleave
 from patternbench.specs.faults import FAULTS, check_fault
-from patternbench.specs.generated_topology import MAX_DEPTH, MAX_REPLICAS, MAX_SERVICES, choose_topology, layered
+from patternbench.specs.generated_topology import MAX_DEPTH, MAX_REPLICAS, MAX_SERVICES, check_depth, choose_topology, layered
+from patternbench.specs.names import is_dns_label
 from patternbench.specs.patterns import pattern_spec
 from patternbench.specs.topology import Pattern, load_topology, parse_agents
 
@@ -222,7 +223,9 @@ def cmd_scale(args: argparse.Namespace, progress: Progress) -> int:
     replicas = parse_count(args.replicas, "--replicas", 1, MAX_REPLICAS)
     depth = parse_count(args.depth, "--depth", 1, MAX_DEPTH)
     base_nodes, node_counts = parse_nodes(args.nodes)
-    node_axis = NodeAxis(tuple(node_counts), parse_count(args.nodes_services, "--nodes-services", 1, MAX_SERVICES)) if node_counts else None
+    nodes_services = parse_count(args.nodes_services, "--nodes-services", 1, MAX_SERVICES)
+    node_axis = NodeAxis(tuple(node_counts), nodes_services) if node_counts else None
+    check_depth(depth, min([*sizes, *([nodes_services] if node_axis else [])]))
     profile = profile_of(args.profile, args.duration, None, None, None)
     for services in [*sizes, *([node_axis.services] if node_axis else [])]:
         topology = layered(services, replicas, depth)
@@ -255,6 +258,8 @@ def cmd_undeploy(args: argparse.Namespace, progress: Progress) -> int:
 
     from patternbench.operate.kube import Deployer  # brings the kubernetes client: kept off the CLI's start
 
+    if args.run_id is not None and not is_dns_label(args.run_id, 63):
+        raise UsageError(f"--run-id {args.run_id!r}: expected a run id such as pb-261204-051752-cb78")
     provider = get_provider(args.provider, _options(args), progress)
     try:
         api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
@@ -451,8 +456,11 @@ def cmd_baseline(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
-    shutil.rmtree(args.results, ignore_errors=True)
-    progress.say(f"removed {args.results}")
+    if args.results.exists():
+        shutil.rmtree(args.results, ignore_errors=True)
+        progress.say(f"removed {args.results}")
+    else:
+        progress.say(f"nothing to remove at {args.results}")
     if args.cache:
         shutil.rmtree(cache_root(), ignore_errors=True)
         progress.say(f"removed {cache_root()}")

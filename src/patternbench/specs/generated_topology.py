@@ -14,9 +14,8 @@ from pathlib import Path
 
 from patternbench.errors import UsageError
 from patternbench.options import parse_count
-from patternbench.specs.topology import Agents, Route, Service, Topology, load_topology, validate
+from patternbench.specs.topology import MAX_SERVICES, Agents, Route, Service, Topology, load_topology, validate
 
-MAX_SERVICES = 200
 MAX_REPLICAS = 50
 MAX_DEPTH = 10
 DEFAULT_DEPTH = 2  # two calls per request, like the default chain frontend -> orders -> payments
@@ -77,4 +76,13 @@ def choose_topology(path: Path | None, services: object = None, replicas: object
     count = parse_count(services, "--services", 1, MAX_SERVICES)
     pods = parse_count(replicas, "--replicas", 1, MAX_REPLICAS) if replicas is not None else 2
     levels = parse_count(depth, "--depth", 1, MAX_DEPTH) if depth is not None else DEFAULT_DEPTH
+    if depth is not None:
+        check_depth(levels, count)
     return layered(count, pods, levels)
+
+
+def check_depth(depth: int, services: int) -> None:
+    """An explicit depth the services can fill: the entry and at least one service per level
+    (only the default depth is capped silently, for one or two services)."""
+    if depth > services - 1:
+        raise UsageError(f"--depth {depth} needs at least {depth + 1} services (the entry and one per level), got {services}")

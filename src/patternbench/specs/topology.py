@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 # Service names end up in object names with suffixes; leave room under the 63-char limit.
 MAX_NAME = 40
+# What one topology may hold, file or generated: beyond it a chain's checks (and its calls)
+# run out of depth, and no machine the harness targets runs 400 pods of one pattern.
+MAX_SERVICES = 200
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[3] / "topologies" / "default.yaml"
 
 
@@ -121,6 +124,8 @@ def parse_topology(doc: Any, source: str = "topology") -> Topology:
     raw_services = _expect(doc.get("services"), list, "services")
     if not raw_services:
         raise UsageError("services: at least one service is needed")
+    if len(raw_services) > MAX_SERVICES:
+        raise UsageError(f"services: at most {MAX_SERVICES} services, got {len(raw_services)}")
     services = []
     for i, raw in enumerate(raw_services):
         where = f"services[{i}]"
