@@ -35,14 +35,22 @@ COMMIT
 
 def test_strip_removes_owned_chains_and_jumps_and_keeps_the_rest() -> None:
     text, removed = hostnet.strip_owned_chains(SAVE)
-    assert "KUBE-" not in text and "CNI-" not in text and "PATTERNBENCH-" not in text
+    assert "KUBE-" not in text and "PATTERNBENCH-" not in text
+    assert ":CNI-HOSTPORT-DNAT - [0:0]" in text  # never ours on the host
     # Another tool's rules and chains stay.
     assert ":DOCKER - [0:0]" in text
     assert "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER" in text
     assert "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE" in text
     assert "-A FORWARD -o docker0 -j ACCEPT" in text
     assert text.count("COMMIT") == 2
-    assert removed == 11  # 4 chain declarations, 7 rules in or jumping to them
+    assert removed == 9  # 3 chain declarations, 6 rules in or jumping to them
+
+
+def test_strip_without_our_kube_proxy_keeps_kube_and_cni_chains() -> None:
+    text, removed = hostnet.strip_owned_chains(SAVE, hostnet.OUR_CHAIN_PREFIXES)
+    assert "PATTERNBENCH-" not in text and ":KUBE-SERVICES - [0:0]" in text and ":CNI-HOSTPORT-DNAT - [0:0]" in text
+    assert "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES" in text
+    assert removed == 3  # the chain, its rule, the FORWARD jump
 
 
 def test_strip_of_a_clean_table_changes_nothing() -> None:
@@ -52,7 +60,8 @@ def test_strip_of_a_clean_table_changes_nothing() -> None:
 
 
 def test_owned_chains_lists_declared_chains() -> None:
-    assert hostnet.owned_chains(SAVE) == ["KUBE-SERVICES", "KUBE-POSTROUTING", "CNI-HOSTPORT-DNAT", "PATTERNBENCH-EGRESS"]
+    assert hostnet.owned_chains(SAVE) == ["KUBE-SERVICES", "KUBE-POSTROUTING", "PATTERNBENCH-EGRESS"]
+    assert hostnet.owned_chains(SAVE, hostnet.FOREIGN_CLUSTER_CHAIN_PREFIXES) == ["KUBE-SERVICES", "KUBE-POSTROUTING", "CNI-HOSTPORT-DNAT"]
 
 
 MOUNTINFO = r"""22 1 8:1 / / rw - ext4 /dev/vda rw

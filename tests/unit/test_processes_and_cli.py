@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from patternbench import cli
-from patternbench.build.components import Binaries
 from patternbench.cluster.local import steps
 from patternbench.cluster.local.processes import Daemon, ProcessRef, ProcInfo, descendants, kill_all, matching
 from patternbench.cluster.local.settings import LocalSettings
@@ -55,26 +54,53 @@ def test_recycled_pid_is_not_ours(tmp_path: Path) -> None:
     assert daemon.pid() == os.getpid()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="preflight checks root first")
-def test_preflight_refuses_a_taken_port() -> None:
-    # Every other port free (a cluster may be up while this runs), only the API server's taken.
+def _settings_with_free_ports(tmp_path: Path, apiserver_port: int) -> LocalSettings:
+    """Every port free but the API server's (a cluster may be up while this runs)."""
     free = []
     for _ in range(8):
         with socket.socket() as probe:
             probe.bind(("0.0.0.0", 0))
             free.append(probe.getsockname()[1])
+    return LocalSettings(
+        apiserver_port=apiserver_port, etcd_client_port=free[0], etcd_peer_port=free[1], kubelet_port=free[2],
+        kubelet_healthz_port=free[3], proxy_healthz_port=free[4], proxy_metrics_port=free[5],
+        controller_manager_port=free[6], scheduler_port=free[7], run_dir=tmp_path / "run", state_dir=tmp_path / "state",
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="preflight checks root first")
+def test_preflight_refuses_a_port_another_process_holds_and_accepts_our_own(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("0.0.0.0", 0))
         sock.listen()
         taken = sock.getsockname()[1]
-        settings = LocalSettings(
-            apiserver_port=taken, etcd_client_port=free[0], etcd_peer_port=free[1], kubelet_port=free[2],
-            kubelet_healthz_port=free[3], proxy_healthz_port=free[4], proxy_metrics_port=free[5],
-            controller_manager_port=free[6], scheduler_port=free[7],
-        )
-        ctx = steps.Context(settings=settings, binaries=Binaries({}))
-        with pytest.raises(UsageError, match=f"port {taken} \\(kube-apiserver\\) is already taken"):
-            steps.preflight(ctx)
+        settings = _settings_with_free_ports(tmp_path, taken)
+        (tmp_path / "run").mkdir()
+        settings.host_proxy_marker.write_text("")  # this test is about ports, not chains
+        with pytest.raises(UsageError, match=f"port {taken} \\(kube-apiserver\\) is already taken by pid {os.getpid()} "):
+            steps.preflight(settings, owned=set())
+        # The same listener, recorded as one of our cluster's processes: an earlier cluster of
+        # ours, which the sweep after the preflight stops.
+        steps.preflight(settings, owned={os.getpid()})
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reads and changes the host's iptables")
+def test_preflight_refuses_another_clusters_chains_and_the_sweep_keeps_them(tmp_path: Path) -> None:
+    """A CNI-* chain on the host is never ours (the CNI runs in the nodes' namespaces): cluster
+    up must refuse before its sweep, and a sweep without our kube-proxy marker keeps KUBE-*."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        settings = _settings_with_free_ports(tmp_path, sock.getsockname()[1])
+    chain = f"CNI-PBTEST-{os.getpid()}"
+    subprocess.run(["iptables", "-N", chain], check=True)
+    try:
+        with pytest.raises(UsageError, match="another Kubernetes or CNI runs on this machine"):
+            steps.preflight(settings, owned=set())
+        (tmp_path / "run").mkdir()
+        settings.host_proxy_marker.write_text("")  # a host kube-proxy of ours ran: its chains are ours
+        steps.preflight(settings, owned=set())
+    finally:
+        subprocess.run(["iptables", "-X", chain], check=False)
 
 
 def test_cli_unknown_provider_exits_2_with_one_line(capsys) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
 from patternbench.build.components import cache_root
-from patternbench.build.images import OTELCOL_AGENT_DIR, OTELCOL_ARGS, OTELCOL_CONFIG, OTELCOL_RELEASES, build_go_binaries, otelcol_source_key
+from patternbench.build.images import OTELCOL_AGENT_DIR, OTELCOL_ARGS, OTELCOL_CONFIG, OTELCOL_DIR, OTELCOL_RELEASES, build_go_binaries, otelcol_source_key
 
 SIDECAR_CONFIG = OTELCOL_AGENT_DIR / "config-sidecar.yaml"
 NODE_CONFIG = OTELCOL_AGENT_DIR / "config-node.yaml"

@@ -36,8 +36,8 @@ from typing import Any
 import yaml
 
 from patternbench import user_files
-from patternbench.specs import agent_trust
 from patternbench.errors import UsageError
+from patternbench.specs import agent_trust
 from patternbench.specs.agents import AGENTS, AgentKind, AgentSpec, Placement, register
 from patternbench.specs.names import is_dns_label, is_file_name
 

@@ -156,7 +156,9 @@ def kubelet_config(s: LocalSettings, node: NodeSettings, machine: MachineSize) -
             "webhook": {"enabled": False},
             "x509": {"clientCAFile": str(s.pki_dir / "ca.crt")},
         },
-        "authorization": {"mode": "AlwaysAllow"},
+        # Every request is authorized by the API server (SubjectAccessReview), as upstream
+        # kubeadm does: a certificate the cluster CA signed is not enough to exec into a pod.
+        "authorization": {"mode": "Webhook"},
         "tlsCertFile": str(s.pki_dir / f"kubelet-{node.name}.crt"),
         "tlsPrivateKeyFile": str(s.pki_dir / f"kubelet-{node.name}.key"),
         "staticPodPath": "",
@@ -214,14 +216,26 @@ def kube_proxy_config(s: LocalSettings, node: NodeSettings | None) -> str:
 
 
 def etcd_args(s: LocalSettings) -> list[str]:
+    """TLS with client certificates from etcd's own CA on both ports (kubeadm's layout): only
+    the API server's client certificate opens it, not any the cluster CA signed."""
+    pki = s.pki_dir
+    peer = f"https://127.0.0.1:{s.etcd_peer_port}"
     return [
         "--name=patternbench",
         f"--data-dir={s.state_dir / 'etcd'}",
-        f"--listen-client-urls=http://127.0.0.1:{s.etcd_client_port}",
-        f"--advertise-client-urls=http://127.0.0.1:{s.etcd_client_port}",
-        f"--listen-peer-urls=http://127.0.0.1:{s.etcd_peer_port}",
-        f"--initial-advertise-peer-urls=http://127.0.0.1:{s.etcd_peer_port}",
-        f"--initial-cluster=patternbench=http://127.0.0.1:{s.etcd_peer_port}",
+        f"--listen-client-urls={s.etcd_url}",
+        f"--advertise-client-urls={s.etcd_url}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=patternbench={peer}",
+        "--client-cert-auth",
+        f"--trusted-ca-file={pki / 'etcd-ca.crt'}",
+        f"--cert-file={pki / 'etcd-server.crt'}",
+        f"--key-file={pki / 'etcd-server.key'}",
+        "--peer-client-cert-auth",
+        f"--peer-trusted-ca-file={pki / 'etcd-ca.crt'}",
+        f"--peer-cert-file={pki / 'etcd-peer.crt'}",
+        f"--peer-key-file={pki / 'etcd-peer.key'}",
         "--listen-metrics-urls=",
         # A throwaway cluster: no fsync waits make bring-up and experiments faster.
         "--unsafe-no-fsync",
@@ -233,8 +247,14 @@ def etcd_args(s: LocalSettings) -> list[str]:
 def apiserver_args(s: LocalSettings) -> list[str]:
     pki = s.pki_dir
     return [
-        f"--etcd-servers=http://127.0.0.1:{s.etcd_client_port}",
-        "--bind-address=0.0.0.0",
+        f"--etcd-servers={s.etcd_url}",
+        f"--etcd-cafile={pki / 'etcd-ca.crt'}",
+        f"--etcd-certfile={pki / 'apiserver-etcd-client.crt'}",
+        f"--etcd-keyfile={pki / 'apiserver-etcd-client.key'}",
+        # The bridge's host address only (not 0.0.0.0): no other machine's network reaches it.
+        f"--bind-address={s.host_ip}",
+        # No anonymous requests at all; the harness checks health with its client certificate.
+        "--anonymous-auth=false",
         f"--secure-port={s.apiserver_port}",
         # The host's address on the nodes' bridge: the `kubernetes` Service's endpoint, which
         # pods on every node reach through their node.

@@ -15,8 +15,16 @@ from pathlib import Path
 from patternbench.cluster.local.settings import LocalSettings
 
 # Chains added by kube-proxy and kubelet (KUBE-), the CNI portmap plugin (CNI-) and us.
-OWNED_CHAIN_PREFIXES = ("KUBE-", "CNI-", "PATTERNBENCH-")
+# Chains on the host: ours carry our name; the host's edge kube-proxy makes KUBE-* chains it
+# cannot be told to name otherwise, so those are ours only while our marker says we started it
+# (LocalSettings.host_proxy_marker). CNI-* chains are never ours on the host (the CNI plugins
+# run inside the nodes' network namespaces), so finding them means another cluster is here.
+OUR_CHAIN_PREFIXES = ("PATTERNBENCH-",)
+KUBE_PROXY_CHAIN_PREFIXES = ("KUBE-",)
+FOREIGN_CLUSTER_CHAIN_PREFIXES = ("KUBE-", "CNI-")
+OWNED_CHAIN_PREFIXES = OUR_CHAIN_PREFIXES + KUBE_PROXY_CHAIN_PREFIXES
 EGRESS_CHAIN = "PATTERNBENCH-EGRESS"
+INPUT_CHAIN = "PATTERNBENCH-INPUT"
 # The tripwire (install_tripwire): kernel-log lines for NodePort connections no pod can have seen.
 TRIPWIRE_CHAINS = {"POSTROUTING": "PATTERNBENCH-TRIPWIRE-OUT", "PREROUTING": "PATTERNBENCH-TRIPWIRE-IN"}
 TRIPWIRE_PREFIX = "pb-tripwire"  # a LOG prefix holds at most 29 characters
@@ -147,6 +155,29 @@ def install_egress_guard(s: LocalSettings, netns: Path | None = None) -> None:
         run([*ipt, "-I", "FORWARD", "1", "-j", EGRESS_CHAIN])
 
 
+def install_input_guard(s: LocalSettings) -> None:
+    """The host's own services, as the cluster and other machines reach them.
+
+    From the nodes' bridge (nodes and pods): the API server and replies to the host's own
+    connections, nothing else (a pod cannot reach the host's sshd, etcd's peer port or any
+    service the host runs for itself). The bridge's host address (where the API server
+    listens) answers no interface but the bridge and loopback, so another machine that routes
+    that address here reaches nothing."""
+    run(["iptables", "-N", INPUT_CHAIN], check=False)
+    run(["iptables", "-F", INPUT_CHAIN])
+    rules = [
+        ["-i", s.nodes_bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"],
+        ["-i", s.nodes_bridge, "-p", "tcp", "-d", s.host_ip, "--dport", str(s.apiserver_port), "-j", "RETURN"],
+        ["-i", s.nodes_bridge, "-p", "icmp", "-j", "RETURN"],
+        ["-i", s.nodes_bridge, "-j", "REJECT"],
+        ["-d", s.host_ip, "!", "-i", "lo", "-j", "DROP"],
+    ]
+    for rule in rules:
+        run(["iptables", "-A", INPUT_CHAIN, *rule])
+    if run(["iptables", "-C", "INPUT", "-j", INPUT_CHAIN], check=False).returncode != 0:
+        run(["iptables", "-I", "INPUT", "1", "-j", INPUT_CHAIN])
+
+
 def install_tripwire(s: LocalSettings) -> None:
     """Log lines in the kernel log (prefix TRIPWIRE_PREFIX, rate-limited) for the host's
     NodePort connections that went wrong before any app could answer:
@@ -207,26 +238,29 @@ def owned_chains(save_text: str, prefixes: tuple[str, ...] = OWNED_CHAIN_PREFIXE
     return [m.group(1) for line in save_text.splitlines() if (m := _CHAIN_DECL.match(line)) and m.group(1).startswith(prefixes)]
 
 
-def sweep_iptables() -> int:
-    """Remove every owned chain from every table, IPv4 and IPv6; returns lines removed."""
+def sweep_iptables(kube_proxy_ours: bool) -> int:
+    """Remove our chains from every table, IPv4 and IPv6, and the KUBE-* chains only when our
+    host kube-proxy made them (`kube_proxy_ours`); returns lines removed."""
+    prefixes = OWNED_CHAIN_PREFIXES if kube_proxy_ours else OUR_CHAIN_PREFIXES
     total = 0
     for save, restore in (("iptables-save", "iptables-restore"), ("ip6tables-save", "ip6tables-restore")):
         result = run([save], check=False)
         if result.returncode != 0:
             continue
-        text, removed = strip_owned_chains(result.stdout)
+        text, removed = strip_owned_chains(result.stdout, prefixes)
         if removed:
             run([restore], input_text=text)
             total += removed
     return total
 
 
-def remaining_chains() -> list[str]:
+def remaining_chains(prefixes: tuple[str, ...] = OWNED_CHAIN_PREFIXES) -> list[str]:
+    """Chains with these prefixes in the host's IPv4 and IPv6 tables."""
     found = []
     for save in ("iptables-save", "ip6tables-save"):
         result = run([save], check=False)
         if result.returncode == 0:
-            found += owned_chains(result.stdout)
+            found += owned_chains(result.stdout, prefixes)
     return found
 
 

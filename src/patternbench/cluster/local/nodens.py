@@ -162,8 +162,9 @@ def create_cgroup(node: NodeSettings) -> None:
 
 
 def owned_cgroups() -> list[Path]:
-    legacy = [p / "kubepods" for p in hierarchies() if (p / "kubepods").is_dir()]
-    return [p / CGROUP_TOP for p in hierarchies() if (p / CGROUP_TOP).is_dir()] + legacy
+    """Our cgroup trees: /patternbench in each hierarchy (a top-level `kubepods` is another
+    kubelet's, never ours)."""
+    return [p / CGROUP_TOP for p in hierarchies() if (p / CGROUP_TOP).is_dir()]
 
 
 def remove_cgroup_tree(top: Path) -> None:

@@ -134,6 +134,8 @@ class LocalProvider:
             return None
 
     def create(self) -> None:
+        # Before any build, sweep or stop: a one-line refusal leaves the host as it was.
+        steps.preflight(self.settings, self.owned_processes())
         binaries, images = self.setup()
         if self.settings.node_count != self.requested_nodes:
             self.progress.say(f" the cluster has {self.settings.node_count} nodes, {self.requested_nodes} asked for: rebuilding it")
@@ -197,8 +199,6 @@ class LocalProvider:
 
     def _fail(self, step: steps.Step, ctx: steps.Context, exc: BaseException) -> None:
         s = self.settings
-        if isinstance(exc, UsageError) and step.name == "preflight":
-            raise exc
         if isinstance(exc, KeyboardInterrupt):
             if not self.keep_on_failure:
                 self.progress.say(" interrupted: tearing the half-made cluster down")
@@ -318,7 +318,7 @@ class LocalProvider:
         if not set(self.expected_daemons()) <= running:
             return False
         try:  # running is not enough: an API server stuck in its shutdown serves nothing
-            return steps.insecure_https_ok(f"{self.settings.apiserver_url}/livez")
+            return steps.apiserver_live(self.settings)
         except Exception:  # noqa: BLE001 - any failure of the probe means not up
             return False
 
@@ -326,8 +326,8 @@ class LocalProvider:
         """Each daemon: its pid and whether its health endpoint answers."""
         s = self.settings
         checks = {
-            "etcd": lambda: steps.http_ok(f"http://127.0.0.1:{s.etcd_client_port}/health"),
-            "kube-apiserver": lambda: steps.insecure_https_ok(f"{s.apiserver_url}/livez"),
+            "etcd": lambda: steps.etcd_healthy(s),
+            "kube-apiserver": lambda: steps.apiserver_live(s),
             "kube-controller-manager": lambda: steps.insecure_https_ok(f"https://127.0.0.1:{s.controller_manager_port}/healthz"),
             "kube-scheduler": lambda: steps.insecure_https_ok(f"https://127.0.0.1:{s.scheduler_port}/healthz"),
             "kube-proxy": lambda: steps.http_ok(f"http://127.0.0.1:{s.proxy_healthz_port}/healthz"),
@@ -395,7 +395,7 @@ class LocalProvider:
             nodens.delete_network(name)
         hostnet.unmount_all(s.owned_dirs)
         hostnet.delete_links(s)
-        hostnet.sweep_iptables()
+        hostnet.sweep_iptables(kube_proxy_ours=s.host_proxy_marker.exists())
         for top in nodens.owned_cgroups():
             nodens.remove_cgroup_tree(top)
         hostnet.restore_sysctls(s.state_dir / "saved-sysctls.json")

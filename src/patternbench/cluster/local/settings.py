@@ -188,12 +188,13 @@ class LocalSettings:
 
     @property
     def apiserver_url(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        """The API server listens on the host's bridge address only: the nodes reach it from
+        their network namespaces, host components and the harness on the same address."""
+        return f"https://{self.host_ip}:{self.apiserver_port}"
 
     @property
-    def node_apiserver_url(self) -> str:
-        """The API server as nodes reach it from their network namespaces."""
-        return f"https://{self.host_ip}:{self.apiserver_port}"
+    def etcd_url(self) -> str:
+        return f"https://127.0.0.1:{self.etcd_client_port}"
 
     @property
     def pki_dir(self) -> Path:
@@ -210,6 +211,12 @@ class LocalSettings:
     @property
     def pid_dir(self) -> Path:
         return self.run_dir / "pids"
+
+    @property
+    def host_proxy_marker(self) -> Path:
+        """Written before our host kube-proxy first starts: the host's KUBE-* chains are ours to
+        sweep only while it exists (it goes with run_dir, after the sweep)."""
+        return self.run_dir / "host-kube-proxy"
 
     @property
     def mount_ns_dir(self) -> Path:

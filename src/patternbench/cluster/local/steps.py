@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import psutil
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from patternbench import pki
@@ -91,10 +92,9 @@ def wait_until(what: str, check: Callable[[], bool], timeout_s: float, daemon: D
         raise StepFailed(daemon.key if daemon else what, f"timed out after {timeout_s:.0f}s waiting for {what}") from None
 
 
-def https_ok(url: str, ctx: Context, client: str = "admin") -> bool:
-    """GET an HTTPS health endpoint with the cluster CA and a client cert; True on 200."""
-    pki_dir = ctx.settings.pki_dir
-    tls = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
+def https_ok(url: str, pki_dir: Path, client: str = "admin", ca: str = "ca") -> bool:
+    """GET an HTTPS health endpoint with a CA and a client cert from `pki_dir`; True on 200."""
+    tls = ssl.create_default_context(cafile=str(pki_dir / f"{ca}.crt"))
     tls.load_cert_chain(str(pki_dir / f"{client}.crt"), str(pki_dir / f"{client}.key"))
     tls.check_hostname = False
     with urllib.request.urlopen(url, context=tls, timeout=2) as resp:
@@ -108,6 +108,14 @@ def insecure_https_ok(url: str) -> bool:
     tls.verify_mode = ssl.CERT_NONE
     with urllib.request.urlopen(url, context=tls, timeout=2) as resp:
         return resp.status == 200
+
+
+def etcd_healthy(s: LocalSettings) -> bool:
+    return https_ok(f"{s.etcd_url}/health", s.pki_dir, client="apiserver-etcd-client", ca="etcd-ca")
+
+
+def apiserver_live(s: LocalSettings) -> bool:
+    return https_ok(f"{s.apiserver_url}/livez", s.pki_dir)
 
 
 def http_ok(url: str) -> bool:
@@ -148,8 +156,9 @@ HOST_TOOLS = {
 }
 
 
-def preflight(ctx: Context) -> None:
-    """Everything checkable before touching the host: root, tools, ports."""
+def preflight(s: LocalSettings, owned: set[int]) -> None:
+    """Everything checkable before touching the host (so before any sweep): root, tools, our
+    ports free or held by our own processes (`owned`), and no other cluster's iptables chains."""
     if os.geteuid() != 0:
         raise UsageError("the local provider must run as root (it starts a kubelet and containerd)")
     for tool, install in HOST_TOOLS.items():
@@ -157,9 +166,31 @@ def preflight(ctx: Context) -> None:
             raise UsageError(f"missing prerequisite `{tool}`: run `make setup` or `{install}`")
     if not Path("/usr/lib/cni/bridge").exists():
         raise UsageError("missing CNI plugins in /usr/lib/cni: run `make setup` or `apt-get install containernetworking-plugins`")
-    for component, port in ctx.settings.used_ports().items():
-        if not port_free(port):
-            raise UsageError(f"port {port} ({component}) is already taken; stop whatever listens there, or run `patternbench cluster down`")
+    for component, port in s.used_ports().items():
+        found = listeners(port)
+        holders = found - owned
+        if holders or (not found and not port_free(port)):
+            who = ", ".join(f"pid {pid} ({process_name(pid)})" for pid in sorted(holders)) or "another process"
+            raise UsageError(f"port {port} ({component}) is already taken by {who}, not by this project's cluster; stop it first")
+    if not s.host_proxy_marker.exists():
+        foreign = hostnet.remaining_chains(hostnet.FOREIGN_CLUSTER_CHAIN_PREFIXES)
+        if foreign:
+            raise UsageError(
+                f"the host's iptables has {len(foreign)} chains this project did not make ({', '.join(sorted(set(foreign))[:3])}, ...): "
+                "another Kubernetes or CNI runs on this machine; the local provider leaves them alone and will not start beside them"
+            )
+
+
+def listeners(port: int) -> set[int]:
+    """Pids listening on a TCP port in the host's network namespace."""
+    return {c.pid for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid}
+
+
+def process_name(pid: int) -> str:
+    try:
+        return psutil.Process(pid).name()
+    except psutil.Error:
+        return "gone"
 
 
 def host_network(ctx: Context) -> None:
@@ -167,6 +198,7 @@ def host_network(ctx: Context) -> None:
     hostnet.apply_sysctls(s.state_dir / "saved-sysctls.json")
     hostnet.create_nodes_bridge(s)
     hostnet.install_egress_guard(s)
+    hostnet.install_input_guard(s)
     hostnet.install_tripwire(s)
 
 
@@ -191,6 +223,12 @@ def make_pki(ctx: Context) -> None:
     pki.issue(ca, "kube-apiserver-kubelet-client", ("system:masters",), client=True).write(
         s.pki_dir, "apiserver-kubelet-client"
     )
+    # etcd has its own CA: a certificate of the cluster CA (a kubelet's, say) does not open it.
+    etcd_ca = pki.new_ca("patternbench-etcd-ca")
+    etcd_ca.write(s.pki_dir, "etcd-ca")
+    pki.issue(etcd_ca, "etcd-server", dns_names=("localhost",), ip_addresses=("127.0.0.1",), server=True).write(s.pki_dir, "etcd-server")
+    pki.issue(etcd_ca, "etcd-peer", dns_names=("localhost",), ip_addresses=("127.0.0.1",), server=True, client=True).write(s.pki_dir, "etcd-peer")
+    pki.issue(etcd_ca, "kube-apiserver-etcd-client", client=True).write(s.pki_dir, "apiserver-etcd-client")
     private, public = pki.new_signing_key()
     pki.write_with_mode(s.pki_dir / "sa.key", private, 0o600)
     pki.write_with_mode(s.pki_dir / "sa.pub", public, 0o644)
@@ -201,13 +239,13 @@ def make_pki(ctx: Context) -> None:
         ("controller-manager", "system:kube-controller-manager", (), s.apiserver_url),
         ("scheduler", "system:kube-scheduler", (), s.apiserver_url),
         ("kube-proxy-host", "system:kube-proxy", (), s.apiserver_url),
-        ("kube-proxy", "system:kube-proxy", (), s.node_apiserver_url),
+        ("kube-proxy", "system:kube-proxy", (), s.apiserver_url),
     ]
     for node in s.nodes:
         pki.issue(ca, node.name, dns_names=(node.name, "localhost"), ip_addresses=(node.ip, "127.0.0.1"), server=True).write(
             s.pki_dir, f"kubelet-{node.name}"
         )
-        clients.append((f"kubelet-{node.name}", f"system:node:{node.name}", ("system:nodes",), s.node_apiserver_url))
+        clients.append((f"kubelet-{node.name}", f"system:node:{node.name}", ("system:nodes",), s.apiserver_url))
     for name, user, groups, url in clients:
         pair = pki.issue(ca, user, groups, client=True)
         if name == "admin":
@@ -223,14 +261,14 @@ def start_etcd(ctx: Context) -> None:
     s = ctx.settings
     d = ctx.daemon("etcd", [str(ctx.binaries["etcd"]), *configs.etcd_args(s)])
     d.start()
-    wait_until("etcd /health", lambda: http_ok(f"http://127.0.0.1:{s.etcd_client_port}/health"), 30, d)
+    wait_until("etcd /health", lambda: etcd_healthy(s), 30, d)
 
 
 def start_apiserver(ctx: Context) -> None:
     s = ctx.settings
     d = ctx.daemon("kube-apiserver", [str(ctx.binaries["kube-apiserver"]), *configs.apiserver_args(s)])
     d.start()
-    wait_until("kube-apiserver /readyz", lambda: https_ok(f"{s.apiserver_url}/readyz", ctx), 90, d)
+    wait_until("kube-apiserver /readyz", lambda: https_ok(f"{s.apiserver_url}/readyz", s.pki_dir), 90, d)
 
 
 def start_control_plane(ctx: Context) -> None:
@@ -346,6 +384,8 @@ def start_host_kube_proxy(ctx: Context) -> None:
     s = ctx.settings
     path = s.state_dir / "kube-proxy-host-config.yaml"
     configs.write_text(path, configs.kube_proxy_config(s, None))
+    s.host_proxy_marker.parent.mkdir(parents=True, exist_ok=True)
+    s.host_proxy_marker.write_text("our host kube-proxy makes the KUBE-* chains in the host's tables\n")
     host = ctx.daemon("kube-proxy", [str(ctx.binaries["kube-proxy"]), *configs.kube_proxy_args(path)])
     host.start()
     wait_until("kube-proxy (host) /healthz", lambda: http_ok(f"http://127.0.0.1:{s.proxy_healthz_port}/healthz"), 60, host)
@@ -366,7 +406,6 @@ def deploy_coredns(ctx: Context) -> None:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("preflight", preflight),
     Step("host network", host_network),
     Step("pki", make_pki),
     Step("etcd", start_etcd, "etcd"),
