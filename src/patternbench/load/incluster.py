@@ -1,0 +1,169 @@
+"""The load generator inside the cluster: Locust's distributed mode, one master pod and N
+worker pods (issue 23), run as `python -m patternbench.load.incluster master|worker` with its
+settings as JSON in PB_LOAD.
+
+Each worker records every request of its users with the same schema as the load process on
+the host (users.user_record) into its own file, and serves it, with its clock and its state,
+on a small HTTP port (CONTROL_PORT) that the harness reads through the API server's pod proxy:
+
+- GET /records/<offset>: the file's bytes from `offset` to its last complete line (at most
+  PULL_BYTES); the harness appends them to the case's requests.jsonl as they come;
+- GET /clock: {"mono", "wall"} read while answering (the harness's offset estimate);
+- GET /state: the phase (waiting, running, done), lines written, and at the end the summary;
+- POST /stop (master): end the load now.
+
+Locust's messages carry only control: a worker's `pb_done` tells the master how many lines it
+wrote, so the harness knows when it has every line of every worker. The pods stay up after the
+load so the harness can read the rest; it deletes them.
+"""
+
+from __future__ import annotations
+
+import gevent.monkey
+
+gevent.monkey.patch_all()
+
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import Any, Callable, Iterable  # noqa: E402
+
+import gevent  # noqa: E402
+import gevent.event  # noqa: E402
+from gevent.pywsgi import WSGIServer  # noqa: E402
+from locust import events  # noqa: E402
+from locust.env import Environment  # noqa: E402
+
+from patternbench.load.incluster_protocol import CONTROL_PORT, MASTER_PORT, RECORDS_FILE, read_lines  # noqa: E402
+from patternbench.load.users import Records, entry_user, record_requests, users_summary  # noqa: E402
+
+
+class Control:
+    """The HTTP side of one pod: records, clock, state, stop."""
+
+    def __init__(self, records_path: str, port: int = CONTROL_PORT) -> None:
+        self.records_path = records_path
+        self.port = port
+        self.state: dict[str, Any] = {"phase": "waiting", "written": 0}
+        self.stop_requested = False
+
+    def app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+        if path == "/healthz":
+            return self._answer(start_response, 200, b"ok", "text/plain")
+        if path == "/clock":
+            return self._json(start_response, {"mono": time.monotonic(), "wall": time.time()})
+        if path == "/state":
+            return self._json(start_response, self.state)
+        if path == "/stop" and method == "POST":
+            self.stop_requested = True
+            return self._json(start_response, {"stopping": True})
+        if path.startswith("/records/"):
+            try:
+                offset = int(path.removeprefix("/records/"))
+            except ValueError:
+                return self._answer(start_response, 400, b"offset: a whole number", "text/plain")
+            return self._answer(start_response, 200, read_lines(self.records_path, offset), "application/x-ndjson")
+        return self._answer(start_response, 404, b"not found", "text/plain")
+
+    @staticmethod
+    def _answer(start_response: Callable[..., Any], status: int, body: bytes, kind: str) -> list[bytes]:
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
+        start_response(f"{status} {reason}", [("Content-Type", kind), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _json(self, start_response: Callable[..., Any], doc: dict[str, Any]) -> list[bytes]:
+        return self._answer(start_response, 200, json.dumps(doc).encode(), "application/json")
+
+    def serve(self) -> WSGIServer:
+        server = WSGIServer(("0.0.0.0", self.port), self.app, log=None, error_log=None)
+        server.start()
+        return server
+
+
+def run_master(settings: dict[str, Any], control: Control) -> None:
+    env = Environment(user_classes=[entry_user(settings["host"], float(settings["rate_per_user"]))], events=events, host=settings["host"])
+    master = env.create_master_runner("*", int(settings.get("master_port", MASTER_PORT)))
+    done: dict[str, int] = {}
+    master.register_message("pb_done", lambda environment, msg, **_: done.__setitem__(msg.node_id, int(msg.data["written"])))
+    expected = int(settings["workers"])
+    deadline = time.monotonic() + float(settings.get("connect_timeout_s", 120))
+    while len(master.clients.ready) < expected:
+        if time.monotonic() > deadline:
+            control.state.update(phase="failed", error=f"{len(master.clients.ready)} of {expected} workers connected")
+            return
+        gevent.sleep(0.2)
+    started = time.monotonic()
+    master.start(int(settings["users"]), spawn_rate=float(settings["spawn_rate"]))
+    control.state.update(phase="running", started_mono=started)
+    stop_at = started + float(settings["duration_s"])
+    while time.monotonic() < stop_at and not control.stop_requested:
+        gevent.sleep(0.1)
+    master.stop()
+    deadline = time.monotonic() + 30
+    while len(done) < expected and time.monotonic() < deadline:
+        gevent.sleep(0.1)
+    # A worker's last stats report follows its pb_done (test_stop fires first): wait for the
+    # master's count to reach what the workers wrote.
+    deadline = time.monotonic() + 10
+    while env.stats.total.num_requests < sum(done.values()) and time.monotonic() < deadline:
+        gevent.sleep(0.1)
+    summary = users_summary(env, bool(master.worker_cpu_warning_emitted or master.cpu_warning_emitted))
+    summary.update({"duration_s": round(time.monotonic() - started, 3), "workers": expected, "workers_done": len(done), "written_by_worker": done})
+    master.quit()
+    control.state.update(phase="done", summary=summary)
+
+
+def run_worker(settings: dict[str, Any], control: Control) -> None:
+    env = Environment(user_classes=[entry_user(settings["host"], float(settings["rate_per_user"]))], events=events)
+    records = Records(control.records_path)
+    record_requests(env, records)
+    worker = env.create_worker_runner(settings["master_host"], int(settings.get("master_port", MASTER_PORT)))
+    control.state.update(phase="connected", index=worker.worker_index)
+
+    def counted() -> None:
+        control.state["written"] = records.written
+
+    @events.test_start.add_listener
+    def on_start(**_: Any) -> None:
+        control.state["phase"] = "running"
+
+    @events.test_stop.add_listener
+    def on_stop(**_: Any) -> None:
+        # Users are stopped: what is in the file is all there will be.
+        counted()
+        control.state["phase"] = "done"
+        worker.send_message("pb_done", {"written": records.written})
+
+    while not worker.greenlet.dead:
+        counted()
+        gevent.sleep(0.5)
+    counted()
+    control.state["phase"] = "done"
+
+
+def main(role: str) -> int:
+    settings = json.loads(os.environ["PB_LOAD"])
+    records_dir = settings.get("records_dir", "/records")
+    control = Control(os.path.join(records_dir, RECORDS_FILE), int(settings.get("control_port", CONTROL_PORT)))
+    server = control.serve()
+    stopping = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, stopping.set)
+    roles = {"master": run_master, "worker": run_worker}
+    if role not in roles:
+        print(f"incluster: unknown role {role!r} (master or worker)", file=sys.stderr)
+        return 2
+    try:
+        roles[role](settings, control)
+    except Exception as exc:  # noqa: BLE001 - the harness reads the failure from /state
+        control.state.update(phase="failed", error=f"{type(exc).__name__}: {exc}")
+    print(json.dumps({"state": control.state}), flush=True)
+    stopping.wait()  # the harness reads what is left, then deletes the pod
+    server.stop(timeout=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else ""))
