@@ -39,24 +39,29 @@ def test_users_from_the_cluster_come_back_whole_on_the_harness_clock(kube_api: o
     deploy_netcheck(kube_api, namespace, netcheck_image, replicas=2)
     records = tmp_path / "requests.jsonl"
     load = ClusterLoad(client.CoreV1Api(kube_api), namespace, load_image.ref, target_url(kube_api, namespace), records,
-                       workers=2, users=4, rate_per_user=5, duration_s=8)
+                       workers=2, users=4, rate_per_user=5, duration_s=8, probe_interval_s=0.05)
+    began = time.monotonic()
     try:
         load.start()
-        began = time.monotonic()
         summary = load.run()
         ended = time.monotonic()
     finally:
         load.delete()
-    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    every = [json.loads(line) for line in records.read_text().splitlines()]
+    lines = [r for r in every if r["kind"] == "user"]
+    probes = [r for r in every if r["kind"] == "probe"]
     assert summary["workers_done"] == 2 and summary["load_from"] == "cluster"
-    assert len(lines) == summary["requests"] == sum(summary["worker_lines"].values()) > 50
+    assert len(lines) == summary["requests"] == sum(n for pod, n in summary["worker_lines"].items() if pod != load.prober) > 50
     assert {r["load_pod"] for r in lines} == set(load.worker_names)
+    # The probe stream from its own pod: 20 probes a second for the run, every one answered.
+    assert len(probes) == summary["worker_lines"][load.prober] >= 100
+    assert all(p["status"] == 200 and p["load_pod"] == load.prober for p in probes), [p for p in probes if p["status"] != 200][:3]
     assert len({r["request_id"] for r in lines}) == len(lines)
     assert all(r["kind"] == "user" and r["status"] == 200 and r["error"] == "" for r in lines), [r for r in lines if r["status"] != 200][:3]
     for name, clock in load.clocks.items():  # one kernel, one CLOCK_MONOTONIC
         assert abs(clock.offset_s) <= clock.uncertainty_s + 0.002, (name, clock)
     # Rebased `t` falls inside the harness's own window of the run.
-    assert all(began - 1 <= r["t"] <= ended for r in lines)
+    assert all(began <= r["t"] <= ended for r in every)
 
 
 def test_a_worker_that_dies_fails_the_load(kube_api: object, namespace: str, netcheck_image: ImageArchive, load_image: ImageArchive, tmp_path: Path) -> None:

@@ -66,16 +66,16 @@ def get_json(url: str, method: str = "GET") -> dict:
         return json.loads(resp.read())
 
 
-def test_a_master_and_two_workers_record_every_request_once(tmp_path: Path) -> None:
+def test_a_master_two_workers_and_a_prober_record_every_request_once(tmp_path: Path) -> None:
     target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
     target.handle_error = lambda *_: None  # users stopped mid-request leave broken pipes: not this test's subject
     threading.Thread(target=target.serve_forever, daemon=True).start()
-    master_port, controls = free_port(), [free_port() for _ in range(3)]
+    master_port, controls = free_port(), [free_port() for _ in range(4)]
     base = {"host": f"http://127.0.0.1:{target.server_address[1]}", "rate_per_user": 10, "users": 4, "spawn_rate": 100,
-            "duration_s": 3, "workers": 2, "master_port": master_port, "master_host": "127.0.0.1"}
+            "duration_s": 3, "workers": 2, "master_port": master_port, "master_host": "127.0.0.1", "probe_interval_s": 0.05}
     procs = []
     try:
-        for role, control in zip(("master", "worker", "worker"), controls):
+        for role, control in zip(("master", "worker", "worker", "prober"), controls):
             records = tmp_path / f"{role}-{control}"
             records.mkdir()
             env = {**os.environ, "PB_LOAD": json.dumps({**base, "control_port": control, "records_dir": str(records)})}
@@ -94,7 +94,7 @@ def test_a_master_and_two_workers_record_every_request_once(tmp_path: Path) -> N
         assert state.get("phase") == "done", state
         summary = state["summary"]
         lines = []
-        for control in controls[1:]:
+        for control in controls[1:3]:
             worker = get_json(f"http://127.0.0.1:{control}/state")
             assert worker["phase"] == "done"
             with urllib.request.urlopen(f"http://127.0.0.1:{control}/records/0", timeout=5) as resp:
@@ -105,10 +105,21 @@ def test_a_master_and_two_workers_record_every_request_once(tmp_path: Path) -> N
             assert abs(clock["wall"] - time.time()) < 1
         # Every request the master counted is one record, once, with the host's schema.
         assert summary["workers_done"] == 2 and sorted(summary["written_by_worker"].values()) == sorted(
-            get_json(f"http://127.0.0.1:{c}/state")["written"] for c in controls[1:])
+            get_json(f"http://127.0.0.1:{c}/state")["written"] for c in controls[1:3])
         assert len(lines) == summary["requests"] > 20
         assert len({r["request_id"] for r in lines}) == len(lines)
         assert all(r["kind"] == "user" and r["status"] == 200 and r["via"] == "1.1 test" and r["error"] == "" for r in lines)
+        # The prober: a probe every 50 ms until told to stop, each answered.
+        assert get_json(f"http://127.0.0.1:{controls[3]}/stop", method="POST") == {"stopping": True}
+        for _ in range(50):
+            prober = get_json(f"http://127.0.0.1:{controls[3]}/state")
+            if prober["phase"] == "done":
+                break
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{controls[3]}/records/0", timeout=5) as resp:
+            probes = [json.loads(line) for line in resp.read().decode().splitlines()]
+        assert prober["phase"] == "done" and len(probes) == prober["written"] >= 40
+        assert all(p["status"] == 200 and p["pod"] == "local" for p in probes), probes[:2]
     finally:
         for proc in procs:
             proc.terminate()

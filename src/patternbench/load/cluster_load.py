@@ -60,6 +60,7 @@ class ClusterLoad:
     rate_per_user: float = 5.0
     spawn_rate: float = 10.0
     duration_s: float = 10.0
+    probe_interval_s: float | None = None  # a probe stream from its own pod (probe.py), or none
     name: str = "pb-load"
     pulled: dict[str, int] = field(default_factory=dict)  # bytes read per worker
     lines: dict[str, int] = field(default_factory=dict)  # lines appended per worker
@@ -73,9 +74,18 @@ class ClusterLoad:
     def worker_names(self) -> list[str]:
         return [f"{self.name}-worker-{i}" for i in range(self.workers)]
 
+    @property
+    def prober(self) -> str | None:
+        return f"{self.name}-prober" if self.probe_interval_s else None
+
+    @property
+    def sources(self) -> list[str]:
+        """The pods whose records come back: the workers, and the prober if any."""
+        return [*self.worker_names, *([self.prober] if self.prober else [])]
+
     def settings(self, **extra: Any) -> str:
         return json.dumps({"host": self.target, "rate_per_user": self.rate_per_user, "users": self.users, "spawn_rate": self.spawn_rate,
-                           "duration_s": self.duration_s, "workers": self.workers, **extra})
+                           "duration_s": self.duration_s, "workers": self.workers, "probe_interval_s": self.probe_interval_s, **extra})
 
     def pod(self, name: str, role: str, settings: str) -> client.V1Pod:
         """A pod under the restricted Pod Security level: non-root, no capabilities, read-only root."""
@@ -110,7 +120,9 @@ class ClusterLoad:
         master_ip = self._wait_ready(self.master, timeout_s).status.pod_ip
         for name in self.worker_names:
             self.core.create_namespaced_pod(self.namespace, self.pod(name, "worker", self.settings(master_host=master_ip)))
-        for name in self.worker_names:
+        if self.prober:  # it runs until stopped: the load's end stops it
+            self.core.create_namespaced_pod(self.namespace, self.pod(self.prober, "prober", self.settings(duration_s=self.duration_s + 600)))
+        for name in self.sources:
             self._wait_ready(name, timeout_s)
             self.clocks[name] = self.clock(name)
         self.records.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +142,9 @@ class ClusterLoad:
             time.sleep(1.0)
         else:
             raise LoadFailed(f"the in-cluster load did not finish within its time (master: {state.get('phase')})")
-        written = {name: self._final_written(name) for name in self.worker_names}
+        if self.prober:
+            self._post(self.prober, "stop")
+        written = {name: self._final_written(name) for name in self.sources}
         self.pull()
         short = {n: (self.lines.get(n, 0), w) for n, w in written.items() if self.lines.get(n, 0) != w}
         if short:
@@ -147,8 +161,12 @@ class ClusterLoad:
             time.sleep(0.2)
         raise LoadFailed(f"{name} did not stop (phase {self.state(name).get('phase')})")
 
+    def stop(self) -> None:
+        """End the load now (run() then returns with what was sent)."""
+        self._post(self.master, "stop")
+
     def delete(self) -> None:
-        for name in [self.master, *self.worker_names]:
+        for name in [self.master, *self.sources]:
             try:
                 self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
             except ApiException as exc:
@@ -164,6 +182,12 @@ class ClusterLoad:
             raise LoadFailed(f"load pod {pod} does not answer ({exc.status} {exc.reason}): its records are lost") from None
         return resp.data
 
+    def _post(self, pod: str, path: str) -> None:
+        try:
+            self.core.connect_post_namespaced_pod_proxy_with_path(f"{pod}:{CONTROL_PORT}", self.namespace, path, _request_timeout=10)
+        except ApiException as exc:
+            raise LoadFailed(f"load pod {pod} does not answer ({exc.status} {exc.reason})") from None
+
     def state(self, pod: str) -> dict[str, Any]:
         return json.loads(self._get(pod, "state"))
 
@@ -176,11 +200,11 @@ class ClusterLoad:
         return best_offset(taken)
 
     def pull(self) -> int:
-        """Append each worker's new lines to the records file, `t` moved onto the harness's
-        clock and the worker named; returns the lines appended."""
+        """Append each source's new lines to the records file, `t` moved onto the harness's
+        clock and the pod named; returns the lines appended."""
         appended = 0
         with self.records.open("a") as out:
-            for name in self.worker_names:
+            for name in self.sources:
                 data = self._get(name, f"records/{self.pulled.get(name, 0)}")
                 if not data:
                     continue

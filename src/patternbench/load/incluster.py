@@ -1,5 +1,5 @@
 """The load generator inside the cluster: Locust's distributed mode, one master pod and N
-worker pods (issue 23), run as `python -m patternbench.load.incluster master|worker` with its
+worker pods (issue 23), run as `python -m patternbench.load.incluster master|worker|prober` with its
 settings as JSON in PB_LOAD.
 
 Each worker records every request of its users with the same schema as the load process on
@@ -10,7 +10,9 @@ on a small HTTP port (CONTROL_PORT) that the harness reads through the API serve
   PULL_BYTES); the harness appends them to the case's requests.jsonl as they come;
 - GET /clock: {"mono", "wall"} read while answering (the harness's offset estimate);
 - GET /state: the phase (waiting, running, done), lines written, and at the end the summary;
-- POST /stop (master): end the load now.
+- POST /stop (master, prober): end the load, or the probes, now.
+
+A third role, `prober`, sends the probe stream (probe.py) from its own pod.
 
 Locust's messages carry only control: a worker's `pb_done` tells the master how many lines it
 wrote, so the harness knows when it has every line of every worker. The pods stay up after the
@@ -29,14 +31,17 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Callable, Iterable  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
 
 import gevent  # noqa: E402
 import gevent.event  # noqa: E402
+import gevent.pool  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 from locust import events  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
 from patternbench.load.incluster_protocol import CONTROL_PORT, MASTER_PORT, RECORDS_FILE, read_lines  # noqa: E402
+from patternbench.load.probe import probe_once  # noqa: E402
 from patternbench.load.users import Records, entry_user, record_requests, users_summary  # noqa: E402
 
 
@@ -144,6 +149,29 @@ def run_worker(settings: dict[str, Any], control: Control) -> None:
     control.state["phase"] = "done"
 
 
+def run_prober(settings: dict[str, Any], control: Control) -> None:
+    """The probe stream from its own pod: a probe every `probe_interval_s`, whatever the
+    answers do (probe.py), until POST /stop or `duration_s`."""
+    split = urlsplit(settings["host"])
+    records = Records(control.records_path)
+    interval, timeout = float(settings["probe_interval_s"]), float(settings.get("probe_timeout_s", 2.0))
+    in_flight = gevent.pool.Group()
+
+    def probe() -> None:
+        records.write(probe_once(split.hostname or "", split.port or 80, timeout))
+
+    control.state["phase"] = "running"
+    stop_at = time.monotonic() + float(settings["duration_s"])
+    next_at = time.monotonic()
+    while time.monotonic() < stop_at and not control.stop_requested:
+        in_flight.spawn(probe)
+        control.state["written"] = records.written
+        next_at += interval
+        gevent.sleep(max(0.0, next_at - time.monotonic()))
+    in_flight.join(timeout=timeout + 1)  # in-flight probes finish and are recorded
+    control.state.update(phase="done", written=records.written)
+
+
 def main(role: str) -> int:
     settings = json.loads(os.environ["PB_LOAD"])
     records_dir = settings.get("records_dir", "/records")
@@ -151,9 +179,9 @@ def main(role: str) -> int:
     server = control.serve()
     stopping = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stopping.set)
-    roles = {"master": run_master, "worker": run_worker}
+    roles = {"master": run_master, "worker": run_worker, "prober": run_prober}
     if role not in roles:
-        print(f"incluster: unknown role {role!r} (master or worker)", file=sys.stderr)
+        print(f"incluster: unknown role {role!r} (master, worker or prober)", file=sys.stderr)
         return 2
     try:
         roles[role](settings, control)
