@@ -66,40 +66,84 @@ def get_json(url: str, method: str = "GET") -> dict:
         return json.loads(resp.read())
 
 
+def start_roles(tmp_path: Path, base: dict, roles: tuple[str, ...], controls: list[int]) -> list[subprocess.Popen[bytes]]:
+    procs = []
+    for role, control in zip(roles, controls):
+        records = tmp_path / f"{role}-{control}"
+        records.mkdir()
+        env = {**os.environ, "PB_LOAD": json.dumps({**base, "control_port": control, "records_dir": str(records)})}
+        procs.append(subprocess.Popen([sys.executable, "-m", "patternbench.load.incluster", role], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    return procs
+
+
+def wait_done(control: int, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    state: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            state = get_json(f"http://127.0.0.1:{control}/state")
+        except OSError:
+            state = {}
+        if state.get("phase") in ("done", "failed"):
+            break
+        time.sleep(0.3)
+    return state
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def records_of(control: int) -> list[dict]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{control}/records/0", timeout=5) as resp:
+        return [json.loads(line) for line in resp.read().decode().splitlines()]
+
+
+def test_the_open_loop_is_shared_by_the_workers_and_recorded_once(tmp_path: Path) -> None:
+    target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    target.handle_error = lambda *_: None
+    threading.Thread(target=target.serve_forever, daemon=True).start()
+    controls = [free_port() for _ in range(3)]
+    base = {"host": f"http://127.0.0.1:{target.server_address[1]}", "rate_per_user": 1, "users": 1, "spawn_rate": 1, "rps": 60,
+            "duration_s": 3, "workers": 2, "master_port": free_port(), "master_host": "127.0.0.1"}
+    procs = start_roles(tmp_path, base, ("master", "worker", "worker"), controls)
+    try:
+        state = wait_done(controls[0])
+        assert state.get("phase") == "done", state
+        summary = state["summary"]
+        lines = records_of(controls[1]) + records_of(controls[2])
+        assert summary["mode"] == "open" and summary["workers_done"] == 2
+        assert len(lines) == summary["requests"] == sum(summary["written_by_worker"].values())
+        assert 60 <= len(lines) <= 60 * 5  # 60/s for the 3 s between the master's start and stop messages
+        assert all(r["mode"] == "open" and r["status"] == 200 for r in lines)
+    finally:
+        stop_all(procs)
+        target.shutdown()
+
+
 def test_a_master_two_workers_and_a_prober_record_every_request_once(tmp_path: Path) -> None:
     target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
     target.handle_error = lambda *_: None  # users stopped mid-request leave broken pipes: not this test's subject
     threading.Thread(target=target.serve_forever, daemon=True).start()
-    master_port, controls = free_port(), [free_port() for _ in range(4)]
+    controls = [free_port() for _ in range(4)]
     base = {"host": f"http://127.0.0.1:{target.server_address[1]}", "rate_per_user": 10, "users": 4, "spawn_rate": 100,
-            "duration_s": 3, "workers": 2, "master_port": master_port, "master_host": "127.0.0.1", "probe_interval_s": 0.05}
-    procs = []
+            "duration_s": 3, "workers": 2, "master_port": free_port(), "master_host": "127.0.0.1", "probe_interval_s": 0.05}
+    procs = start_roles(tmp_path, base, ("master", "worker", "worker", "prober"), controls)
     try:
-        for role, control in zip(("master", "worker", "worker", "prober"), controls):
-            records = tmp_path / f"{role}-{control}"
-            records.mkdir()
-            env = {**os.environ, "PB_LOAD": json.dumps({**base, "control_port": control, "records_dir": str(records)})}
-            procs.append(subprocess.Popen([sys.executable, "-m", "patternbench.load.incluster", role], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-        deadline = time.monotonic() + 60
-        state: dict = {}
-        while time.monotonic() < deadline:
-            try:
-                state = get_json(f"http://127.0.0.1:{controls[0]}/state")
-            except OSError:
-                state = {}
-            if state.get("phase") in ("done", "failed"):
-                break
-            time.sleep(0.3)
+        state = wait_done(controls[0])
         assert state.get("phase") == "done", state
         summary = state["summary"]
         lines = []
         for control in controls[1:3]:
             worker = get_json(f"http://127.0.0.1:{control}/state")
-            assert worker["phase"] == "done"
-            with urllib.request.urlopen(f"http://127.0.0.1:{control}/records/0", timeout=5) as resp:
-                got = [json.loads(line) for line in resp.read().decode().splitlines()]
-            assert len(got) == worker["written"]
+            got = records_of(control)
+            assert worker["phase"] == "done" and len(got) == worker["written"]
             lines += got
             clock = get_json(f"http://127.0.0.1:{control}/clock")
             assert abs(clock["wall"] - time.time()) < 1
@@ -111,21 +155,10 @@ def test_a_master_two_workers_and_a_prober_record_every_request_once(tmp_path: P
         assert all(r["kind"] == "user" and r["status"] == 200 and r["via"] == "1.1 test" and r["error"] == "" for r in lines)
         # The prober: a probe every 50 ms until told to stop, each answered.
         assert get_json(f"http://127.0.0.1:{controls[3]}/stop", method="POST") == {"stopping": True}
-        for _ in range(50):
-            prober = get_json(f"http://127.0.0.1:{controls[3]}/state")
-            if prober["phase"] == "done":
-                break
-            time.sleep(0.1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{controls[3]}/records/0", timeout=5) as resp:
-            probes = [json.loads(line) for line in resp.read().decode().splitlines()]
+        prober = wait_done(controls[3], 10)
+        probes = records_of(controls[3])
         assert prober["phase"] == "done" and len(probes) == prober["written"] >= 40
         assert all(p["status"] == 200 and p["pod"] == "local" for p in probes), probes[:2]
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         target.shutdown()

@@ -61,6 +61,7 @@ class ClusterLoad:
     spawn_rate: float = 10.0
     duration_s: float = 10.0
     probe_interval_s: float | None = None  # a probe stream from its own pod (probe.py), or none
+    rps: float | None = None  # the open loop instead of users: this rate, shared by the workers
     name: str = "pb-load"
     pulled: dict[str, int] = field(default_factory=dict)  # bytes read per worker
     lines: dict[str, int] = field(default_factory=dict)  # lines appended per worker
@@ -85,7 +86,7 @@ class ClusterLoad:
 
     def settings(self, **extra: Any) -> str:
         return json.dumps({"host": self.target, "rate_per_user": self.rate_per_user, "users": self.users, "spawn_rate": self.spawn_rate,
-                           "duration_s": self.duration_s, "workers": self.workers, "probe_interval_s": self.probe_interval_s, **extra})
+                           "duration_s": self.duration_s, "workers": self.workers, "probe_interval_s": self.probe_interval_s, "rps": self.rps, **extra})
 
     def pod(self, name: str, role: str, settings: str) -> client.V1Pod:
         """A pod under the restricted Pod Security level: non-root, no capabilities, read-only root."""

@@ -41,6 +41,7 @@ from locust import events  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
 from patternbench.load.incluster_protocol import CONTROL_PORT, MASTER_PORT, RECORDS_FILE, read_lines  # noqa: E402
+from patternbench.load.openloop import OpenLoop  # noqa: E402
 from patternbench.load.probe import probe_once  # noqa: E402
 from patternbench.load.users import Records, entry_user, record_requests, users_summary  # noqa: E402
 
@@ -89,11 +90,14 @@ class Control:
 
 
 def run_master(settings: dict[str, Any], control: Control) -> None:
+    """Wait for every worker, run the load (Locust's users, or with `rps` the open loop: each
+    worker its share), stop it, and wait for each worker's count of what it wrote."""
     env = Environment(user_classes=[entry_user(settings["host"], float(settings["rate_per_user"]))], events=events, host=settings["host"])
     master = env.create_master_runner("*", int(settings.get("master_port", MASTER_PORT)))
-    done: dict[str, int] = {}
-    master.register_message("pb_done", lambda environment, msg, **_: done.__setitem__(msg.node_id, int(msg.data["written"])))
+    done: dict[str, dict[str, Any]] = {}
+    master.register_message("pb_done", lambda environment, msg, **_: done.__setitem__(msg.node_id, dict(msg.data)))
     expected = int(settings["workers"])
+    open_loop = bool(settings.get("rps"))
     deadline = time.monotonic() + float(settings.get("connect_timeout_s", 120))
     while len(master.clients.ready) < expected:
         if time.monotonic() > deadline:
@@ -101,22 +105,40 @@ def run_master(settings: dict[str, Any], control: Control) -> None:
             return
         gevent.sleep(0.2)
     started = time.monotonic()
-    master.start(int(settings["users"]), spawn_rate=float(settings["spawn_rate"]))
+    if open_loop:
+        master.send_message("pb_open", {"rps": float(settings["rps"]) / expected, "connections": int(settings.get("connections", 200)),
+                                        "timeout_s": float(settings.get("request_timeout_s", 5.0))})
+    else:
+        master.start(int(settings["users"]), spawn_rate=float(settings["spawn_rate"]))
     control.state.update(phase="running", started_mono=started)
     stop_at = started + float(settings["duration_s"])
     while time.monotonic() < stop_at and not control.stop_requested:
         gevent.sleep(0.1)
-    master.stop()
+    if open_loop:
+        master.send_message("pb_stop", {})
+    else:
+        master.stop()
     deadline = time.monotonic() + 30
     while len(done) < expected and time.monotonic() < deadline:
         gevent.sleep(0.1)
-    # A worker's last stats report follows its pb_done (test_stop fires first): wait for the
-    # master's count to reach what the workers wrote.
-    deadline = time.monotonic() + 10
-    while env.stats.total.num_requests < sum(done.values()) and time.monotonic() < deadline:
-        gevent.sleep(0.1)
-    summary = users_summary(env, bool(master.worker_cpu_warning_emitted or master.cpu_warning_emitted))
-    summary.update({"duration_s": round(time.monotonic() - started, 3), "workers": expected, "workers_done": len(done), "written_by_worker": done})
+    written = {node: int(d["written"]) for node, d in done.items()}
+    cpu_warning = bool(master.worker_cpu_warning_emitted or master.cpu_warning_emitted)
+    if open_loop:
+        parts = [d["summary"] for d in done.values()]
+        summary = {
+            "mode": "open", "offered_rps": float(settings["rps"]), "requests": sum(p["requests"] for p in parts),
+            "failures": sum(p["failures"] for p in parts), "achieved_rps": round(sum(p["achieved_rps"] for p in parts), 1),
+            # Percentiles do not merge: the records hold them; the worst worker's lag bounds the sender's.
+            "lag_p99_ms_worst_worker": max((p["lag_p99_ms"] or 0 for p in parts), default=None), "cpu_warning": cpu_warning,
+        }
+    else:
+        # A worker's last stats report follows its pb_done (test_stop fires first): wait for the
+        # master's count to reach what the workers wrote.
+        deadline = time.monotonic() + 10
+        while env.stats.total.num_requests < sum(written.values()) and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+        summary = users_summary(env, cpu_warning)
+    summary.update({"duration_s": round(time.monotonic() - started, 3), "workers": expected, "workers_done": len(done), "written_by_worker": written})
     master.quit()
     control.state.update(phase="done", summary=summary)
 
@@ -127,9 +149,16 @@ def run_worker(settings: dict[str, Any], control: Control) -> None:
     record_requests(env, records)
     worker = env.create_worker_runner(settings["master_host"], int(settings.get("master_port", MASTER_PORT)))
     control.state.update(phase="connected", index=worker.worker_index)
+    stop_open = gevent.event.Event()
 
     def counted() -> None:
         control.state["written"] = records.written
+
+    def finished(extra: dict[str, Any]) -> None:
+        # The load is stopped: what is in the file is all there will be.
+        counted()
+        control.state["phase"] = "done"
+        worker.send_message("pb_done", {"written": records.written, **extra})
 
     @events.test_start.add_listener
     def on_start(**_: Any) -> None:
@@ -137,11 +166,19 @@ def run_worker(settings: dict[str, Any], control: Control) -> None:
 
     @events.test_stop.add_listener
     def on_stop(**_: Any) -> None:
-        # Users are stopped: what is in the file is all there will be.
-        counted()
-        control.state["phase"] = "done"
-        worker.send_message("pb_done", {"written": records.written})
+        finished({})
 
+    def open_loop(share: dict[str, Any]) -> None:
+        control.state["phase"] = "running"
+        loop = OpenLoop(settings["host"], float(share["rps"]), records.write, connections=int(share["connections"]), timeout_s=float(share["timeout_s"]))
+        started = time.monotonic()
+        loop.run(stop_open.is_set)
+        elapsed = time.monotonic() - started
+        loop.finish(timeout_s=float(share["timeout_s"]) + 1)
+        finished({"summary": loop.summary(elapsed)})
+
+    worker.register_message("pb_open", lambda environment, msg, **_: gevent.spawn(open_loop, msg.data))
+    worker.register_message("pb_stop", lambda environment, msg, **_: stop_open.set())
     while not worker.greenlet.dead:
         counted()
         gevent.sleep(0.5)
