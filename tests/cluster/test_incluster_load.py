@@ -77,3 +77,18 @@ def test_a_worker_that_dies_fails_the_load(kube_api: object, namespace: str, net
         killer.join()
     finally:
         load.delete()
+
+
+def test_the_open_loop_from_the_cluster_comes_back_whole(kube_api: object, namespace: str, netcheck_image: ImageArchive, load_image: ImageArchive, tmp_path: Path) -> None:
+    deploy_netcheck(kube_api, namespace, netcheck_image, replicas=1)
+    records = tmp_path / "requests.jsonl"
+    load = ClusterLoad(client.CoreV1Api(kube_api), namespace, load_image.ref, target_url(kube_api, namespace), records, workers=2, rps=40, duration_s=6)
+    try:
+        load.start()
+        summary = load.run()
+    finally:
+        load.delete()
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    assert summary["mode"] == "open" and summary["workers_done"] == 2
+    assert len(lines) == summary["requests"] == sum(summary["written_by_worker"].values()) >= 40
+    assert all(r["mode"] == "open" and r["status"] == 200 for r in lines)
