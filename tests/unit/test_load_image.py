@@ -22,7 +22,8 @@ CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
 def test_the_load_process_needs_only_these_modules_of_patternbench() -> None:
     assert patternbench_modules() == [
         "patternbench/__init__.py", "patternbench/load/__init__.py", "patternbench/load/incluster.py",
-        "patternbench/load/incluster_protocol.py", "patternbench/load/probe.py", "patternbench/load/records.py", "patternbench/load/users.py",
+        "patternbench/load/incluster_protocol.py", "patternbench/load/openloop.py", "patternbench/load/probe.py", "patternbench/load/records.py",
+        "patternbench/load/users.py", "patternbench/stats.py",
     ]
     # The host's load process, followed the same way: what it imports of patternbench.
     assert "patternbench/load/probe.py" in patternbench_modules("patternbench.load.locust_process")

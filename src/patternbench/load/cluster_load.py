@@ -62,6 +62,9 @@ class ClusterLoad:
     duration_s: float = 10.0
     probe_interval_s: float | None = None  # a probe stream from its own pod (probe.py), or none
     rps: float | None = None  # the open loop instead of users: this rate, shared by the workers
+    # The pods read the harness's own clock (the local provider: one kernel, no time
+    # namespace): records keep their `t`, and the measured offsets only check the method.
+    clock_shared: bool = False
     name: str = "pb-load"
     pulled: dict[str, int] = field(default_factory=dict)  # bytes read per worker
     lines: dict[str, int] = field(default_factory=dict)  # lines appended per worker
@@ -151,7 +154,8 @@ class ClusterLoad:
         if short:
             raise LoadFailed(f"records lost between the workers and the harness: {short} (pulled, written)")
         summary = dict(state["summary"])
-        summary.update({"load_from": "cluster", "worker_lines": dict(self.lines), "clock": {n: c.as_dict() for n, c in self.clocks.items()}})
+        summary.update({"load_from": "cluster", "worker_lines": dict(self.lines), "clock_shared": self.clock_shared,
+                        "clock": {n: c.as_dict() for n, c in self.clocks.items()}})
         return summary
 
     def _final_written(self, name: str) -> int:
@@ -210,7 +214,7 @@ class ClusterLoad:
                 if not data:
                     continue
                 self.pulled[name] = self.pulled.get(name, 0) + len(data)
-                offset = self.clocks[name].offset_s if name in self.clocks else 0.0
+                offset = self.clocks[name].offset_s if name in self.clocks and not self.clock_shared else 0.0
                 for line in data.decode().splitlines():
                     record = json.loads(line)
                     record["t"] = record["t"] - offset
