@@ -27,6 +27,7 @@ from patternbench import calibration
 from patternbench.build import otelcol_local
 from patternbench.build.components import cache_root
 from patternbench.build.images import build_data_plane, build_go_binaries, build_otelcol
+from patternbench.build.load_image import build_load_image
 from patternbench.cluster.local.provider import LocalProvider
 from patternbench.cluster.registry import get_provider
 from patternbench.errors import UsageError
@@ -380,8 +381,26 @@ def bench_otelcol(runs: int) -> dict[str, float]:
     return figures
 
 
+def bench_load_image(runs: int) -> dict[str, float]:
+    """The in-cluster load generator's image (build/load_image.py): its size packed and
+    unpacked, its files, and how long a build takes (median of `runs`)."""
+    times, manifest = [], {}
+    with tempfile.TemporaryDirectory(prefix="pb-bench-loadgen-") as tmp:
+        for i in range(max(runs, 1)):
+            started = time.monotonic()
+            _, manifest = build_load_image(Path(tmp) / str(i))
+            times.append(time.monotonic() - started)
+    return {
+        "load_image_mib": round(int(manifest["archive_bytes"]) / (1 << 20), 2),
+        "load_image_tree_mib": round(int(manifest["tree_bytes"]) / (1 << 20), 2),
+        "load_image_files": int(manifest["files"]),
+        "load_image_build_s": round(statistics.median(times), 2),
+    }
+
+
 BENCHES: dict[str, Callable[[int], dict[str, Any]]] = {
     "cluster": bench_cluster,
+    "load-image": bench_load_image,
     "proxy": bench_proxy,
     "load": bench_load,
     "load-chain": bench_load_chain,

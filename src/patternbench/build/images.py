@@ -31,15 +31,18 @@ IMAGES_MODULE = REPO_ROOT / "images"
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """One single-binary image: the binary goes to /<entry name>, nothing else but /etc/passwd."""
+    """One image FROM scratch: a single binary at /<entry name>, or a staged root filesystem
+    (`tree`, build/rootfs.py), with /etc/passwd, /etc/group and /tmp either way."""
 
     repository: str
     tag: str
-    binary: Path
+    binary: Path | None
     entrypoint: tuple[str, ...]
     user: str = f"{NONROOT_UID}:{NONROOT_UID}"
     args: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    tree: Path | None = None
+    env: tuple[str, ...] = ("PATH=/",)
 
     @property
     def ref(self) -> str:
@@ -83,8 +86,22 @@ def layer_tar(spec: ImageSpec) -> bytes:
         _tar_entry(tar, "etc/passwd", passwd.encode(), 0o644)
         _tar_entry(tar, "etc/group", group.encode(), 0o644)
         _tar_entry(tar, "tmp", None, 0o1777)
-        _tar_entry(tar, spec.entrypoint[0].lstrip("/"), spec.binary.read_bytes(), 0o755)
+        if spec.binary is not None:
+            _tar_entry(tar, spec.entrypoint[0].lstrip("/"), spec.binary.read_bytes(), 0o755)
+        if spec.tree is not None:
+            _add_tree(tar, spec.tree)
     return buffer.getvalue()
+
+
+def _add_tree(tar: tarfile.TarFile, root: Path) -> None:
+    """Every directory and file under `root`, sorted, owned by root, mtime 0, modes kept (a
+    tree's /etc and /tmp are the layer's own)."""
+    for path in sorted(root.rglob("*")):
+        name = path.relative_to(root).as_posix()
+        if name in ("etc", "tmp", "etc/passwd", "etc/group"):
+            continue
+        mode = path.stat().st_mode & 0o7777
+        _tar_entry(tar, name, None if path.is_dir() else path.read_bytes(), mode)
 
 
 def _blob(data: bytes) -> tuple[str, bytes]:
@@ -104,7 +121,7 @@ def write_oci_archive(spec: ImageSpec, out: Path) -> ImageArchive:
             "Entrypoint": list(spec.entrypoint),
             "Cmd": list(spec.args) or None,
             "User": spec.user,
-            "Env": ["PATH=/"],
+            "Env": list(spec.env),
             "Labels": spec.labels or None,
         },
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},

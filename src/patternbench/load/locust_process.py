@@ -24,68 +24,26 @@ import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-import uuid  # noqa: E402
-from typing import Any  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
 import gevent  # noqa: E402
 import gevent.pool  # noqa: E402
-from locust import FastHttpUser, constant_throughput, events, task  # noqa: E402
+from locust import events  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
 from patternbench.lifeline import ParentWatch  # noqa: E402
 from patternbench.load import conntrack  # noqa: E402
 from patternbench.load.openloop import OpenLoop  # noqa: E402
 from patternbench.load.probe import probe_once  # noqa: E402
-from patternbench.load.records import answer_trail, failure_detail  # noqa: E402
-
-
-class Records:
-    """Append-only JSON lines, flushed per line."""
-
-    def __init__(self, path: str) -> None:
-        self.handle = open(path, "a", buffering=1)
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+from patternbench.load.users import Records, entry_user, record_requests, users_summary  # noqa: E402
 
 
 def main(config_path: str) -> int:
     config = json.loads(open(config_path).read())
     records = Records(config["records"])
     host = config["host"].rstrip("/")
-    rate = float(config["rate_per_user"])
-
-    class EntryUser(FastHttpUser):
-        wait_time = constant_throughput(rate)
-        network_timeout = 5.0
-        connection_timeout = 2.0
-
-        @task
-        def root(self) -> None:
-            self.client.get("/", headers={"X-Request-Id": uuid.uuid4().hex[:16]}, name="/")
-
-    EntryUser.host = host
-    env = Environment(user_classes=[EntryUser], events=events)
-
-    @env.events.request.add_listener
-    def on_request(request_type: str, name: str, response_time: float, response: Any = None, exception: Any = None, **kw: Any) -> None:
-        now = time.monotonic()
-        status = getattr(response, "status_code", 0) or 0
-        headers = getattr(response, "headers", None) or {}
-        records.write({
-            "kind": "user",
-            "t": now - response_time / 1000.0,
-            "wall": kw.get("start_time") or time.time() - response_time / 1000.0,
-            "ms": round(response_time, 3),
-            "status": status,
-            "error": type(exception).__name__ if exception else ("" if 200 <= status < 400 else f"HTTP{status}"),
-            "via": headers.get("Via", "") if hasattr(headers, "get") else "",
-            # Failed answers carry their trail too: which entry pod and which call failed.
-            **(answer_trail(getattr(response, "content", None)) if status else {}),
-            "request_id": (headers.get("X-Request-Id", "") if hasattr(headers, "get") else ""),
-            **({"detail": failure_detail(response, exception)} if exception or not 200 <= status < 400 else {}),
-        })
+    env = Environment(user_classes=[entry_user(host, float(config["rate_per_user"]))], events=events)
+    record_requests(env, records)
 
     split = urlsplit(host)
     probe_port = split.port or 80
@@ -171,16 +129,7 @@ def main(config_path: str) -> int:
         }
     else:
         assert runner is not None
-        total = env.stats.total
-        summary = {
-            "mode": "users",
-            "requests": total.num_requests,
-            "failures": total.num_failures,
-            "median_ms": total.median_response_time,
-            "p99_ms": total.get_response_time_percentile(0.99),
-            "avg_rps": total.total_rps,
-            "cpu_warning": bool(runner.cpu_warning_emitted),
-        }
+        summary = users_summary(env, bool(runner.cpu_warning_emitted))
     summary.update({"duration_s": round(time.monotonic() - started, 3), "cpu_share": round(cpu_share, 3), "worker": worker})
     with open(config["summary"], "w") as handle:
         json.dump(summary, handle)
