@@ -48,7 +48,11 @@ def test_the_pressure_sampler_writes_the_shares_and_the_busiest_processes(tmp_pa
     sampler = PressureSampler(tmp_path / "p.jsonl", interval_s=0.2)
     if not sampler.available():
         pytest.skip("no PSI on this kernel")
-    time.sleep(0.3)
+    # Work, not sleep, in the window: on an idle machine no process may use a measurable share
+    # in 0.3 s and `top` is rightly empty (this test failed so on an idle machine).
+    until = time.monotonic() + 0.3
+    while time.monotonic() < until:
+        pass
     row = sampler.rows()[0]
     assert set(row) == {"t", "cpu_some", "busy", "system", "steal", "top"}
     assert 0.0 <= row["busy"] <= 1.0 and row["top"] and all(0 < share <= 1 for _, share in row["top"])

@@ -17,7 +17,6 @@ sorted entries with fixed times).
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import re
 import sys
@@ -29,7 +28,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
 from patternbench.build.images import ImageArchive, ImageSpec, write_oci_archive
-from patternbench.build.rootfs import RootFs, debian_package_of
+from patternbench.build.rootfs import RootFs, debian_package_of, is_shared_object
 from patternbench.errors import UsageError
 
 LOAD_REPOSITORY = "patternbench.local/loadgen"
@@ -120,51 +119,41 @@ def _module_exists(module: str, src: Path) -> bool:
     return base.is_dir() or base.with_suffix(".py").is_file()
 
 
-def stage(root: Path) -> RootFs:
+def stage(root: Path, python: Path, distributions: list[metadata.Distribution]) -> RootFs:
     """The image's tree under `root`."""
-    python = interpreter()
     fs = RootFs(root)
     fs.add_program(python)
     version = python.name.removeprefix("python")
     fs.add_tree(Path(f"/usr/lib/python{version}"), f"/usr/lib/python{version}", STDLIB_SKIP)
-    for dist in distribution_closure():
+    for dist in distributions:
         for host, rel in site_files(dist):
             fs.add_file(host, f"{SITE}/{rel}")
-            if host.suffix == ".so" or ".so." in host.name:
+            if is_shared_object(host):
                 fs.add_libraries_of(host, within=Path(str(dist.locate_file(""))))
     for rel in patternbench_modules():
         fs.add_file(SRC / rel, f"{SITE}/{rel}", 0o644)
     return fs
 
 
-def load_image_spec(tree: Path, tag: str) -> ImageSpec:
-    python = interpreter()
+def load_image_spec(tree: Path, tag: str, python: Path) -> ImageSpec:
     return ImageSpec(
         LOAD_REPOSITORY, tag, None, (str(python), "-s", "-m", ENTRY_MODULE), tree=tree,
         env=("PATH=/usr/bin", f"PYTHONPATH={SITE}", "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"),
     )
 
 
-def source_key(fs: RootFs) -> str:
-    """What the image is made of: every staged file's path and content."""
-    digest = hashlib.sha256()
-    for path in fs.files():
-        digest.update(path.relative_to(fs.root).as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:16]
-
-
 def build_load_image(out_dir: Path, tag: str = "v1") -> tuple[ImageArchive, dict[str, object]]:
     """Stage, write the archive to out_dir, and describe it (sizes, the interpreter's package,
     the distributions and their versions)."""
+    python, distributions = interpreter(), distribution_closure()
     with tempfile.TemporaryDirectory(prefix="pb-loadgen-") as tmp:
-        fs = stage(Path(tmp))
-        archive = write_oci_archive(load_image_spec(fs.root, tag), out_dir / f"loadgen-{tag}.tar")
-        python = interpreter()
+        fs = stage(Path(tmp), python, distributions)
+        archive = write_oci_archive(load_image_spec(fs.root, tag, python), out_dir / f"loadgen-{tag}.tar")
         manifest = {
-            "ref": archive.ref, "digest": archive.digest, "key": source_key(fs),
+            "ref": archive.ref, "digest": archive.digest,
             "files": len(fs.files()), "tree_bytes": fs.size_bytes(), "archive_bytes": archive.size_bytes,
             "python": {"path": str(python), "package": debian_package_of(python)},
-            "distributions": {d.metadata["Name"]: d.version for d in distribution_closure()},
+            "distributions": {d.metadata["Name"]: d.version for d in distributions},
         }
     (out_dir / f"loadgen-{tag}.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return archive, manifest

@@ -4,8 +4,8 @@ loader itself, through `ldd`), whole directories, and single files, each at its 
 
 Images FROM scratch for programs that are not static Go binaries (the Python that runs the
 load generator in the cluster, a packaged proxy) are built from one of these. Nothing is
-downloaded: the files are the ones apt installed (their package is named in the manifest),
-so the same installed packages give the same tree, byte for byte.
+downloaded: the files are the ones apt installed, so the same installed packages give the
+same tree, byte for byte.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from patternbench.errors import UsageError
@@ -34,6 +34,11 @@ def is_elf(path: Path) -> bool:
         return False
 
 
+def is_shared_object(path: Path) -> bool:
+    """A library by its name (`.so`, `.so.N`) and its ELF header."""
+    return (path.suffix == ".so" or ".so." in path.name) and is_elf(path)
+
+
 def shared_libraries(elf: Path) -> list[Path]:
     """The libraries the dynamic loader maps for `elf` (and the loader), as it resolves them
     on this machine. A library it cannot find is an error: the image would not start."""
@@ -52,12 +57,11 @@ def shared_libraries(elf: Path) -> list[Path]:
     return found
 
 
-@dataclass
+@dataclass(frozen=True)
 class RootFs:
-    """A tree being staged under `root`; `sources` maps each staged path to where it came from."""
+    """A tree being staged under `root`."""
 
     root: Path
-    sources: dict[str, str] = field(default_factory=dict)
 
     def _target(self, image_path: str) -> Path:
         if not image_path.startswith("/") or ".." in Path(image_path).parts:
@@ -73,11 +77,10 @@ class RootFs:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(host, target)
         target.chmod(mode if mode is not None else host.stat().st_mode & 0o777)
-        self.sources[path] = str(host)
 
-    def add_program(self, host: Path, image_path: str | None = None) -> None:
-        """An ELF program or library and every library the loader maps for it."""
-        self.add_file(host, image_path)
+    def add_program(self, host: Path) -> None:
+        """An ELF program at its own path and every library the loader maps for it."""
+        self.add_file(host)
         self.add_libraries_of(host)
 
     def add_libraries_of(self, elf: Path, within: Path | None = None) -> None:
@@ -96,15 +99,8 @@ class RootFs:
             if any(part in skip for part in rel.parts) or path.is_dir():
                 continue
             self.add_file(path, f"{image_path.rstrip('/')}/{rel.as_posix()}")
-            if (path.suffix == ".so" or ".so." in path.name) and is_elf(path):
+            if is_shared_object(path):
                 self.add_libraries_of(path, within=host)
-
-    def add_text(self, image_path: str, text: str, mode: int = 0o644) -> None:
-        target = self._target(image_path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-        target.chmod(mode)
-        self.sources[image_path] = "(written)"
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.root.rglob("*") if p.is_file())

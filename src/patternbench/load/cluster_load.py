@@ -215,13 +215,14 @@ class ClusterLoad:
                     continue
                 self.pulled[name] = self.pulled.get(name, 0) + len(data)
                 offset = self.clocks[name].offset_s if name in self.clocks and not self.clock_shared else 0.0
-                for line in data.decode().splitlines():
+                lines = data.decode().splitlines()
+                for line in lines:
                     record = json.loads(line)
                     record["t"] = record["t"] - offset
                     record["load_pod"] = name
                     out.write(json.dumps(record, separators=(",", ":")) + "\n")
-                    appended += 1
-                self.lines[name] = self.lines.get(name, 0) + len(data.decode().splitlines())
+                self.lines[name] = self.lines.get(name, 0) + len(lines)
+                appended += len(lines)
         return appended
 
     def _wait_ready(self, name: str, timeout_s: float) -> client.V1Pod:

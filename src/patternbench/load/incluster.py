@@ -43,6 +43,7 @@ from locust.env import Environment  # noqa: E402
 from patternbench.load.incluster_protocol import CONTROL_PORT, MASTER_PORT, RECORDS_FILE, read_lines  # noqa: E402
 from patternbench.load.openloop import OpenLoop  # noqa: E402
 from patternbench.load.probe import probe_once  # noqa: E402
+from patternbench.load.records import merge_summaries  # noqa: E402
 from patternbench.load.users import Records, entry_user, record_requests, users_summary  # noqa: E402
 
 
@@ -124,13 +125,7 @@ def run_master(settings: dict[str, Any], control: Control) -> None:
     written = {node: int(d["written"]) for node, d in done.items()}
     cpu_warning = bool(master.worker_cpu_warning_emitted or master.cpu_warning_emitted)
     if open_loop:
-        parts = [d["summary"] for d in done.values()]
-        summary = {
-            "mode": "open", "offered_rps": float(settings["rps"]), "requests": sum(p["requests"] for p in parts),
-            "failures": sum(p["failures"] for p in parts), "achieved_rps": round(sum(p["achieved_rps"] for p in parts), 1),
-            # Percentiles do not merge: the records hold them; the worst worker's lag bounds the sender's.
-            "lag_p99_ms_worst_worker": max((p["lag_p99_ms"] or 0 for p in parts), default=None), "cpu_warning": cpu_warning,
-        }
+        summary = {**merge_summaries([d["summary"] for d in done.values()]), "cpu_warning": cpu_warning}
     else:
         # A worker's last stats report follows its pb_done (test_stop fires first): wait for the
         # master's count to reach what the workers wrote.

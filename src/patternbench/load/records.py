@@ -1,4 +1,5 @@
-"""What the load process keeps of each answer: pure functions, importable without gevent."""
+"""What the load process keeps of each answer, and its summaries merged: pure functions,
+importable without gevent."""
 
 from __future__ import annotations
 
@@ -53,3 +54,19 @@ def failure_detail(response: Any, exception: Any) -> str:
             continue
         return f"{answer.get('service')} -> {down.get('service')}: {down.get('status')} {down.get('error', '')}"[:200]
     return str(exception or "")[:200]
+
+
+def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary of several workers: counts and rates add up; latency percentiles cannot be
+    merged from percentiles, so they are left to the records (measure.latency_ms); a CPU
+    warning in any worker marks the whole run."""
+    out: dict[str, Any] = {"mode": parts[0].get("mode"), "workers": len(parts)}
+    for key in ("requests", "failures", "due", "offered_rps", "achieved_rps", "avg_rps"):
+        if any(key in p for p in parts):
+            out[key] = round(sum(float(p.get(key) or 0) for p in parts), 1)
+    out["lag_p99_ms"] = max((p.get("lag_p99_ms") or 0.0) for p in parts)
+    out["lag_max_ms"] = max((p.get("lag_max_ms") or 0.0) for p in parts)
+    out["cpu_warning"] = any(p.get("cpu_warning") for p in parts)
+    out["cpu_share"] = [p.get("cpu_share") for p in parts]
+    out["duration_s"] = max(float(p.get("duration_s") or 0) for p in parts)
+    return out

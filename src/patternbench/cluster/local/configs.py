@@ -190,10 +190,11 @@ def kube_proxy_config(s: LocalSettings, node: NodeSettings | None) -> str:
         # host's proxy takes the first node's name (only externalTrafficPolicy: Local would
         # notice, and no patternbench Service uses it).
         name, health_host, node_ports = s.nodes[0].name, "127.0.0.1", ["127.0.0.0/8"]
-        kubeconfig = s.kubeconfig_dir / "kube-proxy-host.yaml"
     else:
         name, health_host, node_ports = node.name, node.ip, ["127.0.0.0/8", f"{node.ip}/32"]
-        kubeconfig = s.kubeconfig_dir / "kube-proxy.yaml"
+    # One kubeconfig for every kube-proxy: the host's and the nodes' reach the API server at
+    # the same address (the bridge's).
+    kubeconfig = s.kubeconfig_dir / "kube-proxy.yaml"
     doc = {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
         "kind": "KubeProxyConfiguration",

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from patternbench.cluster.local.settings import LocalSettings
 
-# Chains added by kube-proxy and kubelet (KUBE-), the CNI portmap plugin (CNI-) and us.
 # Chains on the host: ours carry our name; the host's edge kube-proxy makes KUBE-* chains it
 # cannot be told to name otherwise, so those are ours only while our marker says we started it
 # (LocalSettings.host_proxy_marker). CNI-* chains are never ours on the host (the CNI plugins

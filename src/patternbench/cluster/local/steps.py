@@ -238,7 +238,6 @@ def make_pki(ctx: Context) -> None:
         ("admin", "kubernetes-admin", ("system:masters",), s.apiserver_url),
         ("controller-manager", "system:kube-controller-manager", (), s.apiserver_url),
         ("scheduler", "system:kube-scheduler", (), s.apiserver_url),
-        ("kube-proxy-host", "system:kube-proxy", (), s.apiserver_url),
         ("kube-proxy", "system:kube-proxy", (), s.apiserver_url),
     ]
     for node in s.nodes:
