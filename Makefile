@@ -13,10 +13,10 @@ setup:
 	$(PB) setup
 
 ## test: everything CI runs: Go tests of the data plane, unit tests, then the cluster tests on
-## a local cluster it brings up and takes down again
+## a local cluster it brings up and takes down again (3 nodes for the apps, 1 for the in-cluster load)
 test: setup
 	cd images && go test -count=1 ./...
-	$(PYTEST) tests experiments -v --profile short --results $(RESULTS) --junitxml=$(RESULTS)/junit-tests.xml
+	$(PYTEST) tests experiments -v --profile short --load-nodes 1 --results $(RESULTS) --junitxml=$(RESULTS)/junit-tests.xml
 
 ## test-unit: the fast tests only (no cluster, no root needed)
 test-unit:

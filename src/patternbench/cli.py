@@ -45,7 +45,7 @@ def _provider_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace) -> ProviderOptions:
-    return provider_options(lambda dest: getattr(args, dest), keep_on_failure=getattr(args, "keep", False))
+    return provider_options(lambda dest: getattr(args, dest, None), keep_on_failure=getattr(args, "keep", False))
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -158,7 +158,7 @@ def cmd_cluster(args: argparse.Namespace, progress: Progress) -> int:
     elif args.action == "status":
         if not isinstance(provider, ReportsDaemons):
             for node in provider.nodes():
-                print(f"{node.name:<30} {node.internal_ip:<16} {'Ready' if node.ready else 'NotReady'}")
+                print(f"{node.name:<30} {node.internal_ip:<16} {'Ready' if node.ready else 'NotReady'}{'  (load)' if node.load else ''}")
             return 0
         return print_local_status(provider)
     return 0
@@ -232,7 +232,7 @@ def cmd_scale(args: argparse.Namespace, progress: Progress) -> int:
         for pattern in patterns:
             pattern_spec(pattern).check(topology)
     check_writable(args.results)
-    options = provider_options(lambda dest: str(base_nodes) if dest == "nodes" else getattr(args, dest))
+    options = provider_options(lambda dest: str(base_nodes) if dest == "nodes" else getattr(args, dest, None))
     for count in node_counts:  # each count one the provider can hold (the local machine's limit)
         parse_node_count(count, local=args.provider == "local")
     provider = get_provider(args.provider, options, progress)

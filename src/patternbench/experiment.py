@@ -5,6 +5,7 @@ every observation written as it happens, so an interrupted case keeps what it me
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from patternbench.cluster.provider import abilities
 from patternbench.errors import UsageError
+from patternbench.load.cluster_load import InClusterLoad, LoadFailed
+from patternbench.load.placement import check_load_nodes
 from patternbench.load.runner import LoadProcess
 from patternbench.measure.apiserver import STEADY, UPGRADE
 from patternbench.observe.apiserver import ApiServerScrapes
@@ -28,8 +31,8 @@ from patternbench.observe.logsink import sink_mark, sink_stats
 from patternbench.observe.pods import PodWatcher, failed_creates, warning_events
 from patternbench.observe.resources import ResourceSampler
 from patternbench.operate import fault_driver
-from patternbench.operate.deploy import DeployedRun, deploy_run, new_run_id
-from patternbench.operate.kube import Deployer, live_containers, placement
+from patternbench.operate.deploy import DeployedRun, deploy_run, load_generator_image, new_run_id
+from patternbench.operate.kube import REQUEST_TIMEOUT, Deployer, live_containers, placement
 from patternbench.operate.upgrade import upgrade_agent, upgrade_targets
 from patternbench.operate.upgrade_runs import UpgradeJob, run_upgrade
 from patternbench.progress import Progress
@@ -171,7 +174,7 @@ def run_case(
             LogSlices(able.evidence_logs, out_dir).start(),
             MetricsSnapshots(able.evidence_metrics, out_dir).start(),
         ]
-        if able.conntrack_here:
+        if able.conntrack_here and profile.load.load_from == "host":  # the pods' connections are NATed on their node
             evidence.append(ConntrackEvents(entry_port(run.entry_url), out_dir / CONNTRACK_EVENTS).start())
         if able.tripwire_prefix is not None:
             evidence.append(KernelLog(able.tripwire_prefix, out_dir / TRIPWIRE).start())
@@ -185,7 +188,7 @@ def run_case(
     phase = {"name": "warmup"}
     if pattern_spec(case.pattern).needs_sink(topology.agents):
         sink_mark(api, run.agents_namespace)  # the sink counts this trial's lines from here
-    load = LoadProcess(run.entry_url, profile.load, out_dir, max_duration_s=3600, on_progress=report, conntrack=capture and able.conntrack_here)
+    load = case_load(provider, api, run, profile, out_dir, report, capture, progress)
     try:
         load.start()
         timeline.mark("warmup")
@@ -211,7 +214,12 @@ def run_case(
         timeline.mark("after")
         time.sleep(profile.after_s)
         (out_dir / PODS_AFTER).write_text(json.dumps(app_pods(core, run.app_namespace)))
-        load_summary = load.stop()
+        try:
+            load_summary = load.stop()
+        except LoadFailed as exc:  # a reported, failed case (summary: missing), never a silent gap
+            load_summary = {"load_from": profile.load.load_from, "error": str(exc)}
+            timeline.mark("load_failed", error=str(exc))
+            progress.say(f"   [{case.id}] the load failed: {exc}")
         timeline.mark("end")
         if pattern_spec(case.pattern).needs_sink(topology.agents):
             (out_dir / SINK).write_text(json.dumps(settled_sink_stats(api, run.agents_namespace)))
@@ -232,6 +240,32 @@ def run_case(
             with progress.step(f"[{case.id}] undeploy"):
                 Deployer(api, Progress(quiet=True)).undeploy(run.run_id, graceful=False, wait=False)
     return out_dir
+
+
+def case_load(provider: Any, api: client.ApiClient, run: DeployedRun, profile: Profile, out_dir: Path, report: Callable[[dict[str, Any]], None],
+              capture: bool, progress: Progress) -> LoadProcess | InClusterLoad:
+    """The case's load where the profile says it runs: this machine's processes at the entry's
+    NodePort, or pods on the load node at the entry Service's cluster address."""
+    able = abilities(provider)
+    if profile.load.load_from == "host":
+        return LoadProcess(run.entry_url, profile.load, out_dir, max_duration_s=3600, on_progress=report, conntrack=capture and able.conntrack_here)
+    image = load_generator_image(provider, progress)
+    core = client.CoreV1Api(api)
+    entry = core.read_namespaced_service(run.entry_service, run.app_namespace)
+    target = f"http://{entry.spec.cluster_ip}:{entry.spec.ports[0].port}/"
+    return InClusterLoad(core, run.load_namespace, image, target, profile.load, out_dir, max_duration_s=3600, on_progress=report,
+                         clock_shared=able.clock_shared, name=f"load-{secrets.token_hex(3)}")
+
+
+def prepare_load(provider: Any, profile: Profile, progress: Progress) -> None:
+    """Before anything is deployed: a load from the cluster needs a load node and a node for
+    the apps (one line, exit 2, otherwise), and its image in the cluster."""
+    if profile.load.load_from != "cluster":
+        return
+    api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
+    nodes = check_load_nodes(client.CoreV1Api(api).list_node(_request_timeout=REQUEST_TIMEOUT).items)
+    progress.say(f"   the load runs in the cluster, on {', '.join(nodes)}")
+    load_generator_image(provider, progress)
 
 
 def run_fault(provider: Any, api: client.ApiClient, topology: Topology, case: Case, run: Any, profile: Profile, out_dir: Path, mark: Any) -> None:
@@ -298,6 +332,7 @@ def run_matrix(
     if eta is not None:
         meta["planned_s"] = round(eta.total_s(), 1)
         (run_dir / RUN).write_text(json.dumps(meta, indent=1))
+    prepare_load(provider, profile, progress)
     started = time.monotonic()
     groups = deployment_groups(trials, share=share_deployments)
     if eta is not None:

@@ -9,8 +9,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from patternbench.cluster.registry import PROVIDER_NAMES, ProviderOptions, parse_node_count
+from patternbench.cluster.local.settings import parse_load_node_count
+from patternbench.cluster.registry import PROVIDER_NAMES, ProviderOptions, parse_node_count, provider_entry
 from patternbench.errors import UsageError
+from patternbench.load.placement import LOAD_FROM, LOAD_NODE_LABEL, LOAD_NODE_VALUE, parse_load_from, parse_load_workers
 from patternbench.options import MAX_FAILED_REQUESTS, parse_count, parse_load_duration, parse_repeat, parse_rps, parse_slo_ms, parse_sweep
 from patternbench.specs.agent_file import load_agent_file
 from patternbench.specs.agents import UPGRADABLE, AgentSpec, upgradable_spec
@@ -64,6 +66,7 @@ PROVIDER_OPTIONS = (
     RunOption("--project", "gke: the Google Cloud project"),
     RunOption("--zone", "gke: the zone", "us-central1-a"),
     RunOption("--registry", "gke/kubeconfig: registry to push images to"),
+    RunOption("--load-nodes", "local: nodes beside --nodes for the in-cluster load only, labelled and tainted (default: 1 with --load-from cluster, else 0)", metavar="N"),
 )
 
 RUN_OPTIONS = (
@@ -85,6 +88,8 @@ RUN_OPTIONS = (
     RunOption("--repeat", "run every case N times, interleaved (a b c a b c); medians and 95 %% intervals (default 1)", "1", metavar="N"),
     RunOption("--slo-ms", "a probe slower than this is unavailable (default 1000)", metavar="MS"),
     RunOption("--rps", "open-loop load: R requests/s on schedule, latency from the intended start (instead of --users)", metavar="R"),
+    RunOption("--load-from", f"where the load runs: {' or '.join(LOAD_FROM)} (Locust's master, workers and the prober as pods on a load node); default: the provider's (host on local and kind, cluster on gke and kubeconfig)", metavar="WHERE"),
+    RunOption("--load-workers", "with --load-from cluster: Locust worker pods (default 2)", metavar="N"),
     RunOption("--sweep", "after the cases, per pattern (--pattern, default all): open-loop load at these rising rates until errors or saturation; latency and agent cost against load", metavar="R1,R2,..."),
     RunOption("--trust-agent-files", "let --agent-file files mount any host path, add capabilities, run privileged, import any image and read configs from anywhere (by default they get what a log or mesh agent needs: see agent_trust.py)", switch=True),
     RunOption("--no-naive", "leave out the naive variants (no drain, no socket handover) the matrix adds for comparison", switch=True),
@@ -112,11 +117,29 @@ def provider_options(get: Getter, keep_on_failure: bool = False) -> ProviderOpti
     registry = get("registry")
     if registry is not None and not is_registry(registry):
         raise UsageError(f"--registry {registry!r}: expected a registry and path such as europe-docker.pkg.dev/project/repo")
+    nodes = parse_node_count(get("nodes"), local=provider == "local")
     return ProviderOptions(
-        bin_dir=get("bin_dir"), name=get("name"), nodes=parse_node_count(get("nodes"), local=provider == "local"),
+        bin_dir=get("bin_dir"), name=get("name"), nodes=nodes, load_nodes=load_node_count(get, provider, nodes),
+        min_load_nodes=1 if provider == "local" and load_from_of(get) == "cluster" else 0,
         kubeconfig=get("kubeconfig"), context=get("context"), project=get("project"), zone=get("zone"),
         registry=get("registry"), keep_on_failure=keep_on_failure,
     )
+
+
+def load_from_of(get: Getter) -> str:
+    """--load-from, or the provider's default where the load runs."""
+    raw = get("load_from")
+    return parse_load_from(raw) if raw is not None else provider_entry(get("provider")).load_from
+
+
+def load_node_count(get: Getter, provider: str, nodes: int) -> int | None:
+    """--load-nodes: only the local provider makes nodes. None: as the cluster has them."""
+    raw = get("load_nodes")
+    if raw is None:
+        return None
+    if provider != "local":
+        raise UsageError(f"--load-nodes is for the local provider; on {provider} label and taint the load's nodes ({LOAD_NODE_LABEL}={LOAD_NODE_VALUE})")
+    return parse_load_node_count(raw, nodes)
 
 
 @dataclass(frozen=True)
@@ -168,9 +191,18 @@ def resolve_run(get: Getter) -> RunPlan:
     check_chosen_faults(faults, patterns, agents, injection, explicit=bool(get("pattern")))
     return RunPlan(
         patterns=patterns, agents=agents, strategies=strategies, injection=injection, naive=not get("no_naive"), agent_files=agent_files,
-        profile=profile_of(get("profile"), get("duration"), get("users"), rps, slo_ms), repeat=repeat, sweep=sweep,
+        profile=with_load_placement(profile_of(get("profile"), get("duration"), get("users"), rps, slo_ms), get), repeat=repeat, sweep=sweep,
         faults=faults, fault_duration_s=fault_duration, max_failed_requests=parse_count(get("max_failed_requests"), "--max-failed-requests", 0, MAX_FAILED_REQUESTS), results=Path(get("results")),
     )
+
+
+def with_load_placement(profile: Profile, get: Getter) -> Profile:
+    """Where the profile's load runs (--load-from, --load-workers)."""
+    load_from = load_from_of(get)
+    if get("load_workers") is not None and load_from != "cluster":
+        raise UsageError("--load-workers counts worker pods: it needs --load-from cluster")
+    workers = parse_load_workers(get("load_workers")) if get("load_workers") is not None else profile.load.pod_workers
+    return replace(profile, load=replace(profile.load, load_from=load_from, pod_workers=workers))
 
 
 def profile_of(name: str, duration: object | None, users: int | None, rps: float | None, slo_ms: float | None) -> Profile:

@@ -17,13 +17,19 @@ from test_local_cluster import deploy_netcheck  # tests/cluster is on sys.path (
 
 from patternbench.build.images import ImageArchive
 from patternbench.build.load_image import build_load_image
+from patternbench.errors import UsageError
 from patternbench.load.cluster_load import ClusterLoad, LoadFailed
+from patternbench.load.placement import check_load_nodes
 
 pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture(scope="module")
-def load_image(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> ImageArchive:
+def load_image(cluster: Any, kube_api: object, tmp_path_factory: pytest.TempPathFactory) -> ImageArchive:
+    try:  # the load's pods go to the load node (placement.py)
+        check_load_nodes(client.CoreV1Api(kube_api).list_node().items)
+    except UsageError as exc:
+        pytest.fail(f"{exc} (make test brings the session's cluster up with --load-nodes 1)", pytrace=False)
     archive, _ = build_load_image(tmp_path_factory.mktemp("loadgen"))
     cluster.load_images([archive])
     return archive
@@ -43,6 +49,7 @@ def test_users_from_the_cluster_come_back_whole_on_the_harness_clock(kube_api: o
     began = time.monotonic()
     try:
         load.start()
+        placed = {p.metadata.name: p.spec.node_name for p in client.CoreV1Api(kube_api).list_namespaced_pod(namespace).items if p.metadata.name.startswith(load.name)}
         summary = load.run()
         ended = time.monotonic()
     finally:
@@ -58,6 +65,7 @@ def test_users_from_the_cluster_come_back_whole_on_the_harness_clock(kube_api: o
     assert all(p["status"] == 200 and p["load_pod"] == load.prober for p in probes), [p for p in probes if p["status"] != 200][:3]
     assert len({(r["load_pod"], r["t"]) for r in lines}) == len(lines)  # each once (netcheck does not echo X-Request-Id)
     assert all(r["kind"] == "user" and r["status"] == 200 and r["error"] == "" for r in lines), [r for r in lines if r["status"] != 200][:3]
+    assert set(placed.values()) <= set(check_load_nodes(client.CoreV1Api(kube_api).list_node().items)), placed
     for name, clock in load.clocks.items():  # one kernel, one CLOCK_MONOTONIC
         assert abs(clock.offset_s) <= clock.uncertainty_s + 0.002, (name, clock)
     # Rebased `t` falls inside the harness's own window of the run.

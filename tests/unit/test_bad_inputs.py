@@ -165,6 +165,16 @@ ROWS: list[tuple[str, str]] = [
     ("cluster up --provider nope", "unknown provider 'nope'"),
     ("cluster up --nodes 0", "--nodes 0"),
     ("cluster up --nodes 999", "--nodes 999: this machine"),
+    # where the load runs (issue 23)
+    ("run --load-from moon", "--load-from 'moon': choose one of host, cluster"),
+    ("run --load-from cluster --load-workers 0", "--load-workers 0: the in-cluster load needs 1..32"),
+    ("run --load-from cluster --load-workers two", "--load-workers 'two'"),
+    ("run --load-from cluster --load-workers 99", "--load-workers 99"),
+    ("run --load-workers 2", "--load-workers counts worker pods: it needs --load-from cluster"),
+    ("run --provider kind --load-nodes 1", "--load-nodes is for the local provider"),
+    ("cluster up --load-nodes -1", "--load-nodes -1: cannot be negative"),
+    ("cluster up --load-nodes x", "--load-nodes 'x'"),
+    ("cluster up --nodes 3 --load-nodes 999", "with --load-nodes 999: this machine holds at most"),
 ]
 
 

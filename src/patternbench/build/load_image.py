@@ -17,6 +17,7 @@ sorted entries with fixed times).
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import re
 import sys
@@ -157,3 +158,32 @@ def build_load_image(out_dir: Path, tag: str = "v1") -> tuple[ImageArchive, dict
         }
     (out_dir / f"loadgen-{tag}.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return archive, manifest
+
+
+def image_inputs(python: Path, distributions: list[metadata.Distribution]) -> str:
+    """A digest of what the image is built from: the interpreter, the distributions' versions
+    and the patternbench modules' sources. The same digest, the same image (cached)."""
+    h = hashlib.sha256()
+    stat = python.stat()
+    h.update(f"{python}:{stat.st_size}:{stat.st_mtime_ns}:{debian_package_of(python)}\n".encode())
+    for dist in distributions:
+        h.update(f"{dist.metadata['Name']}=={dist.version}\n".encode())
+    for rel in patternbench_modules():
+        h.update(rel.encode() + b"\0" + (SRC / rel).read_bytes())
+    return h.hexdigest()
+
+
+def cached_load_image(out_dir: Path, tag: str = "v1") -> ImageArchive:
+    """The load image from out_dir if it was built from the same inputs, else built now."""
+    inputs = image_inputs(interpreter(), distribution_closure())
+    path, meta = out_dir / f"loadgen-{tag}.tar", out_dir / f"loadgen-{tag}.json"
+    try:
+        recorded = json.loads(meta.read_text())
+        if recorded.get("inputs") == inputs and path.is_file():
+            return ImageArchive(recorded["ref"], path, recorded["digest"], recorded["archive_bytes"])
+    except (OSError, ValueError, KeyError):
+        pass
+    out_dir.mkdir(parents=True, exist_ok=True)
+    archive, manifest = build_load_image(out_dir, tag)
+    meta.write_text(json.dumps({**manifest, "inputs": inputs}, indent=2, sort_keys=True))
+    return archive

@@ -13,6 +13,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 from patternbench.build.images import ImageArchive
 from patternbench.errors import UsageError
+from patternbench.load.placement import is_load_node
 from patternbench.specs.faults import injectable
 
 
@@ -32,6 +33,7 @@ class NodeInfo:
     name: str
     internal_ip: str
     ready: bool
+    load: bool = False  # set aside for the in-cluster load (load/placement.py)
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,9 @@ class Abilities:
     container_cgroups: Path | None = None  # where containers' CPU run and wait times are read
     evidence_metrics: dict[str, str] = field(default_factory=dict)  # name -> Prometheus URL
     tripwire_prefix: str | None = None  # the host tripwire's kernel-log prefix
+    # The pods read this machine's own monotonic clock (the cluster runs here: one kernel, no
+    # time namespace): in-cluster load records keep their times (cluster_load.py).
+    clock_shared: bool = False
 
 
 def abilities(provider: object) -> Abilities:
@@ -164,6 +169,7 @@ def abilities(provider: object) -> Abilities:
         container_cgroups=provider.container_cgroups() if isinstance(provider, HostEvidence) else None,
         evidence_metrics=provider.evidence_metrics() if isinstance(provider, HostEvidence) else {},
         tripwire_prefix=provider.tripwire_prefix() if isinstance(provider, HostEvidence) else None,
+        clock_shared=isinstance(provider, HostEvidence),
     )
 
 
@@ -201,5 +207,5 @@ def nodes_from_api(kubeconfig: Path) -> list[NodeInfo]:
         status = node.obj.get("status", {})
         ip = next((a["address"] for a in status.get("addresses", []) if a["type"] == "InternalIP"), "")
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
-        found.append(NodeInfo(name=node.name, internal_ip=ip, ready=ready))
+        found.append(NodeInfo(name=node.name, internal_ip=ip, ready=ready, load=is_load_node(node.obj["metadata"].get("labels"))))
     return found

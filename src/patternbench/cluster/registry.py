@@ -24,6 +24,10 @@ class ProviderOptions:
     zone: str = "us-central1-a"
     registry: str | None = None
     keep_on_failure: bool = False
+    # local: nodes for the in-cluster load only (load/placement.py). None: what the cluster
+    # has (a new one: none), but at least min_load_nodes.
+    load_nodes: int | None = None
+    min_load_nodes: int = 0
 
 
 def parse_node_count(raw: object, local: bool = True) -> int:
@@ -33,7 +37,9 @@ def parse_node_count(raw: object, local: bool = True) -> int:
 
 # The remote providers' module brings the kubernetes client (about 0.3 s): imported when one is chosen.
 def _local(options: ProviderOptions, progress: Progress) -> ClusterProvider:
-    return LocalProvider(bin_dir=options.bin_dir, progress=progress, keep_on_failure=options.keep_on_failure, nodes=options.nodes)
+    return LocalProvider(bin_dir=options.bin_dir, progress=progress, keep_on_failure=options.keep_on_failure, nodes=options.nodes,
+        load_nodes=options.load_nodes, min_load_nodes=options.min_load_nodes,
+    )
 
 
 def _kind(options: ProviderOptions, progress: Progress) -> ClusterProvider:
@@ -57,14 +63,28 @@ def _kubeconfig(options: ProviderOptions, progress: Progress) -> ClusterProvider
     return KubeconfigProvider(path=options.kubeconfig, context=options.context, registry=options.registry)
 
 
-PROVIDERS: dict[str, Callable[[ProviderOptions, Progress], ClusterProvider]] = {
-    "local": _local, "kind": _kind, "gke": _gke, "kubeconfig": _kubeconfig,
+@dataclass(frozen=True)
+class ProviderEntry:
+    make: Callable[[ProviderOptions, Progress], ClusterProvider]
+    # Where the load runs unless --load-from says (load/placement.py): from this machine where
+    # the harness reaches the nodes' addresses (local, kind), from inside the cluster where
+    # its NodePorts are private or firewalled (gke, any kubeconfig).
+    load_from: str
+
+
+PROVIDERS: dict[str, ProviderEntry] = {
+    "local": ProviderEntry(_local, "host"), "kind": ProviderEntry(_kind, "host"),
+    "gke": ProviderEntry(_gke, "cluster"), "kubeconfig": ProviderEntry(_kubeconfig, "cluster"),
 }
 PROVIDER_NAMES = tuple(PROVIDERS)
 
 
-def get_provider(name: str, options: ProviderOptions | None = None, progress: Progress | None = None) -> ClusterProvider:
-    make = PROVIDERS.get(name)
-    if make is None:
+def provider_entry(name: str) -> ProviderEntry:
+    entry = PROVIDERS.get(name)
+    if entry is None:
         raise UsageError(f"unknown provider {name!r}: choose one of {', '.join(PROVIDER_NAMES)}")
-    return make(options or ProviderOptions(), progress or Progress())
+    return entry
+
+
+def get_provider(name: str, options: ProviderOptions | None = None, progress: Progress | None = None) -> ClusterProvider:
+    return provider_entry(name).make(options or ProviderOptions(), progress or Progress())

@@ -8,15 +8,19 @@ whole: every line a worker says it wrote must have arrived, or the load failed.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from patternbench.load.incluster_protocol import CONTROL_PORT, MASTER_PORT
+from patternbench.load.placement import pod_placement
+from patternbench.load.runner import LoadConfig
+from patternbench.results.rundir import LOAD_SUMMARY, REQUESTS
 
 ROLE_LABEL = "patternbench.dev/load"
 CLOCK_SAMPLES = 15
@@ -61,14 +65,19 @@ class ClusterLoad:
     spawn_rate: float = 10.0
     duration_s: float = 10.0
     probe_interval_s: float | None = None  # a probe stream from its own pod (probe.py), or none
+    probe_timeout_s: float = 2.0
     rps: float | None = None  # the open loop instead of users: this rate, shared by the workers
     # The pods read the harness's own clock (the local provider: one kernel, no time
     # namespace): records keep their `t`, and the measured offsets only check the method.
     clock_shared: bool = False
     name: str = "pb-load"
+    on_load_nodes: bool = True  # the pods select the load nodes and tolerate their taint (placement.py)
+    on_progress: Callable[[dict[str, Any]], None] | None = None
     pulled: dict[str, int] = field(default_factory=dict)  # bytes read per worker
     lines: dict[str, int] = field(default_factory=dict)  # lines appended per worker
     clocks: dict[str, ClockOffset] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=lambda: {"requests": 0, "failures": 0})
+    started: float = 0.0
 
     @property
     def master(self) -> str:
@@ -89,7 +98,8 @@ class ClusterLoad:
 
     def settings(self, **extra: Any) -> str:
         return json.dumps({"host": self.target, "rate_per_user": self.rate_per_user, "users": self.users, "spawn_rate": self.spawn_rate,
-                           "duration_s": self.duration_s, "workers": self.workers, "probe_interval_s": self.probe_interval_s, "rps": self.rps, **extra})
+                           "duration_s": self.duration_s, "workers": self.workers, "probe_interval_s": self.probe_interval_s, "probe_timeout_s": self.probe_timeout_s,
+                           "rps": self.rps, **extra})
 
     def pod(self, name: str, role: str, settings: str) -> client.V1Pod:
         """A pod under the restricted Pod Security level: non-root, no capabilities, read-only root."""
@@ -110,6 +120,7 @@ class ClusterLoad:
             metadata=client.V1ObjectMeta(name=name, labels={ROLE_LABEL: role, "patternbench.dev/load-run": self.name}),
             spec=client.V1PodSpec(
                 containers=[container], restart_policy="Never", automount_service_account_token=False, termination_grace_period_seconds=2,
+                **(pod_placement() if self.on_load_nodes else {}),
                 volumes=[client.V1Volume(name="records", empty_dir=client.V1EmptyDirVolumeSource()),
                          client.V1Volume(name="tmp", empty_dir=client.V1EmptyDirVolumeSource())],
             ),
@@ -130,6 +141,7 @@ class ClusterLoad:
             self._wait_ready(name, timeout_s)
             self.clocks[name] = self.clock(name)
         self.records.parent.mkdir(parents=True, exist_ok=True)
+        self.started = time.monotonic()
 
     def run(self, timeout_s: float | None = None) -> dict[str, Any]:
         """Pull records until the master says done and every worker's lines are in; the
@@ -218,11 +230,17 @@ class ClusterLoad:
                 lines = data.decode().splitlines()
                 for line in lines:
                     record = json.loads(line)
+                    if record.get("kind") == "user":
+                        self.counts["requests"] += 1
+                        self.counts["failures"] += bool(record.get("error"))
                     record["t"] = record["t"] - offset
                     record["load_pod"] = name
                     out.write(json.dumps(record, separators=(",", ":")) + "\n")
                 self.lines[name] = self.lines.get(name, 0) + len(lines)
                 appended += len(lines)
+        if self.on_progress and self.started:
+            elapsed = time.monotonic() - self.started
+            self.on_progress({**self.counts, "elapsed_s": round(elapsed, 1), "rps": round(self.counts["requests"] / max(elapsed, 1e-3), 1)})
         return appended
 
     def _wait_ready(self, name: str, timeout_s: float) -> client.V1Pod:
@@ -236,3 +254,62 @@ class ClusterLoad:
                 return pod
             time.sleep(0.3)
         raise LoadFailed(f"load pod {name} was not Ready within {timeout_s:.0f} s")
+
+
+class InClusterLoad:
+    """The in-cluster load behind the host load's interface (runner.LoadProcess): start()
+    returns once the pods are Ready and sending, stop() ends the load and returns the
+    summary; the records land in out_dir/requests.jsonl as the pods write them."""
+
+    def __init__(
+        self, core: client.CoreV1Api, namespace: str, image: str, target: str, config: LoadConfig, out_dir: Path, max_duration_s: float,
+        on_progress: Callable[[dict[str, Any]], None] | None = None, clock_shared: bool = False, name: str = "pb-load",
+    ) -> None:
+        config.validate()
+        self.out_dir = out_dir
+        self.load = ClusterLoad(
+            core, namespace, image, target, out_dir / REQUESTS, workers=config.pod_workers, users=config.users, rate_per_user=config.rate_per_user,
+            spawn_rate=config.spawn_rate, duration_s=max_duration_s, probe_interval_s=config.probe_interval_s, probe_timeout_s=config.probe_timeout_s,
+            rps=config.rps, clock_shared=clock_shared, name=name, on_progress=on_progress,
+        )
+        self._thread: threading.Thread | None = None
+        self._result: dict[str, Any] = {}
+        self._error: BaseException | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        try:
+            self.load.start()
+        except BaseException:
+            self.load.delete()
+            raise
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"{self.load.name}-pull")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self.load.run()
+        except BaseException as exc:  # noqa: BLE001 - stop() raises it in the caller's thread
+            self._error = exc
+
+    def stop(self, timeout_s: float = 60) -> dict[str, Any]:
+        """End the load, wait for its last records, delete its pods; the summary. A load that
+        lost records or pods raises LoadFailed."""
+        if self._thread is None or self._stopped:
+            return self._result
+        self._stopped = True
+        try:
+            if self._thread.is_alive():
+                try:
+                    self.load.stop()
+                except LoadFailed as exc:
+                    self._error = self._error or exc
+                self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                raise LoadFailed(f"the in-cluster load did not end within {timeout_s:.0f} s of being stopped")
+            if self._error is not None:
+                raise self._error
+            (self.out_dir / LOAD_SUMMARY).write_text(json.dumps(self._result))
+            return self._result
+        finally:
+            self.load.delete()

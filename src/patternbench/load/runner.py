@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from patternbench.errors import UsageError
 from patternbench.lifeline import die_with_parent
+from patternbench.load.placement import parse_load_from, parse_load_workers
 from patternbench.load.records import merge_summaries
 from patternbench.results.rundir import LOAD_CONFIG, LOAD_SUMMARY, REQUESTS
 
@@ -32,8 +33,14 @@ class LoadConfig:
     workers: int = 1
     connections: int = 200  # keep-alive connections per worker
     request_timeout_s: float = 5.0
+    # Where the load runs (placement.py): this machine's processes, or a Locust master,
+    # `pod_workers` worker pods and a prober pod on the cluster's load node(s) (cluster_load.py).
+    load_from: str = "host"
+    pod_workers: int = 2
 
     def validate(self) -> None:
+        parse_load_from(self.load_from)
+        parse_load_workers(self.pod_workers)
         if self.rps is not None:
             if not self.rps > 0:
                 raise UsageError(f"--rps must be positive, got {self.rps:g}")
@@ -157,9 +164,9 @@ class LoadProcess:
         if not parts:
             return {}
         if len(self.summary_paths) == 1:
-            return parts[0]
+            return {**parts[0], "load_from": "host"}
         merged = merge_summaries(parts)
-        merged["workers_reporting"] = f"{len(parts)}/{len(self.summary_paths)}"
+        merged.update(workers_reporting=f"{len(parts)}/{len(self.summary_paths)}", load_from="host")
         self.summary_path.write_text(json.dumps(merged))
         return merged
 

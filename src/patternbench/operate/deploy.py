@@ -15,7 +15,9 @@ from typing import Any
 
 from kubernetes import config as kube_config
 
+from patternbench.build.components import cache_root
 from patternbench.build.images import ImageArchive, build_data_plane, on_demand_archives
+from patternbench.build.load_image import cached_load_image
 from patternbench.cluster.provider import abilities
 from patternbench.errors import UsageError
 from patternbench.load.conntrack import forget_unnated
@@ -61,7 +63,12 @@ class DeployedRun:
 
     @property
     def namespaces(self) -> tuple[str, str]:
+        """What the observers watch: the apps and the agents, not the load's pods."""
         return (self.app_namespace, self.agents_namespace)
+
+    @property
+    def load_namespace(self) -> str:
+        return self.render_options.load_namespace
 
 
 # Providers (by object) this process has already loaded the images into.
@@ -174,6 +181,18 @@ def deploy_run(
         agents_namespace=opts.agents_namespace, entry_url=entry_url, nodes=len(nodes), injection=injection, render_options=opts,
         entry_service=entry["metadata"]["name"], forgotten_bindings=forgotten,
     )
+
+
+def load_generator_image(provider: Any, progress: Progress) -> str:
+    """The in-cluster load's image (issue 23): built (or taken from the cache) and loaded
+    into the cluster, or pushed to its registry, once per provider; its ref."""
+    key = (id(provider), "loadgen")
+    if provider.capabilities.can_load_images and key not in _IMAGES_LOADED:
+        with progress.step("build and load the load generator's image"):
+            archive = cached_load_image(cache_root() / "images" / "loadgen")
+            provider.load_images([archive])
+        _IMAGES_LOADED.add(key)
+    return Images.under(abilities(provider).registry).loadgen
 
 
 def apply_with_injector(deployer: Deployer, objs: list[Obj], injector: list[Obj], app_ns: str, agents_ns: str, progress: Progress, timeout_s: float) -> None:

@@ -18,6 +18,7 @@ from kubernetes.dynamic.exceptions import DynamicApiError
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from patternbench.errors import UsageError
+from patternbench.load.placement import is_load_node
 from patternbench.operate.rollout import rollout_status
 from patternbench.progress import Progress
 from patternbench.specs.topology import NodeCapacity
@@ -240,7 +241,7 @@ def node_capacities(core: client.CoreV1Api) -> tuple[list[Any], int]:
     nodes = []
     for node in core.list_node(_request_timeout=REQUEST_TIMEOUT).items:
         ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
-        if not ready:
+        if not ready or is_load_node(node.metadata.labels):  # the load's node holds no app pod or agent
             continue
         alloc = node.status.allocatable
         nodes.append(NodeCapacity(node.metadata.name, int(alloc["pods"]), cpu_m(alloc["cpu"]), mem_mi(alloc["memory"])))

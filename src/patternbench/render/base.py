@@ -32,6 +32,7 @@ class Images:
     logagent: str = f"{REGISTRY}/logagent:v1"
     logsink: str = f"{REGISTRY}/logsink:v1"
     extra: str = f"{REGISTRY}/agent-omega:v1"
+    loadgen: str = f"{REGISTRY}/loadgen:v1"  # the in-cluster load (build/load_image.py)
 
     @classmethod
     def under(cls, registry: str | None) -> Images:
@@ -71,6 +72,10 @@ class RenderOptions:
         return f"{self.run_id}-agents"
 
     @property
+    def load_namespace(self) -> str:
+        return f"{self.run_id}-load"
+
+    @property
     def sink_url(self) -> str:
         return f"http://logsink.{self.agents_namespace}.svc.cluster.local:{SINK_PORT}/ingest"
 
@@ -87,6 +92,7 @@ def values(opts: RenderOptions, **extra: Any) -> dict[str, Any]:
         "run_id": opts.run_id,
         "app_namespace": opts.app_namespace,
         "agents_namespace": opts.agents_namespace,
+        "load_namespace": opts.load_namespace,
         "app_image": images.app,
         "meshproxy_image": images.meshproxy,
         "logagent_image": images.logagent,

@@ -200,6 +200,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines += [
         "", "## Notes", "",
         "- Failed requests and downtime count from the upgrade's start to the end of the run; downtime comes from the open-loop probe stream (one request every 25 ms, new connection each). A probe is unavailable if it fails or takes longer than the deadline (slo_ms), dated from its start; an outage runs until the service is next seen answering within the deadline. error_downtime_s: probes that failed within the deadline (refused, reset, error status); slow_downtime_s: no good answer within it (hang, dropped packets, timeout).",
+        load_from_text(cases),
         "- Locust's users are closed-loop: while the service is slow they send less, so their request counts understate load during an outage. The probe stream is what dates outages.",
         "- Naive cases drop the drains and the node proxy's socket handover; their downtime is reported, not asserted.",
         f"- Resource policy: every built-in agent requests the same CPU in total in every pattern, {AGENT_CPU_M}m per app pod it serves "
@@ -209,6 +210,22 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "- Hops are classified from the pod and node names the apps and proxies recorded in each answer: loopback inside a pod, same node between pods (or a pod and its node's proxy) of one node, cross node between nodes.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def load_from_text(cases: dict[str, Any]) -> str:
+    """Where the load ran, as each case's load reported it."""
+    where: dict[str, list[str]] = {}
+    for name, e in cases.items():
+        where.setdefault(str(e.get("load_from") or "unknown"), []).append(name)
+    said = {
+        "host": "from this machine (Locust processes at the entry's NodePort)",
+        "cluster": "from inside the cluster (a Locust master, worker pods and a prober pod on the load node(s), at the entry Service's cluster address; "
+        "records pulled through the API server and placed on the harness's clock by a measured offset per pod)",
+        "unknown": "not recorded (an older run, or the load never reported)",
+    }
+    if len(where) == 1:
+        return f"- The load ran {said.get(next(iter(where)), next(iter(where)))}."
+    return "- The load ran " + "; ".join(f"{said.get(k, k)} in {', '.join(v)}" for k, v in sorted(where.items())) + "."
 
 
 def _requested(cases: dict[str, Any]) -> str:

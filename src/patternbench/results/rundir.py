@@ -71,7 +71,7 @@ PHASES = (
     "setup", "warmup", "before",
     "upgrade_start", "template_switched", "deployments_restarted", "upgrade_failed", "upgrade_end",
     "fault_start", "fault_in_place", "fault_end",
-    "after", "end", "teardown",
+    "after", "load_failed", "end", "teardown",
 )
 
 

@@ -271,8 +271,11 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     entry["upgrade_error"] = marks.get("upgrade_failed", {}).get("error")
     entry.update(_fault_entry(case, marks, users, probes, pods, end, _read_json(case_dir / EVENTS, unreadable)))
     entry["load"] = load_summary
+    # Where the load ran, as the load itself reported it (runner.py, cluster_load.py).
+    entry["load_from"] = load_summary.get("load_from")
     entry["invalid"] = bool(load_summary.get("cpu_warning"))
-    entry["missing"] = missing + [f"{name} (not valid JSON)" for name in unreadable]
+    load_failed = marks.get("load_failed", {}).get("error")
+    entry["missing"] = missing + [f"{name} (not valid JSON)" for name in unreadable] + ([f"the load's records ({load_failed})"] if load_failed else [])
     return entry
 
 

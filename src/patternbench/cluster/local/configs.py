@@ -13,6 +13,7 @@ import yaml
 
 from patternbench import pki
 from patternbench.cluster.local.settings import POD_LOGS_DIR, LocalSettings, MachineSize, NodeSettings
+from patternbench.load.placement import kubelet_flags as load_node_flags
 
 PAUSE_IMAGE = "patternbench.local/pause:3.10.1"
 
@@ -163,7 +164,7 @@ def kubelet_config(s: LocalSettings, node: NodeSettings, machine: MachineSize) -
         "tlsPrivateKeyFile": str(s.pki_dir / f"kubelet-{node.name}.key"),
         "staticPodPath": "",
         "serializeImagePulls": False,
-        "systemReserved": node_reservation(machine, s.node_count),
+        "systemReserved": node_reservation(machine, len(s.nodes)),
         # The nodes share one disk: eviction must not fire because the machine's disk is
         # as full as it always is.
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
@@ -327,6 +328,7 @@ def kubelet_args(s: LocalSettings, node: NodeSettings) -> list[str]:
         f"--kubeconfig={s.kubeconfig_dir / f'kubelet-{node.name}.yaml'}",
         f"--hostname-override={node.name}",
         f"--node-ip={node.ip}",
+        *(load_node_flags() if node.load else []),
         "--v=1",
     ]
 

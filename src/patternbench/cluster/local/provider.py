@@ -82,11 +82,19 @@ class LocalProvider:
         progress: Progress | None = None,
         keep_on_failure: bool = False,
         nodes: int | None = None,
+        load_nodes: int | None = None,
+        min_load_nodes: int = 0,
     ) -> None:
         base = settings or LocalSettings()
         # `up` builds the nodes asked for; every other command acts on the cluster that is there.
         self.requested_nodes = nodes or base.node_count
-        self.settings = replace(base, node_count=self._recorded_nodes(base) or self.requested_nodes)
+        recorded = self._recorded_nodes(base)
+        # Load nodes: as many as asked; if not asked, what the cluster has, but at least
+        # `min_load_nodes` (1 when the run's load comes from the cluster).
+        have = recorded[1] if recorded else base.load_node_count
+        self.requested_load_nodes = load_nodes if load_nodes is not None else max(have, min_load_nodes)
+        self.settings = replace(base, node_count=recorded[0], load_node_count=recorded[1]) if recorded else \
+            replace(base, node_count=self.requested_nodes, load_node_count=self.requested_load_nodes)
         self.bin_dir = bin_dir
         self.progress = progress or Progress()
         self.keep_on_failure = keep_on_failure
@@ -127,23 +135,31 @@ class LocalProvider:
     # ---- ClusterProvider -------------------------------------------------------------
 
     @staticmethod
-    def _recorded_nodes(s: LocalSettings) -> int | None:
+    def _recorded_nodes(s: LocalSettings) -> tuple[int, int] | None:
+        """(apps' nodes, load nodes) of the cluster that is up, as `up` recorded them."""
         try:
-            return int((s.run_dir / "node-count").read_text())
+            apps, _, load = (s.run_dir / "node-count").read_text().strip().partition("+")
+            return int(apps), int(load or 0)
         except (OSError, ValueError):
             return None
+
+    @property
+    def shape(self) -> str:
+        s = self.settings
+        return f"{s.node_count} nodes" + (f" + {s.load_node_count} for load" if s.load_node_count else "")
 
     def create(self) -> None:
         # Before any build, sweep or stop: a one-line refusal leaves the host as it was.
         steps.preflight(self.settings, self.owned_processes())
         binaries, images = self.setup()
-        if self.settings.node_count != self.requested_nodes:
-            self.progress.say(f" the cluster has {self.settings.node_count} nodes, {self.requested_nodes} asked for: rebuilding it")
+        asked = (self.requested_nodes, self.requested_load_nodes)
+        if (self.settings.node_count, self.settings.load_node_count) != asked:
+            self.progress.say(f" the cluster has {self.shape}, {asked[0]} + {asked[1]} for load asked for: rebuilding it")
             with self.progress.step("take the old cluster down"):
                 self.teardown()
-            self.settings = replace(self.settings, node_count=self.requested_nodes)
+            self.settings = replace(self.settings, node_count=asked[0], load_node_count=asked[1])
         if self.is_up():
-            self.progress.say(f" cluster already up ({self.settings.node_count} nodes): kubeconfig {self.kubeconfig()}")
+            self.progress.say(f" cluster already up ({self.shape}): kubeconfig {self.kubeconfig()}")
             return
         if self.repair(binaries, images):
             return
@@ -157,10 +173,10 @@ class LocalProvider:
             s.log_dir.rename(previous)
         for d in (s.state_dir, s.run_dir, s.log_dir):
             d.mkdir(parents=True, exist_ok=True)
-        (s.run_dir / "node-count").write_text(str(s.node_count))
+        (s.run_dir / "node-count").write_text(f"{s.node_count}+{s.load_node_count}")
         ctx = steps.Context(settings=s, binaries=binaries, images=images)
         for step in steps.STEPS:
-            label = f"{step.name} ({s.node_count} nodes)" if step.name in NODE_STEPS else step.name
+            label = f"{step.name} ({self.shape})" if step.name in NODE_STEPS else step.name
             try:
                 with self.progress.step(label):
                     step.run(ctx)

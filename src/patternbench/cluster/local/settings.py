@@ -47,6 +47,7 @@ class NodeSettings:
     run_dir: Path
     log_dir: Path
     bridge: str = "pb-cni0"  # inside the node's network namespace: every node has its own
+    load: bool = False  # set aside for the in-cluster load: labelled and tainted (load/placement.py)
 
     @property
     def netns(self) -> str:
@@ -116,7 +117,8 @@ class LocalSettings:
     """Everything that names a place on the host. Keeping it in one record lets down/sweep
     find exactly what up created, and lets tests render configs without a cluster."""
 
-    node_count: int = 3
+    node_count: int = 3  # the apps' nodes
+    load_node_count: int = 0  # after them, nodes for the in-cluster load only
     node_prefix: str = "pb-node"
     state_dir: Path = Path("/var/lib/patternbench/local")
     run_dir: Path = Path("/run/patternbench/local")
@@ -148,7 +150,7 @@ class LocalSettings:
         net = ipaddress.ip_network(self.node_network)
         pods = ipaddress.ip_network(self.pod_cidr)
         out = []
-        for i in range(1, self.node_count + 1):
+        for i in range(1, self.node_count + self.load_node_count + 1):
             name = f"{self.node_prefix}-{i}"
             out.append(NodeSettings(
                 name=name,
@@ -158,6 +160,7 @@ class LocalSettings:
                 state_dir=self.state_dir / "nodes" / name,
                 run_dir=self.run_dir / "nodes" / name,
                 log_dir=self.log_dir / name,
+                load=i > self.node_count,
             ))
         return tuple(out)
 
@@ -267,6 +270,20 @@ class MachineSize:
 
     def max_nodes(self) -> int:
         return max(1, min(MAX_NODES_BY_ADDRESS, self.cpus * 1000 // NODE_CPU_M, self.memory_mib // NODE_MEMORY_MIB))
+
+
+def parse_load_node_count(raw: object, nodes: int, machine: MachineSize | None = None) -> int:
+    """--load-nodes: 0 or more, and together with the apps' nodes what this machine holds."""
+    try:
+        count = int(str(raw).strip())
+    except ValueError:
+        raise UsageError(f"--load-nodes {raw!r}: give a whole number of load nodes (0 or more)") from None
+    if count < 0:
+        raise UsageError(f"--load-nodes {count}: cannot be negative")
+    machine = machine or MachineSize.here()
+    if nodes + count > machine.max_nodes():
+        raise UsageError(f"--nodes {nodes} with --load-nodes {count}: this machine holds at most {machine.max_nodes()} local nodes in all")
+    return count
 
 
 def parse_node_count(raw: object, machine: MachineSize | None = None, local: bool = True) -> int:
