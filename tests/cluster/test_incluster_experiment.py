@@ -14,7 +14,7 @@ from kubernetes import client
 from patternbench.experiment import run_matrix
 from patternbench.load.placement import LOAD_NODE_LABEL, is_load_node
 from patternbench.results.report import write_report
-from patternbench.results.summary import check_claims
+from patternbench.results.summary import check_claims, expected_proxies
 from patternbench.results.verdicts import Thresholds
 from patternbench.specs.cases import PROFILES, default_matrix
 from patternbench.specs.topology import Pattern, load_topology
@@ -37,6 +37,10 @@ def test_the_mesh_upgrades_with_the_load_from_the_cluster_hold_every_claim(clust
         assert entry["load_from"] == "cluster", name
         assert not entry["missing"], (name, entry["missing"])
         assert check_claims(entry, calls, Thresholds()) == [], name
+        # The users' requests came back and went through the chain, with the pattern's hops.
+        assert entry["total_requests"] > 50 and entry["load"]["exceptions"] == 0, (name, entry["total_requests"], entry["load"])
+        assert entry["proxies_per_request"] == pytest.approx(expected_proxies(entry["pattern"], calls, cross_node_share=entry["cross_node_share"]), abs=0.01)
+        assert entry["failed_requests"] == 0 and entry["downtime_s"] == 0, name
         # The load's pods are not the apps': the live containers are still the formula's,
         # counted on the apps' nodes only (the load node holds no agent).
         assert entry["containers_total"] == entry["containers_formula"], name

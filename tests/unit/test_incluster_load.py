@@ -162,3 +162,44 @@ def test_a_master_two_workers_and_a_prober_record_every_request_once(tmp_path: P
     finally:
         stop_all(procs)
         target.shutdown()
+
+
+def test_errors_inside_the_users_task_are_counted_not_lost() -> None:
+    """A user whose task raises before any request (as a URL of "//" did) records nothing:
+    the summary must count it, or a load that sent nothing reads as a clean one. (In its own
+    process: Locust monkey-patches the standard library when imported.)"""
+    script = """
+import gevent.monkey; gevent.monkey.patch_all()
+import json, time
+from locust import User, constant, task
+from locust.env import Environment
+from patternbench.load.users import users_summary
+
+class Broken(User):
+    wait_time = constant(0.05)
+
+    @task
+    def fail(self):
+        raise ValueError("invalid request URI '//'")
+
+env = Environment(user_classes=[Broken])
+runner = env.create_local_runner()
+runner.start(2, spawn_rate=100)
+time.sleep(0.5)
+runner.quit()
+print(json.dumps(users_summary(env, cpu_warning=False)))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["requests"] == 0 and summary["exceptions"] >= 2, summary
+
+
+def test_a_case_whose_load_sent_nothing_or_failed_is_incomplete() -> None:
+    from patternbench.results.summary import load_gaps
+
+    user = [{"kind": "user", "t": 1.0}]
+    assert load_gaps({}, {"requests": 1, "exceptions": 0}, user) == []
+    assert load_gaps({}, {}, []) == []  # no load summary: reported missing as a file elsewhere
+    assert load_gaps({}, {"requests": 0}, []) == ["the load's requests (none recorded)"]
+    assert "3 errors inside Locust's users" in load_gaps({}, {"exceptions": 3}, user)[0]
+    assert "worker-1 does not answer" in load_gaps({"load_failed": {"error": "load pod worker-1 does not answer"}}, {"requests": 1}, user)[0]

@@ -174,9 +174,10 @@ def run_worker(settings: dict[str, Any], control: Control) -> None:
 
     worker.register_message("pb_open", lambda environment, msg, **_: gevent.spawn(open_loop, msg.data))
     worker.register_message("pb_stop", lambda environment, msg, **_: stop_open.set())
-    while not worker.greenlet.dead:
-        counted()
-        gevent.sleep(0.5)
+    # Locust's runner keeps its greenlets in a Group that empties when the master says quit.
+    ticker = gevent.spawn(lambda: [(counted(), gevent.sleep(0.5)) for _ in iter(int, 1)])
+    worker.greenlet.join()
+    ticker.kill()
     counted()
     control.state["phase"] = "done"
 
@@ -206,6 +207,9 @@ def run_prober(settings: dict[str, Any], control: Control) -> None:
 
 def main(role: str) -> int:
     settings = json.loads(os.environ["PB_LOAD"])
+    # As the host's load process does: a URL ending in "/" makes each GET "//", which the
+    # HTTP client refuses before any request is recorded.
+    settings["host"] = settings["host"].rstrip("/")
     records_dir = settings.get("records_dir", "/records")
     control = Control(os.path.join(records_dir, RECORDS_FILE), int(settings.get("control_port", CONTROL_PORT)))
     server = control.serve()

@@ -86,4 +86,7 @@ def users_summary(env: Environment, cpu_warning: bool) -> dict[str, Any]:
         "p99_ms": total.get_response_time_percentile(0.99),
         "avg_rps": total.total_rps,
         "cpu_warning": cpu_warning,
+        # Errors raised inside the users' task (not failed requests: no request was recorded),
+        # reported to Locust's master by its workers. Any is a broken load.
+        "exceptions": sum(int(row["count"]) for row in env.runner.exceptions.values()) if env.runner else 0,
     }

@@ -274,9 +274,21 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     # Where the load ran, as the load itself reported it (runner.py, cluster_load.py).
     entry["load_from"] = load_summary.get("load_from")
     entry["invalid"] = bool(load_summary.get("cpu_warning"))
-    load_failed = marks.get("load_failed", {}).get("error")
-    entry["missing"] = missing + [f"{name} (not valid JSON)" for name in unreadable] + ([f"the load's records ({load_failed})"] if load_failed else [])
+    entry["missing"] = missing + [f"{name} (not valid JSON)" for name in unreadable] + load_gaps(marks, load_summary, users)
     return entry
+
+
+def load_gaps(marks: dict[str, Any], load_summary: dict[str, Any], users: list[dict[str, Any]]) -> list[str]:
+    """What makes the load's records incomplete: a failed in-cluster load, errors inside the
+    users' task (no request was recorded for them), or a run with load but no request."""
+    gaps = []
+    if marks.get("load_failed"):
+        gaps.append(f"the load's records ({marks['load_failed'].get('error')})")
+    if load_summary.get("exceptions"):
+        gaps.append(f"the load's requests ({load_summary['exceptions']} errors inside Locust's users: see locust.log or the load pods)")
+    if load_summary and not users:
+        gaps.append("the load's requests (none recorded)")
+    return gaps
 
 
 def expected_proxies(pattern: str, calls_per_request: int, mesh: bool = True, cross_node_share: float | None = None) -> float | None:
