@@ -20,6 +20,7 @@ from patternbench.cluster.local.provider import LocalProvider
 from patternbench.cluster.provider import KnowsIfUp, ReportsDaemons, Resizes, abilities
 from patternbench.cluster.registry import ProviderOptions, get_provider, parse_node_count
 from patternbench.errors import StepFailed, UsageError
+from patternbench.load.placement import parse_load_from
 from patternbench.options import parse_count, parse_slo_ms
 from patternbench.outages import calibrate_local
 from patternbench.progress import Progress
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--target", default="local", choices=["local", "cluster"], help="local: a plain HTTP server on 127.0.0.1 (no cluster); cluster: the local cluster's entry, through kube-proxy into the app chain (brings the cluster up if needed)")
     cal.add_argument("--kinds", default=None, help="outage kinds: refused, reset, dropped, hang (default all) locally; refused, dropped on the cluster")
     cal.add_argument("--keep-cluster", action="store_true", help="--target cluster: leave a cluster this command brought up running")
+    cal.add_argument("--load-from", default=None, metavar="WHERE", help="--target cluster: probe from this machine (host, the default) or from the prober pod on a load node (cluster)")
     _provider_args(cal)
     cal.add_argument("--lengths", default="0.5,2", help="outage lengths in seconds")
     cal.add_argument("--slo-ms", default="1000", metavar="MS", help="the deadline the probes are judged by (default 1000)")
@@ -328,7 +330,7 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
         if args.calibrate:
             from patternbench.cluster_calibration import CLUSTER_KINDS  # brings the kubernetes client: kept off the CLI's start
 
-            doc = calibrate_on_cluster(provider, list(CLUSTER_KINDS), RUN_CALIBRATION_LENGTHS_S, profile.slo_ms, progress)
+            doc = calibrate_on_cluster(provider, list(CLUSTER_KINDS), RUN_CALIBRATION_LENGTHS_S, profile.slo_ms, progress, profile.load.load_from)
             calibration.write(args.results, doc)  # the run copies the latest in as it starts
             progress.say(f"   calibration: max error {doc['max_error_ms']:.1f} ms over {len(doc['rows'])} injected outages")
         run_dir = run_matrix(provider, topology, cases, profile, args.results, progress, repeat=plan.repeat, fault_repeat=fault_repeat, eta=eta, share_deployments=share)
@@ -408,10 +410,13 @@ def cmd_calibrate(args: argparse.Namespace, progress: Progress) -> int:
         check_kinds(kinds)
         if args.provider != "local":
             raise UsageError("calibrate --target cluster injects with iptables on this machine: it needs --provider local")
+        load_from = parse_load_from(args.load_from) if args.load_from is not None else "host"
         provider = get_provider("local", _options(args), progress)
         with cluster_for(args, provider, is_up(provider), progress):
-            doc = calibrate_on_cluster(provider, kinds, lengths, slo_ms, progress)
+            doc = calibrate_on_cluster(provider, kinds, lengths, slo_ms, progress, load_from)
     else:
+        if args.load_from is not None:
+            raise UsageError("--load-from is for calibrate --target cluster (the local target has no cluster)")
         kinds = calibration.parse_kinds(args.kinds or ",".join(calibration.KINDS))
         rows = calibrate_local(kinds, lengths, slo_ms, progress=progress)
         doc = calibration.document(rows, "local 127.0.0.1", slo_ms, calibration.PROBE_INTERVAL_S)
@@ -427,13 +432,16 @@ def cmd_calibrate(args: argparse.Namespace, progress: Progress) -> int:
 RUN_CALIBRATION_LENGTHS_S = [0.5, 2.0]
 
 
-def calibrate_on_cluster(provider: object, kinds: list[str], lengths: list[float], slo_ms: float, progress: Progress) -> dict:
-    """The calibration document of outages injected at the local cluster's entry."""
+def calibrate_on_cluster(provider: object, kinds: list[str], lengths: list[float], slo_ms: float, progress: Progress, load_from: str = "host") -> dict:
+    """The calibration document of outages injected at the local cluster's entry, probed from
+    where the run's load runs."""
     from patternbench.cluster_calibration import calibrate_cluster  # brings the kubernetes client: kept off the CLI's start
 
-    with progress.step(f"calibrate at the cluster's entry: {', '.join(kinds)} x {', '.join(f'{x:g}s' for x in lengths)}"):
-        rows = calibrate_cluster(provider, load_topology(), kinds, lengths, slo_ms, progress=progress)
-    return calibration.document(rows, "local cluster entry (NodePort via kube-proxy, control pattern)", slo_ms, calibration.PROBE_INTERVAL_S)
+    where = {"host": "NodePort via kube-proxy from this machine", "cluster": "Service address via the load node's kube-proxy from the prober pod"}[load_from]
+    with progress.step(f"calibrate at the cluster's entry ({load_from}): {', '.join(kinds)} x {', '.join(f'{x:g}s' for x in lengths)}"):
+        rows = calibrate_cluster(provider, load_topology(), kinds, lengths, slo_ms, progress=progress, load_from=load_from)
+    doc = calibration.document(rows, f"local cluster entry ({where}, control pattern)", slo_ms, calibration.PROBE_INTERVAL_S)
+    return {**doc, "load_from": load_from}
 
 
 def cmd_compare(args: argparse.Namespace, progress: Progress) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import re
 import socket
 import struct
@@ -132,21 +133,24 @@ def drop_rule(port: int) -> list[str]:
     return ["INPUT", "-i", "lo", "-p", "tcp", "--dport", str(port), "-j", "DROP", "-m", "comment", "--comment", IPTABLES_COMMENT]
 
 
-def _iptables(*args: str) -> subprocess.CompletedProcess[str]:
+def _iptables(*args: str, netns: str | None = None) -> subprocess.CompletedProcess[str]:
+    """iptables on this machine, or inside network namespace `netns` (a local node's)."""
+    prefix = ["ip", "netns", "exec", netns] if netns else []
     try:
-        return subprocess.run(["iptables", "-w", "5", *args], capture_output=True, text=True, timeout=15)
+        return subprocess.run([*prefix, "iptables", "-w", "5", *args], capture_output=True, text=True, timeout=15)
     except FileNotFoundError:
         raise UsageError("the dropped and refused outages need iptables (apt-get install iptables) and root") from None
 
 
-def sweep_drop_rules() -> int:
-    """Remove every calibration rule (a crashed calibration's leftovers); how many."""
+def sweep_drop_rules(netns: str | None = None) -> int:
+    """Remove every calibration rule (a crashed calibration's leftovers) from this machine's
+    tables or namespace `netns`'s; how many."""
     removed = 0
-    for chain in ("INPUT", "OUTPUT"):
-        for line in _iptables("-S", chain).stdout.splitlines():
+    for chain in ("INPUT", "OUTPUT", "FORWARD"):
+        for line in _iptables("-S", chain, netns=netns).stdout.splitlines():
             if IPTABLES_COMMENT in line and line.startswith(f"-A {chain}"):
                 spec = [s.strip('"') for s in line.split()[1:]]  # drop "-A"
-                if _iptables("-D", *spec).returncode == 0:
+                if _iptables("-D", *spec, netns=netns).returncode == 0:
                     removed += 1
     return removed
 
@@ -161,33 +165,35 @@ class DropWindow:
 
 
 @contextlib.contextmanager
-def rule_in_place(rule: list[str], port: int) -> Iterator[DropWindow]:
-    """`rule` (for traffic to `port`) is in place inside the block; it goes whatever happens
-    (finally, and atexit if the interpreter is stopped in between). The yielded window is
-    filled in as the rule goes in and comes out."""
-    if port < 1024:
+def rule_in_place(rule: list[str], port: int, netns: str | None = None) -> Iterator[DropWindow]:
+    """`rule` (for traffic to `port`) is in place inside the block, on this machine or in a
+    local node's network namespace `netns`; it goes whatever happens (finally, and atexit if
+    the interpreter is stopped in between). The yielded window is filled in as the rule goes
+    in and comes out."""
+    if port < 1024 and netns is None:  # in a node's namespace the rule matches one Service address
         raise UsageError(f"refusing to block traffic to a system port ({port})")
     assert IPTABLES_COMMENT in rule, "every calibration rule carries the comment its sweep looks for"
+    sweep = functools.partial(sweep_drop_rules, netns)
     before = time.monotonic()
-    added = _iptables("-I", *rule)
+    added = _iptables("-I", *rule, netns=netns)
     after = time.monotonic()
     if added.returncode != 0:
         raise UsageError(f"iptables could not add the calibration rule: {(added.stderr.strip().splitlines() or ['?'])[-1]} (needs root)")
     window = DropWindow(added=(before, after))
-    atexit.register(sweep_drop_rules)
+    atexit.register(sweep)
     try:
         yield window
     finally:
         before = time.monotonic()
-        removed = _iptables("-D", *rule)
+        removed = _iptables("-D", *rule, netns=netns)
         window.removed = (before, time.monotonic())
         if removed.returncode != 0:
             # The rule may still block the entry: sweep every rule of ours, and say so (the
             # measured outage would run on past the injected one).
-            sweep_drop_rules()
-            atexit.unregister(sweep_drop_rules)
+            sweep()
+            atexit.unregister(sweep)
             raise UsageError(f"iptables could not remove the calibration rule: {(removed.stderr.strip().splitlines() or ['?'])[-1]}; every calibration rule was swept")
-        atexit.unregister(sweep_drop_rules)
+        atexit.unregister(sweep)
 
 
 def dropped(port: int) -> contextlib.AbstractContextManager[DropWindow]:
@@ -195,11 +201,30 @@ def dropped(port: int) -> contextlib.AbstractContextManager[DropWindow]:
     return rule_in_place(drop_rule(port), port)
 
 
-def ruled_outage(kind: str, rule: list[str], port: int, length_s: float) -> Injection:
+@contextlib.contextmanager
+def icmp_unlimited(netns: str) -> Iterator[None]:
+    """Inside the block, namespace `netns` sends every ICMP error it makes: a REJECT there
+    answers each refused probe at once. By default Linux sends a host one destination-
+    unreachable per second after a burst of 6 (net.ipv4.icmp_ratelimit, per namespace; loopback
+    is exempt, so the host's own rules never met it), and 40 probes a second then waited out
+    their SYN's retransmission instead of being refused. The setting is restored after."""
+    key = "net.ipv4.icmp_ratelimit"
+    read = subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-n", key], capture_output=True, text=True, timeout=15)
+    if read.returncode != 0:
+        raise UsageError(f"cannot read {key} in network namespace {netns}: {read.stderr.strip()}")
+    before = read.stdout.strip()
+    subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", f"{key}=0"], check=True, timeout=15)
+    try:
+        yield
+    finally:
+        subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", f"{key}={before}"], check=True, timeout=15)
+
+
+def ruled_outage(kind: str, rule: list[str], port: int, length_s: float, netns: str | None = None) -> Injection:
     """An outage made by an iptables rule held for `length_s`. The rule takes effect somewhere
     inside each iptables call: date each change at its call's midpoint, and keep half the
     calls' durations as the truth's own uncertainty."""
-    with rule_in_place(rule, port) as window:
+    with rule_in_place(rule, port, netns) as window:
         time.sleep(max(0.0, length_s - (time.monotonic() - sum(window.added) / 2)))
     start, end = sum(window.added) / 2, sum(window.removed) / 2
     uncertainty = (window.added[1] - window.added[0] + window.removed[1] - window.removed[0]) / 2
