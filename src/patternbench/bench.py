@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from kubernetes import client
 from kubernetes import config as kube_config
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
@@ -29,13 +30,15 @@ from patternbench.build.components import cache_root
 from patternbench.build.images import build_data_plane, build_go_binaries, build_otelcol
 from patternbench.build.load_image import build_load_image
 from patternbench.cluster.local.provider import LocalProvider
-from patternbench.cluster.registry import get_provider
+from patternbench.cluster.provider import abilities
+from patternbench.cluster.registry import ProviderOptions, get_provider
 from patternbench.errors import UsageError
 from patternbench.experiment import run_case, run_matrix
+from patternbench.load.cluster_load import ClusterLoad
 from patternbench.load.runner import LoadConfig, LoadProcess, read_jsonl
-from patternbench.load.sweep import max_sustained, run_sweep
+from patternbench.load.sweep import max_sustained, run_sweep, step_from_records
 from patternbench.measure.attribution import by_owner
-from patternbench.operate.deploy import deploy_run
+from patternbench.operate.deploy import deploy_run, load_generator_image
 from patternbench.operate.kube import Deployer
 from patternbench.outages import calibrate_local
 from patternbench.progress import Progress
@@ -43,6 +46,7 @@ from patternbench.results.durations import time_under_load
 from patternbench.results.report import write_report
 from patternbench.results.rundir import LOAD_SUMMARY, REQUESTS
 from patternbench.specs.cases import PROFILES, Case, default_matrix
+from patternbench.specs.generated_topology import layered
 from patternbench.specs.topology import Pattern, load_topology
 from patternbench.stats import percentile
 
@@ -398,9 +402,56 @@ def bench_load_image(runs: int) -> dict[str, float]:
     }
 
 
+INCLUSTER_RATES = [250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0]
+
+
+def bench_incluster_load(runs: int) -> dict[str, Any]:
+    """The in-cluster load's own capacity (issue 23): open-loop steps from worker pods on the
+    load node against a trivial in-cluster target (one service of two pods, no calls, no
+    agent) at its Service address, with 1 and 2 workers; the highest rate sustained
+    (sweep.saturation: on schedule, no errors, p99 <= 100 ms from the intended start)."""
+
+    provider = get_provider("local", ProviderOptions(min_load_nodes=1), Progress(quiet=True))
+    provider.create()  # idempotent; adds the load node if the cluster has none
+    api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
+    core = client.CoreV1Api(api)
+    run = deploy_run(provider, layered(1, replicas=2), Pattern.NONE, progress=Progress(quiet=True))
+    figures: dict[str, Any] = {"incluster_load_machine_cores": os.cpu_count() or 1}
+    try:
+        image = load_generator_image(provider, Progress(quiet=True))
+        entry = core.read_namespaced_service(run.entry_service, run.app_namespace)
+        target = f"http://{entry.spec.cluster_ip}:{entry.spec.ports[0].port}"
+        for workers in (1, 2):
+            steps = []
+            for rate in INCLUSTER_RATES:
+                with tempfile.TemporaryDirectory() as tmp:
+                    records = Path(tmp) / REQUESTS
+                    load = ClusterLoad(core, run.load_namespace, image, target, records, workers=workers, rps=rate, duration_s=6,
+                                       clock_shared=abilities(provider).clock_shared, name=f"bench-{workers}w-{int(rate)}")
+                    try:
+                        load.start()
+                        start = time.monotonic()
+                        summary = load.run()
+                    finally:
+                        load.delete()
+                    step = step_from_records(rate, read_jsonl(records), summary, start, time.monotonic())
+                steps.append(step)
+                print(f"  {workers} worker pod(s) {rate:>6.0f}/s: achieved {step.achieved_rps:.0f}/s, p99 {step.p99_ms} ms, "
+                      f"sender lag p99 {step.lag_p99_ms} ms {step.saturated or ''}", flush=True)
+                if step.saturated:
+                    break
+            figures[f"incluster_load_max_rps_{workers}_workers"] = max_sustained(steps)
+        figures["incluster_load_max_rps"] = max(v for k, v in figures.items() if k.startswith("incluster_load_max_rps_"))
+        figures["incluster_load_rps_per_worker"] = {w: round(figures[f"incluster_load_max_rps_{w}_workers"] / w, 1) for w in (1, 2)}
+    finally:
+        Deployer(api).undeploy(run.run_id, graceful=False)
+    return figures
+
+
 BENCHES: dict[str, Callable[[int], dict[str, Any]]] = {
     "cluster": bench_cluster,
     "load-image": bench_load_image,
+    "incluster-load": bench_incluster_load,
     "proxy": bench_proxy,
     "load": bench_load,
     "load-chain": bench_load_chain,
