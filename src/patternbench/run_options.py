@@ -189,9 +189,12 @@ def resolve_run(get: Getter) -> RunPlan:
     faults = list(dict.fromkeys(get("fault") or []))
     fault_duration = parse_duration(get("fault_duration")) if get("fault_duration") is not None else None
     check_chosen_faults(faults, patterns, agents, injection, explicit=bool(get("pattern")))
+    profile = with_load_placement(profile_of(get("profile"), get("duration"), get("users"), rps, slo_ms), get)
+    if sweep is not None and profile.load.load_from == "cluster":
+        raise UsageError("--sweep drives its rates from this machine (load/sweep.py): it needs --load-from host")
     return RunPlan(
         patterns=patterns, agents=agents, strategies=strategies, injection=injection, naive=not get("no_naive"), agent_files=agent_files,
-        profile=with_load_placement(profile_of(get("profile"), get("duration"), get("users"), rps, slo_ms), get), repeat=repeat, sweep=sweep,
+        profile=profile, repeat=repeat, sweep=sweep,
         faults=faults, fault_duration_s=fault_duration, max_failed_requests=parse_count(get("max_failed_requests"), "--max-failed-requests", 0, MAX_FAILED_REQUESTS), results=Path(get("results")),
     )
 

@@ -31,3 +31,6 @@ def test_outages_at_the_entry_are_measured_within_50_ms(cluster: object, load_fr
     assert IPTABLES_COMMENT not in subprocess.run(["iptables", "-S", "OUTPUT"], capture_output=True, text=True).stdout
     for node in cluster.settings.nodes:  # type: ignore[attr-defined]
         assert IPTABLES_COMMENT not in subprocess.run(["ip", "netns", "exec", node.netns, "iptables", "-S"], capture_output=True, text=True).stdout
+        # The injection's ICMP setting is put back (upstream's default).
+        limit = subprocess.run(["ip", "netns", "exec", node.netns, "sysctl", "-n", "net.ipv4.icmp_ratelimit"], capture_output=True, text=True).stdout.strip()
+        assert limit == "1000", (node.name, limit)

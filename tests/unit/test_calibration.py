@@ -122,3 +122,15 @@ def test_cluster_entry_rules() -> None:
     assert refused[-3:] == ["REJECT", "--reject-with", "icmp-port-unreachable"] and dropped[-1] == "DROP"
     with pytest.raises(UsageError, match="not 'hang'"):
         entry_rule("hang", 31234)
+
+
+def test_the_in_cluster_rule_matches_the_service_address_before_its_dnat() -> None:
+    from patternbench.cluster_calibration import forward_rule
+    from patternbench.outages import IPTABLES_COMMENT
+
+    rule = forward_rule("refused", "10.96.0.42", 80)
+    assert rule[0] == "FORWARD" and rule[rule.index("--ctorigdst") + 1] == "10.96.0.42" and rule[rule.index("--ctorigdstport") + 1] == "80"
+    assert IPTABLES_COMMENT in rule and rule[-3:] == ["REJECT", "--reject-with", "icmp-port-unreachable"]
+    assert forward_rule("dropped", "10.96.0.42", 80)[-1] == "DROP"
+    with pytest.raises(UsageError, match="not 'hang'"):
+        forward_rule("hang", "10.96.0.42", 80)

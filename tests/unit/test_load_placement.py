@@ -15,9 +15,10 @@ from patternbench.load.placement import LOAD_NODE_LABEL, check_load_nodes, pod_p
 from patternbench.run_options import load_from_of, provider_options, resolve_run
 
 
-def node(name: str, load: bool = False, ready: bool = True) -> client.V1Node:
+def node(name: str, load: bool = False, ready: bool = True, cordoned: bool = False) -> client.V1Node:
     return client.V1Node(
         metadata=client.V1ObjectMeta(name=name, labels={LOAD_NODE_LABEL: "true"} if load else {"kubernetes.io/hostname": name}),
+        spec=client.V1NodeSpec(unschedulable=cordoned or None),
         status=client.V1NodeStatus(conditions=[client.V1NodeCondition(type="Ready", status="True" if ready else "False")]),
     )
 
@@ -50,6 +51,8 @@ def test_the_load_nodes_are_found_and_the_apps_keep_theirs() -> None:
         check_load_nodes([node("a"), node("b")])
     with pytest.raises(UsageError, match="needs a Ready node labelled"):
         check_load_nodes([node("a"), node("load", load=True, ready=False)])
+    with pytest.raises(UsageError, match="needs a Ready node labelled"):  # labelled, but none free
+        check_load_nodes([node("a"), node("load", load=True, cordoned=True)])
     with pytest.raises(UsageError, match="none is left for the apps"):
         check_load_nodes([node("load", load=True), node("b", ready=False)])
 

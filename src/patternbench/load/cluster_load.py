@@ -17,6 +17,7 @@ from typing import Any, Callable
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from patternbench.errors import StepFailed
 from patternbench.load.incluster_protocol import CONTROL_PORT, MASTER_PORT
 from patternbench.load.placement import pod_placement
 from patternbench.load.runner import LoadConfig
@@ -278,8 +279,13 @@ class InClusterLoad:
         self._stopped = False
 
     def start(self) -> None:
+        """A load that cannot start (a pod never Ready) stops the run with one line: no case
+        can be measured without it."""
         try:
             self.load.start()
+        except LoadFailed as exc:
+            self.load.delete()
+            raise StepFailed("start the in-cluster load", str(exc), f"kubectl -n {self.load.namespace} describe pods") from None
         except BaseException:
             self.load.delete()
             raise

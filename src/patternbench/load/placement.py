@@ -57,12 +57,13 @@ def pod_placement() -> dict[str, Any]:
 
 
 def ready(node: client.V1Node) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+    """Ready and not cordoned: a node a new pod can be scheduled on."""
+    return not (node.spec and node.spec.unschedulable) and any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
 
 
 def check_load_nodes(nodes: list[client.V1Node]) -> list[str]:
-    """The Ready load nodes' names; a one-line UsageError when there is none, or when no
-    Ready node is left for the apps."""
+    """The Ready, schedulable load nodes' names; a one-line UsageError when there is none, or
+    when no such node is left for the apps."""
     load = [n.metadata.name for n in nodes if ready(n) and is_load_node(n.metadata.labels)]
     apps = [n.metadata.name for n in nodes if ready(n) and not is_load_node(n.metadata.labels)]
     if not load:
