@@ -29,7 +29,7 @@ from patternbench.results.durations import CALIBRATION_S, CLUSTER_UP_S, DEFAULT_
 from patternbench.results.report import write_report
 from patternbench.results.rundir import REPORT, RUN, check_writable
 from patternbench.results.verdicts import Thresholds
-from patternbench.run_options import PROVIDER_OPTIONS, RUN_OPTIONS, RunPlan, add_options, profile_of, provider_options, resolve_run
+from patternbench.run_options import PROVIDER_OPTIONS, RUN_OPTIONS, RunPlan, add_options, profile_of, provider_options, resolve_run, with_load_placement
 from patternbench.scale_points import DEFAULT_SCALE_PATTERNS, DEFAULT_SIZES, NodeAxis, parse_nodes, parse_sizes
 from patternbench.specs.cases import Case, interleave
 from patternbench.specs.faults import FAULTS, check_fault
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(run.add_argument, RUN_OPTIONS)
     scale = sub.add_parser("scale", help="the patterns at growing sizes (generated topologies): per size and pattern a mesh-agent upgrade under load; scale.json with the fits, the held-out largest size and the projection to 1000 services")
     add_options(scale.add_argument, [o for o in PROVIDER_OPTIONS if o.flag != "--nodes"])
+    add_options(scale.add_argument, [o for o in RUN_OPTIONS if o.flag in ("--load-from", "--load-workers")])
     scale.add_argument("--nodes", default="3", metavar="N or N1,N2,...", help="one count: the cluster's nodes; three or more rising: the node axis, the cluster resized to each (the services axis stays on 3 nodes)")
     scale.add_argument("--nodes-services", default="3", metavar="N", help="the service count the node axis measures (default 3)")
     scale.add_argument("--pattern", action="append", help=f"only this pattern (repeatable; default {', '.join(DEFAULT_SCALE_PATTERNS)})")
@@ -228,7 +229,7 @@ def cmd_scale(args: argparse.Namespace, progress: Progress) -> int:
     nodes_services = parse_count(args.nodes_services, "--nodes-services", 1, MAX_SERVICES)
     node_axis = NodeAxis(tuple(node_counts), nodes_services) if node_counts else None
     check_depth(depth, min([*sizes, *([nodes_services] if node_axis else [])]))
-    profile = profile_of(args.profile, args.duration, None, None, None)
+    profile = with_load_placement(profile_of(args.profile, args.duration, None, None, None), lambda dest: getattr(args, dest, None))
     for services in [*sizes, *([node_axis.services] if node_axis else [])]:
         topology = layered(services, replicas, depth)
         for pattern in patterns:

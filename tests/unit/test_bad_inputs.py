@@ -174,6 +174,8 @@ ROWS: list[tuple[str, str]] = [
     ("run --provider kind --load-nodes 1", "--load-nodes is for the local provider"),
     ("run --load-from cluster --sweep 100,200", "--sweep drives its rates from this machine"),
     ("calibrate --load-from cluster", "--load-from is for calibrate --target cluster"),
+    ("scale --load-from moon", "--load-from 'moon'"),
+    ("scale --load-workers 3", "--load-workers counts worker pods"),
     ("calibrate --target cluster --load-from moon", "--load-from 'moon'"),
     ("cluster up --load-nodes -1", "--load-nodes -1: cannot be negative"),
     ("cluster up --load-nodes x", "--load-nodes 'x'"),
