@@ -101,7 +101,7 @@ def run_scale(provider: Any, patterns: list[Pattern], sizes: list[int], replicas
         for i, services in enumerate(sizes, 1):
             measure(services, size_dir_name(services), f"size {i}/{len(sizes)}: {services} services x {replicas} pods", "services")
         if node_axis:
-            first = now = len(provider.nodes())
+            first = now = len([n for n in provider.nodes() if not n.load])  # the apps' nodes: a load node keeps its place
             try:
                 # The first node count is measured already when the service count is one of the sizes.
                 todo = [n for n in node_axis.counts if n != first or node_axis.services not in sizes]

@@ -246,7 +246,7 @@ class GkeProvider(ApiFaults):
         require_cli("gcloud", "gke")
         with self.progress.step(f"gcloud container clusters resize {self.name_} to {nodes} nodes"):
             _run(gke_resize_cmd(self.name_, self._project(), self.zone, nodes), "gcloud clusters resize")
-            poll(f"{nodes} Ready nodes", lambda: len([n for n in self.nodes() if n.ready]) == nodes, 600, interval_s=5)
+            poll(f"{nodes} Ready nodes", lambda: len([n for n in self.nodes() if n.ready and not n.load]) == nodes, 600, interval_s=5)  # the load's pool is not resized
 
 
 # ---- kubeconfig ----------------------------------------------------------------------
