@@ -79,6 +79,7 @@ class ClusterLoad:
     clocks: dict[str, ClockOffset] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {"requests": 0, "failures": 0})
     started: float = 0.0
+    _last_pull: tuple[float, int] = (0.0, 0)  # (when, requests) at the last pull, for the progress rate
 
     @property
     def master(self) -> str:
@@ -240,8 +241,12 @@ class ClusterLoad:
                 self.lines[name] = self.lines.get(name, 0) + len(lines)
                 appended += len(lines)
         if self.on_progress and self.started:
-            elapsed = time.monotonic() - self.started
-            self.on_progress({**self.counts, "elapsed_s": round(elapsed, 1), "rps": round(self.counts["requests"] / max(elapsed, 1e-3), 1)})
+            # The rate since the last pull: the users start before the clocks are measured,
+            # so the count since `started` would overstate it.
+            now, (then, before) = time.monotonic(), self._last_pull
+            self._last_pull = (now, self.counts["requests"])
+            rate = (self.counts["requests"] - before) / (now - then) if then else 0.0
+            self.on_progress({**self.counts, "elapsed_s": round(now - self.started, 1), "rps": round(rate, 1)})
         return appended
 
     def _wait_ready(self, name: str, timeout_s: float) -> client.V1Pod:
