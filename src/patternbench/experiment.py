@@ -8,7 +8,7 @@ import json
 import secrets
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -228,7 +228,8 @@ def run_case(
         (out_dir / WARNINGS).write_text(json.dumps(warning_events(core, namespaces)))
         (out_dir / LOAD_SUMMARY).write_text(json.dumps(load_summary))
     finally:
-        load.stop()
+        with suppress(LoadFailed):  # already reported above, or the case's own error is the one to raise
+            load.stop()
         watcher.stop()
         sampler.stop()
         for observer in evidence:

@@ -66,7 +66,7 @@ PROVIDER_OPTIONS = (
     RunOption("--project", "gke: the Google Cloud project"),
     RunOption("--zone", "gke: the zone", "us-central1-a"),
     RunOption("--registry", "gke/kubeconfig: registry to push images to"),
-    RunOption("--load-nodes", "local: nodes beside --nodes for the in-cluster load only, labelled and tainted (default: 1 with --load-from cluster, else 0)", metavar="N"),
+    RunOption("--load-nodes", "local: nodes beside --nodes for the in-cluster load only, labelled and tainted (default: as many as the cluster has, a new one none; at least 1 with --load-from cluster)", metavar="N"),
 )
 
 RUN_OPTIONS = (
