@@ -16,6 +16,7 @@ from kubernetes import client
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from patternbench.build.images import ImageArchive
+from patternbench.load.placement import LOAD_NODE_LABEL, is_load_node
 
 pytestmark = pytest.mark.cluster
 
@@ -57,6 +58,9 @@ def netcheck_daemonset(api: object, namespace: str, image: ImageArchive, name: s
     )
     spec = client.V1PodSpec(
         containers=[container], host_network=host_network,
+        # Every node, a load node too (it tolerates any taint, as node-level DaemonSets such as
+        # kube-proxy's do): the load's pods must reach the others like any pod.
+        tolerations=[client.V1Toleration(operator="Exists")],
         volumes=[client.V1Volume(name="pod-logs", host_path=client.V1HostPathVolumeSource(path="/var/log/pods", type="Directory"))],
     )
     ds = client.V1DaemonSet(
@@ -80,8 +84,15 @@ def on_every_node(kube_api: object, namespace: str, netcheck_image: ImageArchive
 
 def test_nodes_are_ready_separate_and_share_the_machine_honestly(kube_api: object, cluster: object) -> None:
     nodes = client.CoreV1Api(kube_api).list_node().items
-    expected = cluster.settings.node_count  # type: ignore[attr-defined]
+    settings = cluster.settings  # type: ignore[attr-defined]
+    expected = len(settings.nodes)  # the apps' nodes and the load nodes share the machine
     assert len(nodes) == expected
+    # The load nodes, and only they, carry the load's label and taint.
+    load = {n.metadata.name for n in nodes if is_load_node(n.metadata.labels)}
+    assert load == {n.name for n in settings.nodes if n.load}
+    for node in nodes:
+        tainted = any(t.key == LOAD_NODE_LABEL and t.effect == "NoSchedule" for t in node.spec.taints or [])
+        assert tainted == (node.metadata.name in load), node.metadata.name
     ips = set()
     for node in nodes:
         assert node.status.node_info.kubelet_version.startswith("v1.34.")
