@@ -153,7 +153,11 @@ func main() {
 			NodeProxies: nodeProxies, InboundPort: inboundPort, Timeout: timeout, Retries: retries, Metrics: metrics,
 		}
 		proxy.Init()
-		servers = []serve.Server{mesh.NewServer(proxy.Outbound()), mesh.NewServer(proxy.Inbound())}
+		// Both ports take HTTP/2 cleartext too (gRPC; mesh/h2.go), found by its preface.
+		outbound, inbound := mesh.NewServer(proxy.Outbound()), mesh.NewServer(proxy.Inbound())
+		outbound.EnableH2(proxy.OutboundH2())
+		inbound.EnableH2(proxy.InboundH2())
+		servers = []serve.Server{outbound, inbound}
 		addrs = []string{outboundAddr, inboundAddr}
 		closeProxy = proxy.Close
 	}

@@ -83,6 +83,7 @@ type Server struct {
 	listeners []net.Listener
 	conns     map[*clientConn]struct{}
 	done      sync.WaitGroup
+	h2        *h2Side // HTTP/2 cleartext connections go here (EnableH2; h2.go)
 }
 
 // clientConn is an open client connection and whether it waits for a request (so
@@ -153,6 +154,7 @@ func (s *Server) setIdle(c *clientConn, idle bool) bool {
 
 func (s *Server) serveConn(c *clientConn) {
 	var x *exchange
+	first, handed := true, false // handed: the connection went to the HTTP/2 server
 	defer func() {
 		if x != nil && x.w != nil {
 			putWriter(x.w)
@@ -160,7 +162,9 @@ func (s *Server) serveConn(c *clientConn) {
 		if x != nil && x.br != nil {
 			putReader(x.br)
 		}
-		c.Close()
+		if !handed {
+			c.Close()
+		}
 		s.open.Add(-1)
 		s.mu.Lock()
 		delete(s.conns, c)
@@ -200,6 +204,11 @@ func (s *Server) serveConn(c *clientConn) {
 			x.flush()
 			return
 		}
+		if first && isH2Preface(x.req.line) && s.takeH2(c.Conn, x.br) {
+			handed = true
+			return
+		}
+		first = false
 		if !x.parseRequestLine() {
 			writeError(x, http.StatusBadRequest, "malformed request line", nil)
 			x.flush()
@@ -239,12 +248,33 @@ func (x *exchange) parseRequestLine() bool {
 	return true
 }
 
-// SetKeepAlivesEnabled(false): every answer from now on closes its connection.
-func (s *Server) SetKeepAlivesEnabled(on bool) { s.keepAlive.Store(on) }
+// SetKeepAlivesEnabled(false): every answer from now on closes its connection; an HTTP/2
+// connection gets GOAWAY once its open streams are done.
+func (s *Server) SetKeepAlivesEnabled(on bool) {
+	s.keepAlive.Store(on)
+	if s.h2 != nil {
+		s.h2.srv.SetKeepAlivesEnabled(on)
+	}
+}
 
 // Shutdown stops accepting, closes idle connections at once and waits for the busy ones
-// to finish their exchange, until ctx ends.
+// to finish their exchange, until ctx ends. HTTP/2 connections get GOAWAY at once and
+// their open streams are waited for alongside.
 func (s *Server) Shutdown(ctx context.Context) error {
+	h2done := make(chan error, 1)
+	if s.h2 != nil {
+		go func() { h2done <- s.h2.srv.Shutdown(ctx) }()
+	} else {
+		h2done <- nil
+	}
+	err := s.shutdownH1(ctx)
+	if err2 := <-h2done; err == nil {
+		err = err2
+	}
+	return err
+}
+
+func (s *Server) shutdownH1(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing.Store(true)
 	for _, ln := range s.listeners {
