@@ -183,7 +183,7 @@ def print_local_status(provider: ReportsDaemons) -> int:
             state = "NotReady (a daemon of the node is down" + ("; the API server still says Ready" if node.api_ready else "") + ")"
         else:
             state = "NotReady"
-        print(f"node {node.name:<20} {node.ip:<16} {state}")
+        print(f"node {node.name:<20} {node.ip:<16} {state}{'  (load)' if node.load else ''}")
     for row in rows:
         state = "not running" if row.pid is None else ("healthy" if row.healthy else "unhealthy")
         print(f"  {row.key:<30} {str(row.pid or '-'):>8}  {state}")

@@ -59,6 +59,7 @@ class NodeStatus:
     ip: str
     api_ready: bool | None  # the API server's Ready condition; None if it could not be read
     daemons_healthy: bool
+    load: bool = False  # set aside for the in-cluster load
 
     @property
     def ready(self) -> bool:
@@ -377,7 +378,7 @@ class LocalProvider:
         return [
             NodeStatus(
                 name=n.name, ip=n.ip, api_ready=api.get(n.name),
-                daemons_healthy=all(healthy.get(f"{n.name}/{c}", False) for c in steps.NODE_COMPONENTS),
+                daemons_healthy=all(healthy.get(f"{n.name}/{c}", False) for c in steps.NODE_COMPONENTS), load=n.load,
             )
             for n in self.settings.nodes
         ]
