@@ -34,14 +34,18 @@ import (
 // h2PrefaceLine is the HTTP/2 connection preface's first line, as readHead parses it.
 var h2PrefaceLine = []byte("PRI * HTTP/2.0")
 
-// handoff is a listener fed with the connections the HTTP/1.1 server hands over.
+// handoff is a listener fed with connections made elsewhere: the connections the HTTP/1.1
+// server hands over (h2.go), the CONNECT streams a waypoint serves (waypoint.go).
 type handoff struct {
 	conns chan net.Conn
 	done  chan struct{}
 	once  sync.Once
+	name  string
 }
 
-func newHandoff() *handoff { return &handoff{conns: make(chan net.Conn), done: make(chan struct{})} }
+func newHandoff(name string) *handoff {
+	return &handoff{conns: make(chan net.Conn), done: make(chan struct{}), name: name}
+}
 
 func (l *handoff) Accept() (net.Conn, error) {
 	select {
@@ -57,7 +61,7 @@ func (l *handoff) Close() error {
 	return nil
 }
 
-func (l *handoff) Addr() net.Addr { return &net.TCPAddr{} }
+func (l *handoff) Addr() net.Addr { return streamAddr(l.name) }
 
 // give passes a connection on; false once the listener is closed (the server is stopping).
 func (l *handoff) give(c net.Conn) bool {
@@ -97,7 +101,7 @@ func (s *Server) EnableH2(h http.Handler) {
 		Handler: h, Protocols: h2Only(), IdleTimeout: s.IdleTimeout,
 		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 1000},
 	}
-	s.h2 = &h2Side{srv: srv, ln: newHandoff()}
+	s.h2 = &h2Side{srv: srv, ln: newHandoff("h2c")}
 	go srv.Serve(s.h2.ln) //nolint:errcheck // ends with Shutdown
 }
 

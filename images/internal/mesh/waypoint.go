@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -76,7 +75,7 @@ func (p *Proxy) dialThroughL4(podAddr string) (net.Conn, error) {
 // (NewServer(p.Waypoint())). A stream for another Service is refused (403): the L4 proxy
 // sent it to the wrong waypoint.
 func (p *Proxy) WaypointTunnels() (http.Handler, net.Listener) {
-	ln := &streamListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	ln := newHandoff("waypoint-tunnels")
 	stats := p.Metrics.dir("peer")
 	entry := string(p.via)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -113,26 +112,3 @@ func (p *Proxy) WaypointTunnels() (http.Handler, net.Listener) {
 	})
 	return h, ln
 }
-
-// streamListener hands CONNECT streams to a Server as if they were accepted connections.
-type streamListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func (l *streamListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *streamListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *streamListener) Addr() net.Addr { return streamAddr("waypoint-tunnels") }
