@@ -419,8 +419,8 @@ def bench_incluster_load(runs: int) -> dict[str, Any]:
     figures: dict[str, Any] = {"incluster_load_machine_cores": os.cpu_count() or 1}
     try:
         image = load_generator_image(provider, Progress(quiet=True))
-        entry = core.read_namespaced_service(run.entry_service, run.app_namespace)
-        target = f"http://{entry.spec.cluster_ip}:{entry.spec.ports[0].port}"
+        ip, port = run.entry_in_cluster(core)
+        target = f"http://{ip}:{port}"
         for workers in (1, 2):
             steps = []
             for rate in INCLUSTER_RATES:

@@ -114,8 +114,7 @@ def from_the_cluster(provider: Any, run: DeployedRun, kinds: list[str], lengths:
     pulled onto the harness's clock as in a run."""
     api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))
     core = client.CoreV1Api(api)
-    entry = core.read_namespaced_service(run.entry_service, run.app_namespace)
-    ip, port = entry.spec.cluster_ip, int(entry.spec.ports[0].port)
+    ip, port = run.entry_in_cluster(core)
     timeout_s = max(2.0, 2 * slo_ms / 1000)
     rows: list[Comparison] = []
     with tempfile.TemporaryDirectory(prefix="pb-calibrate-") as tmp:

@@ -252,9 +252,8 @@ def case_load(provider: Any, api: client.ApiClient, run: DeployedRun, profile: P
         return LoadProcess(run.entry_url, profile.load, out_dir, max_duration_s=3600, on_progress=report, conntrack=capture and able.conntrack_here)
     image = load_generator_image(provider, progress)
     core = client.CoreV1Api(api)
-    entry = core.read_namespaced_service(run.entry_service, run.app_namespace)
-    target = f"http://{entry.spec.cluster_ip}:{entry.spec.ports[0].port}/"
-    return InClusterLoad(core, run.load_namespace, image, target, profile.load, out_dir, max_duration_s=3600, on_progress=report,
+    ip, port = run.entry_in_cluster(core)
+    return InClusterLoad(core, run.load_namespace, image, f"http://{ip}:{port}", profile.load, out_dir, max_duration_s=3600, on_progress=report,
                          clock_shared=able.clock_shared, name=f"load-{secrets.token_hex(3)}")
 
 

@@ -109,19 +109,24 @@ func h2Client(addr string, logs *[]*frameLog, mu *sync.Mutex) *http.Client {
 	}}
 }
 
-// sidecarInboundH2 serves a sidecar's inbound side (HTTP/1.1 and HTTP/2) in front of app.
-func sidecarInboundH2(t *testing.T, app string) (string, *Server) {
-	p := &Proxy{Mode: Sidecar, Name: "b-pod", NodeName: "n2", DefaultNamespace: "demo", Store: NewStore(), AppAddr: app}
-	p.Init()
+// serveBoth serves a proxy side as meshproxy does, HTTP/1.1 and HTTP/2 on one loopback port.
+func serveBoth(t *testing.T, h1 Handler, h2 http.Handler) (string, *Server) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(p.Inbound())
-	srv.EnableH2(p.InboundH2())
+	srv := NewServer(h1)
+	srv.EnableH2(h2)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	return ln.Addr().String(), srv
+}
+
+// sidecarInboundH2 serves a sidecar's inbound side (HTTP/1.1 and HTTP/2) in front of app.
+func sidecarInboundH2(t *testing.T, app string) (string, *Server) {
+	p := &Proxy{Mode: Sidecar, Name: "b-pod", NodeName: "n2", DefaultNamespace: "demo", Store: NewStore(), AppAddr: app}
+	p.Init()
+	return serveBoth(t, p.Inbound(), p.InboundH2())
 }
 
 func TestH2ThroughASidecarChainKeepsViaStreamsAndTrailers(t *testing.T) {
@@ -133,14 +138,10 @@ func TestH2ThroughASidecarChainKeepsViaStreamsAndTrailers(t *testing.T) {
 	store.SetSlice("demo/b", "b-1", []Endpoint{{IP: ip, Port: port, NodeName: "n2", PodName: "b-pod"}})
 	a := &Proxy{Mode: Sidecar, Name: "a-pod", NodeName: "n1", DefaultNamespace: "demo", Store: store}
 	a.Init()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	out := NewServer(a.Outbound())
-	out.EnableH2(a.OutboundH2())
-	go out.Serve(ln)
-	t.Cleanup(func() { out.Shutdown(context.Background()) })
+	out, _ := serveBoth(t, a.Outbound(), a.OutboundH2())
 	var logs []*frameLog
 	var mu sync.Mutex
-	client := h2Client(ln.Addr().String(), &logs, &mu)
+	client := h2Client(out, &logs, &mu)
 
 	resp, err := client.Get("http://b.demo/")
 	if err != nil {
@@ -250,17 +251,13 @@ func TestH2GoawayOnDrainAndOpenStreamsAwaited(t *testing.T) {
 func TestH2NodeInboundIsNotAnOpenRelay(t *testing.T) {
 	p := &Proxy{Mode: Node, Name: "n1", Store: NewStore(), NodeProxies: "agents/meshproxy"}
 	p.Init()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	srv := NewServer(p.Inbound())
-	srv.EnableH2(p.InboundH2())
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	in, _ := serveBoth(t, p.Inbound(), p.InboundH2())
 	var logs []*frameLog
 	var mu sync.Mutex
 	req, _ := http.NewRequest("POST", "http://b.demo/x", strings.NewReader(""))
 	req.Header.Set(DestinationHeader, "10.9.9.9:8080")
 	req.Header.Set("Content-Type", "application/grpc")
-	resp, err := h2Client(ln.Addr().String(), &logs, &mu).Do(req)
+	resp, err := h2Client(in, &logs, &mu).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

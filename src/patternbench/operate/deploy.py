@@ -70,6 +70,11 @@ class DeployedRun:
     def load_namespace(self) -> str:
         return self.render_options.load_namespace
 
+    def entry_in_cluster(self, core: Any) -> tuple[str, int]:
+        """The entry Service's cluster address and port: where load from inside the cluster goes."""
+        service = core.read_namespaced_service(self.entry_service, self.app_namespace, _request_timeout=REQUEST_TIMEOUT)
+        return service.spec.cluster_ip, int(service.spec.ports[0].port)
+
 
 # Providers (by object) this process has already loaded the images into.
 _IMAGES_LOADED: set[Any] = set()
