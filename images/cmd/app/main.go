@@ -101,6 +101,7 @@ type app struct {
 	log    *applog.Writer
 	client *http.Client
 	drain  serve.Draining
+	grpc   channels // gRPC channels to the downstreams (grpc.go)
 }
 
 func (a *app) downstreamURL(service string) string {
@@ -300,7 +301,7 @@ func main() {
 	if err != nil {
 		config.Fail("app", &config.Error{Setting: "LISTEN", Problem: err.Error()})
 	}
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+	server := &http.Server{Handler: a.withGRPC(mux), Protocols: http1AndH2C(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
 	group := &serve.Group{Servers: []serve.Server{server}, Drain: s.Drain, Grace: s.Grace, Draining: &a.drain}
 	if err := group.Serve([]net.Listener{ln}); err != nil {
 		fmt.Fprintf(os.Stderr, "app: %v\n", err)

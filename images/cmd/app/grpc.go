@@ -1,0 +1,263 @@
+package main
+
+// gRPC along the chain (issue 24): the same calls as GET /, as a unary RPC (Call) and as a
+// server-streaming RPC (Watch) that stays open, on the app's own port (HTTP/2 cleartext
+// beside HTTP/1.1). Real gRPC (grpc-go), because what is measured is what gRPC clients do
+// across an upgrade: GOAWAY handling, transparent retries, reconnect backoff. No protoc: the
+// messages are Answer's JSON, through a codec registered as "json".
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// jsonCodec carries the chain's messages as JSON (content-subtype "json").
+type jsonCodec struct{}
+
+func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+func (jsonCodec) Name() string                       { return "json" }
+
+func init() { encoding.RegisterCodec(jsonCodec{}) }
+
+// CallRequest names the request (its id reaches every hop's Answer and log line); Watch
+// sends one message per IntervalMS.
+type CallRequest struct {
+	RequestID  string `json:"request_id"`
+	IntervalMS int    `json:"interval_ms,omitempty"`
+}
+
+const (
+	chainService  = "patternbench.Chain"
+	callMethod    = "/" + chainService + "/Call"
+	watchMethod   = "/" + chainService + "/Watch"
+	minIntervalMS = 10
+)
+
+// chainServer is the service's handler type (grpc checks the implementation against it).
+type chainServer interface {
+	grpcCall(ctx context.Context, req *CallRequest) (*Answer, error)
+}
+
+var chainDesc = grpc.ServiceDesc{
+	ServiceName: chainService,
+	HandlerType: (*chainServer)(nil),
+	Methods: []grpc.MethodDesc{{MethodName: "Call", Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		req := &CallRequest{}
+		if err := dec(req); err != nil {
+			return nil, err
+		}
+		return srv.(chainServer).grpcCall(ctx, req)
+	}}},
+	Streams: []grpc.StreamDesc{{StreamName: "Watch", ServerStreams: true, Handler: func(srv any, stream grpc.ServerStream) error {
+		req := &CallRequest{}
+		if err := stream.RecvMsg(req); err != nil {
+			return err
+		}
+		return srv.(*app).watch(req, stream)
+	}}},
+}
+
+var watchDesc = &grpc.StreamDesc{StreamName: "Watch", ServerStreams: true}
+
+// channels holds one gRPC channel per downstream Service, made on first use.
+type channels struct {
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+// channel is the app's gRPC channel to a downstream Service: through its sidecar or its
+// node's proxy (the Service named in :authority), through a CONNECT tunnel to the node's L4
+// proxy, or straight to the Service's address (one pod per channel behind kube-proxy).
+func (a *app) channel(service string) (*grpc.ClientConn, error) {
+	a.grpc.mu.Lock()
+	defer a.grpc.mu.Unlock()
+	if c, ok := a.grpc.conns[service]; ok {
+		return c, nil
+	}
+	authority := strings.TrimSuffix(strings.TrimPrefix(a.downstreamURL(service), "http://"), "/")
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json")),
+		grpc.WithAuthority(authority),
+	}
+	hostPort := authority
+	if _, _, err := net.SplitHostPort(authority); err != nil {
+		hostPort = net.JoinHostPort(authority, "80") // a Service's port
+	}
+	target := "passthrough:///" + hostPort
+	switch {
+	case a.s.Proxy != "" && a.s.Tunnel == "connect":
+		tunnel := &tunnelDialer{proxy: a.s.Proxy, d: net.Dialer{Timeout: 2 * time.Second}}
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return tunnel.DialContext(ctx, "tcp", addr)
+		}))
+	case a.s.Proxy != "":
+		target = "passthrough:///" + a.s.Proxy
+	}
+	c, err := grpc.NewClient(target, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if a.grpc.conns == nil {
+		a.grpc.conns = map[string]*grpc.ClientConn{}
+	}
+	a.grpc.conns[service] = c
+	return c, nil
+}
+
+// outgoing is the request's metadata for a downstream call: its id.
+func outgoing(ctx context.Context, requestID string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "x-request-id", requestID)
+}
+
+// viaOf is the Via trail in gRPC metadata (every proxy adds its entry on both ways).
+func viaOf(md metadata.MD) string { return strings.Join(md.Get("via"), ", ") }
+
+// grpcCall is Call: this hop's Answer, with every downstream called by Call in turn.
+func (a *app) grpcCall(ctx context.Context, req *CallRequest) (*Answer, error) {
+	in, _ := metadata.FromIncomingContext(ctx)
+	ans := a.hop(req.RequestID, viaOf(in))
+	ctx, cancel := context.WithTimeout(ctx, a.s.Timeout)
+	defer cancel()
+	for _, svc := range a.targets() {
+		ans.Downstream = append(ans.Downstream, a.grpcDownstream(ctx, svc, req.RequestID))
+	}
+	for _, d := range ans.Downstream {
+		if d.Error != "" {
+			return ans, status.Error(codes.Unavailable, d.Service+": "+d.Error)
+		}
+	}
+	return ans, nil
+}
+
+// hop is this hop's Answer before its downstreams, its log line written.
+func (a *app) hop(requestID, via string) *Answer {
+	if requestID == "" {
+		requestID = newRequestID()
+	}
+	_, _ = a.log.Log(requestID)
+	return &Answer{Service: a.s.Service, Pod: a.s.Pod, Node: a.s.Node, Version: version, RequestID: requestID, Via: via}
+}
+
+func (a *app) grpcDownstream(ctx context.Context, service, requestID string) Downstream {
+	d := Downstream{Service: service}
+	c, err := a.channel(service)
+	if err != nil {
+		d.Error = err.Error()
+		return d
+	}
+	var header metadata.MD
+	nested := &Answer{}
+	err = c.Invoke(outgoing(ctx, requestID), callMethod, &CallRequest{RequestID: requestID}, nested, grpc.Header(&header))
+	d.Via = viaOf(header)
+	if err != nil {
+		d.Error = status.Convert(err).Code().String() + ": " + status.Convert(err).Message()
+	} else {
+		d.Status = 200
+	}
+	if nested.Service != "" {
+		d.Answer = nested
+	}
+	return d
+}
+
+// watch is Watch: one message per interval until the client goes, each this hop's Answer
+// with the latest message of every downstream's own Watch (opened once, kept open). A
+// downstream stream that ends ends this one, with its status and where it broke.
+func (a *app) watch(req *CallRequest, stream grpc.ServerStream) error {
+	ctx := stream.Context()
+	in, _ := metadata.FromIncomingContext(ctx)
+	via := viaOf(in)
+	interval := time.Duration(max(req.IntervalMS, minIntervalMS)) * time.Millisecond
+	type downstream struct {
+		service string
+		stream  grpc.ClientStream
+		header  string
+	}
+	var downs []downstream
+	for _, svc := range a.targets() {
+		c, err := a.channel(svc)
+		if err != nil {
+			return status.Error(codes.Unavailable, svc+": "+err.Error())
+		}
+		s, err := c.NewStream(outgoing(ctx, req.RequestID), watchDesc, watchMethod)
+		if err == nil {
+			err = s.SendMsg(&CallRequest{RequestID: req.RequestID, IntervalMS: req.IntervalMS})
+		}
+		if err == nil {
+			err = s.CloseSend()
+		}
+		if err != nil {
+			return status.Error(status.Code(err), svc+": "+err.Error())
+		}
+		downs = append(downs, downstream{service: svc, stream: s})
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		ans := a.hop(req.RequestID, via)
+		for i := range downs {
+			nested := &Answer{}
+			if err := downs[i].stream.RecvMsg(nested); err != nil {
+				if errors.Is(err, io.EOF) {
+					err = status.Error(codes.Unavailable, "the stream ended")
+				}
+				return status.Error(status.Code(err), downs[i].service+": "+status.Convert(err).Message())
+			}
+			if downs[i].header == "" {
+				if md, err := downs[i].stream.Header(); err == nil {
+					downs[i].header = viaOf(md)
+				}
+			}
+			ans.Downstream = append(ans.Downstream, Downstream{Service: downs[i].service, Status: 200, Via: downs[i].header, Answer: nested})
+		}
+		if err := stream.SendMsg(ans); err != nil {
+			return err
+		}
+		if len(downs) > 0 {
+			continue // paced by the leaves
+		}
+		select {
+		case <-ticker.C:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// http1AndH2C: HTTP/1.1, and HTTP/2 cleartext with prior knowledge (gRPC) on the same port.
+func http1AndH2C() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &p
+}
+
+// withGRPC serves gRPC calls (HTTP/2, content-type application/grpc) with the Chain service
+// and everything else with h. net/http's HTTP/2 server sends GOAWAY when the app drains.
+func (a *app) withGRPC(h http.Handler) http.Handler {
+	server := grpc.NewServer()
+	server.RegisterService(&chainDesc, a)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			server.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
