@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -52,3 +53,9 @@ def test_read_jsonl_skips_a_line_cut_short(tmp_path) -> None:
 def test_bad_load_settings(config: LoadConfig, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         config.validate()
+
+
+def test_answer_trail_is_the_go_load_clients_on_the_shared_fixture() -> None:
+    """grpcload's trail (images/cmd/grpcload/trail.go) and this one read one fixture the same way."""
+    fixture = json.loads((Path(__file__).parents[2] / "images" / "cmd" / "grpcload" / "testdata" / "trail.json").read_text())
+    assert answer_trail(json.dumps(fixture["answer"]).encode()) == fixture["trail"]

@@ -22,7 +22,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"patternbench.local/images/internal/h2watch"
 )
 
 // jsonCodec carries the chain's messages as JSON (content-subtype "json").
@@ -74,10 +77,31 @@ var chainDesc = grpc.ServiceDesc{
 
 var watchDesc = &grpc.StreamDesc{StreamName: "Watch", ServerStreams: true}
 
-// channels holds one gRPC channel per downstream Service, made on first use.
+// channels holds one gRPC channel per downstream Service, made on first use, over watched
+// connections: each call says which connection carried it, and the first call over a
+// replacement says how the one before ended (a GOAWAY or a cut) and how long the channel
+// went without one. An upgraded proxy between two apps is seen only from here.
 type channels struct {
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	mu       sync.Mutex
+	conns    map[string]*grpc.ClientConn
+	watch    *h2watch.Watcher
+	reported sync.Map // connection ids whose replacement details a call already carried
+}
+
+// connOf is the watched connection a call's peer names, and on its first call the details
+// of the connection it replaced.
+func (a *app) connOf(p *peer.Peer) (string, *h2watch.Prev) {
+	if p == nil {
+		return "", nil
+	}
+	addr, ok := p.Addr.(h2watch.Addr)
+	if !ok {
+		return "", nil
+	}
+	if _, seen := a.grpc.reported.LoadOrStore(addr.ID, true); seen {
+		return addr.ID, nil
+	}
+	return addr.ID, a.grpc.watch.Prev(addr.ID)
 }
 
 // channel is the app's gRPC channel to a downstream Service: through its sidecar or its
@@ -100,15 +124,18 @@ func (a *app) channel(service string) (*grpc.ClientConn, error) {
 		hostPort = net.JoinHostPort(authority, "80") // a Service's port
 	}
 	target := "passthrough:///" + hostPort
+	var dial func(ctx context.Context, addr string) (net.Conn, error)
 	switch {
 	case a.s.Proxy != "" && a.s.Tunnel == "connect":
 		tunnel := &tunnelDialer{proxy: a.s.Proxy, d: net.Dialer{Timeout: 2 * time.Second}}
-		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			return tunnel.DialContext(ctx, "tcp", addr)
-		}))
+		dial = func(ctx context.Context, addr string) (net.Conn, error) { return tunnel.DialContext(ctx, "tcp", addr) }
 	case a.s.Proxy != "":
 		target = "passthrough:///" + a.s.Proxy
 	}
+	if a.grpc.watch == nil {
+		a.grpc.watch = &h2watch.Watcher{Prefix: a.s.Pod, Dialer: net.Dialer{Timeout: 2 * time.Second}}
+	}
+	opts = append(opts, grpc.WithContextDialer(a.grpc.watch.Dial(service, dial)))
 	c, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, err
@@ -162,9 +189,13 @@ func (a *app) grpcDownstream(ctx context.Context, service, requestID string) Dow
 		return d
 	}
 	var header metadata.MD
+	var p peer.Peer
 	nested := &Answer{}
-	err = c.Invoke(outgoing(ctx, requestID), callMethod, &CallRequest{RequestID: requestID}, nested, grpc.Header(&header))
+	began := time.Now()
+	err = c.Invoke(outgoing(ctx, requestID), callMethod, &CallRequest{RequestID: requestID}, nested, grpc.Header(&header), grpc.Peer(&p))
+	d.MS = float64(time.Since(began).Microseconds()) / 1000
 	d.Via = viaOf(header)
+	d.Conn, d.NewConn = a.connOf(&p)
 	if err != nil {
 		d.Error = status.Convert(err).Code().String() + ": " + status.Convert(err).Message()
 	} else {
@@ -188,6 +219,8 @@ func (a *app) watch(req *CallRequest, stream grpc.ServerStream) error {
 		service string
 		stream  grpc.ClientStream
 		header  string
+		conn    string
+		newConn *h2watch.Prev
 	}
 	var downs []downstream
 	for _, svc := range a.targets() {
@@ -205,7 +238,11 @@ func (a *app) watch(req *CallRequest, stream grpc.ServerStream) error {
 		if err != nil {
 			return status.Error(status.Code(err), svc+": "+err.Error())
 		}
-		downs = append(downs, downstream{service: svc, stream: s})
+		d := downstream{service: svc, stream: s}
+		if p, ok := peer.FromContext(s.Context()); ok {
+			d.conn, d.newConn = a.connOf(p)
+		}
+		downs = append(downs, d)
 	}
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
@@ -224,7 +261,9 @@ func (a *app) watch(req *CallRequest, stream grpc.ServerStream) error {
 					downs[i].header = viaOf(md)
 				}
 			}
-			ans.Downstream = append(ans.Downstream, Downstream{Service: downs[i].service, Status: 200, Via: downs[i].header, Answer: nested})
+			ans.Downstream = append(ans.Downstream, Downstream{Service: downs[i].service, Status: 200, Via: downs[i].header, Answer: nested,
+				Conn: downs[i].conn, NewConn: downs[i].newConn})
+			downs[i].newConn = nil // said once, with the stream's first message
 		}
 		if err := stream.SendMsg(ans); err != nil {
 			return err

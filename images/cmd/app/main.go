@@ -25,6 +25,7 @@ import (
 
 	"patternbench.local/images/internal/applog"
 	"patternbench.local/images/internal/config"
+	"patternbench.local/images/internal/h2watch"
 	"patternbench.local/images/internal/serve"
 )
 
@@ -93,6 +94,11 @@ type Downstream struct {
 	Tunnel string  `json:"tunnel,omitempty"`
 	Error  string  `json:"error,omitempty"`
 	Answer *Answer `json:"answer,omitempty"`
+	// gRPC calls (grpc.go): the call's time, the connection that carried it, and on the first
+	// call over a replacement connection how the one before ended.
+	MS      float64       `json:"ms,omitempty"`
+	Conn    string        `json:"conn,omitempty"`
+	NewConn *h2watch.Prev `json:"new_conn,omitempty"`
 }
 
 type app struct {

@@ -1,0 +1,138 @@
+package h2watch
+
+import (
+	"context"
+	"encoding/binary"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+func frame(typ byte, stream uint32, payload []byte) []byte {
+	b := []byte{byte(len(payload) >> 16), byte(len(payload) >> 8), byte(len(payload)), typ, 0, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[5:], stream)
+	return append(b, payload...)
+}
+
+// Frames split anywhere across reads: the GOAWAY, its last stream and code, and the resets are read.
+func TestParseAcrossReads(t *testing.T) {
+	goaway := make([]byte, 8)
+	binary.BigEndian.PutUint32(goaway[0:], 7)
+	binary.BigEndian.PutUint32(goaway[4:], 2)
+	var all []byte
+	all = append(all, frame(0x4, 0, make([]byte, 6))...)            // SETTINGS
+	all = append(all, frame(0x0, 1, []byte("hello world"))...)      // DATA
+	all = append(all, frame(frameRSTStream, 3, make([]byte, 4))...) // RST_STREAM
+	all = append(all, frame(frameGoAway, 0, append(goaway, []byte("debug")...))...)
+	all = append(all, frame(frameRSTStream, 5, make([]byte, 4))...)
+	for step := 1; step <= len(all); step++ {
+		c := &Conn{}
+		for i := 0; i < len(all); i += step {
+			c.parse(all[i:min(i+step, len(all))])
+		}
+		if c.rec.RSTStreams != 2 || c.rec.GoAwayT == 0 || c.rec.GoAwayLastStream != 7 || c.rec.GoAwayCode != 2 || c.rec.ReadyT == 0 {
+			t.Fatalf("step %d: %+v", step, c.rec)
+		}
+	}
+}
+
+// A real HTTP/2 server shutting down: the client side sees its GOAWAY, then the connection's
+// end; the channel's next connection knows the one before went away cleanly.
+func TestGoAwayOnShutdownAndReplacement(t *testing.T) {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
+	go srv.Serve(ln)
+	var mu sync.Mutex
+	var ended []Record
+	w := &Watcher{Prefix: "test", OnEnd: func(r Record) { mu.Lock(); ended = append(ended, r); mu.Unlock() }}
+	dial := w.Dial("ch", nil)
+	tr := &http.Transport{Protocols: &p, DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }}
+	client := &http.Client{Transport: tr}
+	get := func() {
+		resp, err := client.Get("http://" + ln.Addr().String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	get()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(ended)
+		mu.Unlock()
+		if n == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	if len(ended) != 1 || ended[0].GoAwayT == 0 || ended[0].Cut() || ended[0].ID != "test#1" {
+		t.Fatalf("ended: %+v", ended)
+	}
+	mu.Unlock()
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2 := &http.Server{Protocols: &p, Handler: srv.Handler}
+	go srv2.Serve(ln2)
+	defer srv2.Close()
+	resp, err := client.Get("http://" + ln2.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	w.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ended) != 2 || ended[1].End != EndClosed || ended[1].Prev == nil || !ended[1].Prev.GoAway || ended[1].Prev.ID != "test#1" || ended[1].Prev.ReconnectS <= 0 {
+		t.Fatalf("replacement: %+v prev %+v", ended, ended[len(ended)-1].Prev)
+	}
+}
+
+// A server that dies: the connection is cut (no GOAWAY).
+func TestCut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.Write(frame(0x4, 0, nil))
+			c.Close()
+		}
+	}()
+	done := make(chan Record, 1)
+	w := &Watcher{Prefix: "x", OnEnd: func(r Record) { done <- r }}
+	c, err := w.Dial("ch", nil)(context.Background(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			break
+		}
+	}
+	r := <-done
+	if r.End != EndEOF || !r.Cut() || r.ReadyT == 0 {
+		t.Fatalf("%+v", r)
+	}
+	if a, ok := c.RemoteAddr().(Addr); !ok || a.ID != "x#1" {
+		t.Fatalf("addr %#v", c.RemoteAddr())
+	}
+}
