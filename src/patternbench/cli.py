@@ -298,6 +298,8 @@ def cmd_run(args: argparse.Namespace, progress: Progress) -> int:
 
     plan, cases = experiment_options(args)
     profile = plan.profile
+    for note in plan.notes:
+        progress.say(f"   {note}")
     topology = choose_topology(args.topology, args.services, args.replicas, args.depth)
 
     for pattern in {c.pattern for c in cases}:

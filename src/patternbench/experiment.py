@@ -18,11 +18,13 @@ from kubernetes import client
 from kubernetes import config as kube_config
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from patternbench.build.images import grpcload_binary
 from patternbench.cluster.provider import abilities
 from patternbench.errors import UsageError
 from patternbench.load.cluster_load import InClusterLoad, LoadFailed
 from patternbench.load.placement import check_load_nodes
 from patternbench.load.runner import LoadProcess
+from patternbench.load.workloads import workload_spec
 from patternbench.measure.apiserver import STEADY, UPGRADE
 from patternbench.observe.apiserver import ApiServerScrapes
 from patternbench.observe.endpoints import EndpointSliceWatcher
@@ -249,7 +251,9 @@ def case_load(provider: Any, api: client.ApiClient, run: DeployedRun, profile: P
     NodePort, or pods on the load node at the entry Service's cluster address."""
     able = abilities(provider)
     if profile.load.load_from == "host":
-        return LoadProcess(run.entry_url, profile.load, out_dir, max_duration_s=3600, on_progress=report, conntrack=capture and able.conntrack_here)
+        grpc = workload_spec(profile.load.workload).grpc
+        return LoadProcess(run.entry_url, profile.load, out_dir, max_duration_s=3600, on_progress=report, conntrack=capture and able.conntrack_here,
+                           grpcload=grpcload_binary(build=False) if grpc else None)
     image = load_generator_image(provider, progress)
     core = client.CoreV1Api(api)
     ip, port = run.entry_in_cluster(core)
@@ -259,7 +263,11 @@ def case_load(provider: Any, api: client.ApiClient, run: DeployedRun, profile: P
 
 def prepare_load(provider: Any, profile: Profile, progress: Progress) -> None:
     """Before anything is deployed: a load from the cluster needs a load node and a node for
-    the apps (one line, exit 2, otherwise), and its image in the cluster."""
+    the apps (one line, exit 2, otherwise), and its image in the cluster; a gRPC workload
+    its client, built here."""
+    if workload_spec(profile.load.workload).grpc:
+        with progress.step("build the gRPC load client (images/cmd/grpcload)"):
+            grpcload_binary()
     if profile.load.load_from != "cluster":
         return
     api = kube_config.new_client_from_config(config_file=str(provider.kubeconfig()))

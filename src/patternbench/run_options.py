@@ -13,6 +13,7 @@ from patternbench.cluster.local.settings import parse_load_node_count
 from patternbench.cluster.registry import PROVIDER_NAMES, ProviderOptions, parse_node_count, provider_entry
 from patternbench.errors import UsageError
 from patternbench.load.placement import LOAD_FROM, LOAD_NODE_LABEL, LOAD_NODE_VALUE, parse_load_from, parse_load_workers
+from patternbench.load.workloads import WORKLOADS, patterns_for, workload_spec
 from patternbench.options import MAX_FAILED_REQUESTS, parse_count, parse_load_duration, parse_repeat, parse_rps, parse_slo_ms, parse_sweep
 from patternbench.specs.agent_file import load_agent_file
 from patternbench.specs.agents import UPGRADABLE, AgentSpec, upgradable_spec
@@ -88,6 +89,7 @@ RUN_OPTIONS = (
     RunOption("--repeat", "run every case N times, interleaved (a b c a b c); medians and 95 %% intervals (default 1)", "1", metavar="N"),
     RunOption("--slo-ms", "a probe slower than this is unavailable (default 1000)", metavar="MS"),
     RunOption("--rps", "open-loop load: R requests/s on schedule, latency from the intended start (instead of --users)", metavar="R"),
+    RunOption("--workload", f"what the load sends: {', '.join(WORKLOADS)} (default http; the gRPC ones hold channels and streams open across the upgrade: images/cmd/grpcload)", metavar="KIND"),
     RunOption("--load-from", f"where the load runs: {' or '.join(LOAD_FROM)} (Locust's master, workers and the prober as pods on a load node); default: the provider's (host on local and kind, cluster on gke and kubeconfig)", metavar="WHERE"),
     RunOption("--load-workers", "with --load-from cluster: Locust worker pods (default 2)", metavar="N"),
     RunOption("--sweep", "after the cases, per pattern (--pattern, default all): open-loop load at these rising rates until errors or saturation; latency and agent cost against load", metavar="R1,R2,..."),
@@ -159,6 +161,7 @@ class RunPlan:
     fault_duration_s: float | None
     max_failed_requests: int
     results: Path
+    notes: tuple[str, ...] = ()  # what the selection left out, and why (said before the run)
 
     def matrix(self) -> list[Case]:
         """The upgrade matrix for this selection."""
@@ -190,12 +193,19 @@ def resolve_run(get: Getter) -> RunPlan:
     fault_duration = parse_duration(get("fault_duration")) if get("fault_duration") is not None else None
     check_chosen_faults(faults, patterns, agents, injection, explicit=bool(get("pattern")))
     profile = with_load_placement(profile_of(get("profile"), get("duration"), get("users"), rps, slo_ms), get)
+    workload = workload_spec(get("workload") or "http")
+    profile = replace(profile, load=replace(profile.load, workload=workload.name))
+    profile.validate()
+    patterns, notes = patterns_for(workload, patterns, agent_files)
+    if workload.grpc and sweep is not None:
+        raise UsageError(f"--sweep sends HTTP/1.1 at rising rates: it cannot run with --workload {workload.name}")
     if sweep is not None and profile.load.load_from == "cluster":
         raise UsageError("--sweep drives its rates from this machine (load/sweep.py): it needs --load-from host")
     return RunPlan(
         patterns=patterns, agents=agents, strategies=strategies, injection=injection, naive=not get("no_naive"), agent_files=agent_files,
         profile=profile, repeat=repeat, sweep=sweep,
         faults=faults, fault_duration_s=fault_duration, max_failed_requests=parse_count(get("max_failed_requests"), "--max-failed-requests", 0, MAX_FAILED_REQUESTS), results=Path(get("results")),
+        notes=tuple(notes),
     )
 
 

@@ -180,6 +180,13 @@ def build_go_binaries(names: tuple[str, ...], version: str, out_dir: Path) -> di
     return {n: out_dir / n for n in names}
 
 
+def grpcload_binary(build: bool = True) -> Path:
+    """The gRPC load client (images/cmd/grpcload), run on this machine for a gRPC workload;
+    `build`: bring it up to date first (go build is incremental)."""
+    out_dir = cache_root() / "bin"
+    return build_go_binaries(("grpcload",), "v1", out_dir)["grpcload"] if build else out_dir / "grpcload"
+
+
 def build_project_images(names: tuple[str, ...], tag: str, out_dir: Path | None = None) -> list[ImageArchive]:
     """Build `images/cmd/<name>` for each name and write `patternbench.local/<name>:<tag>` archives."""
     out_dir = out_dir or cache_root() / "images" / tag

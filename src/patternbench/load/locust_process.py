@@ -85,7 +85,9 @@ def main(config_path: str) -> int:
     prober = gevent.spawn(probe_stream) if worker == 0 and config.get("probe_interval_s") else None
     open_loop: OpenLoop | None = None
     runner = None
-    if config.get("rps"):
+    if config.get("users_off"):
+        pass  # a gRPC workload: grpcload sends it, this process sends the probes
+    elif config.get("rps"):
         open_loop = OpenLoop(host, float(config["rps"]), records.write, connections=int(config.get("connections", 200)),
                              timeout_s=float(config.get("request_timeout_s", 5.0)))
         sender = gevent.spawn(open_loop.run, should_stop)
@@ -96,6 +98,8 @@ def main(config_path: str) -> int:
     def progress() -> None:
         while True:
             gevent.sleep(config.get("progress_interval_s", 5))
+            if runner is None and open_loop is None:
+                continue
             if open_loop is not None:
                 done = len(open_loop.latencies_ms) + open_loop.failures
                 line = {"requests": done, "failures": open_loop.failures, "rps": round(done / max(1e-9, time.monotonic() - started), 1)}
@@ -114,10 +118,8 @@ def main(config_path: str) -> int:
         sender.join(timeout=1)
         elapsed = time.monotonic() - started
         open_loop.finish(timeout_s=float(config.get("request_timeout_s", 5.0)) + 1)
-    else:
-        assert runner is not None
+    elif runner is not None:
         runner.quit()
-        elapsed = time.monotonic() - started
     in_flight.join(timeout=config["probe_timeout_s"])  # in-flight probes finish and are recorded
     cpu_share = (time.process_time() - cpu_started) / max(1e-9, time.monotonic() - started)
     if open_loop is not None:
@@ -127,9 +129,10 @@ def main(config_path: str) -> int:
             # Locust warns at 90 % CPU; the open-loop sender is judged the same way.
             "cpu_warning": cpu_share >= 0.9,
         }
-    else:
-        assert runner is not None
+    elif runner is not None:
         summary = users_summary(env, bool(runner.cpu_warning_emitted))
+    else:
+        summary = {"mode": "probes", "requests": 0, "failures": 0, "cpu_warning": cpu_share >= 0.9}
     summary.update({"duration_s": round(time.monotonic() - started, 3), "cpu_share": round(cpu_share, 3), "worker": worker})
     with open(config["summary"], "w") as handle:
         json.dump(summary, handle)

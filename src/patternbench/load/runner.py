@@ -15,6 +15,7 @@ from patternbench.errors import UsageError
 from patternbench.lifeline import die_with_parent
 from patternbench.load.placement import parse_load_from, parse_load_workers
 from patternbench.load.records import merge_summaries
+from patternbench.load.workloads import workload_spec
 from patternbench.results.rundir import LOAD_CONFIG, LOAD_SUMMARY, REQUESTS
 
 
@@ -37,9 +38,20 @@ class LoadConfig:
     # `pod_workers` worker pods and a prober pod on the cluster's load node(s) (cluster_load.py).
     load_from: str = "host"
     pod_workers: int = 2
+    # What is sent (workloads.py): with a gRPC workload, grpcload's channels carry it at the
+    # users' rate (or --rps) and Locust sends the probes only.
+    workload: str = "http"
+    grpc_channels: int = 4
+    grpc_streams: int = 4
+    stream_rate: float = 10.0  # messages per second per Watch stream
 
     def validate(self) -> None:
         parse_load_from(self.load_from)
+        if workload_spec(self.workload).grpc:
+            if self.load_from != "host":
+                raise UsageError(f"--workload {self.workload} runs its gRPC clients on this machine for now: it needs --load-from host")
+            if not (1 <= self.grpc_channels <= 64 and 1 <= self.grpc_streams <= 256 and 0.1 <= self.stream_rate <= 100):
+                raise UsageError("gRPC load: 1..64 channels, 1..256 streams, 0.1..100 messages/s per stream")
         parse_load_workers(self.pod_workers)
         if self.rps is not None:
             if not self.rps > 0:
@@ -76,18 +88,25 @@ class LoadProcess:
 
     def __init__(
         self, host: str, config: LoadConfig, out_dir: Path, max_duration_s: float, on_progress: Callable[[dict], None] | None = None,
-        conntrack: bool = False,
+        conntrack: bool = False, grpcload: Path | None = None,
     ) -> None:
         """`conntrack`: a refused probe looks its connection up in this host's conntrack
-        table (the provider's `conntrack_here` ability: the entry's NAT happens here)."""
+        table (the provider's `conntrack_here` ability: the entry's NAT happens here).
+        `grpcload`: the gRPC load client's binary, for a gRPC workload."""
         config.validate()
+        self.grpc = workload_spec(config.workload).grpc
+        if self.grpc and grpcload is None:
+            raise UsageError(f"--workload {config.workload} needs the grpcload binary (experiment.prepare_load builds it)")
+        self.grpcload = grpcload
+        self.config_workload = config.workload
+        self.grpc_summary = out_dir / "load-summary.grpc.json"
         self.out_dir = out_dir
         self.records = out_dir / REQUESTS
         self.summary_path = out_dir / LOAD_SUMMARY
         self.stop_file = out_dir / ".stop-load"
         self.config_path = out_dir / LOAD_CONFIG
         self.on_progress = on_progress
-        workers = config.workers if config.rps is not None else 1
+        workers = config.workers if config.rps is not None and not self.grpc else 1
         self.config_paths: list[Path] = []
         self.summary_paths: list[Path] = []
         for k in range(workers):
@@ -97,13 +116,15 @@ class LoadProcess:
             path.write_text(json.dumps({
                 **asdict(config), "rps": config.rps / workers if config.rps is not None else None,
                 "worker": k, "workers": workers, "host": host, "duration_s": max_duration_s, "records": str(self.records),
-                "summary": str(summary), "stop_file": str(self.stop_file), "conntrack": conntrack,
+                "summary": str(summary), "stop_file": str(self.stop_file), "conntrack": conntrack, "grpc_summary": str(self.grpc_summary),
+                # With a gRPC workload, Locust sends the probes only.
+                "users_off": self.grpc,
             }))
             self.config_paths.append(path)
             self.summary_paths.append(summary)
         self.procs: list[subprocess.Popen[str]] = []
         self.latest: dict[str, Any] = {}
-        self._per_worker: dict[int, dict[str, Any]] = {}
+        self._per_worker: dict[str, dict[str, Any]] = {}
 
     @property
     def proc(self) -> subprocess.Popen[str] | None:
@@ -120,6 +141,14 @@ class LoadProcess:
             )
             self.procs.append(proc)
             threading.Thread(target=self._relay, args=(proc,), daemon=True).start()
+        if self.grpc:
+            assert self.grpcload is not None
+            proc = subprocess.Popen(
+                [str(self.grpcload), str(self.config_paths[0])], stdout=subprocess.PIPE, stderr=open(self.out_dir / "grpcload.log", "w"), text=True,
+                preexec_fn=die_with_parent,
+            )
+            self.procs.append(proc)
+            threading.Thread(target=self._relay, args=(proc,), daemon=True).start()
 
     def _relay(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout
@@ -129,7 +158,7 @@ class LoadProcess:
             except ValueError:
                 continue
             if "progress" in msg:
-                self._per_worker[int(msg["progress"].get("worker", 0))] = msg["progress"]
+                self._per_worker[str(msg["progress"].get("worker", 0))] = msg["progress"]
                 rows = list(self._per_worker.values())
                 self.latest = {
                     "elapsed_s": max(r["elapsed_s"] for r in rows),
@@ -163,6 +192,12 @@ class LoadProcess:
         parts = [json.loads(p.read_text()) for p in self.summary_paths if p.exists()]
         if not parts:
             return {}
+        if self.grpc:
+            # The gRPC client's own count; a client that never wrote one is a gap (summary.load_gaps).
+            grpc = json.loads(self.grpc_summary.read_text()) if self.grpc_summary.exists() else {"missing": True}
+            merged = {**parts[0], "load_from": "host", "workload": self.config_workload, "grpc": grpc}
+            self.summary_path.write_text(json.dumps(merged))
+            return merged
         if len(self.summary_paths) == 1:
             return {**parts[0], "load_from": "host"}
         merged = merge_summaries(parts)

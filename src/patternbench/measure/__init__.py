@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from patternbench.measure.availability import DEFAULT_SLO_MS, Outage, asked_at, availability, latency_ms, outage_spans, outages, probe_cause
 from patternbench.measure.faults import affected, fault_impact, recovered_at, touches, went_down_since
+from patternbench.measure.longlived import LONG_LIVED_KEYS, long_lived, replaced_connections
 from patternbench.measure.hops import call_hops, crosses_nodes, entry_hops, grouping, hop_kind, hop_summary, path_hops, request_hops, requests_per_agent
 from patternbench.measure.records import Record, in_window, ok
 from patternbench.measure.resources import agent_age_s, agent_resources, cpu_pressure, proxy_programming, run_queue_wait, saturated_spans, stalled_spans, whole_rounds
@@ -14,6 +15,9 @@ from patternbench.measure.rollouts import NodeRollout, max_concurrent, node_roll
 from patternbench.measure.via import Location, ViaEntry, calls, parse_via, pods_in, proxies_per_request, via_entries, via_kinds
 
 __all__ = [
+    "LONG_LIVED_KEYS",
+    "long_lived",
+    "replaced_connections",
     "Record",
     "ViaEntry",
     "Location",

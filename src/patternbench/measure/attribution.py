@@ -251,6 +251,9 @@ def _evidence_cause(record: Record, ev: Evidence) -> str:
     how = record.get("how")
     if status >= 400 or (status and record.get("error")):
         return ev.charged("answer-error", t)
+    if record.get("proto") == "grpc":
+        # A failed RPC (grpcload): an app answered with the hop that failed, or the call was cut.
+        return ev.charged("answer-error" if ":" in str(record.get("detail") or "") else "cut-in-flight", t)
     if timed_out(record) and ev.stalled_during(record):
         return "host-stalled"
     if timed_out(record) and not ev.in_window(t) and ev.saturated_during(record):

@@ -182,6 +182,8 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     pods = read_jsonl(case_dir / PODS)
     users = [r for r in requests if r.get("kind") == "user"]
     probes = [r for r in requests if r.get("kind") == "probe"]
+    # A gRPC stream's first message carries its path (grpcload): it is a request's trail too.
+    carried = users + [r for r in requests if r.get("kind") == "msg" and "calls" in r]
     samples = read_jsonl(case_dir / RESOURCES)
     load_summary = _read_json(case_dir / LOAD_SUMMARY, unreadable) or {}
     sink = _read_json(case_dir / SINK, unreadable)
@@ -219,7 +221,9 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
         "during": measure.latency_ms(measure.in_window(users, up_start, up_end)) if up_start and up_end else None,
         "after": measure.latency_ms(measure.in_window(users, up_end or before_end, end)),
     }
-    entry.update(measure.hop_summary(measure.in_window(users, start, end)))
+    entry.update(measure.hop_summary(measure.in_window(carried, start, end)))
+    entry["workload"] = (case.get("profile") or {}).get("load", {}).get("workload", "http")
+    entry.update(measure.long_lived(requests, window_start, end))
     before, after = _read_json(case_dir / PODS_BEFORE, unreadable), _read_json(case_dir / PODS_AFTER, unreadable)
     entry.update(measure.pod_changes(before, after) if before is not None and after is not None else {"app_pods_recreated": None, "app_container_restarts": None})
     entry["app_pods"] = deployment.get("app_pods")
@@ -245,7 +249,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     scrapes = read_jsonl(case_dir / APISERVER)
     entry["apiserver"] = figures_between(scrapes, STEADY)
     entry["apiserver_upgrade"] = figures_between(scrapes, UPGRADE)
-    per_agent = measure.requests_per_agent(measure.in_window(users, start, end))
+    per_agent = measure.requests_per_agent(measure.in_window(carried, start, end))
     entry["requests_per_agent"] = per_agent
     entry["request_grouping"] = measure.grouping(per_agent)
     entry["node_rollouts"], entry["max_nodes_down_at_once"] = None, None
@@ -274,7 +278,7 @@ def summarize_case(case_dir: Path, slo_ms: float | None = None) -> dict[str, Any
     # Where the load ran, as the load itself reported it (runner.py, cluster_load.py).
     entry["load_from"] = load_summary.get("load_from")
     entry["invalid"] = bool(load_summary.get("cpu_warning"))
-    entry["missing"] = missing + [f"{name} (not valid JSON)" for name in unreadable] + load_gaps(marks, load_summary, users)
+    entry["missing"] = missing + [f"{name} (not valid JSON)" for name in unreadable] + load_gaps(marks, load_summary, carried)
     return entry
 
 
@@ -288,6 +292,8 @@ def load_gaps(marks: dict[str, Any], load_summary: dict[str, Any], users: list[d
         gaps.append(f"the load's requests ({load_summary['exceptions']} errors inside Locust's users: see locust.log or the load pods)")
     if load_summary and not users:
         gaps.append("the load's requests (none recorded)")
+    if (load_summary.get("grpc") or {}).get("missing"):
+        gaps.append("the gRPC load's summary (grpcload did not finish: see grpcload.log)")
     return gaps
 
 
@@ -348,6 +354,8 @@ def check_claims(
             failures.append(f"a sidecar upgrade recreated {entry['app_pods_recreated']} of {entry.get('app_pods')} app pods")
         if not naive and not fault and charged_failures(entry) > thresholds.max_failed_requests:
             failures.append(f"{charged_failures(entry)} requests failed during the upgrade (threshold {thresholds.max_failed_requests}; {causes_text(entry)}); downtime {entry['downtime_s']}s")
+        if not naive and not fault and entry.get("workload", "http") != "http":
+            failures += long_lived_claims(entry, thresholds)
         log_agent = agent_spec(agent).kind is AgentKind.LOG
         if log_agent and spec.lossless_log_upgrade and (entry["log_lines_lost"] or 0) > thresholds.max_log_lines_lost:
             failures.append(f"{entry['log_lines_lost']} log lines lost in a DaemonSet log-agent upgrade")
@@ -358,6 +366,19 @@ def check_claims(
             if replaced and repeated > batch * replaced:
                 failures.append(f"the log-agent upgrade repeated {repeated} log lines, more than one batch ({batch}) for each of the {replaced} agents replaced")
     return failures
+
+
+def long_lived_claims(entry: dict[str, Any], thresholds: Thresholds) -> list[str]:
+    """What the model says an upgrade owes long-lived traffic (issue 24): a stream broken by
+    it is a failed request, and a proxy that goes away drains its HTTP/2 connections with a
+    GOAWAY, never cutting one silently. (Failed RPCs are failed requests already.)"""
+    out = []
+    if (entry.get("streams_broken") or 0) > thresholds.max_failed_requests:
+        out.append(f"{entry['streams_broken']} gRPC streams broke during the upgrade (threshold {thresholds.max_failed_requests}; {entry.get('streams_broken_by')})")
+    cut = (entry.get("connections_replaced") or 0) - (entry.get("connections_goaway") or 0)
+    if cut > 0:
+        out.append(f"{cut} HTTP/2 connections ended without a GOAWAY ({entry.get('connections_replaced_by')})")
+    return out
 
 
 # Slack on the model's bound for a dead proxy instance: requests in flight when it died and

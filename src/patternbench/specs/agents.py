@@ -51,6 +51,10 @@ class ProxyMode:
     # the pod itself), unless an own-pod proxy (a waypoint) sits between.
     direct_same_node: bool = False
     writes_via: bool = True  # an L7 proxy adds itself to Via; an L4 tunnel cannot (its trail comes back apart)
+    # It carries HTTP/2 cleartext (gRPC) between apps: meshproxy's sidecar and node ports route
+    # h2c per stream (images/internal/mesh/h2.go), an L4 tunnel carries any bytes; the
+    # waypoint proxies HTTP/1.1 only.
+    carries_h2c: bool = True
 
 
 # The modes meshproxy runs in (images/cmd/meshproxy): Via names them, hops are classified by them.
@@ -59,7 +63,7 @@ PROXY_MODES: dict[str, ProxyMode] = {
         ProxyMode("sidecar", in_pod=True, on_entry=True),
         ProxyMode("node", in_pod=False, on_entry=False),
         ProxyMode("l4", in_pod=False, on_entry=False, direct_same_node=True, writes_via=False),
-        ProxyMode("waypoint", in_pod=False, on_entry=False, per_call=1, own_pod=True),
+        ProxyMode("waypoint", in_pod=False, on_entry=False, per_call=1, own_pod=True, carries_h2c=False),
     )
 }
 

@@ -1,0 +1,116 @@
+"""Long-lived connections across an upgrade (issue 24), from grpcload's records and the
+connection details the apps put on their calls (images/internal/h2watch):
+
+- `conn` records: the load's own channels to the entry, one per connection when it ended;
+- a call's `new_conn`: the first call over an app's replacement connection to its next hop
+  (through its sidecar or its node's proxy) says how the one before ended. An upgraded proxy
+  between two apps is seen only from there.
+
+A replaced connection ended one of three ways: `goaway` (the server said GOAWAY, then the
+client closed it when its streams were done: a clean drain), `goaway-then-cut` (GOAWAY, but
+the server closed it with streams still open) or `cut` (no GOAWAY: the server went away).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from patternbench.stats import percentile
+
+CLIENT_CLOSED = "closed"
+CLIENT_STOP = "client_stop"  # a stream the load ended itself (the case's end)
+DRAIN_KINDS = ("goaway", "goaway-then-cut", "cut")
+
+
+def drain_kind(end: str, goaway: bool) -> str | None:
+    """How a replaced connection ended; None: the client closed it without a GOAWAY (not replaced)."""
+    if goaway:
+        return "goaway" if end == CLIENT_CLOSED else "goaway-then-cut"
+    return None if end in (CLIENT_CLOSED, "") else "cut"
+
+
+def _in(t: Any, start: float, end: float) -> bool:
+    return isinstance(t, (int, float)) and start <= t <= end
+
+
+def replaced_connections(records: Iterable[dict[str, Any]], start: float, end: float) -> list[dict[str, Any]]:
+    """Every connection replaced within [start, end], once: the load's (`conn` records ended
+    then) and the apps' (a `new_conn` on a call then), each with how it ended and the
+    reconnect time its channel saw (None when the channel did not reconnect)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        kind = r.get("kind")
+        if kind == "conn" and _in(r.get("ended_t"), start, end):
+            how = drain_kind(r.get("end", ""), bool(r.get("goaway_t")))
+            if how:
+                out.setdefault(r["id"], {"id": r["id"], "side": "load", "drain": how, "reconnect_s": None})
+        if kind == "conn" and isinstance(r.get("prev"), dict) and _in(r.get("ready_t"), start, end):
+            prev = r["prev"]
+            how = drain_kind(prev.get("end", ""), bool(prev.get("goaway")))
+            if how:
+                out[prev["id"]] = {"id": prev["id"], "side": "load", "drain": how, "reconnect_s": prev.get("reconnect_s")}
+        if kind in ("user", "msg") and _in(r.get("t"), start, end):
+            for call in r.get("calls") or []:
+                prev = call.get("new_conn")
+                if isinstance(prev, dict) and prev.get("id"):
+                    how = drain_kind(prev.get("end", ""), bool(prev.get("goaway")))
+                    if how:
+                        out[prev["id"]] = {"id": prev["id"], "side": "apps", "drain": how, "reconnect_s": prev.get("reconnect_s")}
+    return list(out.values())
+
+
+def http2_drain(replaced: list[dict[str, Any]]) -> str | None:
+    """One word for how the replaced connections ended: one of DRAIN_KINDS when all ended the
+    same way, `mixed` otherwise, None when none was replaced."""
+    kinds = {r["drain"] for r in replaced}
+    if not kinds:
+        return None
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def long_lived(records: list[dict[str, Any]], start: float, end: float) -> dict[str, Any]:
+    """The summary's long-lived keys over [start, end] (the upgrade's window, as failed
+    requests are counted); all None without gRPC records (an HTTP workload)."""
+    rpcs = [r for r in records if r.get("kind") == "user" and r.get("proto") == "grpc" and _in(r.get("t"), start, end)]
+    streams = [r for r in records if r.get("kind") == "stream" and _in(r.get("ended_t"), start, end)]
+    msgs = [r for r in records if r.get("kind") == "msg" and _in(r.get("t"), start, end)]
+    conns = [r for r in records if r.get("kind") == "conn"]
+    if not (rpcs or streams or msgs or conns):
+        return {key: None for key in LONG_LIVED_KEYS}
+    replaced = replaced_connections(records, start, end)
+    reconnects = sorted(r["reconnect_s"] for r in replaced if isinstance(r.get("reconnect_s"), (int, float)))
+    broken = [s for s in streams if s.get("end") != CLIENT_STOP]
+    gaps = [m["gap_ms"] for m in msgs if isinstance(m.get("gap_ms"), (int, float))]
+    return {
+        "rpcs": len(rpcs),
+        "rpcs_failed": sum(1 for r in rpcs if r.get("error")),
+        "stream_messages": len(msgs),
+        "streams_broken": len(broken),
+        # Where each broken stream broke: its status and the hop its message names.
+        "streams_broken_by": _count(f"{s.get('end')}: {_hop(s.get('detail', ''))}" for s in broken),
+        "stream_gap_max_s": round(max(gaps) / 1000, 3) if gaps else None,
+        "connections_replaced": len(replaced),
+        "connections_goaway": sum(1 for r in replaced if r["drain"] != "cut"),
+        "connections_reset": sum(1 for r in replaced if r["drain"] != "goaway"),
+        "connections_replaced_by": _count(f"{r['side']}: {r['drain']}" for r in replaced),
+        "reconnect_p99_s": round(percentile(reconnects, 99), 3) if reconnects else None,
+        "http2_drain": http2_drain(replaced),
+    }
+
+
+LONG_LIVED_KEYS = ("rpcs", "rpcs_failed", "stream_messages", "streams_broken", "streams_broken_by", "stream_gap_max_s", "connections_replaced",
+                   "connections_goaway", "connections_reset", "connections_replaced_by", "reconnect_p99_s", "http2_drain")
+
+
+def _hop(detail: str) -> str:
+    """The hop a broken stream's message names ("svc: svc2: cause" -> "svc -> svc2"), without the cause."""
+    parts = [p.strip() for p in detail.split(":")]
+    names = [p for p in parts[:-1] if p and " " not in p]
+    return " -> ".join(names) if names else "entry"
+
+
+def _count(keys: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for k in keys:
+        out[k] = out.get(k, 0) + 1
+    return dict(sorted(out.items()))
