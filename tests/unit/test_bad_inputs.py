@@ -178,6 +178,11 @@ ROWS: list[tuple[str, str]] = [
     ("scale --load-workers 3", "--load-workers counts worker pods"),
     ("calibrate --target cluster --load-from moon", "--load-from 'moon'"),
     ("cluster up --load-nodes -1", "--load-nodes -1: cannot be negative"),
+    # what the load sends (issue 24)
+    ("run --workload bogus", "--workload: unknown workload 'bogus' (choose one of http, grpc-unary, grpc-stream)"),
+    ("run --workload grpc-stream --pattern ambient", "--workload grpc-stream with --pattern ambient: its waypoint proxies carry HTTP/1.1 only"),
+    ("run --workload grpc-unary --load-from cluster", "--workload grpc-unary runs its gRPC clients on this machine for now"),
+    ("run --workload grpc-unary --sweep 100,200", "--sweep sends HTTP/1.1 at rising rates"),
     ("cluster up --load-nodes x", "--load-nodes 'x'"),
     ("cluster up --nodes 3 --load-nodes 999", "with --load-nodes 999: this machine holds at most"),
 ]

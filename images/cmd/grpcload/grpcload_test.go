@@ -147,7 +147,7 @@ func TestUnary(t *testing.T) {
 		t.Fatalf("connections used %v, recorded %v", conns, recs["conn"])
 	}
 	for _, c := range recs["conn"] {
-		if c["end"] != "closed" || c["ready_t"] == nil {
+		if c["end"] != "stopped" || c["ready_t"] == nil {
 			t.Fatalf("conn %v", c)
 		}
 	}

@@ -149,7 +149,7 @@ func run(path string) error {
 	defer f.Close()
 	l := &load{cfg: cfg, out: &records{f: f}, started: time.Now()}
 	l.watch = &h2watch.Watcher{Prefix: "load", OnEnd: func(r h2watch.Record) {
-		rec := map[string]any{"kind": "conn"}
+		rec := map[string]any{"kind": "conn", "t": r.EndedT} // every record has its `t` on the case's timeline
 		b, _ := json.Marshal(r)
 		_ = json.Unmarshal(b, &rec)
 		l.out.write(rec)
@@ -189,10 +189,10 @@ func run(path string) error {
 	}
 	stop()
 	wg.Wait()
+	l.watch.Close() // first: what the channels' closing does to their connections is not a replacement
 	for _, c := range l.channels {
 		_ = c.Close()
 	}
-	l.watch.Close()
 	return l.writeSummary()
 }
 
@@ -306,7 +306,8 @@ func (l *load) stream(ctx context.Context, k int) {
 			end, detail = st.Code().String(), truncate(st.Message(), 200)
 		}
 		l.streamEnds.Add(1)
-		l.out.write(map[string]any{"kind": "stream", "stream": id, "attempt": attempt, "opened_t": opened, "ended_t": h2watch.Now(),
+		ended := h2watch.Now()
+		l.out.write(map[string]any{"kind": "stream", "stream": id, "attempt": attempt, "t": ended, "opened_t": opened, "ended_t": ended,
 			"end": end, "detail": detail, "messages": messages, "conn": conn})
 		if messages == 0 && ctx.Err() == nil {
 			time.Sleep(50 * time.Millisecond) // not a hot loop while nothing answers

@@ -33,6 +33,7 @@ const (
 const (
 	EndOpen    = ""        // still open
 	EndClosed  = "closed"  // the client closed it
+	EndStopped = "stopped" // closed at the end of the run (Watcher.Close): not a replacement
 	EndEOF     = "eof"     // the server closed it (FIN)
 	EndReset   = "rst"     // the server reset it (RST)
 	EndTimeout = "timeout" // a deadline passed
@@ -84,7 +85,9 @@ type Prev struct {
 
 // Cut says whether a connection ended without the client closing it and without a GOAWAY
 // first: what a drain must never do.
-func (r Record) Cut() bool { return r.End != EndClosed && r.End != EndOpen && r.GoAwayT == 0 }
+func (r Record) Cut() bool {
+	return r.End != EndClosed && r.End != EndStopped && r.End != EndOpen && r.GoAwayT == 0
+}
 
 // Addr is a watched connection's remote address, carrying its id (gRPC's peer.Addr is the
 // connection's RemoteAddr, so a call can say which connection carried it).
@@ -160,7 +163,7 @@ func (w *Watcher) Prev(id string) *Prev {
 	return nil
 }
 
-// Close ends every connection still open as closed by the client (the end of a run).
+// Close ends every connection still open, as stopped (the end of a run).
 func (w *Watcher) Close() {
 	w.mu.Lock()
 	live := make([]*Conn, 0, len(w.live))
@@ -169,7 +172,8 @@ func (w *Watcher) Close() {
 	}
 	w.mu.Unlock()
 	for _, c := range live {
-		_ = c.Close()
+		c.finish(EndStopped)
+		_ = c.Conn.Close()
 	}
 }
 

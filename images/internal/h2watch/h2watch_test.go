@@ -98,7 +98,7 @@ func TestGoAwayOnShutdownAndReplacement(t *testing.T) {
 	w.Close()
 	mu.Lock()
 	defer mu.Unlock()
-	if len(ended) != 2 || ended[1].End != EndClosed || ended[1].Prev == nil || !ended[1].Prev.GoAway || ended[1].Prev.ID != "test#1" || ended[1].Prev.ReconnectS <= 0 {
+	if len(ended) != 2 || ended[1].End != EndStopped || ended[1].Prev == nil || !ended[1].Prev.GoAway || ended[1].Prev.ID != "test#1" || ended[1].Prev.ReconnectS <= 0 {
 		t.Fatalf("replacement: %+v prev %+v", ended, ended[len(ended)-1].Prev)
 	}
 }

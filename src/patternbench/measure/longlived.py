@@ -18,15 +18,18 @@ from typing import Any, Iterable
 from patternbench.stats import percentile
 
 CLIENT_CLOSED = "closed"
+STOPPED = "stopped"  # closed by the load at the end of the run
 CLIENT_STOP = "client_stop"  # a stream the load ended itself (the case's end)
 DRAIN_KINDS = ("goaway", "goaway-then-cut", "cut")
 
 
 def drain_kind(end: str, goaway: bool) -> str | None:
     """How a replaced connection ended; None: the client closed it without a GOAWAY (not replaced)."""
+    if end == STOPPED:
+        return None  # still open when the run ended
     if goaway:
         return "goaway" if end == CLIENT_CLOSED else "goaway-then-cut"
-    return None if end in (CLIENT_CLOSED, "") else "cut"
+    return None if end in (CLIENT_CLOSED, STOPPED, "") else "cut"
 
 
 def _in(t: Any, start: float, end: float) -> bool:
