@@ -212,6 +212,12 @@ def run_case(
             with progress.step(f"[{case.id}] upgrade the {case.agent} agent {versions[0]} -> {versions[1]}" + strategy(case.upgrade).step_suffix):
                 run_upgrade(UpgradeJob(api, topology, case, run, profile, out_dir, timeline.mark, to_version=versions[1]))
             apiserver.take(UPGRADE[1])
+            if workload_spec(profile.load.workload).grpc:
+                # Long-lived streams stay on the old instances until they stop: the case goes
+                # on until every old pod is gone, or what ending them does is never seen.
+                phase["name"] = "drain"
+                with progress.step(f"[{case.id}] wait until the old pods are gone (their streams end with them)"):
+                    timeline.mark("old_pods_gone", pods=wait_terminating_gone(core, namespaces, OLD_PODS_TIMEOUT_S))
         phase["name"] = "after"
         timeline.mark("after")
         time.sleep(profile.after_s)
@@ -243,6 +249,24 @@ def run_case(
             with progress.step(f"[{case.id}] undeploy"):
                 Deployer(api, Progress(quiet=True)).undeploy(run.run_id, graceful=False, wait=False)
     return out_dir
+
+
+# Longer than any pod's grace period here (terminationGracePeriodSeconds in manifests/).
+OLD_PODS_TIMEOUT_S = 120
+
+
+def wait_terminating_gone(core: client.CoreV1Api, namespaces: list[str], timeout_s: float) -> int:
+    """Wait until no pod of the namespaces is terminating; how many were when it started.
+    A pod still terminating after `timeout_s` is a one-line error."""
+    def terminating() -> list[str]:
+        return [f"{ns}/{p.metadata.name}" for ns in namespaces
+                for p in core.list_namespaced_pod(ns, _request_timeout=REQUEST_TIMEOUT).items if p.metadata.deletion_timestamp]
+    first = terminating()
+    left = Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(0.5), retry=retry_if_result(bool),
+                    retry_error_callback=lambda state: state.outcome.result())(terminating)
+    if left:
+        raise UsageError(f"{len(left)} old pods still terminating after {timeout_s:.0f}s: {', '.join(left[:3])}")
+    return len(first)
 
 
 def case_load(provider: Any, api: client.ApiClient, run: DeployedRun, profile: Profile, out_dir: Path, report: Callable[[dict[str, Any]], None],

@@ -24,21 +24,21 @@ def test_http_workload_has_none_of_the_keys() -> None:
 
 
 def test_replacements_seen_by_the_load_and_by_the_apps_count_once_each() -> None:
-    inner = {"id": "app-a#1", "end": "closed", "goaway": True, "reconnect_s": 0.004}
     records = [
-        # The load's channel: its first connection drained by GOAWAY (ended in the window)...
+        # The load's channel: its first connection drained by GOAWAY, its next ready 20 ms later.
         {"kind": "conn", "id": "load#1", "channel": "ch0", "opened_t": 0.5, "ready_t": 0.5, "goaway_t": 5.0, "ended_t": 5.1, "end": "closed"},
-        # ...and its replacement says so again, with the reconnect time (same id: counted once).
-        {"kind": "conn", "id": "load#2", "channel": "ch0", "opened_t": 5.0, "ready_t": 5.02, "ended_t": 20.0, "end": "closed",
-         "prev": {"id": "load#1", "end": "closed", "goaway": True, "reconnect_s": 0.02}},
-        # Two calls over the app's replacement connection: only the first carries new_conn.
-        rpc(6.0, calls=[{"src": ["a", "n1"], "dst": ["b", "n2"], "via": "", "new_conn": inner}]),
+        {"kind": "conn", "id": "load#2", "channel": "ch0", "opened_t": 5.0, "ready_t": 5.02, "ended_t": 20.0, "end": "stopped"},
+        # Another channel's connection, open all along: not replaced.
+        {"kind": "conn", "id": "load#3", "channel": "ch1", "opened_t": 0.5, "ready_t": 0.5, "ended_t": 20.0, "end": "stopped"},
+        # An app's channel: its connection through the old proxy drained (said once, on the next call).
+        rpc(6.0, calls=[{"src": ["a", "n1"], "dst": ["b", "n2"], "via": "", "ended_conns": [{"id": "app-a#1", "end": "closed", "goaway": True, "reconnect_s": 0.004}]}]),
         rpc(6.1, calls=[{"src": ["a", "n1"], "dst": ["b", "n2"], "via": ""}]),
-        # Another app's connection cut (its proxy died): no GOAWAY.
-        rpc(7.0, calls=[{"src": ["c", "n2"], "dst": ["d", "n3"], "via": "", "new_conn": {"id": "app-c#3", "end": "eof", "goaway": False, "reconnect_s": 1.4}}]),
+        # Another app's connection cut (its proxy died: no GOAWAY), and one closed idle (no replacement).
+        rpc(7.0, calls=[{"src": ["c", "n2"], "dst": ["d", "n3"], "via": "", "ended_conns": [
+            {"id": "app-c#3", "end": "eof", "goaway": False, "reconnect_s": 1.4}, {"id": "app-c#2", "end": "closed", "goaway": False}]}]),
         rpc(7.5, error="grpc:Unavailable"),
         # Outside the window: neither counted.
-        rpc(30.0, error="grpc:Unavailable", calls=[{"new_conn": {"id": "app-x#1", "end": "rst", "goaway": False, "reconnect_s": 9}}]),
+        rpc(30.0, error="grpc:Unavailable", calls=[{"ended_conns": [{"id": "app-x#1", "end": "rst", "goaway": False, "reconnect_s": 9}]}]),
     ]
     got = long_lived(records, 4.0, 20.0)
     assert got["rpcs"] == 4 and got["rpcs_failed"] == 1
@@ -47,7 +47,9 @@ def test_replacements_seen_by_the_load_and_by_the_apps_count_once_each() -> None
     assert got["connections_replaced_by"] == {"apps: cut": 1, "apps: goaway": 1, "load: goaway": 1}
     assert got["reconnect_p99_s"] == 1.4
     assert got["http2_drain"] == "mixed"
-    assert {r["id"] for r in replaced_connections(records, 4.0, 20.0)} == {"load#1", "app-a#1", "app-c#3"}
+    replaced = {r["id"]: r for r in replaced_connections(records, 4.0, 20.0)}
+    assert set(replaced) == {"load#1", "app-a#1", "app-c#3"}
+    assert replaced["load#1"]["reconnect_s"] == pytest.approx(0.02)
 
 
 def test_streams_broken_and_where() -> None:

@@ -78,30 +78,24 @@ var chainDesc = grpc.ServiceDesc{
 var watchDesc = &grpc.StreamDesc{StreamName: "Watch", ServerStreams: true}
 
 // channels holds one gRPC channel per downstream Service, made on first use, over watched
-// connections: each call says which connection carried it, and the first call over a
-// replacement says how the one before ended (a GOAWAY or a cut) and how long the channel
+// connections: each call says which connection carried it, and the channel's connections
+// that ended since its last call: how (a GOAWAY first, or a cut) and how long the channel
 // went without one. An upgraded proxy between two apps is seen only from here.
 type channels struct {
-	mu       sync.Mutex
-	conns    map[string]*grpc.ClientConn
-	watch    *h2watch.Watcher
-	reported sync.Map // connection ids whose replacement details a call already carried
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+	watch *h2watch.Watcher
 }
 
-// connOf is the watched connection a call's peer names, and on its first call the details
-// of the connection it replaced.
-func (a *app) connOf(p *peer.Peer) (string, *h2watch.Prev) {
+// connOf is the watched connection a call's peer names.
+func connOf(p *peer.Peer) string {
 	if p == nil {
-		return "", nil
+		return ""
 	}
-	addr, ok := p.Addr.(h2watch.Addr)
-	if !ok {
-		return "", nil
+	if addr, ok := p.Addr.(h2watch.Addr); ok {
+		return addr.ID
 	}
-	if _, seen := a.grpc.reported.LoadOrStore(addr.ID, true); seen {
-		return addr.ID, nil
-	}
-	return addr.ID, a.grpc.watch.Prev(addr.ID)
+	return ""
 }
 
 // channel is the app's gRPC channel to a downstream Service: through its sidecar or its
@@ -195,7 +189,7 @@ func (a *app) grpcDownstream(ctx context.Context, service, requestID string) Dow
 	err = c.Invoke(outgoing(ctx, requestID), callMethod, &CallRequest{RequestID: requestID}, nested, grpc.Header(&header), grpc.Peer(&p))
 	d.MS = float64(time.Since(began).Microseconds()) / 1000
 	d.Via = viaOf(header)
-	d.Conn, d.NewConn = a.connOf(&p)
+	d.Conn, d.EndedConns = connOf(&p), a.grpc.watch.Ended(service)
 	if err != nil {
 		d.Error = status.Convert(err).Code().String() + ": " + status.Convert(err).Message()
 	} else {
@@ -220,7 +214,7 @@ func (a *app) watch(req *CallRequest, stream grpc.ServerStream) error {
 		stream  grpc.ClientStream
 		header  string
 		conn    string
-		newConn *h2watch.Prev
+		ended   []h2watch.Ended
 	}
 	var downs []downstream
 	for _, svc := range a.targets() {
@@ -240,8 +234,9 @@ func (a *app) watch(req *CallRequest, stream grpc.ServerStream) error {
 		}
 		d := downstream{service: svc, stream: s}
 		if p, ok := peer.FromContext(s.Context()); ok {
-			d.conn, d.newConn = a.connOf(p)
+			d.conn = connOf(p)
 		}
+		d.ended = a.grpc.watch.Ended(svc)
 		downs = append(downs, d)
 	}
 	ticker := time.NewTicker(interval)
@@ -262,8 +257,8 @@ func (a *app) watch(req *CallRequest, stream grpc.ServerStream) error {
 				}
 			}
 			ans.Downstream = append(ans.Downstream, Downstream{Service: downs[i].service, Status: 200, Via: downs[i].header, Answer: nested,
-				Conn: downs[i].conn, NewConn: downs[i].newConn})
-			downs[i].newConn = nil // said once, with the stream's first message
+				Conn: downs[i].conn, EndedConns: downs[i].ended})
+			downs[i].ended = nil // said once, with the stream's first message
 		}
 		if err := stream.SendMsg(ans); err != nil {
 			return err

@@ -94,11 +94,11 @@ type Downstream struct {
 	Tunnel string  `json:"tunnel,omitempty"`
 	Error  string  `json:"error,omitempty"`
 	Answer *Answer `json:"answer,omitempty"`
-	// gRPC calls (grpc.go): the call's time, the connection that carried it, and on the first
-	// call over a replacement connection how the one before ended.
-	MS      float64       `json:"ms,omitempty"`
-	Conn    string        `json:"conn,omitempty"`
-	NewConn *h2watch.Prev `json:"new_conn,omitempty"`
+	// gRPC calls (grpc.go): the call's time, the connection that carried it, and the
+	// channel's connections that ended since its last call.
+	MS         float64         `json:"ms,omitempty"`
+	Conn       string          `json:"conn,omitempty"`
+	EndedConns []h2watch.Ended `json:"ended_conns,omitempty"`
 }
 
 type app struct {

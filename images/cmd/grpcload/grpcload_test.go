@@ -213,13 +213,17 @@ func TestServerGoesAway(t *testing.T) {
 	if broken < 1 || stopped != 1 {
 		t.Fatalf("stream ends %v", recs["stream"])
 	}
-	var replaced bool
+	var first, second map[string]any
 	for _, c := range recs["conn"] {
-		if prev, ok := c["prev"].(map[string]any); ok && prev["id"] == "load#1" {
-			replaced = true
+		switch c["id"] {
+		case "load#1":
+			first = c
+		case "load#2":
+			second = c
 		}
 	}
-	if !replaced {
-		t.Fatalf("no replacement recorded: %v", recs["conn"])
+	if first == nil || second == nil || first["end"] == "stopped" || first["goaway_t"] != nil || second["channel"] != first["channel"] ||
+		second["ready_t"].(float64) < first["ended_t"].(float64) {
+		t.Fatalf("no cut and replacement recorded: %v", recs["conn"])
 	}
 }

@@ -3,8 +3,7 @@ package main
 // trail is records.answer_trail (src/patternbench/load/records.py) for a gRPC answer: the
 // entry pod and node, and per call the caller, the callee and the response's Via, so the
 // harness's hop and attribution code reads gRPC records as it reads HTTP ones. Per call it
-// also keeps the call's connection and, on a replacement's first call, how the one before
-// ended (measure/longlived.py). The golden test shares its fixture with the Python test.
+// also keeps the call's connection and, the channel's connections that ended since its last call (measure/longlived.py). The golden test shares its fixture with the Python test.
 func trail(answer map[string]any) map[string]any {
 	if answer == nil {
 		return map[string]any{"entry": nil, "calls": []any{}}
@@ -27,7 +26,7 @@ func trail(answer map[string]any) map[string]any {
 			if callee != nil {
 				call["dst"] = []any{callee["pod"], callee["node"]}
 			}
-			for _, k := range []string{"conn", "new_conn"} {
+			for _, k := range []string{"conn", "ended_conns"} {
 				if v, ok := down[k]; ok {
 					call[k] = v
 				}

@@ -69,18 +69,18 @@ type Record struct {
 	EndedT           float64 `json:"ended_t,omitempty"`
 	End              string  `json:"end"`
 	RSTStreams       int     `json:"rst_streams"`
-	// A replacement: how the channel's previous connection ended, and the time from its
-	// GOAWAY (or its end, when it had none) to this one's first frame.
-	Prev *Prev `json:"prev,omitempty"`
 }
 
-// Prev is what a channel's next connection knows of the one before.
-type Prev struct {
-	ID         string  `json:"id"`
-	End        string  `json:"end"`
-	GoAway     bool    `json:"goaway"`
-	ReconnectS float64 `json:"reconnect_s"`
-	lostAt     float64 // GOAWAY or end
+// Ended is what a channel's later call says of a connection of the channel that ended:
+// how, whether a GOAWAY came first, and how long the channel went from the GOAWAY (or the
+// end, without one) to a connection that had heard from its server (omitted when the
+// channel had none yet).
+type Ended struct {
+	ID         string   `json:"id"`
+	End        string   `json:"end"`
+	GoAway     bool     `json:"goaway"`
+	ReconnectS *float64 `json:"reconnect_s,omitempty"`
+	lostAt     float64
 }
 
 // Cut says whether a connection ended without the client closing it and without a GOAWAY
@@ -112,13 +112,13 @@ type Conn struct {
 
 // Watcher dials watched connections and keeps, per channel, the last one that ended.
 type Watcher struct {
-	Prefix string       // connection ids are Prefix#n
-	OnEnd  func(Record) // called once per connection, when it ends
-	Dialer net.Dialer
-	next   atomic.Uint64
-	mu     sync.Mutex
-	last   map[string]*Prev // per channel: the connection that ended last
-	live   map[*Conn]struct{}
+	Prefix  string       // connection ids are Prefix#n
+	OnEnd   func(Record) // called once per connection, when it ends
+	Dialer  net.Dialer
+	next    atomic.Uint64
+	mu      sync.Mutex
+	pending map[string][]Ended // per channel: connections that ended, not yet reported
+	live    map[*Conn]struct{}
 }
 
 // Dial opens a connection for `channel` (grpc.WithContextDialer's shape, with the channel bound).
@@ -139,28 +139,31 @@ func (w *Watcher) Dial(channel string, dial func(ctx context.Context, addr strin
 			w.live = map[*Conn]struct{}{}
 		}
 		w.live[c] = struct{}{}
-		if p := w.last[channel]; p != nil {
-			prev := *p
-			c.rec.Prev = &prev
-			delete(w.last, channel)
-		}
 		w.mu.Unlock()
 		return c, nil
 	}
 }
 
-// Prev is what the live connection `id` knows of the one it replaced (nil if none, or if it
-// is gone): with its reconnect time once the new one has heard from the server.
-func (w *Watcher) Prev(id string) *Prev {
+// Ended hands over the channel's connections that ended since the last call (each said
+// once), with the time the channel took to have a live connection again.
+func (w *Watcher) Ended(channel string) []Ended {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for c := range w.live {
-		if c.rec.ID == id {
+	out := w.pending[channel]
+	delete(w.pending, channel)
+	for i := range out {
+		for c := range w.live {
 			r := c.Snapshot()
-			return r.Prev
+			if r.Channel != channel || r.ReadyT == 0 || r.ReadyT < out[i].lostAt {
+				continue
+			}
+			d := max(0, r.ReadyT-out[i].lostAt)
+			if out[i].ReconnectS == nil || d < *out[i].ReconnectS {
+				out[i].ReconnectS = &d
+			}
 		}
 	}
-	return nil
+	return out
 }
 
 // Close ends every connection still open, as stopped (the end of a run).
@@ -227,9 +230,6 @@ func (c *Conn) parse(b []byte) {
 		c.hdrN = 0
 		if c.rec.ReadyT == 0 {
 			c.rec.ReadyT = Now()
-			if c.rec.Prev != nil {
-				c.rec.Prev.ReconnectS = max(0, c.rec.ReadyT-c.rec.Prev.lostAt)
-			}
 		}
 		c.skip = int(c.hdr[0])<<16 | int(c.hdr[1])<<8 | int(c.hdr[2])
 		c.goaway = nil
@@ -259,15 +259,15 @@ func (c *Conn) finish(end string) {
 	w := c.w
 	w.mu.Lock()
 	delete(w.live, c)
-	if end != EndClosed || rec.GoAwayT != 0 {
-		if w.last == nil {
-			w.last = map[string]*Prev{}
+	if end != EndStopped {
+		if w.pending == nil {
+			w.pending = map[string][]Ended{}
 		}
 		lost := rec.EndedT
 		if rec.GoAwayT != 0 {
 			lost = rec.GoAwayT
 		}
-		w.last[rec.Channel] = &Prev{ID: rec.ID, End: end, GoAway: rec.GoAwayT != 0, lostAt: lost}
+		w.pending[rec.Channel] = append(w.pending[rec.Channel], Ended{ID: rec.ID, End: end, GoAway: rec.GoAwayT != 0, lostAt: lost})
 	}
 	w.mu.Unlock()
 	if w.OnEnd != nil {

@@ -39,7 +39,7 @@ func TestParseAcrossReads(t *testing.T) {
 }
 
 // A real HTTP/2 server shutting down: the client side sees its GOAWAY, then the connection's
-// end; the channel's next connection knows the one before went away cleanly.
+// end; the channel's next call learns that, and how long the channel took to reconnect.
 func TestGoAwayOnShutdownAndReplacement(t *testing.T) {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
@@ -95,44 +95,20 @@ func TestGoAwayOnShutdownAndReplacement(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	ended2 := w.Ended("ch")
+	if len(ended2) != 1 || ended2[0].ID != "test#1" || !ended2[0].GoAway || ended2[0].End == EndStopped || ended2[0].ReconnectS == nil || *ended2[0].ReconnectS <= 0 {
+		t.Fatalf("the channel's ended connections: %+v", ended2)
+	}
+	if again := w.Ended("ch"); len(again) != 0 {
+		t.Fatalf("said twice: %+v", again)
+	}
 	w.Close()
 	mu.Lock()
 	defer mu.Unlock()
-	if len(ended) != 2 || ended[1].End != EndStopped || ended[1].Prev == nil || !ended[1].Prev.GoAway || ended[1].Prev.ID != "test#1" || ended[1].Prev.ReconnectS <= 0 {
-		t.Fatalf("replacement: %+v prev %+v", ended, ended[len(ended)-1].Prev)
+	if len(ended) != 2 || ended[1].End != EndStopped || ended[1].ID != "test#2" {
+		t.Fatalf("at the end: %+v", ended)
 	}
-}
-
-// A server that dies: the connection is cut (no GOAWAY).
-func TestCut(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			c.Write(frame(0x4, 0, nil))
-			c.Close()
-		}
-	}()
-	done := make(chan Record, 1)
-	w := &Watcher{Prefix: "x", OnEnd: func(r Record) { done <- r }}
-	c, err := w.Dial("ch", nil)(context.Background(), ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 64)
-	for {
-		if _, err := c.Read(buf); err != nil {
-			break
-		}
-	}
-	r := <-done
-	if r.End != EndEOF || !r.Cut() || r.ReadyT == 0 {
-		t.Fatalf("%+v", r)
-	}
-	if a, ok := c.RemoteAddr().(Addr); !ok || a.ID != "x#1" {
-		t.Fatalf("addr %#v", c.RemoteAddr())
+	if len(w.Ended("ch")) != 0 {
+		t.Fatal("a connection stopped at the end is no replacement")
 	}
 }

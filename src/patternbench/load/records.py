@@ -28,9 +28,9 @@ def answer_trail(body: bytes | None) -> dict[str, Any]:
                 # An ambient call's `tunnel` is its whole path (L4 proxies and waypoint, callee
                 # side first like a Via); the waypoint's Via entry is in it too.
                 "via": down.get("tunnel") or down.get("via") or "",
-                # gRPC calls: the connection that carried the call and, on a replacement's
-                # first call, how the one before ended (measure/longlived.py).
-                **{k: down[k] for k in ("conn", "new_conn") if k in down},
+                # gRPC calls: the connection that carried the call and the channel's
+                # connections that ended since its last call (measure/longlived.py).
+                **{k: down[k] for k in ("conn", "ended_conns") if k in down},
             })
             if callee:
                 walk(callee)

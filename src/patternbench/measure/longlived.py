@@ -2,9 +2,9 @@
 connection details the apps put on their calls (images/internal/h2watch):
 
 - `conn` records: the load's own channels to the entry, one per connection when it ended;
-- a call's `new_conn`: the first call over an app's replacement connection to its next hop
-  (through its sidecar or its node's proxy) says how the one before ended. An upgraded proxy
-  between two apps is seen only from there.
+- a call's `ended_conns`: an app's connections to its next hop (through its sidecar or its
+  node's proxy) that ended since the channel's last call, how, and the channel's reconnect
+  time. An upgraded proxy between two apps is seen only from there.
 
 A replaced connection ended one of three ways: `goaway` (the server said GOAWAY, then the
 client closed it when its streams were done: a clean drain), `goaway-then-cut` (GOAWAY, but
@@ -37,28 +37,27 @@ def _in(t: Any, start: float, end: float) -> bool:
 
 
 def replaced_connections(records: Iterable[dict[str, Any]], start: float, end: float) -> list[dict[str, Any]]:
-    """Every connection replaced within [start, end], once: the load's (`conn` records ended
-    then) and the apps' (a `new_conn` on a call then), each with how it ended and the
-    reconnect time its channel saw (None when the channel did not reconnect)."""
+    """Every connection replaced within [start, end], once: the load's (`conn` records that
+    ended then; the reconnect is its channel's next connection's first frame after the GOAWAY
+    or the end) and the apps' (a call's `ended_conns` then, the reconnect measured by the
+    app), each with how it ended."""
     out: dict[str, dict[str, Any]] = {}
+    conns = sorted((r for r in records if r.get("kind") == "conn"), key=lambda r: r.get("opened_t") or 0)
+    for r in conns:
+        how = drain_kind(r.get("end", ""), bool(r.get("goaway_t")))
+        if not how or not _in(r.get("ended_t"), start, end):
+            continue
+        lost = r.get("goaway_t") or r["ended_t"]
+        later = [c["ready_t"] - lost for c in conns if c.get("channel") == r.get("channel") and c is not r and (c.get("ready_t") or 0) >= lost]
+        out[r["id"]] = {"id": r["id"], "side": "load", "drain": how, "reconnect_s": min(later) if later else None}
     for r in records:
-        kind = r.get("kind")
-        if kind == "conn" and _in(r.get("ended_t"), start, end):
-            how = drain_kind(r.get("end", ""), bool(r.get("goaway_t")))
-            if how:
-                out.setdefault(r["id"], {"id": r["id"], "side": "load", "drain": how, "reconnect_s": None})
-        if kind == "conn" and isinstance(r.get("prev"), dict) and _in(r.get("ready_t"), start, end):
-            prev = r["prev"]
-            how = drain_kind(prev.get("end", ""), bool(prev.get("goaway")))
-            if how:
-                out[prev["id"]] = {"id": prev["id"], "side": "load", "drain": how, "reconnect_s": prev.get("reconnect_s")}
-        if kind in ("user", "msg") and _in(r.get("t"), start, end):
-            for call in r.get("calls") or []:
-                prev = call.get("new_conn")
-                if isinstance(prev, dict) and prev.get("id"):
-                    how = drain_kind(prev.get("end", ""), bool(prev.get("goaway")))
-                    if how:
-                        out[prev["id"]] = {"id": prev["id"], "side": "apps", "drain": how, "reconnect_s": prev.get("reconnect_s")}
+        if r.get("kind") not in ("user", "msg") or not _in(r.get("t"), start, end):
+            continue
+        for call in r.get("calls") or []:
+            for gone in call.get("ended_conns") or []:
+                how = drain_kind(gone.get("end", ""), bool(gone.get("goaway")))
+                if how and gone.get("id"):
+                    out[gone["id"]] = {"id": gone["id"], "side": "apps", "drain": how, "reconnect_s": gone.get("reconnect_s")}
     return list(out.values())
 
 
