@@ -20,7 +20,7 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from patternbench.build.images import grpcload_binary
 from patternbench.cluster.provider import abilities
-from patternbench.errors import UsageError
+from patternbench.errors import StepFailed, UsageError
 from patternbench.load.cluster_load import InClusterLoad, LoadFailed
 from patternbench.load.placement import check_load_nodes
 from patternbench.load.runner import LoadProcess
@@ -265,7 +265,7 @@ def wait_terminating_gone(core: client.CoreV1Api, namespaces: list[str], timeout
     left = Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(0.5), retry=retry_if_result(bool),
                     retry_error_callback=lambda state: state.outcome.result())(terminating)
     if left:
-        raise UsageError(f"{len(left)} old pods still terminating after {timeout_s:.0f}s: {', '.join(left[:3])}")
+        raise StepFailed(f"{len(left)} old pods still terminating after {timeout_s:.0f}s: {', '.join(left[:3])}")
     return len(first)
 
 

@@ -72,9 +72,9 @@ type Record struct {
 }
 
 // Ended is what a channel's later call says of a connection of the channel that ended:
-// how, whether a GOAWAY came first, and how long the channel went from the GOAWAY (or the
-// end, without one) to a connection that had heard from its server (omitted when the
-// channel had none yet).
+// how, whether a GOAWAY came first, and how long the channel went without a connection that
+// had heard from its server: 0 when a GOAWAY let it open the next one before this one
+// ended, else from this one's end to the next one's first frame.
 type Ended struct {
 	ID         string   `json:"id"`
 	End        string   `json:"end"`
@@ -154,7 +154,7 @@ func (w *Watcher) Ended(channel string) []Ended {
 	for i := range out {
 		for c := range w.live {
 			r := c.Snapshot()
-			if r.Channel != channel || r.ReadyT == 0 || r.ReadyT < out[i].lostAt {
+			if r.Channel != channel || r.ReadyT == 0 {
 				continue
 			}
 			d := max(0, r.ReadyT-out[i].lostAt)
@@ -263,11 +263,7 @@ func (c *Conn) finish(end string) {
 		if w.pending == nil {
 			w.pending = map[string][]Ended{}
 		}
-		lost := rec.EndedT
-		if rec.GoAwayT != 0 {
-			lost = rec.GoAwayT
-		}
-		w.pending[rec.Channel] = append(w.pending[rec.Channel], Ended{ID: rec.ID, End: end, GoAway: rec.GoAwayT != 0, lostAt: lost})
+		w.pending[rec.Channel] = append(w.pending[rec.Channel], Ended{ID: rec.ID, End: end, GoAway: rec.GoAwayT != 0, lostAt: rec.EndedT})
 	}
 	w.mu.Unlock()
 	if w.OnEnd != nil {

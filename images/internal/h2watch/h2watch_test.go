@@ -96,7 +96,7 @@ func TestGoAwayOnShutdownAndReplacement(t *testing.T) {
 	}
 	resp.Body.Close()
 	ended2 := w.Ended("ch")
-	if len(ended2) != 1 || ended2[0].ID != "test#1" || !ended2[0].GoAway || ended2[0].End == EndStopped || ended2[0].ReconnectS == nil || *ended2[0].ReconnectS <= 0 {
+	if len(ended2) != 1 || ended2[0].ID != "test#1" || !ended2[0].GoAway || ended2[0].End == EndStopped || ended2[0].ReconnectS == nil || *ended2[0].ReconnectS < 0 {
 		t.Fatalf("the channel's ended connections: %+v", ended2)
 	}
 	if again := w.Ended("ch"); len(again) != 0 {

@@ -88,21 +88,72 @@ func (c *prefixConn) Read(b []byte) (int, error) {
 	return c.Conn.Read(b)
 }
 
-// h2Side is a Server's HTTP/2 server and the listener that feeds it.
+// h2Side is a Server's HTTP/2 server and the listener that feeds it. When the server starts
+// to drain, that generation is shut down at once (GOAWAY on every connection, their open
+// streams served on) and a new one, with keep-alives off, takes the connections that still
+// come: a client must not open new streams on a proxy that is going away (its app may be
+// gone already), which net/http's SetKeepAlivesEnabled(false) alone does not say until a
+// connection has no stream open.
 type h2Side struct {
-	srv *http.Server
-	ln  *handoff
+	handler http.Handler
+	idle    time.Duration
+	mu      sync.Mutex
+	srv     *http.Server
+	ln      *handoff
+	retired []*http.Server
+}
+
+func (h *h2Side) start(keepAlives bool) {
+	srv := &http.Server{
+		Handler: h.handler, Protocols: h2Only(), IdleTimeout: h.idle,
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 1000},
+	}
+	srv.SetKeepAlivesEnabled(keepAlives)
+	h.srv, h.ln = srv, newHandoff("h2c")
+	go srv.Serve(h.ln) //nolint:errcheck // ends with Shutdown
+}
+
+// drain retires the current generation: GOAWAY to its connections now, their streams served
+// until Shutdown's deadline.
+func (h *h2Side) drain() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	old := h.srv
+	h.retired = append(h.retired, old)
+	h.start(false)
+	go old.Shutdown(context.Background()) //nolint:errcheck // Server.Shutdown bounds it
+}
+
+// shutdown stops every generation, until ctx ends.
+func (h *h2Side) shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	all := append([]*http.Server{h.srv}, h.retired...)
+	h.mu.Unlock()
+	errs := make(chan error, len(all))
+	for _, srv := range all {
+		go func() { errs <- srv.Shutdown(ctx) }()
+	}
+	var err error
+	for range all {
+		if e := <-errs; e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+func (h *h2Side) give(c net.Conn) bool {
+	h.mu.Lock()
+	ln := h.ln
+	h.mu.Unlock()
+	return ln.give(c)
 }
 
 // EnableH2 makes the server take HTTP/2 cleartext connections on its listeners too,
 // served by h. Call before Serve.
 func (s *Server) EnableH2(h http.Handler) {
-	srv := &http.Server{
-		Handler: h, Protocols: h2Only(), IdleTimeout: s.IdleTimeout,
-		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 1000},
-	}
-	s.h2 = &h2Side{srv: srv, ln: newHandoff("h2c")}
-	go srv.Serve(s.h2.ln) //nolint:errcheck // ends with Shutdown
+	s.h2 = &h2Side{handler: h, idle: s.IdleTimeout}
+	s.h2.start(true)
 }
 
 // takeH2 hands a connection whose first line is HTTP/2's preface over to the HTTP/2
@@ -119,7 +170,7 @@ func (s *Server) takeH2(c net.Conn, br *bufio.Reader) bool {
 		conn = rc.Conn
 	}
 	conn.SetDeadline(time.Time{})
-	return s.h2.ln.give(&prefixConn{Conn: conn, prefix: append([]byte(nil), buffered...)})
+	return s.h2.give(&prefixConn{Conn: conn, prefix: append([]byte(nil), buffered...)})
 }
 
 // h2Target is where one HTTP/2 request goes, decided before ReverseProxy runs.

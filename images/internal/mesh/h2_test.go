@@ -248,6 +248,50 @@ func TestH2GoawayOnDrainAndOpenStreamsAwaited(t *testing.T) {
 	}
 }
 
+// The drain's start says GOAWAY at once on a connection with a stream open (no new stream
+// may land on a proxy going away), serves that stream on, and a new call takes a new
+// connection, served by the proxy's next generation.
+func TestH2GoawayAtDrainStartWithAStreamOpen(t *testing.T) {
+	next := make(chan struct{}, 10)
+	app := h2Backend(t, next, 2)
+	in, srv := sidecarInboundH2(t, app)
+	var logs []*frameLog
+	var mu sync.Mutex
+	client := h2Client(in, &logs, &mu)
+	resp, err := client.Get("http://b.demo/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	srv.SetKeepAlivesEnabled(false)
+	mu.Lock()
+	first := logs[0]
+	mu.Unlock()
+	deadline := time.Now().Add(3 * time.Second)
+	for !first.sawGoAway() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !first.sawGoAway() {
+		t.Fatal("no GOAWAY at the drain's start on a connection with a stream open")
+	}
+	next <- struct{}{}
+	next <- struct{}{}
+	if body, err := io.ReadAll(resp.Body); err != nil || string(body) != "message 0\nmessage 1\n" {
+		t.Fatalf("the open stream was not served to its end: %q %v", body, err)
+	}
+	again, err := client.Get("http://b.demo/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, again.Body)
+	again.Body.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(logs) != 2 {
+		t.Fatalf("the call after the GOAWAY took %d connections in all, want 2", len(logs))
+	}
+}
+
 func TestH2NodeInboundIsNotAnOpenRelay(t *testing.T) {
 	p := &Proxy{Mode: Node, Name: "n1", Store: NewStore(), NodeProxies: "agents/meshproxy"}
 	p.Init()

@@ -248,12 +248,13 @@ func (x *exchange) parseRequestLine() bool {
 	return true
 }
 
-// SetKeepAlivesEnabled(false): every answer from now on closes its connection; an HTTP/2
-// connection gets GOAWAY once its open streams are done.
+// SetKeepAlivesEnabled(false): every answer from now on closes its connection; every
+// HTTP/2 connection gets GOAWAY now (its open streams go on), and one that comes later
+// once its streams are done.
 func (s *Server) SetKeepAlivesEnabled(on bool) {
-	s.keepAlive.Store(on)
-	if s.h2 != nil {
-		s.h2.srv.SetKeepAlivesEnabled(on)
+	was := s.keepAlive.Swap(on)
+	if s.h2 != nil && was && !on {
+		s.h2.drain()
 	}
 }
 
@@ -263,7 +264,7 @@ func (s *Server) SetKeepAlivesEnabled(on bool) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	h2done := make(chan error, 1)
 	if s.h2 != nil {
-		go func() { h2done <- s.h2.srv.Shutdown(ctx) }()
+		go func() { h2done <- s.h2.shutdown(ctx) }()
 	} else {
 		h2done <- nil
 	}

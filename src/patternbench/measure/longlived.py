@@ -38,17 +38,17 @@ def _in(t: Any, start: float, end: float) -> bool:
 
 def replaced_connections(records: Iterable[dict[str, Any]], start: float, end: float) -> list[dict[str, Any]]:
     """Every connection replaced within [start, end], once: the load's (`conn` records that
-    ended then; the reconnect is its channel's next connection's first frame after the GOAWAY
-    or the end) and the apps' (a call's `ended_conns` then, the reconnect measured by the
-    app), each with how it ended."""
+    ended then) and the apps' (a call's `ended_conns` then, measured by the app), each with
+    how it ended and its reconnect: how long its channel went without a connection that had
+    heard from its server (0 when a GOAWAY let the channel open the next one first)."""
     out: dict[str, dict[str, Any]] = {}
     conns = sorted((r for r in records if r.get("kind") == "conn"), key=lambda r: r.get("opened_t") or 0)
     for r in conns:
         how = drain_kind(r.get("end", ""), bool(r.get("goaway_t")))
         if not how or not _in(r.get("ended_t"), start, end):
             continue
-        lost = r.get("goaway_t") or r["ended_t"]
-        later = [c["ready_t"] - lost for c in conns if c.get("channel") == r.get("channel") and c is not r and (c.get("ready_t") or 0) >= lost]
+        later = [max(0.0, c["ready_t"] - r["ended_t"]) for c in conns
+                 if c.get("channel") == r.get("channel") and c is not r and (c.get("opened_t") or 0) > (r.get("opened_t") or 0) and c.get("ready_t")]
         out[r["id"]] = {"id": r["id"], "side": "load", "drain": how, "reconnect_s": min(later) if later else None}
     for r in records:
         if r.get("kind") not in ("user", "msg") or not _in(r.get("t"), start, end):

@@ -187,7 +187,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"| {fmt(e['app_pods_recreated'])} | {fmt(e['app_container_restarts'])} | {fmt(e['agent_cpu_m_total'])} | {fmt(e['agent_memory_mib_total'])} "
             f"| {fmt(e['log_lines_lost'])} / {fmt(e['log_lines_duplicated'])} | {fmt(e['upgrade_duration_s'])} |"
         )
-    lines += ["", *claims_text(cases), "", *lifecycle_text(cases), *nodes_text(cases), "", *faults_text(cases), ""]
+    lines += ["", *claims_text(cases), "", *lifecycle_text(cases), *nodes_text(cases), "", *faults_text(cases), "", *long_lived_text(cases)]
     lines += [*trials_text(summary), *differences_text(summary), *sweeps_text(summary), *calibration_text(summary)]
     lines += causes_text(summary)
     lines += contention_text(cases)
@@ -210,6 +210,34 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "- Hops are classified from the pod and node names the apps and proxies recorded in each answer: loopback inside a pod, same node between pods (or a pod and its node's proxy) of one node, cross node between nodes.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def long_lived_text(cases: dict[str, Any]) -> list[str]:
+    """Long-lived connections (issue 24), for the cases that ran a gRPC workload: what each
+    upgrade did to the RPCs, the streams and the HTTP/2 connections through the replaced
+    proxies, as the load and the apps saw them (measure/longlived.py)."""
+    grpc = {n: e for n, e in cases.items() if e.get("workload") not in (None, "http")}
+    if not grpc:
+        return []
+    out = [
+        "## Long-lived connections", "",
+        "gRPC channels held open across the upgrade (images/cmd/grpcload), counted from the upgrade's start to the end of the case, which waits until every old pod is gone. "
+        "A replaced connection ended with a GOAWAY and then the client's close (**goaway**: a clean drain), a GOAWAY and then the server's close with streams still open "
+        "(**goaway-then-cut**), or with no GOAWAY (**cut**). The load sees its own connections to the entry; the apps report theirs to the next hop, through a sidecar or "
+        "their node's proxy. Reconnect: how long the channel went without a connection that had heard from its server (0 when the GOAWAY let it open the next one before the old one ended; a channel reconnects only when a call needs it).", "",
+        "| case | workload | RPCs failed | streams broken (where) | longest stream gap s | connections replaced (how) | reconnect p99 s | HTTP/2 drain |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in grpc.items():
+        rpcs = f"{e.get('rpcs_failed')} of {e.get('rpcs')}" if e.get("rpcs") else "—"
+        broken = f"{e.get('streams_broken')} ({_counts(e.get('streams_broken_by'))})" if e.get("streams_broken") else fmt(e.get("streams_broken"))
+        replaced = f"{e.get('connections_replaced')} ({_counts(e.get('connections_replaced_by'))})" if e.get("connections_replaced") else fmt(e.get("connections_replaced"))
+        out.append(f"| {name} | {e['workload']} | {rpcs} | {broken} | {fmt(e.get('stream_gap_max_s'))} | {replaced} | {fmt(e.get('reconnect_p99_s'))} | {e.get('http2_drain') or '—'} |")
+    return out + [""]
+
+
+def _counts(counts: dict[str, int] | None) -> str:
+    return ", ".join(f"{k} {v}" for k, v in (counts or {}).items()) or "—"
 
 
 def load_from_text(cases: dict[str, Any]) -> str:

@@ -69,7 +69,7 @@ def check_writable(directory: Path, shown: Path | None = None) -> None:
 # upgrade's own marks fall between `before` and `after`). Every mark is one of these.
 PHASES = (
     "setup", "warmup", "before",
-    "upgrade_start", "template_switched", "deployments_restarted", "upgrade_failed", "upgrade_end",
+    "upgrade_start", "template_switched", "deployments_restarted", "upgrade_failed", "upgrade_end", "old_pods_gone",
     "fault_start", "fault_in_place", "fault_end",
     "after", "load_failed", "end", "teardown",
 )
