@@ -286,9 +286,13 @@ func (l *load) stream(ctx context.Context, k int) {
 			if lastMsg > 0 {
 				rec["gap_ms"] = (now - lastMsg) * 1000
 			}
-			if messages == 0 { // the stream's path, and the replacement details of its connections
+			if messages == 0 { // the stream's path (a request's, for the hop figures) and its channels' ended connections
 				for k, v := range trail(answer) {
 					rec[k] = v
+				}
+				rec["status"], rec["error"] = 200, ""
+				if md, err := s.Header(); err == nil {
+					rec["via"] = strings.Join(md.Get("via"), ", ")
 				}
 			}
 			lastMsg = now

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from patternbench.measure.availability import DEFAULT_SLO_MS, Outage, asked_at, availability, latency_ms, outage_spans, outages, probe_cause
 from patternbench.measure.faults import affected, fault_impact, recovered_at, touches, went_down_since
-from patternbench.measure.longlived import LONG_LIVED_KEYS, long_lived, replaced_connections
 from patternbench.measure.hops import call_hops, crosses_nodes, entry_hops, grouping, hop_kind, hop_summary, path_hops, request_hops, requests_per_agent
+from patternbench.measure.longlived import LONG_LIVED_KEYS, long_lived, replaced_connections
 from patternbench.measure.records import Record, in_window, ok
 from patternbench.measure.resources import agent_age_s, agent_resources, cpu_pressure, proxy_programming, run_queue_wait, saturated_spans, stalled_spans, whole_rounds
 from patternbench.measure.rollouts import NodeRollout, max_concurrent, node_rollouts, pod_changes, pod_start_s, pods_created, pods_without, webhook_refusals

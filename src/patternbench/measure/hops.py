@@ -74,7 +74,7 @@ def hop_summary(records: list[Record]) -> dict[str, Any]:
     kind per request, and the share of service-to-service calls whose two pods ran on
     different nodes (`cross_node_share`). Every figure comes from the names the apps and
     proxies recorded, never from the pattern's name."""
-    good = [r for r in records if ok(r) and r.get("kind") == "user"]
+    good = [r for r in records if ok(r) and r.get("kind") in ("user", "msg")]  # a gRPC stream's first message has its path
     if not good:
         return {"proxies_per_request": None, "hops": {}, "cross_node_share": None}
     proxies, kinds, crossing, placed = 0, Counter(), 0, 0
