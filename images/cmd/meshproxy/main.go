@@ -155,6 +155,9 @@ func main() {
 		proxy.Init()
 		// Both ports take HTTP/2 cleartext too (gRPC; mesh/h2.go), found by its preface.
 		outbound, inbound := mesh.NewServer(proxy.Outbound()), mesh.NewServer(proxy.Inbound())
+		if mode == mesh.Sidecar {
+			proxy.OnAppGoAway = inbound.RelayGoAway // its app going away: its clients go elsewhere
+		}
 		outbound.EnableH2(proxy.OutboundH2())
 		inbound.EnableH2(proxy.InboundH2())
 		servers = []serve.Server{outbound, inbound}

@@ -112,13 +112,15 @@ type Conn struct {
 
 // Watcher dials watched connections and keeps, per channel, the last one that ended.
 type Watcher struct {
-	Prefix  string       // connection ids are Prefix#n
-	OnEnd   func(Record) // called once per connection, when it ends
-	Dialer  net.Dialer
-	next    atomic.Uint64
-	mu      sync.Mutex
-	pending map[string][]Ended // per channel: connections that ended, not yet reported
-	live    map[*Conn]struct{}
+	Prefix string       // connection ids are Prefix#n
+	OnEnd  func(Record) // called once per connection, when it ends
+	// OnGoAway is called once per connection, when its server first says GOAWAY.
+	OnGoAway func(Record)
+	Dialer   net.Dialer
+	next     atomic.Uint64
+	mu       sync.Mutex
+	pending  map[string][]Ended // per channel: connections that ended, not yet reported
+	live     map[*Conn]struct{}
 }
 
 // Dial opens a connection for `channel` (grpc.WithContextDialer's shape, with the channel bound).
@@ -190,8 +192,14 @@ func (c *Conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.mu.Lock()
+		had := c.rec.GoAwayT != 0
 		c.parse(p[:n])
+		goaway := !had && c.rec.GoAwayT != 0
+		rec := c.rec
 		c.mu.Unlock()
+		if goaway && c.w.OnGoAway != nil {
+			c.w.OnGoAway(rec)
+		}
 	}
 	if err != nil {
 		c.finish(classify(err))

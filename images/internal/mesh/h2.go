@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"patternbench.local/images/internal/h2watch"
 	"patternbench.local/images/internal/serve"
 )
 
@@ -113,15 +114,25 @@ func (h *h2Side) start(keepAlives bool) {
 	go srv.Serve(h.ln) //nolint:errcheck // ends with Shutdown
 }
 
-// drain retires the current generation: GOAWAY to its connections now, their streams served
-// until Shutdown's deadline.
-func (h *h2Side) drain() {
+// retire ends the current generation: GOAWAY to its connections now, their streams served
+// until Shutdown's deadline; a new one, with keep-alives on or off, takes later connections.
+func (h *h2Side) retire(keepAlives bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	old := h.srv
 	h.retired = append(h.retired, old)
-	h.start(false)
+	h.start(keepAlives)
 	go old.Shutdown(context.Background()) //nolint:errcheck // Server.Shutdown bounds it
+}
+
+// RelayGoAway tells every HTTP/2 client of the server to go elsewhere for new streams (a
+// GOAWAY; their open streams go on), as a sidecar does when its app says GOAWAY: the app
+// is going away, and a client that kept sending new streams here would meet a refused
+// dial once it is gone, until the sidecar itself is stopped.
+func (s *Server) RelayGoAway() {
+	if s.h2 != nil {
+		s.h2.retire(s.keepAlive.Load())
+	}
 }
 
 // shutdown stops every generation, until ctx ends.
@@ -189,12 +200,23 @@ func (p *Proxy) ViaEntryH2() string { return "2" + strings.TrimPrefix(p.ViaEntry
 // its h2Target (in the request's context) says.
 func (p *Proxy) h2Forwarder(direction string) *httputil.ReverseProxy {
 	d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+	dial := d.DialContext
+	if direction == "inbound" && p.Mode == Sidecar {
+		// The app's connections are watched for its GOAWAY (it has started to go away).
+		w := &h2watch.Watcher{Prefix: "app", Dialer: *d, OnGoAway: func(h2watch.Record) {
+			if p.OnAppGoAway != nil {
+				p.OnAppGoAway()
+			}
+		}}
+		appDial := w.Dial("app", nil)
+		dial = func(ctx context.Context, _, addr string) (net.Conn, error) { return appDial(ctx, addr) }
+	}
 	via := p.ViaEntryH2()
 	return &httputil.ReverseProxy{
 		Transport: &http.Transport{
 			Protocols: h2Only(), DisableCompression: true, IdleConnTimeout: 90 * time.Second,
 			HTTP2:       &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second},
-			DialContext: d.DialContext,
+			DialContext: dial,
 		},
 		FlushInterval: -1,
 		Rewrite: func(r *httputil.ProxyRequest) {

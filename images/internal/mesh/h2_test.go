@@ -16,6 +16,11 @@ import (
 // h2Backend is an app stand-in speaking HTTP/2 cleartext: GET /stream sends `n` lines, one
 // per `next` receive (flushed each), then a trailer; anything else answers its Via.
 func h2Backend(t *testing.T, next <-chan struct{}, n int) string {
+	addr, _ := h2BackendServer(t, next, n)
+	return addr
+}
+
+func h2BackendServer(t *testing.T, next <-chan struct{}, n int) (string, *http.Server) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +47,7 @@ func h2Backend(t *testing.T, next <-chan struct{}, n int) string {
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
+	return ln.Addr().String(), srv
 }
 
 // frameLog records the types of the HTTP/2 frames a client reads (9-byte headers followed
@@ -289,6 +294,53 @@ func TestH2GoawayAtDrainStartWithAStreamOpen(t *testing.T) {
 	defer mu.Unlock()
 	if len(logs) != 2 {
 		t.Fatalf("the call after the GOAWAY took %d connections in all, want 2", len(logs))
+	}
+}
+
+// A sidecar whose app says GOAWAY (its drain has reached Shutdown) says GOAWAY to its own
+// clients at once, while their open streams go on: they open new streams elsewhere before
+// the app is gone, instead of on a sidecar that would refuse them.
+func TestH2SidecarRelaysItsAppsGoAway(t *testing.T) {
+	next := make(chan struct{}, 10)
+	app, appServer := h2BackendServer(t, next, 2)
+	p := &Proxy{Mode: Sidecar, Name: "b-pod", NodeName: "n2", DefaultNamespace: "demo", Store: NewStore(), AppAddr: app}
+	p.Init()
+	in, srv := serveBoth(t, p.Inbound(), p.InboundH2())
+	p.OnAppGoAway = srv.RelayGoAway
+	var logs []*frameLog
+	var mu sync.Mutex
+	resp, err := h2Client(in, &logs, &mu).Get("http://b.demo/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	mu.Lock()
+	client := logs[0]
+	mu.Unlock()
+	time.Sleep(100 * time.Millisecond)
+	if client.sawGoAway() {
+		t.Fatal("GOAWAY before the app said it")
+	}
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- appServer.Shutdown(ctx)
+	}()
+	deadline := time.Now().Add(3 * time.Second)
+	for !client.sawGoAway() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !client.sawGoAway() {
+		t.Fatal("the sidecar did not relay its app's GOAWAY")
+	}
+	next <- struct{}{}
+	next <- struct{}{}
+	if body, err := io.ReadAll(resp.Body); err != nil || string(body) != "message 0\nmessage 1\n" {
+		t.Fatalf("the open stream was not served to its end: %q %v", body, err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("the app's Shutdown: %v", err)
 	}
 }
 

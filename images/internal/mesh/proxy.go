@@ -62,6 +62,9 @@ type Proxy struct {
 	Service  string
 	Peers    *PeerClient
 	PeerPort int
+	// OnAppGoAway (sidecar): called when the app says GOAWAY on an HTTP/2 connection of the
+	// inbound side; meshproxy relays it to the inbound's own clients (Server.RelayGoAway).
+	OnAppGoAway func()
 
 	via   []byte
 	mu    sync.RWMutex

@@ -254,7 +254,7 @@ func (x *exchange) parseRequestLine() bool {
 func (s *Server) SetKeepAlivesEnabled(on bool) {
 	was := s.keepAlive.Swap(on)
 	if s.h2 != nil && was && !on {
-		s.h2.drain()
+		s.h2.retire(false)
 	}
 }
 
