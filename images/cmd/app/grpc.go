@@ -4,11 +4,10 @@ package main
 // server-streaming RPC (Watch) that stays open, on the app's own port (HTTP/2 cleartext
 // beside HTTP/1.1). Real gRPC (grpc-go), because what is measured is what gRPC clients do
 // across an upgrade: GOAWAY handling, transparent retries, reconnect backoff. No protoc: the
-// messages are Answer's JSON, through a codec registered as "json".
+// messages are Answer's JSON (internal/chainrpc, shared with the load).
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -20,62 +19,15 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"patternbench.local/images/internal/chainrpc"
 	"patternbench.local/images/internal/h2watch"
 )
 
-// jsonCodec carries the chain's messages as JSON (content-subtype "json").
-type jsonCodec struct{}
-
-func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
-func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
-func (jsonCodec) Name() string                       { return "json" }
-
-func init() { encoding.RegisterCodec(jsonCodec{}) }
-
-// CallRequest names the request (its id reaches every hop's Answer and log line); Watch
-// sends one message per IntervalMS.
-type CallRequest struct {
-	RequestID  string `json:"request_id"`
-	IntervalMS int    `json:"interval_ms,omitempty"`
-}
-
-const (
-	chainService  = "patternbench.Chain"
-	callMethod    = "/" + chainService + "/Call"
-	watchMethod   = "/" + chainService + "/Watch"
-	minIntervalMS = 10
-)
-
-// chainServer is the service's handler type (grpc checks the implementation against it).
-type chainServer interface {
-	grpcCall(ctx context.Context, req *CallRequest) (*Answer, error)
-}
-
-var chainDesc = grpc.ServiceDesc{
-	ServiceName: chainService,
-	HandlerType: (*chainServer)(nil),
-	Methods: []grpc.MethodDesc{{MethodName: "Call", Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-		req := &CallRequest{}
-		if err := dec(req); err != nil {
-			return nil, err
-		}
-		return srv.(chainServer).grpcCall(ctx, req)
-	}}},
-	Streams: []grpc.StreamDesc{{StreamName: "Watch", ServerStreams: true, Handler: func(srv any, stream grpc.ServerStream) error {
-		req := &CallRequest{}
-		if err := stream.RecvMsg(req); err != nil {
-			return err
-		}
-		return srv.(*app).watch(req, stream)
-	}}},
-}
-
-var watchDesc = &grpc.StreamDesc{StreamName: "Watch", ServerStreams: true}
+const minIntervalMS = 10
 
 // channels holds one gRPC channel per downstream Service, made on first use, over watched
 // connections: each call says which connection carried it, and the channel's connections
@@ -110,7 +62,7 @@ func (a *app) channel(service string) (*grpc.ClientConn, error) {
 	authority := strings.TrimSuffix(strings.TrimPrefix(a.downstreamURL(service), "http://"), "/")
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json")),
+		grpc.WithDefaultCallOptions(grpc.CallContentSubtype(chainrpc.Subtype)),
 		grpc.WithAuthority(authority),
 	}
 	hostPort := authority
@@ -150,7 +102,7 @@ func outgoing(ctx context.Context, requestID string) context.Context {
 func viaOf(md metadata.MD) string { return strings.Join(md.Get("via"), ", ") }
 
 // grpcCall is Call: this hop's Answer, with every downstream called by Call in turn.
-func (a *app) grpcCall(ctx context.Context, req *CallRequest) (*Answer, error) {
+func (a *app) grpcCall(ctx context.Context, req *chainrpc.CallRequest) (any, error) {
 	in, _ := metadata.FromIncomingContext(ctx)
 	ans := a.hop(req.RequestID, viaOf(in))
 	ctx, cancel := context.WithTimeout(ctx, a.s.Timeout)
@@ -186,7 +138,7 @@ func (a *app) grpcDownstream(ctx context.Context, service, requestID string) Dow
 	var p peer.Peer
 	nested := &Answer{}
 	began := time.Now()
-	err = c.Invoke(outgoing(ctx, requestID), callMethod, &CallRequest{RequestID: requestID}, nested, grpc.Header(&header), grpc.Peer(&p))
+	err = c.Invoke(outgoing(ctx, requestID), chainrpc.CallMethod, &chainrpc.CallRequest{RequestID: requestID}, nested, grpc.Header(&header), grpc.Peer(&p))
 	d.MS = float64(time.Since(began).Microseconds()) / 1000
 	d.Via = viaOf(header)
 	d.Conn, d.EndedConns = connOf(&p), a.grpc.watch.Ended(service)
@@ -204,7 +156,7 @@ func (a *app) grpcDownstream(ctx context.Context, service, requestID string) Dow
 // watch is Watch: one message per interval until the client goes, each this hop's Answer
 // with the latest message of every downstream's own Watch (opened once, kept open). A
 // downstream stream that ends ends this one, with its status and where it broke.
-func (a *app) watch(req *CallRequest, stream grpc.ServerStream) error {
+func (a *app) watch(req *chainrpc.CallRequest, stream grpc.ServerStream) error {
 	ctx := stream.Context()
 	in, _ := metadata.FromIncomingContext(ctx)
 	via := viaOf(in)
@@ -222,9 +174,9 @@ func (a *app) watch(req *CallRequest, stream grpc.ServerStream) error {
 		if err != nil {
 			return status.Error(codes.Unavailable, svc+": "+err.Error())
 		}
-		s, err := c.NewStream(outgoing(ctx, req.RequestID), watchDesc, watchMethod)
+		s, err := c.NewStream(outgoing(ctx, req.RequestID), chainrpc.WatchDesc, chainrpc.WatchMethod)
 		if err == nil {
-			err = s.SendMsg(&CallRequest{RequestID: req.RequestID, IntervalMS: req.IntervalMS})
+			err = s.SendMsg(&chainrpc.CallRequest{RequestID: req.RequestID, IntervalMS: req.IntervalMS})
 		}
 		if err == nil {
 			err = s.CloseSend()
@@ -286,7 +238,7 @@ func http1AndH2C() *http.Protocols {
 // and everything else with h. net/http's HTTP/2 server sends GOAWAY when the app drains.
 func (a *app) withGRPC(h http.Handler) http.Handler {
 	server := grpc.NewServer()
-	server.RegisterService(&chainDesc, a)
+	server.RegisterService(chainrpc.Desc(a.grpcCall, a.watch), a)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 			server.ServeHTTP(w, r)

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"patternbench.local/images/internal/applog"
+	"patternbench.local/images/internal/chainrpc"
 )
 
 // serveApp serves an app (HTTP/1.1 and gRPC on one port) on loopback; its address and server.
@@ -35,7 +36,7 @@ func serveApp(t *testing.T, name string, downstreams ...string) (string, *http.S
 
 func client(t *testing.T, addr string) *grpc.ClientConn {
 	c, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json")))
+		grpc.WithDefaultCallOptions(grpc.CallContentSubtype(chainrpc.Subtype)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func TestGRPCCallFollowsTheChainAndHTTPStillAnswers(t *testing.T) {
 	b, _ := serveApp(t, "b")
 	a, _ := serveApp(t, "a", b)
 	ans := &Answer{}
-	if err := client(t, a).Invoke(context.Background(), callMethod, &CallRequest{RequestID: "r-1"}, ans); err != nil {
+	if err := client(t, a).Invoke(context.Background(), chainrpc.CallMethod, &chainrpc.CallRequest{RequestID: "r-1"}, ans); err != nil {
 		t.Fatal(err)
 	}
 	if ans.Service != "a" || ans.RequestID != "r-1" || len(ans.Downstream) != 1 || ans.Downstream[0].Answer == nil ||
@@ -66,11 +67,11 @@ func TestGRPCWatchStreamsAlongTheChainAndEndsWhereItBreaks(t *testing.T) {
 	a, _ := serveApp(t, "a", b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stream, err := client(t, a).NewStream(ctx, watchDesc, watchMethod)
+	stream, err := client(t, a).NewStream(ctx, chainrpc.WatchDesc, chainrpc.WatchMethod)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.SendMsg(&CallRequest{RequestID: "w-1", IntervalMS: 20}); err != nil {
+	if err := stream.SendMsg(&chainrpc.CallRequest{RequestID: "w-1", IntervalMS: 20}); err != nil {
 		t.Fatal(err)
 	}
 	stream.CloseSend()

@@ -13,6 +13,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+
+	"patternbench.local/images/internal/chainrpc"
 )
 
 // The trail of a gRPC answer is the one Python's answer_trail makes of the same answer
@@ -37,42 +39,31 @@ func TestTrailMatchesTheSharedFixture(t *testing.T) {
 	}
 }
 
-// chain is a one-hop stand-in for the app's Chain service.
-type chain struct{}
-
-func (chain) answer(ctx context.Context, id string) map[string]any {
+// answer is a one-hop stand-in for the app's answer.
+func answer(id string) map[string]any {
 	return map[string]any{"service": "entry", "pod": "entry-a", "node": "n1", "request_id": id}
 }
 
+// serveChain serves a one-hop stand-in for the app's Chain service.
 func serveChain(t *testing.T, ln net.Listener) *grpc.Server {
 	srv := grpc.NewServer()
-	srv.RegisterService(&grpc.ServiceDesc{
-		ServiceName: "patternbench.Chain", HandlerType: (*any)(nil),
-		Methods: []grpc.MethodDesc{{MethodName: "Call", Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-			req := &callRequest{}
-			if err := dec(req); err != nil {
-				return nil, err
-			}
-			_ = grpc.SetHeader(ctx, metadata.Pairs("via", "2 sidecar/mesh (n1)"))
-			return chain{}.answer(ctx, req.RequestID), nil
-		}}},
-		Streams: []grpc.StreamDesc{{StreamName: "Watch", ServerStreams: true, Handler: func(_ any, s grpc.ServerStream) error {
-			req := &callRequest{}
-			if err := s.RecvMsg(req); err != nil {
+	call := func(ctx context.Context, req *chainrpc.CallRequest) (any, error) {
+		_ = grpc.SetHeader(ctx, metadata.Pairs("via", "2 sidecar/mesh (n1)"))
+		return answer(req.RequestID), nil
+	}
+	watch := func(req *chainrpc.CallRequest, s grpc.ServerStream) error {
+		for {
+			if err := s.SendMsg(answer(req.RequestID)); err != nil {
 				return err
 			}
-			for {
-				if err := s.SendMsg(chain{}.answer(s.Context(), req.RequestID)); err != nil {
-					return err
-				}
-				select {
-				case <-s.Context().Done():
-					return nil
-				case <-time.After(time.Duration(req.IntervalMS) * time.Millisecond):
-				}
+			select {
+			case <-s.Context().Done():
+				return nil
+			case <-time.After(time.Duration(req.IntervalMS) * time.Millisecond):
 			}
-		}}},
-	}, chain{})
+		}
+	}
+	srv.RegisterService(chainrpc.Desc(call, watch), struct{}{})
 	go srv.Serve(ln)
 	return srv
 }

@@ -29,11 +29,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"patternbench.local/images/internal/chainrpc"
 	"patternbench.local/images/internal/h2watch"
 )
 
@@ -63,26 +63,6 @@ func (c Config) unaryRate() float64 {
 		return *c.RPS
 	}
 	return float64(c.Users) * c.RatePerUser
-}
-
-type jsonCodec struct{}
-
-func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
-func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
-func (jsonCodec) Name() string                       { return "json" }
-
-func init() { encoding.RegisterCodec(jsonCodec{}) }
-
-const (
-	callMethod  = "/patternbench.Chain/Call"
-	watchMethod = "/patternbench.Chain/Watch"
-)
-
-var watchDesc = &grpc.StreamDesc{StreamName: "Watch", ServerStreams: true}
-
-type callRequest struct {
-	RequestID  string `json:"request_id"`
-	IntervalMS int    `json:"interval_ms,omitempty"`
 }
 
 // records appends JSON lines, one write per line (O_APPEND: the probes' process writes to the same file).
@@ -157,7 +137,7 @@ func run(path string) error {
 	for i := range cfg.Channels {
 		c, err := grpc.NewClient("passthrough:///"+u.Host,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json")),
+			grpc.WithDefaultCallOptions(grpc.CallContentSubtype(chainrpc.Subtype)),
 			grpc.WithContextDialer(l.watch.Dial(fmt.Sprintf("ch%d", i), nil)))
 		if err != nil {
 			return err
@@ -231,7 +211,7 @@ func (l *load) call(ch *grpc.ClientConn) {
 	var p peer.Peer
 	answer := map[string]any{}
 	t, wall := h2watch.Now(), time.Now()
-	err := ch.Invoke(ctx, callMethod, &callRequest{RequestID: id}, &answer, grpc.Header(&header), grpc.Peer(&p))
+	err := ch.Invoke(ctx, chainrpc.CallMethod, &chainrpc.CallRequest{RequestID: id}, &answer, grpc.Header(&header), grpc.Peer(&p))
 	rec := map[string]any{
 		"kind": "user", "proto": "grpc", "t": t, "wall": float64(wall.UnixNano()) / 1e9,
 		"ms": float64(time.Since(wall).Microseconds()) / 1000, "request_id": id,
@@ -261,9 +241,9 @@ func (l *load) stream(ctx context.Context, k int) {
 		opened := h2watch.Now()
 		reqID := requestID()
 		sctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx, "x-request-id", reqID))
-		s, err := ch.NewStream(sctx, watchDesc, watchMethod)
+		s, err := ch.NewStream(sctx, chainrpc.WatchDesc, chainrpc.WatchMethod)
 		if err == nil {
-			err = s.SendMsg(&callRequest{RequestID: reqID, IntervalMS: intervalMS})
+			err = s.SendMsg(&chainrpc.CallRequest{RequestID: reqID, IntervalMS: intervalMS})
 		}
 		if err == nil {
 			err = s.CloseSend()

@@ -30,7 +30,8 @@ type target struct {
 	name    string
 	addr    string
 	request []byte
-	pids    []int // the proxy's processes; none for direct
+	pids    []int      // the proxy's processes; none for direct
+	grpc    grpcTarget // where it takes gRPC (grpc.go)
 }
 
 type settings struct {
@@ -38,6 +39,7 @@ type settings struct {
 	proxies                        []string
 	rates                          []int
 	rounds, conns                  int
+	grpcRate                       int // the gRPC hop's open-loop rate; 0: not measured
 	phase, maxPhase                time.Duration
 	proxyCPU, loadCPU              string
 }
@@ -61,6 +63,7 @@ func parseFlags() settings {
 	flag.Float64Var(&seconds, "seconds", 10, "duration of each open-loop phase")
 	flag.Float64Var(&maxSeconds, "max-seconds", 5, "duration of each closed-loop phase")
 	flag.IntVar(&s.conns, "conns", 64, "closed-loop connections")
+	flag.IntVar(&s.grpcRate, "grpc-rate", 1000, "open-loop rate of gRPC unary calls, calls/s (0: no gRPC hop)")
 	flag.StringVar(&s.proxyCPU, "proxy-cpu", "0", "core for the app and the proxies")
 	flag.StringVar(&s.loadCPU, "load-cpu", "1", "core for the load generator (this process)")
 	flag.Parse()
@@ -144,7 +147,7 @@ func main() {
 
 // start launches the app and the proxies and returns the targets, direct first.
 func start(s settings, p *procs, dir string) ([]target, error) {
-	ports := make([]int, 4)
+	ports := make([]int, 6) // the app, three proxies, HAProxy's and nginx's gRPC listeners
 	for i := range ports {
 		port, err := freePort()
 		if err != nil {
@@ -159,12 +162,14 @@ func start(s settings, p *procs, dir string) ([]target, error) {
 		"LOG_PATH=/dev/null", "DRAIN=0s"), s.bin+"/app"); err != nil {
 		return nil, err
 	}
-	targets := []target{{name: "direct", addr: fmt.Sprintf("127.0.0.1:%d", appPort), request: plain}}
+	targets := []target{{name: "direct", addr: fmt.Sprintf("127.0.0.1:%d", appPort), request: plain,
+		grpc: grpcTarget{addr: fmt.Sprintf("127.0.0.1:%d", appPort), authority: "app.bench"}}} // the app's one port takes h2c too
 	for i, name := range s.proxies {
 		port := ports[1+i]
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		request := plain
 		var argv, env []string
+		grpcAt := grpcTarget{addr: addr, authority: "app.bench"} // meshproxy: its one port, routed by :authority
 		switch name {
 		case "meshproxy":
 			api, err := endpointAPI(appPort)
@@ -182,13 +187,15 @@ func start(s settings, p *procs, dir string) ([]target, error) {
 			argv = []string{s.meshproxy}
 			request = []byte("GET http://app.bench/ HTTP/1.1\r\nHost: app.bench\r\n\r\n") // forward-proxy form
 		case "haproxy":
-			cfg, err := writeFile(dir, "haproxy.cfg", haproxyConfig(port, appPort))
+			grpcAt.addr = fmt.Sprintf("127.0.0.1:%d", ports[4])
+			cfg, err := writeFile(dir, "haproxy.cfg", haproxyConfig(port, appPort)+haproxyGRPC(ports[4], appPort))
 			if err != nil {
 				return nil, err
 			}
 			argv = []string{s.haproxy, "-db", "-f", cfg}
 		case "nginx":
-			cfg, err := writeFile(dir, "nginx.conf", nginxConfig(dir, port, appPort))
+			grpcAt.addr = fmt.Sprintf("127.0.0.1:%d", ports[5])
+			cfg, err := writeFile(dir, "nginx.conf", nginxWithGRPC(dir, port, ports[5], appPort))
 			if err != nil {
 				return nil, err
 			}
@@ -198,7 +205,7 @@ func start(s settings, p *procs, dir string) ([]target, error) {
 		if err != nil {
 			return nil, err
 		}
-		targets = append(targets, target{name: name, addr: addr, request: request, pids: []int{cmd.Process.Pid}})
+		targets = append(targets, target{name: name, addr: addr, request: request, pids: []int{cmd.Process.Pid}, grpc: grpcAt})
 	}
 	for i := range targets {
 		if err := waitHTTP(targets[i].addr, targets[i].request); err != nil {
@@ -289,6 +296,11 @@ func run(s settings, p *procs, dir string) (map[string]any, error) {
 					m.add(fmt.Sprintf(k, "p50"), direct[t.name][0]-direct["direct"][0])
 					m.add(fmt.Sprintf(k, "p99"), direct[t.name][1]-direct["direct"][1])
 				}
+			}
+		}
+		if s.grpcRate > 0 {
+			if err := grpcRound(s, order, round, m, &failed); err != nil {
+				return nil, err
 			}
 		}
 		rates := map[string]float64{}

@@ -197,9 +197,8 @@ func TestH2GoawayOnDrainAndOpenStreamsAwaited(t *testing.T) {
 	var mu sync.Mutex
 	client := h2Client(in, &logs, &mu)
 
-	// Keep-alives off (the drain's first step): a connection gets GOAWAY when a stream of
-	// it ends and none is left open (net/http checks on a stream's end; a connection that
-	// stays idle hears it at Shutdown).
+	// Keep-alives off (the drain's first step): an idle connection gets GOAWAY at once, and
+	// the next call takes a new connection, served by the proxy's next generation.
 	get := func() {
 		resp, err := client.Get("http://b.demo/")
 		if err != nil {
@@ -211,13 +210,7 @@ func TestH2GoawayOnDrainAndOpenStreamsAwaited(t *testing.T) {
 	get()
 	srv.SetKeepAlivesEnabled(false)
 	get()
-	deadline := time.Now().Add(3 * time.Second)
-	for !logs[0].sawGoAway() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !logs[0].sawGoAway() {
-		t.Fatal("no GOAWAY on an idle HTTP/2 connection after keep-alives were turned off")
-	}
+	waitGoAway(t, logs[0], "no GOAWAY on an idle HTTP/2 connection after keep-alives were turned off")
 
 	// Shutdown: GOAWAY on a connection with an open stream, which is still served to its end.
 	srv.SetKeepAlivesEnabled(true)
@@ -235,19 +228,8 @@ func TestH2GoawayOnDrainAndOpenStreamsAwaited(t *testing.T) {
 		defer cancel()
 		shut <- srv.Shutdown(ctx)
 	}()
-	deadline = time.Now().Add(3 * time.Second)
-	for !streaming.sawGoAway() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !streaming.sawGoAway() {
-		t.Fatal("no GOAWAY on Shutdown while a stream was open")
-	}
-	next <- struct{}{}
-	next <- struct{}{}
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || string(body) != "message 0\nmessage 1\n" {
-		t.Fatalf("the open stream was not served to its end: %q %v", body, err)
-	}
+	waitGoAway(t, streaming, "no GOAWAY on Shutdown while a stream was open")
+	servedToItsEnd(t, next, resp)
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
@@ -272,18 +254,8 @@ func TestH2GoawayAtDrainStartWithAStreamOpen(t *testing.T) {
 	mu.Lock()
 	first := logs[0]
 	mu.Unlock()
-	deadline := time.Now().Add(3 * time.Second)
-	for !first.sawGoAway() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !first.sawGoAway() {
-		t.Fatal("no GOAWAY at the drain's start on a connection with a stream open")
-	}
-	next <- struct{}{}
-	next <- struct{}{}
-	if body, err := io.ReadAll(resp.Body); err != nil || string(body) != "message 0\nmessage 1\n" {
-		t.Fatalf("the open stream was not served to its end: %q %v", body, err)
-	}
+	waitGoAway(t, first, "no GOAWAY at the drain's start on a connection with a stream open")
+	servedToItsEnd(t, next, resp)
 	again, err := client.Get("http://b.demo/")
 	if err != nil {
 		t.Fatal(err)
@@ -327,20 +299,32 @@ func TestH2SidecarRelaysItsAppsGoAway(t *testing.T) {
 		defer cancel()
 		shut <- appServer.Shutdown(ctx)
 	}()
+	waitGoAway(t, client, "the sidecar did not relay its app's GOAWAY")
+	servedToItsEnd(t, next, resp)
+	if err := <-shut; err != nil {
+		t.Fatalf("the app's Shutdown: %v", err)
+	}
+}
+
+// waitGoAway fails the test unless the client's connection hears a GOAWAY within 3 s.
+func waitGoAway(t *testing.T, c *frameLog, failure string) {
+	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
-	for !client.sawGoAway() && time.Now().Before(deadline) {
+	for !c.sawGoAway() && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !client.sawGoAway() {
-		t.Fatal("the sidecar did not relay its app's GOAWAY")
+	if !c.sawGoAway() {
+		t.Fatal(failure)
 	}
+}
+
+// servedToItsEnd lets the backend's two-message stream finish and checks the client got both.
+func servedToItsEnd(t *testing.T, next chan<- struct{}, resp *http.Response) {
+	t.Helper()
 	next <- struct{}{}
 	next <- struct{}{}
 	if body, err := io.ReadAll(resp.Body); err != nil || string(body) != "message 0\nmessage 1\n" {
 		t.Fatalf("the open stream was not served to its end: %q %v", body, err)
-	}
-	if err := <-shut; err != nil {
-		t.Fatalf("the app's Shutdown: %v", err)
 	}
 }
 
