@@ -39,15 +39,19 @@ type channels struct {
 	watch *h2watch.Watcher
 }
 
-// connOf is the watched connection a call's peer names.
-func connOf(p *peer.Peer) string {
+// connOf is the watched connection a call's peer names, and the trail of the tunnel it is
+// (ambient: the L4 proxies a call passes write no Via; the CONNECT's answer named them).
+func connOf(p *peer.Peer) (id, tunnel string) {
 	if p == nil {
-		return ""
+		return "", ""
 	}
 	if addr, ok := p.Addr.(h2watch.Addr); ok {
-		return addr.ID
+		id = addr.ID
+		if t, ok := addr.Addr.(tunnelAddr); ok {
+			tunnel = t.trail
+		}
 	}
-	return ""
+	return id, tunnel
 }
 
 // channel is the app's gRPC channel to a downstream Service: through its sidecar or its
@@ -141,7 +145,8 @@ func (a *app) grpcDownstream(ctx context.Context, service, requestID string) Dow
 	err = c.Invoke(outgoing(ctx, requestID), chainrpc.CallMethod, &chainrpc.CallRequest{RequestID: requestID}, nested, grpc.Header(&header), grpc.Peer(&p))
 	d.MS = float64(time.Since(began).Microseconds()) / 1000
 	d.Via = viaOf(header)
-	d.Conn, d.EndedConns = connOf(&p), a.grpc.watch.Ended(service)
+	d.Conn, d.Tunnel = connOf(&p)
+	d.EndedConns = a.grpc.watch.Ended(service)
 	if err != nil {
 		d.Error = status.Convert(err).Code().String() + ": " + status.Convert(err).Message()
 	} else {
@@ -166,6 +171,7 @@ func (a *app) watch(req *chainrpc.CallRequest, stream grpc.ServerStream) error {
 		stream  grpc.ClientStream
 		header  string
 		conn    string
+		tunnel  string
 		ended   []h2watch.Ended
 	}
 	var downs []downstream
@@ -186,7 +192,7 @@ func (a *app) watch(req *chainrpc.CallRequest, stream grpc.ServerStream) error {
 		}
 		d := downstream{service: svc, stream: s}
 		if p, ok := peer.FromContext(s.Context()); ok {
-			d.conn = connOf(p)
+			d.conn, d.tunnel = connOf(p)
 		}
 		d.ended = a.grpc.watch.Ended(svc)
 		downs = append(downs, d)
@@ -209,7 +215,7 @@ func (a *app) watch(req *chainrpc.CallRequest, stream grpc.ServerStream) error {
 				}
 			}
 			ans.Downstream = append(ans.Downstream, Downstream{Service: downs[i].service, Status: 200, Via: downs[i].header, Answer: nested,
-				Conn: downs[i].conn, EndedConns: downs[i].ended})
+				Tunnel: downs[i].tunnel, Conn: downs[i].conn, EndedConns: downs[i].ended})
 			downs[i].ended = nil // said once, with the stream's first message
 		}
 		if err := stream.SendMsg(ans); err != nil {

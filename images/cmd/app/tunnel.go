@@ -31,6 +31,17 @@ type tunnelConn struct {
 	trail string
 }
 
+// tunnelAddr is a tunnel's remote address with its trail: gRPC hands a call its
+// connection's RemoteAddr (peer.Addr), so a call over a tunnel can name the proxies it passed.
+type tunnelAddr struct {
+	net.Addr
+	trail string
+}
+
+func (c *tunnelConn) RemoteAddr() net.Addr {
+	return tunnelAddr{Addr: c.Conn.RemoteAddr(), trail: c.trail}
+}
+
 func (c *tunnelConn) Read(b []byte) (int, error) {
 	if c.br != nil {
 		if c.br.Buffered() > 0 {

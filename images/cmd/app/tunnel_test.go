@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"patternbench.local/images/internal/applog"
+	"patternbench.local/images/internal/chainrpc"
 	"patternbench.local/images/internal/cmdtest"
 	"patternbench.local/images/internal/mesh"
 	"patternbench.local/images/internal/serve"
@@ -45,10 +46,11 @@ func listen(t *testing.T, addr string) net.Listener {
 // The app on node n1 calls b (a pod on n2) and c (a pod on n2 behind a waypoint on n3)
 // through its node's L4 proxy: each downstream records its Via and, in "tunnel", every
 // proxy of the call, callee side first.
-func TestCallsThroughTheL4ProxyRecordTheirTrail(t *testing.T) {
-	store := mesh.NewStore()
-	peerPort := freePort(t)
-	outPort := freePort(t)
+// l4Nodes runs the node L4 proxies of n1 (127.0.0.11) and n2 (127.0.0.12); the apps'
+// outbound port and the peer port.
+func l4Nodes(t *testing.T, store *mesh.Store) (outPort, peerPort int) {
+	peerPort = freePort(t)
+	outPort = freePort(t)
 	for i, node := range []string{"n1", "n2"} {
 		ip := fmt.Sprintf("127.0.0.%d", 11+i)
 		l4 := &mesh.L4Proxy{Name: node, NodeName: node, Store: store, NodeProxies: "agents/l4", PeerPort: peerPort}
@@ -65,6 +67,12 @@ func TestCallsThroughTheL4ProxyRecordTheirTrail(t *testing.T) {
 		})
 		store.SetSlice("agents/l4", node, []mesh.Endpoint{{IP: ip, Port: peerPort, NodeName: node}})
 	}
+	return outPort, peerPort
+}
+
+func TestCallsThroughTheL4ProxyRecordTheirTrail(t *testing.T) {
+	store := mesh.NewStore()
+	outPort, peerPort := l4Nodes(t, store)
 	for _, svc := range []string{"b", "c"} {
 		pod := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			json.NewEncoder(w).Encode(Answer{Service: svc, Pod: svc + "-0", Node: "n2", Via: r.Header.Get("Via")})
@@ -117,3 +125,25 @@ func TestCallsThroughTheL4ProxyRecordTheirTrail(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(b []byte) (int, error) { return len(b), nil }
+
+// A gRPC call through the node L4 proxy (ambient-l4) records the tunnel's trail too (the
+// L4 proxies write no Via) and the connection it took.
+func TestGRPCCallsThroughTheL4ProxyRecordTheirTrail(t *testing.T) {
+	store := mesh.NewStore()
+	outPort, _ := l4Nodes(t, store)
+	b, _ := serveApp(t, "b")
+	host, port, _ := net.SplitHostPort(b)
+	p, _ := strconv.Atoi(port)
+	store.SetSlice("demo/b", "b", []mesh.Endpoint{{IP: host, Port: p, NodeName: "n2", PodName: "b-0"}})
+	s := settings{Service: "a", Pod: "a-0", Node: "n1", Namespace: "demo", Downstreams: []string{"b"},
+		Proxy: net.JoinHostPort("127.0.0.11", strconv.Itoa(outPort)), Tunnel: "connect", Timeout: 5 * time.Second}
+	a := &app{s: s, log: applog.NewWriter(&discard{}, "a-0", ""), client: &http.Client{Transport: newTransport(s)}}
+	out, err := a.grpcCall(context.Background(), &chainrpc.CallRequest{RequestID: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := out.(*Answer).Downstream[0]
+	if d.Status != 200 || d.Tunnel != "1.1 l4/n2 (n2), 1.1 l4/n1 (n1)" || d.Conn != "a-0#1" || d.Answer == nil || d.Answer.Service != "b" {
+		t.Fatalf("%+v", d)
+	}
+}
