@@ -72,3 +72,16 @@ def test_http2_drain_one_word() -> None:
     assert http2_drain([{"drain": "goaway"}, {"drain": "goaway"}]) == "goaway"
     assert http2_drain([{"drain": "goaway"}, {"drain": "cut"}]) == "mixed"
     assert http2_drain([]) is None
+
+
+def test_the_report_section_only_for_grpc_cases() -> None:
+    from patternbench.results.report import long_lived_text
+
+    assert long_lived_text({"sidecar-mesh": {"workload": "http"}}) == []
+    entry = {"workload": "grpc-stream", "rpcs": 0, "streams_broken": 2, "streams_broken_by": {"Internal: orders -> payments": 2},
+             "stream_gap_max_s": 0.4, "connections_replaced": 3, "connections_replaced_by": {"apps: goaway-then-cut": 3},
+             "reconnect_p99_s": 0.05, "http2_drain": "goaway-then-cut"}
+    lines = long_lived_text({"daemonset-mesh": entry})
+    assert lines[0] == "## Long-lived connections"
+    row = next(line for line in lines if line.startswith("| daemonset-mesh"))
+    assert "2 (Internal: orders -> payments 2)" in row and "3 (apps: goaway-then-cut 3)" in row and row.endswith("| goaway-then-cut |")

@@ -225,6 +225,7 @@ def long_lived_text(cases: dict[str, Any]) -> list[str]:
         "A replaced connection ended with a GOAWAY and then the client's close (**goaway**: a clean drain), a GOAWAY and then the server's close with streams still open "
         "(**goaway-then-cut**), or with no GOAWAY (**cut**). The load sees its own connections to the entry; the apps report theirs to the next hop, through a sidecar or "
         "their node's proxy. Reconnect: how long the channel went without a connection that had heard from its server (0 when the GOAWAY let it open the next one before the old one ended; a channel reconnects only when a call needs it).", "",
+        "With repeated trials the counts are the trials' medians, and the breakdowns in parentheses are summed over all trials.", "",
         "| case | workload | RPCs failed | streams broken (where) | longest stream gap s | connections replaced (how) | reconnect p99 s | HTTP/2 drain |",
         "|---|---|---|---|---|---|---|---|",
     ]
