@@ -83,12 +83,6 @@ type Ended struct {
 	lostAt     float64
 }
 
-// Cut says whether a connection ended without the client closing it and without a GOAWAY
-// first: what a drain must never do.
-func (r Record) Cut() bool {
-	return r.End != EndClosed && r.End != EndStopped && r.End != EndOpen && r.GoAwayT == 0
-}
-
 // Addr is a watched connection's remote address, carrying its id (gRPC's peer.Addr is the
 // connection's RemoteAddr, so a call can say which connection carried it).
 type Addr struct {
@@ -184,9 +178,6 @@ func (w *Watcher) Close() {
 
 // RemoteAddr carries the connection's id.
 func (c *Conn) RemoteAddr() net.Addr { return Addr{Addr: c.Conn.RemoteAddr(), ID: c.rec.ID} }
-
-// ID is the connection's id.
-func (c *Conn) ID() string { return c.rec.ID }
 
 func (c *Conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)

@@ -79,7 +79,7 @@ func TestGoAwayOnShutdownAndReplacement(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	mu.Lock()
-	if len(ended) != 1 || ended[0].GoAwayT == 0 || ended[0].Cut() || ended[0].ID != "test#1" {
+	if len(ended) != 1 || ended[0].GoAwayT == 0 || ended[0].ID != "test#1" {
 		t.Fatalf("ended: %+v", ended)
 	}
 	mu.Unlock()

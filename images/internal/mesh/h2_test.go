@@ -222,12 +222,7 @@ func TestH2GoawayOnDrainAndOpenStreamsAwaited(t *testing.T) {
 	mu.Lock()
 	streaming := logs[len(logs)-1]
 	mu.Unlock()
-	shut := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		shut <- srv.Shutdown(ctx)
-	}()
+	shut := shutdownInBackground(srv.Shutdown)
 	waitGoAway(t, streaming, "no GOAWAY on Shutdown while a stream was open")
 	servedToItsEnd(t, next, resp)
 	if err := <-shut; err != nil {
@@ -293,17 +288,23 @@ func TestH2SidecarRelaysItsAppsGoAway(t *testing.T) {
 	if client.sawGoAway() {
 		t.Fatal("GOAWAY before the app said it")
 	}
-	shut := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		shut <- appServer.Shutdown(ctx)
-	}()
+	shut := shutdownInBackground(appServer.Shutdown)
 	waitGoAway(t, client, "the sidecar did not relay its app's GOAWAY")
 	servedToItsEnd(t, next, resp)
 	if err := <-shut; err != nil {
 		t.Fatalf("the app's Shutdown: %v", err)
 	}
+}
+
+// shutdownInBackground runs a server's Shutdown (5 s at most) while the test goes on; its result.
+func shutdownInBackground(shutdown func(context.Context) error) <-chan error {
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- shutdown(ctx)
+	}()
+	return shut
 }
 
 // waitGoAway fails the test unless the client's connection hears a GOAWAY within 3 s.
