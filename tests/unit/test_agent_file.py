@@ -93,6 +93,22 @@ MALFORMED = [
     ("no seccomp", changed(node__container__securityContext={**ROOT_NO_CAPS, "seccompProfile": {"type": "Unconfined"}}), "seccompProfile: Unconfined"),
     ("config outside the directory", changed(config={"a.yaml": {"file": "../../etc/hostname"}}), "lies outside the agent file's directory"),
     ("config from an absolute path", changed(config={"a.yaml": {"file": "/etc/hostname"}}), "lies outside the agent file's directory"),
+    # A packaged program's images (issue 25): the program checked on this machine first.
+    ("build: no such program", changed(build={"program": "/usr/sbin/no-such-proxy"}), "build.program: /usr/sbin/no-such-proxy is not installed"),
+    ("build: a relative program", changed(build={"program": "haproxy"}), "build.program: expected the program's absolute path"),
+    ("build: not executable", changed(build={"program": "/etc/passwd"}), "build.program: /etc/passwd is not executable"),
+    ("build: a script", changed(build={"program": "/usr/bin/ldd"}), "build.program: /usr/bin/ldd is not an ELF program"),
+    ("build: not from a package", changed(build={"program": "/proc/self/exe"}), "was not installed by a Debian package (an agent file may do this only with --trust-agent-files)"),
+    ("build: a bad signal", changed(build={"program": "/usr/sbin/haproxy", "stop_signal": "SIGNOPE"}), "build.stop_signal: 'SIGNOPE' is not a signal name"),
+    ("build: a bad package", changed(build={"program": "/usr/sbin/haproxy", "packages": {"v1": "haproxy 2.6"}}), "build.packages.v1: 'haproxy 2.6' is not PACKAGE=VERSION"),
+    ("build: one binary twice", changed(build={"program": "/usr/sbin/haproxy"}), "v1 and v2 are built from the same binary"),
+    ("build: unknown key", changed(build={"program": "/usr/sbin/haproxy", "from": "x"}), "build.from: unknown key"),
+    ("build: a cluster image's name", changed(build={"program": "/usr/sbin/haproxy", "packages": {"v1": "haproxy=1"}}, images={"v1": "patternbench.local/app:v1", "v2": "x:2"}), "images.v1: 'patternbench.local/app:v1' is a name the cluster's own images use"),
+    ("a template that does not parse", changed(config={"a.cfg.j2": "{% for s in services %}"}), "config.a.cfg.j2: a.cfg.j2 line 1"),
+    ("a template reading an unknown name", changed(config={"a.cfg.j2": "{{ nope }}"}), "config.a.cfg.j2: a.cfg.j2: 'nope' is undefined"),
+    ("a template reaching out of the sandbox", changed(config={"a.cfg.j2": "{{ services.__class__.__mro__ }}"}), "config.a.cfg.j2"),
+    ("pod_dns not a bool", changed(kind="mesh", proxy={"outbound_port": 15001, "inbound_port": 15006, "pod_dns": "yes"}), "proxy.pod_dns: expected true or false"),
+    ("unknown proxy key", changed(kind="mesh", proxy={"outbound_port": 15001, "inbound_port": 15006, "discovery": "dns"}), "proxy.discovery: unknown key"),
 ]
 
 

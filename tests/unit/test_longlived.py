@@ -60,10 +60,14 @@ def test_streams_broken_and_where() -> None:
         {"kind": "stream", "stream": "s1", "ended_t": 6.2, "end": "Unavailable", "detail": "backend: db: connection reset"},
         {"kind": "stream", "stream": "s2", "ended_t": 19.0, "end": "client_stop"},
         {"kind": "stream", "stream": "s3", "ended_t": 3.0, "end": "Unavailable", "detail": "before the window"},
+        # gRPC's own words are no hops: the run of names ends at "rpc error" or at "dial tcp IP:PORT"'s port.
+        {"kind": "stream", "stream": "s4", "ended_t": 7.0, "end": "Unavailable",
+         "detail": 'orders: rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 10.250.0.13:15001: connect: connection refused"'},
+        {"kind": "stream", "stream": "s5", "ended_t": 7.0, "end": "Unavailable", "detail": 'closing transport due to: connection error: desc = "error reading from server: EOF"'},
     ]
     got = long_lived(records, 4.0, 20.0)
-    assert got["streams_broken"] == 2
-    assert got["streams_broken_by"] == {"Unavailable: backend -> db": 2}
+    assert got["streams_broken"] == 4
+    assert got["streams_broken_by"] == {"Unavailable: backend -> db": 2, "Unavailable: orders": 1, "Unavailable: entry": 1}
     assert got["stream_gap_max_s"] == 1.5 and got["stream_messages"] == 2
     assert got["connections_replaced"] == 0 and got["http2_drain"] is None and got["reconnect_p99_s"] is None
 

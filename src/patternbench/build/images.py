@@ -43,6 +43,9 @@ class ImageSpec:
     labels: dict[str, str] = field(default_factory=dict)
     tree: Path | None = None
     env: tuple[str, ...] = ("PATH=/",)
+    # The signal the runtime sends to stop the container (containerd's CRI reads it from the
+    # image config); None: SIGTERM. HAProxy stops gracefully on SIGUSR1 only.
+    stop_signal: str | None = None
 
     @property
     def ref(self) -> str:
@@ -123,6 +126,7 @@ def write_oci_archive(spec: ImageSpec, out: Path) -> ImageArchive:
             "User": spec.user,
             "Env": list(spec.env),
             "Labels": spec.labels or None,
+            **({"StopSignal": spec.stop_signal} if spec.stop_signal else {}),
         },
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "patternbench images build"}],

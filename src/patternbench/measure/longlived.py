@@ -13,6 +13,7 @@ the server closed it with streams still open) or `cut` (no GOAWAY: the server we
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 from patternbench.stats import percentile
@@ -105,10 +106,18 @@ LONG_LIVED_KEYS = ("rpcs", "rpcs_failed", "stream_messages", "streams_broken", "
 
 
 def _hop(detail: str) -> str:
-    """The hop a broken stream's message names ("svc: svc2: cause" -> "svc -> svc2"), without the cause."""
-    parts = [p.strip() for p in detail.split(":")]
-    names = [p for p in parts[:-1] if p and " " not in p]
+    """The hop a broken stream's message names: the apps that relayed it prefix their service
+    names ("orders: payments: cause" -> "orders -> payments"). The run of leading names ends
+    at the first part that is no name (gRPC's "rpc error", a port of "dial tcp IP:PORT")."""
+    names = []
+    for part in (p.strip() for p in detail.split(":")[:-1]):
+        if not _NAME.match(part):
+            break
+        names.append(part)
     return " -> ".join(names) if names else "entry"
+
+
+_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # a service name: a DNS label that starts with a letter
 
 
 def _count(keys: Iterable[str]) -> dict[str, int]:

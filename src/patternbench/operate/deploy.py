@@ -18,6 +18,7 @@ from kubernetes import config as kube_config
 from patternbench.build.components import cache_root
 from patternbench.build.images import ImageArchive, build_data_plane, on_demand_archives
 from patternbench.build.load_image import cached_load_image
+from patternbench.build.program_image import build_program_images
 from patternbench.cluster.provider import abilities
 from patternbench.errors import UsageError
 from patternbench.load.conntrack import forget_unnated
@@ -138,12 +139,14 @@ def deploy_run(
         with progress.step("build and load images"):
             provider.load_images(build_data_plane())
         _IMAGES_LOADED.add(id(provider))
-    # An agent file's images: its own OCI archives, or images patternbench builds on demand.
+    # An agent file's images: its own OCI archives, images built from its packaged program,
+    # or images patternbench builds on demand.
     own = [ImageArchive(ref=str(a), path=a, digest="", size_bytes=a.stat().st_size) for name in stand_ins for a in agent_spec(name).archives]
+    programs = [f for name in stand_ins if (f := agent_spec(name).file) is not None and f.build is not None]
     refs = [ref for name in stand_ins for ref in (agent_spec(name).images_by_version or {}).values()]
     if provider.capabilities.can_load_images and (own or refs) and (id(provider), tuple(refs)) not in _IMAGES_LOADED:
         with progress.step(f"build and load the {', '.join(stand_ins)} agent's images"):
-            archives = own + on_demand_archives(refs)
+            archives = own + on_demand_archives(refs) + [a for f in programs for a in build_program_images(f.build, f.images)]
             if archives:
                 provider.load_images(archives)
         _IMAGES_LOADED.add((id(provider), tuple(refs)))

@@ -22,6 +22,7 @@ from patternbench.render.base import (
     values,
 )
 from patternbench.specs.agents import WAYPOINT_REPLICAS, AgentSpec, Placement, agent_spec
+from patternbench.specs.config_template import MeshService, TemplateContext, is_template, mounted_name, render_template
 
 if TYPE_CHECKING:
     from patternbench.specs.agent_file import AgentFile, Part
@@ -31,6 +32,8 @@ Transform = Callable[[list[Obj], RenderOptions, int], None]
 # ... and per service: (objects, options, instances, the app's services, replicas of each).
 ServiceTransform = Callable[[list[Obj], RenderOptions, int, list[str], int], None]
 APP_LOG_DIR = "/var/log/app"
+APP_PORT = 8080  # where every app listens (manifests/app.yaml)
+POD_DNS_SUFFIX = "-pods"  # an app service's headless twin (proxy.pod_dns)
 
 
 # ---- the mesh proxy -----------------------------------------------------------------------
@@ -204,12 +207,52 @@ def _container(agent: AgentFile, part: Part, opts: RenderOptions, placement: Pla
     return container
 
 
-def _config_map(agent: AgentFile, namespace: str, opts: RenderOptions) -> Obj:
+def _app_services(objs: list[Obj], opts: RenderOptions) -> list[Obj]:
+    return [o for o in find(objs, "Service") if o["metadata"]["namespace"] == opts.app_namespace and o["spec"].get("clusterIP") != "None"]
+
+
+def _pods_service(service: Obj) -> Obj:
+    """A headless twin of an app Service (same selector): its DNS name lists the service's
+    ready pods, for a proxy that discovers upstreams by DNS (proxy.pod_dns)."""
+    twin = copy.deepcopy(service)
+    twin["metadata"]["name"] = f"{service['metadata']['name']}{POD_DNS_SUFFIX}"
+    twin["spec"] = {"clusterIP": "None", "selector": dict(service["spec"]["selector"]), "ports": [
+        {k: v for k, v in port.items() if k in ("name", "port", "targetPort", "protocol")} for port in service["spec"]["ports"]
+    ]}
+    return twin
+
+
+def _template_context(agent: AgentFile, objs: list[Obj], opts: RenderOptions, placement: Placement) -> TemplateContext:
+    ns, domain = opts.app_namespace, opts.cluster_domain
+    replicas = [d["spec"].get("replicas", 1) for d in _app_deployments(objs, opts)]
+    services = [
+        MeshService(s["metadata"]["name"], s["spec"]["ports"][0]["port"], f"{s['metadata']['name']}{POD_DNS_SUFFIX}.{ns}.svc.{domain}")
+        for s in _app_services(objs, opts)
+    ]
+    outbound, inbound = agent.proxy_ports or (0, 0)
+    # A rolling update surges one pod per Deployment (app.yaml: maxSurge 1).
+    where = "sidecar" if placement is Placement.POD else "node"
+    return TemplateContext(ns, domain, APP_PORT, outbound, inbound, max(replicas, default=1) + 1, where, services)
+
+
+def _config_map(agent: AgentFile, namespace: str, opts: RenderOptions, objs: list[Obj], placement: Placement) -> Obj:
+    """The agent's configs; its templates rendered for this run's services."""
+    data = {}
+    for name, text in agent.config.items():
+        if is_template(name):
+            data[mounted_name(name)] = render_template(name, text, _template_context(agent, objs, opts, placement))
+        else:
+            data[name] = text
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": agent.config_map, "namespace": namespace, "labels": {"patternbench.dev/run": opts.run_id}},
-        "data": dict(agent.config),
+        "data": data,
     }
+
+
+def _add_pod_dns(agent: AgentFile, objs: list[Obj], opts: RenderOptions) -> None:
+    if agent.pod_dns:
+        objs += [_pods_service(s) for s in _app_services(objs, opts)]
 
 
 def _volumes(agent: AgentFile, part: Part) -> list[Obj]:
@@ -225,7 +268,7 @@ def file_sidecar(agent: AgentFile) -> Transform:
             return
         part = agent.parts[Placement.POD]
         if agent.config:
-            objs.append(_config_map(agent, opts.app_namespace, opts))
+            objs.append(_config_map(agent, opts.app_namespace, opts, objs, Placement.POD))
         for deployment in find(objs, "Deployment"):
             if deployment["metadata"]["namespace"] != opts.app_namespace:
                 continue
@@ -247,8 +290,16 @@ def file_sidecar(agent: AgentFile) -> Transform:
             for service in find(objs, "Service"):
                 if service["metadata"]["namespace"] == opts.app_namespace:
                     service["spec"]["ports"][0]["targetPort"] = agent.proxy_ports[1]
+        _add_pod_dns(agent, objs, opts)
 
     return add
+
+
+def _rolling(part: Part) -> dict[str, int]:
+    """Surge: the successor starts beside its predecessor and takes its port over before it
+    stops (the socket handover). Else never two on a node at once: a successor takes over its
+    predecessor's files."""
+    return {"maxSurge": 1, "maxUnavailable": 0} if part.surge else {"maxSurge": 0, "maxUnavailable": 1}
 
 
 def file_node(agent: AgentFile) -> Transform:
@@ -267,14 +318,13 @@ def file_node(agent: AgentFile) -> Transform:
         if part.host_network:
             pod.update({"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"})
         if agent.config:
-            objs.append(_config_map(agent, ns, opts))
+            objs.append(_config_map(agent, ns, opts, objs, Placement.NODE))
         objs.append({
             "apiVersion": "apps/v1", "kind": "DaemonSet",
             "metadata": {"name": agent.name, "namespace": ns, "labels": labels},
             "spec": {
                 "selector": {"matchLabels": {"app.kubernetes.io/name": agent.name}},
-                # Never two on a node at once: a successor takes over its predecessor's files.
-                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": _rolling(part)},
                 "template": {"metadata": {"labels": {**labels, "patternbench.dev/role": "agent"}}, "spec": pod},
             },
         })
@@ -282,6 +332,7 @@ def file_node(agent: AgentFile) -> Transform:
             for deployment in find(objs, "Deployment"):
                 if deployment["metadata"]["namespace"] == opts.app_namespace:
                     set_env(app_container(deployment), "MESH_PROXY", f"$(NODE_IP):{agent.proxy_ports[0]}")
+        _add_pod_dns(agent, objs, opts)
 
     return add
 

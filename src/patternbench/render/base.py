@@ -62,6 +62,7 @@ class RenderOptions:
     # The cluster's node count: node agents' CPU requests follow it (size_agent_requests).
     # None renders every agent container with one sidecar's request (unit tests).
     nodes: int | None = None
+    cluster_domain: str = "cluster.local"
 
     @property
     def app_namespace(self) -> str:

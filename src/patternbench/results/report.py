@@ -13,6 +13,7 @@ from patternbench.load.runner import read_jsonl
 from patternbench.load.sweep import render_sweep_plots
 from patternbench.measure.attribution import CAUSES, by_owner
 from patternbench.render import AGENT_CPU_M
+from patternbench.results.agents_beside import agents_beside_text
 from patternbench.results.answer import answer_text
 from patternbench.results.durations import timeline_marks
 from patternbench.results.plots import pyplot, save
@@ -187,7 +188,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"| {fmt(e['app_pods_recreated'])} | {fmt(e['app_container_restarts'])} | {fmt(e['agent_cpu_m_total'])} | {fmt(e['agent_memory_mib_total'])} "
             f"| {fmt(e['log_lines_lost'])} / {fmt(e['log_lines_duplicated'])} | {fmt(e['upgrade_duration_s'])} |"
         )
-    lines += ["", *claims_text(cases), "", *lifecycle_text(cases), *nodes_text(cases), "", *faults_text(cases), "", *long_lived_text(cases)]
+    lines += ["", *claims_text(cases), "", *agents_beside_text(cases, summary.get("failed_claims") or {}), *lifecycle_text(cases), *nodes_text(cases), "", *faults_text(cases), "", *long_lived_text(cases)]
     lines += [*trials_text(summary), *differences_text(summary), *sweeps_text(summary), *calibration_text(summary)]
     lines += causes_text(summary)
     lines += contention_text(cases)

@@ -40,7 +40,7 @@ from patternbench.results.rundir import (
 from patternbench.results.verdicts import Thresholds, causes_text, charged_failures
 from patternbench.specs.agents import AGENTS, AgentKind, Placement, agent_by_container, agent_spec, upgradable_spec
 from patternbench.specs.faults import fault_spec
-from patternbench.specs.patterns import pattern_spec
+from patternbench.specs.patterns import case_pattern_spec, pattern_spec
 from patternbench.specs.topology import Agents
 
 SCHEMA_VERSION = 1
@@ -315,7 +315,7 @@ def check_claims(
     are the ones the case's topology ran (deployment.json): without the mesh no proxy is expected."""
     failures: list[str] = []
     pattern, agent, naive = entry["pattern"], entry["agent"], entry["naive"]
-    spec = pattern_spec(pattern)
+    spec = case_pattern_spec(pattern, agent)
     mesh = any(agents.instances(a) for a in AGENTS.values() if a.kind is AgentKind.MESH)
     if entry.get("missing"):
         failures.append(f"the case is incomplete: missing {', '.join(entry['missing'])}")

@@ -119,9 +119,15 @@ def archive_image_names(archive: Path) -> set[str]:
     return names
 
 
-def check_archive(path: Path, version: str, archive: Path, image: str) -> None:
+def check_built_image(path: Path, version: str, image: str) -> None:
+    """An image patternbench builds (or imports) for an agent file never takes a name the
+    cluster's own images use: loading it would replace that image on every node."""
     if image.startswith(RESERVED_IMAGE_PREFIX):
         raise refuse(path, f"images.{version}", f"{image!r} is a name the cluster's own images use; an archive would replace it on every node")
+
+
+def check_archive(path: Path, version: str, archive: Path, image: str) -> None:
+    check_built_image(path, version, image)
     others = sorted(n for n in archive_image_names(archive) if n != image)
     if others:
         raise refuse(path, f"archives.{version}", f"{archive} imports {others[0]!r}, not only images.{version} {image!r}")

@@ -57,11 +57,15 @@ class ProxyMode:
     carries_h2c: bool = True
 
 
-# The modes meshproxy runs in (images/cmd/meshproxy): Via names them, hops are classified by them.
+# The modes a mesh proxy runs in: meshproxy's (images/cmd/meshproxy), and those an agent
+# file's proxy declares (proxy.modes). Via names them, hops are classified by them.
 PROXY_MODES: dict[str, ProxyMode] = {
     m.name: m for m in (
         ProxyMode("sidecar", in_pod=True, on_entry=True),
         ProxyMode("node", in_pod=False, on_entry=False),
+        # A node proxy that sends each call straight to the callee's pod: one per call (the
+        # caller's node's), where meshproxy's node mode passes the callee's node's proxy too.
+        ProxyMode("egress", in_pod=False, on_entry=False, per_call=1),
         ProxyMode("l4", in_pod=False, on_entry=False, direct_same_node=True, writes_via=False),
         ProxyMode("waypoint", in_pod=False, on_entry=False, per_call=1, own_pod=True, carries_h2c=False),
     )

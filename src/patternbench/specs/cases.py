@@ -144,8 +144,8 @@ def default_matrix(
 ) -> list[Case]:
     """The control, every pattern x agent, and (unless `naive` is False) the naive variants
     where the handover and drains matter most (node mesh proxy, sidecar mesh proxy); with the
-    in-place strategy, every built-in sidecar upgraded in place too (and the sidecar proxy
-    without a drain)."""
+    in-place strategy, every sidecar upgraded in place too, an agent file's as well (and the
+    built-in sidecar proxy without a drain)."""
     strategies = strategies or list(STRATEGIES)
     patterns = patterns or list(PATTERNS)
     agents = with_kind_members(agents or list(UPGRADABLE))
@@ -165,7 +165,7 @@ def default_matrix(
     if "in-place" in strategies:
         for pattern in patterns:
             for agent in agents:
-                if agent_spec(agent).source is None and pattern_spec(pattern).placement_of(agent) is Placement.POD:
+                if pattern_spec(pattern).placement_of(agent) is Placement.POD:
                     cases.append(Case(pattern, agent, upgrade="in-place"))
         cases += [Case(p, a, naive=True, upgrade="in-place") for p, a in IN_PLACE_NAIVE if p in patterns and a in agents]
     if "rolling" not in strategies:

@@ -8,7 +8,7 @@ Adding a pattern: its name in Pattern and one PatternSpec in PATTERNS.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -77,6 +77,14 @@ class PatternSpec:
 
     def runs(self, agent: str) -> bool:
         return self.placement_of(agent) is not None
+
+    def with_stand_in(self, agent: AgentSpec) -> PatternSpec:
+        """This pattern as a case of an agent file's agent runs it: the agent in the place of
+        the built-in one it stands in for, so its own proxy modes decide the hops expected."""
+        if agent.stands_in_for is None or agent.stands_in_for not in self.placement:
+            return self
+        placement = {agent.name if name == agent.stands_in_for else name: where for name, where in self.placement.items()}
+        return replace(self, placement=placement)
 
     def runs_on_nodes(self, agent: str) -> bool:
         """Whether the agent runs once per node (a DaemonSet) rather than per pod."""
@@ -173,6 +181,12 @@ PATTERNS: dict[Pattern, PatternSpec] = {
         PatternSpec(Pattern.AMBIENT_L4, {"l4proxy": Placement.NODE, "logging": Placement.NODE, "agent-omega": Placement.NODE}, requires=("mesh",)),
     )
 }
+
+
+def case_pattern_spec(pattern: Pattern | str, agent: str | None) -> PatternSpec:
+    """The pattern as the case of `agent` (None: the control) runs it (with_stand_in)."""
+    spec = pattern_spec(pattern)
+    return spec.with_stand_in(agent_spec(agent)) if agent else spec
 
 
 def pattern_spec(pattern: Pattern | str) -> PatternSpec:
