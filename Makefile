@@ -32,15 +32,19 @@ experiment: setup
 
 ## study: everything: every pattern (ambient too), in-place and webhook upgrades, naive
 ## variants, the fault family and the load sweep; then the mesh's upgrades under long-lived
-## gRPC traffic, unary calls and streams (every pattern whose proxies carry HTTP/2). Every
+## gRPC traffic, unary calls and streams (every pattern whose proxies carry HTTP/2); then
+## HAProxy as the mesh beside meshproxy (agents/haproxy.yaml), rolling and in place. Every
 ## run reports; the exit status is the worst of them.
 STUDY_ARGS := --profile full --repeat 3 --calibrate --faults --sweep 100,200,400,800,1600
 LONG_LIVED_ARGS := --profile full --repeat 3 --agent mesh --upgrade rolling --upgrade in-place --injection client
+HAPROXY_ARGS := --profile full --repeat 3 --agent-file agents/haproxy.yaml --agent mesh --pattern sidecar --pattern daemonset --pattern hybrid \
+	--upgrade rolling --upgrade in-place --injection client --no-naive
 study: setup
 	rc=0; \
 	$(PB) run $(STUDY_ARGS) --results $(RESULTS) || rc=$$?; \
 	$(PB) run $(LONG_LIVED_ARGS) --workload grpc-unary --results $(RESULTS) || rc=$$?; \
 	$(PB) run $(LONG_LIVED_ARGS) --workload grpc-stream --results $(RESULTS) || rc=$$?; \
+	$(PB) run $(HAPROXY_ARGS) --results $(RESULTS) || rc=$$?; \
 	exit $$rc
 
 ## plan: what `make experiment` would run and how long it should take, without a cluster

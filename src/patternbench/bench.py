@@ -29,6 +29,7 @@ from patternbench.build import otelcol_local
 from patternbench.build.components import cache_root
 from patternbench.build.images import build_data_plane, build_go_binaries, build_otelcol
 from patternbench.build.load_image import build_load_image
+from patternbench.build.program_image import build_program_images
 from patternbench.cluster.local.provider import LocalProvider
 from patternbench.cluster.provider import abilities
 from patternbench.cluster.registry import ProviderOptions, get_provider
@@ -42,9 +43,11 @@ from patternbench.operate.deploy import deploy_run, load_generator_image
 from patternbench.operate.kube import Deployer
 from patternbench.outages import calibrate_local
 from patternbench.progress import Progress
+from patternbench.render import RenderOptions, render
 from patternbench.results.durations import time_under_load
 from patternbench.results.report import write_report
 from patternbench.results.rundir import LOAD_SUMMARY, REQUESTS
+from patternbench.specs.agent_file import load_agent_file
 from patternbench.specs.cases import PROFILES, Case, default_matrix
 from patternbench.specs.generated_topology import layered
 from patternbench.specs.topology import Pattern, load_topology
@@ -385,6 +388,41 @@ def bench_otelcol(runs: int) -> dict[str, float]:
     return figures
 
 
+HAPROXY_AGENT = Path(__file__).resolve().parents[2] / "agents" / "haproxy.yaml"
+
+
+def bench_haproxy(runs: int) -> dict[str, float]:
+    """HAProxy as the mesh (agents/haproxy.yaml): its two images' sizes (the packaged binary
+    and its libraries) and its resident memory at rest as a sidecar, with the config a run
+    renders for the default topology (median of `runs`, 5 s after start)."""
+    agent = load_agent_file(HAPROXY_AGENT)
+    assert agent.file is not None and agent.file.build is not None
+    figures: dict[str, float] = {}
+    for archive in build_program_images(agent.file.build, agent.file.images):
+        figures[f"haproxy_image_mib_{archive.ref.rsplit(':', 1)[1]}"] = round(archive.size_mib, 2)
+    figures["haproxy_image_mib"] = max(figures.values())
+    objs = render(load_topology(), Pattern.SIDECAR, RenderOptions(run_id="pb-bench", stand_ins=(agent.name,)))
+    config = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == agent.file.config_map)["data"]["haproxy.cfg"]
+    rss = []
+    with tempfile.TemporaryDirectory(prefix="pb-haproxy-rss-") as work:
+        (Path(work) / "haproxy.cfg").write_text(config)
+        env = dict(os.environ, POD_NAME="bench-pod", NODE_NAME="bench-node")
+        for i in range(max(runs, 1)):
+            proc = subprocess.Popen([str(agent.file.build.program), "-db", "-f", str(Path(work) / "haproxy.cfg")], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                time.sleep(5.0)  # at rest: started, its resolvers asking, no request
+                if proc.poll() is not None:
+                    raise UsageError(f"haproxy exited at once: {(proc.stderr.read().decode().strip().splitlines() or ['?'])[-1]}")  # type: ignore[union-attr]
+                rss.append(otelcol_local.rss_mib(proc.pid))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
+            print(f"  run {i + 1}: VmRSS at rest {rss[-1]:.1f} MiB", flush=True)
+    figures["haproxy_rss_mib"] = round(statistics.median(rss), 1)
+    return figures
+
+
 def bench_load_image(runs: int) -> dict[str, float]:
     """The in-cluster load generator's image (build/load_image.py): its size packed and
     unpacked, its files, and how long a build takes (median of `runs`)."""
@@ -458,6 +496,7 @@ BENCHES: dict[str, Callable[[int], dict[str, Any]]] = {
     "experiments": bench_experiments,
     "calibration": bench_calibration,
     "otelcol": bench_otelcol,
+    "haproxy": bench_haproxy,
     "soak": bench_soak,
     "capture": bench_capture,
 }

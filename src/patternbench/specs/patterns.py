@@ -72,7 +72,7 @@ class PatternSpec:
         """Where this pattern runs the agent (an agent file's where it runs the one it stands
         in for, if the file gives a container for that placement); None: it does not."""
         spec = agent_spec(agent)
-        placement = self.placement.get(spec.slot)
+        placement = self.placement.get(spec.name, self.placement.get(spec.slot))  # its own place once it stands in
         return placement if placement in spec.placements else None
 
     def runs(self, agent: str) -> bool:
