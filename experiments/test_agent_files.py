@@ -36,7 +36,8 @@ def file_cases(config: pytest.Config) -> list[Case]:
     for path in AGENT_FILES:
         spec = load_agent_file(path)
         for pattern in PATTERNS:
-            # Hybrid places log agents as the DaemonSet does: one case per placement is enough.
+            # Hybrid places a log agent as the DaemonSet does, a mesh proxy as the sidecar
+            # pattern does: one case per placement is enough here (make study runs hybrid).
             if pattern is Pattern.HYBRID or (chosen and pattern not in chosen):
                 continue
             if pattern_spec(pattern).placement and pattern_spec(pattern).runs(spec.name):

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
+from patternbench import cli
 from patternbench.build.program_image import ProgramBuild, ProgramVersion, build_program_images, stage
 from patternbench.render import RenderOptions, render
 from patternbench.specs.agent_file import load_agent_file
@@ -72,3 +75,24 @@ def test_the_haproxy_agent_renders_a_config_haproxy_accepts_for_every_service(tm
                              env={**os.environ, "POD_NAME": "p", "NODE_NAME": "n"})
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
+
+
+def test_a_program_whose_libraries_do_not_resolve_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], no_provider: None) -> None:
+    """A program the loader cannot complete (a library it links is gone) would not start in
+    its image: the agent file naming it exits 2 with one line, before any cluster."""
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc to build a program with a missing library")
+    (tmp_path / "gone.c").write_text("int gone(void) { return 1; }\n")
+    (tmp_path / "main.c").write_text("int gone(void);\nint main(void) { return gone(); }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(tmp_path / "libpbgone.so"), str(tmp_path / "gone.c")], check=True)
+    subprocess.run(["gcc", "-o", str(tmp_path / "prog"), str(tmp_path / "main.c"), f"-L{tmp_path}", "-lpbgone"], check=True)
+    (tmp_path / "libpbgone.so").unlink()
+    agent = {"name": "p", "kind": "mesh", "images": {"v1": "x.org/p:1", "v2": "x.org/p:2"}, "proxy": {"outbound_port": 15001, "inbound_port": 15006},
+             "build": {"program": str(tmp_path / "prog"), "packages": {"v1": "p=1"}},
+             "sidecar": {"container": {"securityContext": {"runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}}}}
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump(agent))
+    assert cli.main(["run", "--agent-file", str(path), "--trust-agent-files"]) == 2
+    err = capsys.readouterr().err
+    assert "build.program" in err and "needs libpbgone.so, which this machine's loader cannot find" in err, err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err

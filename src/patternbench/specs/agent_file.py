@@ -49,7 +49,8 @@ from typing import Any
 import yaml
 
 from patternbench import user_files
-from patternbench.build.program_image import ProgramBuild, ProgramVersion, check_package, check_program, check_stop_signal
+from patternbench.build.program_image import ProgramBuild, ProgramVersion, check_package, check_stop_signal
+from patternbench.build.program_image import check_program as check_program_installed
 from patternbench.build.rootfs import debian_package_of
 from patternbench.errors import UsageError
 from patternbench.specs import agent_trust, config_template
@@ -188,7 +189,7 @@ def parse_agent_file(path: Path, check_archives: bool = True, trusted: bool = Fa
         if check_archives and not trusted:
             agent_trust.check_archive(path, version, archive, images.get(version, ""))
         archives[version] = archive
-    build = parse_build(path, doc["build"], trusted) if "build" in doc else None
+    build = parse_build(path, doc["build"], trusted, check_program=check_archives) if "build" in doc else None
     if build is not None and archives:
         raise _fail(path, "build", "give archives or build, not both: the images come from one place")
     if build is not None and not trusted:
@@ -243,10 +244,11 @@ def parse_agent_file(path: Path, check_archives: bool = True, trusted: bool = Fa
     return AgentFile(path, name, kind, {v: images[v] for v in VERSIONS}, archives, dict(config), parts, ports, modes, digest, build, pod_dns)
 
 
-def parse_build(path: Path, raw: Any, trusted: bool) -> ProgramBuild:
+def parse_build(path: Path, raw: Any, trusted: bool, check_program: bool = True) -> ProgramBuild:
     """The `build` block: a packaged program that exists, runs and whose libraries resolve
     here, checked before anything is deployed. Unless trusted, only a program a Debian
-    package installed (not any file of the host)."""
+    package installed (not any file of the host). A run's copy read back for a report is
+    not checked (`check_program` False): the report builds nothing, maybe on another machine."""
     doc = _mapping(path, raw, "build")
     if set(doc) - BUILD_KEYS:
         raise _fail(path, f"build.{sorted(set(doc) - BUILD_KEYS)[0]}", f"unknown key (known: {', '.join(sorted(BUILD_KEYS))})")
@@ -254,11 +256,15 @@ def parse_build(path: Path, raw: Any, trusted: bool) -> ProgramBuild:
     if not isinstance(program, str) or not program.startswith("/"):
         raise _fail(path, "build.program", f"expected the program's absolute path, got {program!r}")
     try:
-        check_program(Path(program))
         stop_signal = check_stop_signal(doc.get("stop_signal", "SIGTERM"))
     except UsageError as exc:
-        raise _fail(path, "build.program" if "signal" not in str(exc) else "build.stop_signal", str(exc)) from None
-    if not trusted and not debian_package_of(Path(program)):
+        raise _fail(path, "build.stop_signal", str(exc)) from None
+    if check_program:
+        try:
+            check_program_installed(Path(program))
+        except UsageError as exc:
+            raise _fail(path, "build.program", str(exc)) from None
+    if check_program and not trusted and not debian_package_of(Path(program)):
         raise agent_trust.refuse(path, "build.program", f"{program} was not installed by a Debian package")
     versions = {}
     packages = _mapping(path, doc.get("packages", {}), "build.packages")
